@@ -1,0 +1,338 @@
+"""Side-by-side speed benchmark: jaxnn.fit against its peers, in one process.
+
+Work A is the seed's network (1000 x 3, 3-4-4-1 relu/relu/sigmoid, MSE, SGD lr 0.1,
+3 epochs, no shuffling) at batch 1 and 100; work B is a 784-512-512-10 MLP, softmax
+cross-entropy, batch 128, 200 steps of random data (see ../shared/PEERS.md). Peers
+are written the way their tutorials write them. Prints samples/s and ratios to
+jaxnn, with the jax version and device, and writes JSON.
+
+    python experiments/benchmark.py --out BENCHMARKS.json
+    python experiments/benchmark.py --quick          # a smoke run (tests use it)
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxnn
+
+SEED_SIZES = [3, 4, 4, 1]
+
+
+def best_times(fns: dict, repeats: int) -> dict:
+    """Best wall time of each function; the peers take turns (round-robin), so a
+    noisy neighbour or a clock change hits them all alike."""
+    for fn in fns.values():
+        fn()  # warm-up: compile
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: min(ts) for name, ts in times.items()}
+
+
+# ---- peers ---------------------------------------------------------------------
+
+
+def flax_loop(x, y, sizes, loss, lr, bs, epochs, out_act):
+    import flax.linen as nn
+    from flax.training import train_state
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, h):
+            for s in sizes[1:-1]:
+                h = nn.relu(nn.Dense(s)(h))
+            h = nn.Dense(sizes[-1])(h)
+            return nn.sigmoid(h) if out_act == "sigmoid" else h
+
+    m = MLP()
+
+    @jax.jit
+    def step(state, xb, yb):
+        def loss_fn(p):
+            return loss(state.apply_fn({"params": p}, xb), yb)
+
+        loss_value, grads = jax.value_and_grad(loss_fn)(state.params)
+        return state.apply_gradients(grads=grads), loss_value
+
+    params = m.init(jax.random.key(0), x[:1])["params"]
+    tx = optax.sgd(lr)
+
+    def run():
+        state = train_state.TrainState.create(apply_fn=m.apply, params=params, tx=tx)
+        for _ in range(epochs):
+            for i in range(0, len(x), bs):
+                state, _ = step(state, x[i : i + bs], y[i : i + bs])
+        jax.block_until_ready(state.params)
+
+    return run
+
+
+def jax_loop(x, y, model, loss, lr, bs, epochs):
+    tx = optax.sgd(lr)
+
+    @jax.jit
+    def step(params, opt_state, xb, yb):
+        loss_value, grads = jax.value_and_grad(lambda p: loss(model.apply(p, xb), yb))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss_value
+
+    init_params = model.init(jax.random.key(0))
+
+    def run():
+        params, opt_state = init_params, tx.init(init_params)
+        for _ in range(epochs):
+            for i in range(0, len(x), bs):
+                params, opt_state, _ = step(params, opt_state, x[i : i + bs], y[i : i + bs])
+        jax.block_until_ready(params)
+
+    return run
+
+
+def scan_reference(x, y, model, loss, lr, bs, epochs, unroll=1):
+    tx = optax.sgd(lr)
+    nb = len(x) // bs
+    xb = jnp.asarray(x[: nb * bs]).reshape(nb, bs, -1)
+    yb = jnp.asarray(y[: nb * bs]).reshape(nb, bs, *y.shape[1:])
+
+    @jax.jit
+    def train(params):
+        def step(c, b):
+            params, opt_state = c
+            g = jax.grad(lambda p: loss(model.apply(p, b[0]), b[1]))(params)
+            updates, opt_state = tx.update(g, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        def epoch(c, _):
+            return jax.lax.scan(step, c, (xb, yb), unroll=unroll)[0], None
+
+        return jax.lax.scan(epoch, (params, tx.init(params)), None, length=epochs)[0][0]
+
+    params = model.init(jax.random.key(0))
+    return lambda: jax.block_until_ready(train(params))
+
+
+def torch_eager(x, y, sizes, lr, bs, epochs, out_act, classify):
+    import torch
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    layers = []
+    for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    layers.append(torch.nn.Linear(sizes[-2], sizes[-1]))
+    if out_act == "sigmoid":
+        layers.append(torch.nn.Sigmoid())
+    net = torch.nn.Sequential(*layers).to(dev)
+    tx = torch.tensor(x, device=dev)
+    ty = torch.tensor(y, device=dev).long() if classify else torch.tensor(y, device=dev)
+    loss_fn = torch.nn.CrossEntropyLoss() if classify else torch.nn.MSELoss()
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+
+    def run():
+        for _ in range(epochs):
+            for i in range(0, len(x), bs):
+                opt.zero_grad()
+                loss_fn(net(tx[i : i + bs]), ty[i : i + bs]).backward()
+                opt.step()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
+def sklearn_mlp(x, y, lr, bs, epochs):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            MLPRegressor(
+                hidden_layer_sizes=(4, 4),
+                solver="sgd",
+                batch_size=bs,
+                learning_rate_init=lr,
+                momentum=0,
+                max_iter=epochs,
+                shuffle=False,
+                tol=0,
+                n_iter_no_change=10**9,
+                random_state=0,
+            ).fit(x, y[:, 0])
+
+    return run
+
+
+def jaxnn_fit(model, x, y, loss, lr, bs, epochs, **kw):
+    params = model.init(jax.random.key(0))
+
+    def run():
+        r = jaxnn.fit(
+            model,
+            params,
+            x,
+            y,
+            loss=loss,
+            learning_rate=lr,
+            batch_size=bs,
+            epochs=epochs,
+            key=jax.random.key(1),
+            progress=False,
+            **kw,
+        )
+        jax.block_until_ready(r.params)
+
+    return run
+
+
+def optional(name, make):
+    try:
+        return make()
+    except ImportError as e:
+        print(f"  (skipping {name}: {e})")
+        return None
+
+
+# ---- works ---------------------------------------------------------------------
+
+
+def work_a(bs: int, repeats: int, epochs: int = 3):
+    x, y = jaxnn.make_regression(jax.random.key(0), n=1000)
+    xv, yv = jaxnn.make_regression(jax.random.key(9), n=200)
+    model = jaxnn.mlp(SEED_SIZES, output_activation="sigmoid")
+    loss, lr = jaxnn.losses.mse, 0.1
+    runs = {
+        "jaxnn.fit": jaxnn_fit(model, x, y, "mse", lr, bs, epochs, shuffle=False),
+        "jaxnn.fit (shuffle + validation)": jaxnn_fit(
+            model, x, y, "mse", lr, bs, epochs, shuffle=True, validation_data=(xv, yv)
+        ),
+        "scan (hand-written)": scan_reference(x, y, model, loss, lr, bs, epochs),
+        "scan, unroll 4": scan_reference(x, y, model, loss, lr, bs, epochs, unroll=4),
+        "jax loop": jax_loop(x, y, model, loss, lr, bs, epochs),
+        "flax loop": flax_loop(x, y, SEED_SIZES, loss, lr, bs, epochs, "sigmoid"),
+        "torch eager": optional("torch", lambda: torch_eager(x, y, SEED_SIZES, lr, bs, epochs, "sigmoid", False)),
+        "sklearn": optional("sklearn", lambda: sklearn_mlp(x, y, lr, bs, epochs)),
+    }
+    return measure(runs, len(x) * epochs, repeats)
+
+
+def work_b(repeats: int, steps: int = 200, bs: int = 128):
+    sizes = [784, 512, 512, 10]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((steps * bs, 784), dtype=np.float32)
+    y = rng.integers(0, 10, steps * bs).astype(np.int32)
+    model = jaxnn.mlp(sizes)
+    loss, lr = jaxnn.losses.softmax_cross_entropy, 0.01
+    runs = {
+        "jaxnn.fit": jaxnn_fit(model, x, y, "softmax_cross_entropy", lr, bs, 1, shuffle=False),
+        "scan (hand-written)": scan_reference(x, y, model, loss, lr, bs, 1),
+        "flax loop": flax_loop(x, y, sizes, loss, lr, bs, 1, None),
+        "torch eager": optional("torch", lambda: torch_eager(x, y, sizes, lr, bs, 1, None, True)),
+    }
+    return measure(runs, len(x), repeats)
+
+
+def measure(runs: dict, samples: int, repeats: int) -> dict:
+    times = best_times({k: v for k, v in runs.items() if v is not None}, repeats)
+    return {name: samples / t for name, t in times.items()}
+
+
+MEMORY_SCRIPT = """
+import sys, numpy as np, jax, jaxnn
+def rss(field):
+    for line in open('/proc/self/status'):
+        if line.startswith(field): return int(line.split()[1]) * 1024
+n = int(sys.argv[1])
+model = jaxnn.mlp([3, 4, 4, 1], output_activation='sigmoid')
+params = model.init(jax.random.key(0))
+jaxnn.fit(model, params, np.zeros((64, 3), np.float32), np.zeros((64, 1), np.float32), loss='mse',
+          batch_size=64, key=jax.random.key(0), progress=False)  # warm the runtime up
+before_data = rss('VmRSS')
+rng = np.random.default_rng(0)
+x = rng.standard_normal((n, 3), dtype=np.float32)
+y = rng.random((n, 1), dtype=np.float32)
+after_data = rss('VmRSS')
+jaxnn.fit(model, params, x, y, loss='mse', batch_size=1000, epochs=1, key=jax.random.key(1), progress=False)
+print(before_data, after_data, rss('VmHWM'), x.nbytes + y.nbytes)
+"""
+
+
+def memory(n: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")},
+    )
+    before, after, peak, nbytes = map(int, out.stdout.split())
+    return {
+        "records": n,
+        "dataset_bytes": nbytes,
+        "peak_above_baseline_x": (peak - before) / nbytes,
+        "peak_above_data_x": (peak - after) / nbytes,
+    }
+
+
+def table(title: str, results: dict) -> str:
+    ref = results["jaxnn.fit"]
+    lines = [f"{title}", f"  {'peer':34s} {'samples/s':>12s} {'jaxnn.fit is':>14s}"]
+    for name, v in sorted(results.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {name:34s} {v:12,.0f} {ref / v:13.2f}x")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--quick", action="store_true", help="tiny repeats and sizes: a smoke run")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--memory-records", type=int, default=10_000_000)
+    args = ap.parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    dev = jax.devices()[0]
+    env = {
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "device": dev.device_kind,
+        "device_count": jax.device_count(),
+        "python": platform.python_version(),
+    }
+    print(f"jax {env['jax']} on {env['backend']} ({env['device']} x{env['device_count']})")
+    results = {"environment": env}
+    results["A, batch 1"] = work_a(1, repeats)
+    print(table("Work A, batch 1 (seed network)", results["A, batch 1"]))
+    results["A, batch 100"] = work_a(100, repeats)
+    print(table("Work A, batch 100", results["A, batch 100"]))
+    results["B, batch 128"] = work_b(repeats, steps=10 if args.quick else 200)
+    print(table("Work B, 784-512-512-10, batch 128", results["B, batch 128"]))
+    if not args.quick and args.memory_records and jax.default_backend() == "cpu":
+        results["memory"] = memory(args.memory_records)
+        m = results["memory"]
+        print(
+            f"Memory: fit on {m['records']:,} x 3 records peaks at {m['peak_above_baseline_x']:.2f}x the "
+            f"dataset's bytes above the baseline before the data ({m['peak_above_data_x']:.2f}x above it after)"
+        )
+    if args.out:
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(tmp, args.out)
+    return results
+
+
+if __name__ == "__main__":
+    main()

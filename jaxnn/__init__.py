@@ -1,0 +1,61 @@
+"""jaxnn: neural networks from pure functions, trained fast with JAX."""
+
+from jaxnn import activations as activations
+from jaxnn import initializers as initializers
+from jaxnn import losses as losses
+from jaxnn import metrics as metrics
+from jaxnn.baselines import linear_regression as linear_regression
+from jaxnn.data import Dataset as Dataset
+from jaxnn.data import Standardizer as Standardizer
+from jaxnn.data import load_dataset as load_dataset
+from jaxnn.data import make_regression as make_regression
+from jaxnn.data import one_hot as one_hot
+from jaxnn.data import standardize as standardize
+from jaxnn.data import train_test_split as train_test_split
+from jaxnn.data import validate as validate
+from jaxnn.explain import backprop as backprop
+from jaxnn.explain import explain as explain
+from jaxnn.mlp import Model as Model
+from jaxnn.mlp import count_params as count_params
+from jaxnn.mlp import mlp as mlp
+from jaxnn.train import EarlyStopping as EarlyStopping
+from jaxnn.train import FitResult as FitResult
+from jaxnn.train import TrainState as TrainState
+from jaxnn.train import evaluate as evaluate
+from jaxnn.train import fit as fit
+from jaxnn.train import init_state as init_state
+from jaxnn.train import make_train_step as make_train_step
+from jaxnn.train import plot_history as plot_history
+from jaxnn.train import predict as predict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dataset",
+    "EarlyStopping",
+    "FitResult",
+    "Model",
+    "Standardizer",
+    "TrainState",
+    "activations",
+    "backprop",
+    "count_params",
+    "evaluate",
+    "explain",
+    "fit",
+    "init_state",
+    "initializers",
+    "linear_regression",
+    "load_dataset",
+    "losses",
+    "make_regression",
+    "make_train_step",
+    "metrics",
+    "mlp",
+    "one_hot",
+    "plot_history",
+    "predict",
+    "standardize",
+    "train_test_split",
+    "validate",
+]

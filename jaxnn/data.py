@@ -1,0 +1,203 @@
+"""Data at the boundary: validation, splits, standardisation, labels and datasets.
+
+Arrays are checked here once, on the host, with errors that name the first bad row
+and column; everything after this trusts its inputs. Batching and shuffling happen on
+the device inside the compiled training loop (``jaxnn.train``), not here.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _as_numeric(a, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(a)
+    except Exception as e:  # ragged lists and the like
+        raise TypeError(f"{name} must be a numeric array, could not convert it: {e}") from None
+    if arr.dtype == bool:
+        arr = arr.astype(np.float32)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be a numeric array (int or float), got dtype {arr.dtype}")
+    return arr
+
+
+def _to_float(arr: np.ndarray) -> np.ndarray:
+    dtype = jnp.result_type(float)  # float32 unless jax_enable_x64
+    if arr.dtype == dtype:
+        return arr
+    with np.errstate(over="ignore"):  # values too large for float32 become inf: _check_finite says where
+        return arr.astype(dtype)
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        pos = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        where = f"row {pos[0]}" + (f", column {pos[1]}" if len(pos) > 1 else "")
+        raise ValueError(f"{name} has a non-finite value ({arr[pos]}) at {where}; expected finite numbers")
+
+
+def validate(x, y=None, *, x_name: str = "x", y_name: str = "y"):
+    """Checks and converts training data; returns ``(x, y)`` as numpy arrays.
+
+    Args:
+      x: numeric array of shape ``(samples, features)``; converted to float32
+        (float64 when ``jax_enable_x64`` is on).
+      y: optional targets with ``samples`` rows: float targets become float32,
+        integer labels stay integers (int32).
+
+    Returns:
+      ``(x, y)``; ``y`` is ``None`` when not given.
+
+    Raises:
+      TypeError: a non-numeric array (strings, objects).
+      ValueError: wrong rank, no rows or columns, mismatched lengths, NaN or inf (the
+        message names the first bad row and column), labels too large for int32.
+    """
+    x = _as_numeric(x, x_name)
+    if x.ndim != 2:
+        hint = f"; for one feature use {x_name}[:, None]" if x.ndim == 1 else ""
+        raise ValueError(f"{x_name} must be 2-D (samples, features), got shape {x.shape}{hint}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{x_name} must have at least one row and one column, got shape {x.shape}")
+    x = _to_float(x)
+    _check_finite(x, x_name)  # after the cast, so float64 values that overflow are caught
+    if y is None:
+        return x, None
+    y = _as_numeric(y, y_name)
+    if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"{y_name} must have shape ({x.shape[0]},) or ({x.shape[0]}, outputs) to match "
+            f"{x_name} {x.shape}, got {y.shape}"
+        )
+    if np.issubdtype(y.dtype, np.integer):
+        if y.size and (y.min() < np.iinfo(np.int32).min or y.max() > np.iinfo(np.int32).max):
+            raise ValueError(f"{y_name} has integer labels outside the int32 range")
+        y = y.astype(np.int32)
+    else:
+        y = _to_float(y)
+        _check_finite(y, y_name)
+    return x, y
+
+
+def train_test_split(key: jax.Array, x, y, test_fraction: float = 0.2):
+    """Shuffles rows with ``key`` and splits them; returns ``(x_train, x_test, y_train, y_test)``.
+
+    Example:
+      >>> x, y = make_regression(jax.random.key(0), n=10)
+      >>> [a.shape[0] for a in train_test_split(jax.random.key(1), x, y, 0.2)]
+      [8, 2, 8, 2]
+    """
+    x, y = validate(x, y)
+    n = x.shape[0]
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = int(round(n * test_fraction))
+    if not 0 < n_test < n:
+        raise ValueError(
+            f"test_fraction={test_fraction} of {n} rows leaves an empty split; use more rows or another fraction"
+        )
+    perm = np.asarray(jax.random.permutation(key, n))
+    test, train = perm[:n_test], perm[n_test:]
+    return x[train], x[test], y[train], y[test]
+
+
+class Standardizer(NamedTuple):
+    """Per-feature ``(x - mean) / scale``, with statistics from the training split."""
+
+    mean: np.ndarray  # shape (features,)
+    scale: np.ndarray  # shape (features,); 1 where a feature is constant
+
+    @classmethod
+    def fit(cls, x_train) -> "Standardizer":
+        x, _ = validate(x_train, x_name="x_train")
+        std = x.std(axis=0)
+        return cls(x.mean(axis=0), np.where(std > 0, std, 1.0).astype(x.dtype))
+
+    def __call__(self, x) -> np.ndarray:
+        x, _ = validate(x)
+        if x.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"x has {x.shape[1]} features, the standardizer was fitted on {self.mean.shape[0]}")
+        return (x - self.mean) / self.scale
+
+
+def standardize(x_train, *others):
+    """Standardises ``x_train`` and any ``others`` with ``x_train``'s statistics only
+    (fitting on test data would leak it into training). Returns the arrays in order."""
+    scaler = Standardizer.fit(x_train)
+    return tuple(scaler(a) for a in (x_train, *others))
+
+
+def one_hot(labels, num_classes: int) -> np.ndarray:
+    """Integer labels ``(n,)`` to float32 one-hot rows ``(n, num_classes)``."""
+    labels = _as_numeric(labels, "labels")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 1-D integer array, got shape {labels.shape} and dtype {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]")
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def make_regression(key: jax.Array, n: int = 1000, features: int = 3, noise: float = 0.1):
+    """The seed's example data: ``n`` records of ``features`` features, target in (0, 1).
+
+    ``x`` is standard normal; the target is a smooth nonlinear function squashed by a
+    sigmoid (so a sigmoid output can fit it), with Gaussian noise of std ``noise``
+    added before the squashing. A straight line cannot fit it well; an MLP can.
+
+    Returns:
+      ``(x, y)``: float32 arrays of shape ``(n, features)`` and ``(n, 1)``.
+    """
+    if n < 1 or features < 1:
+        raise ValueError(f"n and features must be >= 1, got n={n}, features={features}")
+    if not noise >= 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    kx, kn = jax.random.split(key)
+    x = jax.random.normal(kx, (n, features))
+    f = (
+        1.5 * jnp.sin(1.5 * x).sum(axis=1)
+        + x[:, 0] * x[:, (1 % features)]
+        - 0.5 * jnp.square(x[:, -1])
+        + noise * jax.random.normal(kn, (n,))
+    )
+    return np.asarray(x), np.asarray(jax.nn.sigmoid(f))[:, None]
+
+
+class Dataset(NamedTuple):
+    """A bundled dataset: ``x`` float32 ``(n, features)``, ``y`` labels ``(n,)`` int32
+    (classification) or float32 ``(n, 1)`` (regression)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    task: str  # "binary", "multiclass" or "regression"
+    feature_names: list[str]
+    target_names: list[str]
+
+
+DATASETS = ("iris", "wine", "breast_cancer", "digits", "diabetes")
+
+
+def load_dataset(name: str) -> Dataset:
+    """Loads one of scikit-learn's bundled datasets (shipped inside its package: no
+    download). Names: iris, wine, breast_cancer, digits, diabetes.
+
+    Requires scikit-learn (``pip install 'jaxnn[examples]'``).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {list(DATASETS)}")
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise ImportError(
+            f"load_dataset({name!r}) needs scikit-learn: pip install scikit-learn (or pip install 'jaxnn[examples]')"
+        ) from None
+    raw = getattr(datasets, f"load_{name}")()
+    x = raw.data.astype(np.float32)
+    feature_names = [str(f) for f in getattr(raw, "feature_names", range(x.shape[1]))]
+    if name == "diabetes":
+        return Dataset(x, raw.target.astype(np.float32)[:, None], "regression", feature_names, ["target"])
+    target_names = [str(t) for t in raw.target_names]
+    task = "binary" if len(target_names) == 2 else "multiclass"
+    return Dataset(x, raw.target.astype(np.int32), task, feature_names, target_names)

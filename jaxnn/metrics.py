@@ -1,0 +1,90 @@
+"""Metrics: numbers for people to read about a model's predictions (not to minimise).
+
+Every metric has the signature ``metric(predictions, targets, weights=None) -> scalar``
+with the batch on axis 0 and optional per-example ``weights`` (padding masks), like
+the losses. Training uses ``jaxnn.losses``; this module only reports.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn import losses
+from jaxnn.losses import weighted_mean
+
+Metric = Callable[..., jax.Array]
+
+
+def predicted_classes(predictions: jax.Array, threshold: float = 0.5) -> jax.Array:
+    """Class indices from model outputs: argmax over classes, or ``> threshold`` for
+    one output column (or a 1-D array), as for a sigmoid output."""
+    if jnp.ndim(predictions) == 1 or jnp.shape(predictions)[-1] == 1:
+        p = predictions.reshape(predictions.shape[0]) if jnp.ndim(predictions) > 1 else predictions
+        return (p > threshold).astype(jnp.int32)
+    return jnp.argmax(predictions, axis=-1)
+
+
+def accuracy(predictions, targets, weights=None, *, threshold: float = 0.5):
+    """Fraction of examples whose predicted class equals the target class.
+
+    Binary (one output column, or 1-D): class 1 when ``prediction > threshold``
+    (0.5 for probabilities; pass ``threshold=0.0`` for logits). Multiclass: argmax.
+    ``targets`` are class labels of shape ``(batch,)`` or ``(batch, 1)``, or one-hot
+    rows of shape ``(batch, classes)``.
+
+    Example:
+      >>> float(accuracy(jnp.array([[0.9], [0.2]]), jnp.array([1, 1])))
+      0.5
+    """
+    pred = predicted_classes(predictions, threshold)
+    t = jnp.asarray(targets)
+    if t.ndim == 2 and t.shape[-1] > 1:
+        t = jnp.argmax(t, axis=-1)
+    elif t.ndim == 2:
+        t = t[:, 0]
+    if t.shape != pred.shape:
+        raise ValueError(
+            f"accuracy: targets {jnp.shape(targets)} do not match predictions "
+            f"{jnp.shape(predictions)}; expected labels of shape {pred.shape}"
+        )
+    return weighted_mean((pred == t.astype(pred.dtype)).astype(jnp.float32), weights)
+
+
+rmse = losses.rmse
+mae = losses.mae
+
+
+def r2(predictions, targets, weights=None):
+    """Coefficient of determination: ``1 - SS_res / SS_tot`` (1 is perfect, 0 is as
+    good as predicting the mean). Averaged over output columns."""
+    losses._check_same_shape(predictions, targets, "r2")
+    p = _columns(predictions)
+    t = _columns(targets)
+    w = jnp.ones(t.shape[0], t.dtype) if weights is None else losses._check_weights(weights, t.shape[0])
+    w = w.astype(t.dtype)[:, None]
+    mean = (w * t).sum(0) / jnp.maximum(w.sum(), 1e-12)
+    ss_res = (w * jnp.square(t - p)).sum(0)
+    ss_tot = (w * jnp.square(t - mean)).sum(0)
+    return jnp.mean(1.0 - ss_res / jnp.maximum(ss_tot, 1e-12))
+
+
+def _columns(a):
+    a = jnp.asarray(a)
+    return a.reshape(a.shape[0], -1) if a.ndim != 1 else a[:, None]
+
+
+METRICS: dict[str, Metric] = {"accuracy": accuracy, "rmse": rmse, "mae": mae, "r2": r2}
+
+
+def get_metric(metric: str | Metric) -> tuple[str, Metric]:
+    """Looks up a metric by name; returns ``(name, fn)``. A callable is named by its
+    ``__name__``."""
+    if isinstance(metric, str):
+        try:
+            return metric, METRICS[metric]
+        except KeyError:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(METRICS)} or a callable") from None
+    if callable(metric):
+        return getattr(metric, "__name__", type(metric).__name__), metric
+    raise TypeError(f"metric must be a name or a callable, got {type(metric).__name__}")

@@ -1,0 +1,423 @@
+"""Training: a step is a pure function from state to state; a run is that step
+scanned over batches and epochs in one compiled call.
+
+``make_train_step`` is the seed's training loop body (forward pass, loss, ``jax.grad``,
+optax update) for people who write their own loop. ``fit`` compiles whole chunks of
+epochs (shuffle, fixed-shape padded batches, validation, early stopping and a NaN
+guard all inside XLA) and only talks to the host between chunks. ``predict`` and
+``evaluate`` run a model over data in fixed-size chunks. The compiled loop itself is
+in ``jaxnn._loop``; optimizer look-up in ``jaxnn.optim``.
+"""
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnn import _loop, optim
+from jaxnn.data import validate
+from jaxnn.losses import LOSSES, Loss, get_loss
+from jaxnn.metrics import get_metric
+from jaxnn.mlp import MLPApply, Model, Params, check_mlp_input
+
+TrainState = _loop.TrainState
+
+
+class EarlyStopping(NamedTuple):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``monitor`` is ``"loss"``, ``"val_loss"`` or a metric's history name (e.g.
+    ``"val_accuracy"``); ``mode`` is ``"min"``, ``"max"`` or ``"auto"`` (max for
+    accuracy and r2, min otherwise). ``restore_best`` returns the best epoch's params.
+    The decision is made inside the compiled loop, so fusing epochs never overshoots.
+    """
+
+    monitor: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
+    mode: str = "auto"
+    restore_best: bool = True
+
+
+class FitResult(NamedTuple):
+    """What ``fit`` returns.
+
+    Attributes:
+      params: the trained parameters (the best epoch's with ``restore_best``).
+      state: the final :class:`TrainState` (for resuming or inspecting).
+      history: per-epoch numpy arrays: ``loss`` (mean training loss), ``val_loss``
+        when there is validation data, one entry per metric (``val_<name>`` on
+        validation data, ``<name>`` on training data otherwise), and ``epoch``.
+      epochs_run: how many epochs ran (fewer than asked after a stop).
+      stop_reason: ``None``, ``"early_stopping"`` or ``"non_finite_loss"``.
+      message: a sentence about the stop, or ``""``.
+    """
+
+    params: Params
+    state: TrainState
+    history: dict[str, np.ndarray]
+    epochs_run: int
+    stop_reason: str | None = None
+    message: str = ""
+
+
+def init_state(params: Params, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
+    """A fresh :class:`TrainState` for ``params`` (step 0, epoch 0)."""
+    return TrainState(
+        params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), _check_key(key)
+    )
+
+
+def make_train_step(apply_fn: Callable, loss: str | Loss, optimizer: optax.GradientTransformation):
+    """Builds ``train_step(state, batch) -> (state, metrics)``: one SGD-style update.
+
+    ``batch`` is ``(x, y)`` or ``(x, y, weights)``. The step is pure: jit it, scan it,
+    vmap it. ``metrics`` is ``{"loss": scalar}``, the loss before the update.
+
+    Example:
+      >>> import jaxnn
+      >>> model = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
+      >>> tx = optax.sgd(0.1)
+      >>> state = init_state(model.init(jax.random.key(0)), tx, jax.random.key(1))
+      >>> step = jax.jit(make_train_step(model.apply, "mse", tx))
+      >>> state, m = step(state, (jnp.ones((100, 3)), jnp.full((100, 1), 0.5)))
+      >>> int(state.step)
+      1
+    """
+    return _loop.make_train_step(_apply_fn(apply_fn), get_loss(loss), optimizer)
+
+
+def _apply_fn(model) -> Callable:
+    if isinstance(model, Model):
+        return model.apply
+    if callable(model):
+        return model
+    raise TypeError(f"model must be a jaxnn Model or an apply_fn(params, x), got {type(model).__name__}")
+
+
+def _check_key(key) -> jax.Array:
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+        return key
+    if isinstance(key, jax.Array | np.ndarray) and key.shape == (2,) and key.dtype == np.uint32:
+        return jax.random.wrap_key_data(key)
+    raise TypeError(f"key must be a PRNG key from jax.random.key(seed), got {key!r}")
+
+
+def _positive_int(value, name: str, upper: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1 or (upper is not None and value > upper):
+        bound = f"[1, {upper}]" if upper is not None else ">= 1"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return int(value)
+
+
+def _output_shape(apply_fn, params, x: np.ndarray) -> tuple[int, ...]:
+    if isinstance(apply_fn, MLPApply):  # known without tracing: fit's per-call cost matters
+        check_mlp_input(params, x, len(apply_fn.activations))
+        return tuple(params[-1]["w"].shape[1:])
+    out = jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct((1, x.shape[1]), x.dtype))
+    return tuple(out.shape[1:])
+
+
+def _prepare_targets(loss_name: str | None, y: np.ndarray, out_shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Checks ``y`` against the loss and the model's output; reshapes (n,) to (n, 1)
+    for a one-output model (documented, never a broadcast)."""
+    if loss_name == "softmax_cross_entropy":
+        k = out_shape[-1] if out_shape else 1
+        if y.ndim == 1:
+            if not np.issubdtype(y.dtype, np.integer):
+                raise ValueError(f"{name}: softmax_cross_entropy needs integer class labels, got dtype {y.dtype}")
+            if y.min() < 0 or y.max() >= k:
+                raise ValueError(
+                    f"{name}: labels must lie in [0, {k}) for a model with {k} outputs, "
+                    f"got values in [{y.min()}, {y.max()}]"
+                )
+            return y
+        if y.shape[1:] != out_shape:
+            raise ValueError(f"{name}: one-hot targets must have shape (n, {k}), got {y.shape}")
+        return y.astype(np.float32)
+    if y.ndim == 1 and out_shape == (1,):
+        y = y[:, None]
+    if y.shape[1:] != out_shape:
+        raise ValueError(
+            f"{name} has shape {y.shape} but the model outputs (n, {', '.join(map(str, out_shape))}); "
+            f"expected targets of shape (n, {', '.join(map(str, out_shape))})"
+        )
+    if loss_name in ("binary_cross_entropy", "binary_cross_entropy_with_logits") and (y.min() < 0 or y.max() > 1):
+        raise ValueError(
+            f"{name}: {loss_name} needs targets in [0, 1] (0/1 labels), got values in [{y.min()}, {y.max()}]"
+        )
+    return y.astype(jnp.result_type(float))
+
+
+def _loss_name(loss) -> str | None:
+    return loss if isinstance(loss, str) else next((k for k, f in LOSSES.items() if f is loss), None)
+
+
+def fit(
+    model: Model | Callable,
+    params: Params,
+    x,
+    y,
+    *,
+    loss: str | Loss,
+    key: jax.Array,
+    optimizer: str | optax.GradientTransformation = "sgd",
+    learning_rate: float | optax.Schedule | None = None,
+    batch_size: int = 32,
+    epochs: int = 1,
+    shuffle: bool = True,
+    drop_remainder: bool = False,
+    validation_data: tuple | None = None,
+    validation_split: float = 0.0,
+    metrics: Sequence = (),
+    early_stopping: EarlyStopping | None = None,
+    progress: bool = True,
+    epochs_per_call: int | None = None,
+    unroll: int | None = None,
+    eval_batch_size: int = 1024,
+    checkpoint_dir=None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 3,
+    resume_from=None,
+    spec: dict | None = None,
+) -> FitResult:
+    """Trains ``model`` on ``(x, y)``: shuffled mini-batches, one compiled call per
+    chunk of epochs.
+
+    Args:
+      model: a :class:`jaxnn.Model` or any ``apply_fn(params, x) -> predictions``.
+      params: initial parameters (not modified).
+      x: inputs, shape ``(n, features)``.
+      y: targets: ``(n, outputs)`` (``(n,)`` is taken as ``(n, 1)`` for a
+        one-output model), or integer labels ``(n,)`` for softmax_cross_entropy.
+      loss: a loss name from ``jaxnn.losses.LOSSES`` or a callable
+        ``loss(predictions, targets, weights)``.
+      key: the run's PRNG key. Streams: ``fold_in(key, 0)`` shuffles (epoch ``e``
+        uses ``fold_in(that, e)``), ``fold_in(key, 2)`` draws ``validation_split``.
+      optimizer: ``"sgd"`` (the seed's), ``"momentum"``, ``"adam"``, ``"adamw"``, or
+        any ``optax.GradientTransformation``.
+      learning_rate: with a name: a float > 0 or an optax schedule; default 0.01.
+      batch_size: rows per update, in ``[1, n]``; 1 updates after every row. The
+        last partial batch is padded and masked (no row dropped, no new shape)
+        unless ``drop_remainder``.
+      epochs: passes over the data.
+      shuffle: reshuffle rows every epoch, on the device.
+      validation_data: ``(x_val, y_val)``, evaluated after every epoch.
+      validation_split: instead, hold out this fraction of ``(x, y)`` at random.
+      metrics: names (``"accuracy"``, ``"rmse"``, ``"mae"``, ``"r2"``) or callables,
+        computed on validation data after every epoch (on training data if none).
+      early_stopping: an :class:`EarlyStopping`, or ``None``.
+      progress: show a progress bar (updated between compiled chunks).
+      epochs_per_call: epochs per compiled call; default about a tenth of
+        ``epochs`` with a progress bar, all of them without.
+      unroll: batches per loop iteration in the compiled scan (a speed knob for tiny
+        networks); default picked from the model's size.
+      eval_batch_size: rows per chunk when evaluating validation data and metrics.
+      checkpoint_dir, checkpoint_every, keep_checkpoints: save a checkpoint every
+        ``checkpoint_every`` epochs into ``checkpoint_dir``, keeping the newest
+        ``keep_checkpoints``.
+      resume_from: a checkpoint file or folder to continue from (its params,
+        optimizer state, epoch and key replace ``params`` and ``key``).
+      spec: JSON-able description stored in checkpoints (defaults to ``model.spec``).
+
+    Returns:
+      A :class:`FitResult`.
+
+    Raises:
+      TypeError, ValueError: bad data, shapes, labels or settings, before compiling.
+    """
+    apply_fn = _apply_fn(model)
+    key = _check_key(key)
+    loss_fn = get_loss(loss)
+    epochs = _positive_int(epochs, "epochs")
+    tx, lr = optim.get_optimizer(optimizer, learning_rate)
+    x, y = validate(x, y)
+    x, y, x_val, y_val = _split_validation(key, x, y, validation_data, validation_split)
+    out_shape = _output_shape(apply_fn, params, x)
+    y = _prepare_targets(_loss_name(loss), y, out_shape, "y")
+    if x_val is not None:
+        y_val = _prepare_targets(_loss_name(loss), y_val, out_shape, "validation y")
+    n = x.shape[0]
+    batch_size = _positive_int(batch_size, "batch_size", n)
+    metric_fns = tuple(get_metric(m) for m in metrics)
+    if early_stopping is not None:
+        early_stopping = _check_early_stopping(early_stopping, x_val is not None, metric_fns)
+    chunk = _epochs_per_call(epochs_per_call, epochs, progress, checkpoint_every)
+    n_batches = n // batch_size if drop_remainder else math.ceil(n / batch_size)
+    plan = _loop.Plan(
+        apply_fn=apply_fn,
+        loss_fn=loss_fn,
+        tx=tx,
+        metrics=metric_fns,
+        n=n,
+        batch_size=batch_size,
+        n_batches=n_batches,
+        shuffle=bool(shuffle),
+        n_val=0 if x_val is None else x_val.shape[0],
+        eval_batch=_positive_int(eval_batch_size, "eval_batch_size"),
+        chunk=chunk,
+        early=early_stopping,
+        unroll=_positive_int(unroll, "unroll") if unroll is not None else _default_unroll(params, batch_size),
+    )
+    carry = _loop.start(plan, params, lr, key)
+    history = None
+    if resume_from is not None:
+        from jaxnn import checkpoint
+
+        carry, history = checkpoint.restore_carry(resume_from, carry)
+    calls = 1 if chunk >= epochs and checkpoint_dir is None else 2
+    data = _loop.device_data(plan, x, y, x_val, y_val, calls=calls)
+    saver = None
+    if checkpoint_dir is not None:
+        from jaxnn import checkpoint
+
+        saver = checkpoint.Saver(
+            checkpoint_dir,
+            checkpoint_every or 1,
+            keep_checkpoints,
+            spec if spec is not None else getattr(model, "spec", None),
+        )
+    carry, history, stop_code = _loop.run(plan, carry, data, epochs, progress, saver, history)
+    return _finish(plan, carry, history, stop_code, learning_rate)
+
+
+def _finish(plan, carry, history, stop_code: int, learning_rate) -> FitResult:
+    reason = {0: None, 1: "early_stopping", 2: "non_finite_loss"}[stop_code]
+    message = ""
+    params = carry.state.params
+    if stop_code == 1:
+        message = (
+            f"early stopping: {plan.early.monitor} did not improve by more than "
+            f"{plan.early.min_delta} for {plan.early.patience} epochs"
+        )
+    if stop_code == 2:
+        step = int(carry.stop_step)
+        epoch = step // plan.n_batches + 1
+        lr = f" ({learning_rate})" if learning_rate is not None else ""
+        message = (
+            f"the loss became non-finite (NaN or inf) at epoch {epoch}, step {step}; "
+            f"training stopped and kept the parameters from the last finite step. "
+            f"The usual cause is a learning rate{lr} that is too large: try a smaller one."
+        )
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    if plan.early is not None and plan.early.restore_best and bool(jnp.isfinite(carry.best)):
+        params = carry.best_params
+    return FitResult(params, carry.state, history, len(history["epoch"]), reason, message)
+
+
+def _split_validation(key, x, y, validation_data, validation_split):
+    if validation_data is not None:
+        if validation_split:
+            raise ValueError("give validation_data or validation_split, not both")
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (x_val, y_val)")
+        x_val, y_val = validate(*validation_data, x_name="validation x", y_name="validation y")
+        if x_val.shape[1] != x.shape[1]:
+            raise ValueError(f"validation x has {x_val.shape[1]} features, x has {x.shape[1]}")
+        return x, y, x_val, y_val
+    if not validation_split:
+        return x, y, None, None
+    if not 0 < validation_split < 1:
+        raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+    n_val = int(round(x.shape[0] * validation_split))
+    if not 0 < n_val < x.shape[0]:
+        raise ValueError(f"validation_split={validation_split} of {x.shape[0]} rows leaves an empty split")
+    perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 2), x.shape[0]))
+    val, train = perm[:n_val], perm[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def _check_early_stopping(es: EarlyStopping, has_val: bool, metric_fns) -> EarlyStopping:
+    if not isinstance(es, EarlyStopping):
+        raise TypeError("early_stopping must be a jaxnn.EarlyStopping")
+    prefix = "val_" if has_val else ""
+    names = ["loss"] + (["val_loss"] if has_val else []) + [prefix + n for n, _ in metric_fns]
+    if es.monitor not in names:
+        raise ValueError(f"early_stopping.monitor={es.monitor!r} is not recorded; expected one of {names}")
+    _positive_int(es.patience, "early_stopping.patience")
+    if not es.min_delta >= 0:
+        raise ValueError(f"early_stopping.min_delta must be >= 0, got {es.min_delta}")
+    mode = es.mode
+    if mode == "auto":
+        mode = "max" if es.monitor.removeprefix("val_") in ("accuracy", "r2") else "min"
+    if mode not in ("min", "max"):
+        raise ValueError(f"early_stopping.mode must be 'min', 'max' or 'auto', got {es.mode!r}")
+    return es._replace(mode=mode)
+
+
+def _epochs_per_call(value, epochs: int, progress: bool, checkpoint_every) -> int:
+    if value is None:
+        value = max(1, math.ceil(epochs / 10)) if progress else epochs
+    value = _positive_int(value, "epochs_per_call")
+    if checkpoint_every is not None:
+        value = math.gcd(value, _positive_int(checkpoint_every, "checkpoint_every"))
+    return value
+
+
+def _default_unroll(params, batch_size: int) -> int:
+    # A step of a tiny network costs less than the loop's own bookkeeping; unrolling
+    # a few steps per iteration amortises it. Large steps gain nothing from it.
+    work = batch_size * sum(getattr(p, "size", 1) for p in jax.tree.leaves(params))
+    return 4 if work <= 4096 else 1
+
+
+_predict_chunks = jax.jit(_loop.forward_rows, static_argnums=(0, 3))
+
+
+def predict(model: Model | Callable, params: Params, x, *, batch_size: int = 1024) -> jax.Array:
+    """Runs the model over ``x`` in chunks of ``batch_size`` rows (jitted; the last
+    chunk is padded, so any ``n`` reuses the same compiled chunk).
+
+    Returns:
+      Predictions of shape ``(n, outputs)``.
+    """
+    apply_fn = _apply_fn(model)
+    x, _ = validate(x)
+    batch_size = _positive_int(batch_size, "batch_size")
+    return _predict_chunks(apply_fn, params, jnp.asarray(x), min(batch_size, x.shape[0]))
+
+
+def evaluate(
+    model: Model | Callable, params: Params, x, y, *, loss: str | Loss, metrics: Sequence = (), batch_size: int = 1024
+) -> dict[str, float]:
+    """Loss and metrics of ``model`` on ``(x, y)``; returns ``{"loss": ..., name: ...}``."""
+    x, y = validate(x, y)
+    apply_fn = _apply_fn(model)
+    y = _prepare_targets(_loss_name(loss), y, _output_shape(apply_fn, params, x), "y")
+    pred = predict(apply_fn, params, x, batch_size=batch_size)
+    out = {"loss": float(get_loss(loss)(pred, jnp.asarray(y)))}
+    for name, fn in (get_metric(m) for m in metrics):
+        out[name] = float(fn(pred, jnp.asarray(y)))
+    return out
+
+
+def plot_history(history: dict[str, np.ndarray], *, ax=None):
+    """Plots training and validation loss per epoch; returns the matplotlib figure.
+
+    Requires matplotlib (``pip install 'jaxnn[examples]'``).
+    """
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plot_history needs matplotlib: pip install matplotlib") from None
+    if "loss" not in history or "epoch" not in history:
+        raise ValueError("history must be FitResult.history (with 'epoch' and 'loss')")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    else:
+        fig = ax.figure
+    for name in ("loss", "val_loss"):
+        if name in history:
+            ax.plot(history["epoch"], history[name], label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig

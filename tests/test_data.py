@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+import jaxnn
+from jaxnn import data as D
+
+
+def test_validate_converts_and_passes_good_data():
+    x, y = D.validate(np.arange(6).reshape(3, 2), [0, 1, 1])
+    assert x.dtype == np.float32 and y.dtype == np.int32
+    x, y = D.validate(np.ones((3, 2), np.float64), np.ones((3, 1)))
+    assert x.dtype == np.float32 and y.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "err", "match"),
+    [
+        (np.ones(3), None, ValueError, r"must be 2-D .*x\[:, None\]"),
+        (np.ones((0, 3)), None, ValueError, "at least one row"),
+        (np.array([["a", "b"]]), None, TypeError, "numeric"),
+        (np.array([[1.0, np.nan], [2.0, 3.0]]), None, ValueError, "row 0, column 1"),
+        (np.array([[1.0, 2.0], [np.inf, 3.0]]), None, ValueError, "row 1, column 0"),
+        (np.array([[1e300, 1.0]]), None, ValueError, "non-finite"),  # float64 overflowing float32
+        (np.ones((3, 2)), np.ones(4), ValueError, r"shape \(3,\)"),
+        (np.ones((3, 2)), np.array([1.0, np.nan, 2.0]), ValueError, "row 1"),
+        (np.ones((2, 2)), np.array([2**40, 1]), ValueError, "int32"),
+        ([[1, 2], [3]], None, TypeError, "could not convert"),
+    ],
+)
+def test_validate_rejects(x, y, err, match):
+    with pytest.raises(err, match=match):
+        D.validate(x, y)
+
+
+def test_train_test_split(key):
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    y = np.arange(10, dtype=np.float32)
+    xtr, xte, ytr, yte = D.train_test_split(key, x, y, 0.3)
+    assert xtr.shape == (7, 2) and xte.shape == (3, 2)
+    assert sorted(np.concatenate([ytr, yte]).tolist()) == list(range(10))  # nothing lost
+    np.testing.assert_array_equal(xtr[:, 0] / 2, ytr)  # rows stay paired
+    again = D.train_test_split(key, x, y, 0.3)
+    np.testing.assert_array_equal(again[0], xtr)
+    for frac in (0.0, 1.0, 0.01):
+        with pytest.raises(ValueError):
+            D.train_test_split(key, x, y, frac)
+
+
+def test_standardize_uses_training_statistics_only():
+    train = np.array([[1.0, 5.0], [3.0, 5.0]])
+    test = np.array([[5.0, 6.0]])
+    tr, te = D.standardize(train, test)
+    np.testing.assert_allclose(tr, [[-1.0, 0.0], [1.0, 0.0]])  # constant column: scale 1
+    np.testing.assert_allclose(te, [[3.0, 1.0]])
+    with pytest.raises(ValueError, match="fitted on 2"):
+        D.Standardizer.fit(train)(np.ones((1, 3)))
+
+
+def test_one_hot():
+    np.testing.assert_array_equal(D.one_hot(np.array([0, 2]), 3), [[1, 0, 0], [0, 0, 1]])
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        D.one_hot(np.array([3]), 3)
+    with pytest.raises(ValueError, match="1-D integer"):
+        D.one_hot(np.array([0.5]), 3)
+
+
+def test_make_regression_is_the_seeds_data(key):
+    x, y = D.make_regression(key)
+    assert x.shape == (1000, 3) and y.shape == (1000, 1)
+    assert ((y > 0) & (y < 1)).all()
+    np.testing.assert_array_equal(D.make_regression(key)[1], y)
+    # nonlinear: a straight line leaves a clear part of the variance unexplained
+    line = jaxnn.linear_regression(x, y)(x)
+    r2 = 1 - ((line - y) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+    assert r2 < 0.6
+    with pytest.raises(ValueError):
+        D.make_regression(key, n=0)
+
+
+@pytest.mark.parametrize("name", D.DATASETS)
+def test_bundled_datasets(name):
+    ds = D.load_dataset(name)
+    x, y = D.validate(ds.x, ds.y)
+    assert x.shape[1] == len(ds.feature_names)
+    if ds.task == "regression":
+        assert y.ndim == 2
+    else:
+        assert y.dtype == np.int32 and y.max() + 1 == len(ds.target_names)
+        assert ds.task == ("binary" if len(ds.target_names) == 2 else "multiclass")
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'.*iris"):
+        D.load_dataset("mnist")
+
+
+def test_linear_baseline_checks_features(key):
+    predict = jaxnn.linear_regression(np.ones((4, 2)) * np.arange(4)[:, None], np.arange(4.0))
+    assert predict(np.ones((1, 2))).shape == (1,)
+    with pytest.raises(ValueError, match="fitted on 2"):
+        predict(np.ones((1, 3)))
