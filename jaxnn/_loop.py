@@ -289,7 +289,7 @@ def run(plan: Plan, carry: Carry, data: dict, epochs: int, progress: bool, saver
             bar.update(epoch - before)
             bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in records.items() if k in ("loss", "val_loss")})
         if saver is not None:
-            saver.after_chunk(carry, records)
+            saver.after_chunk(carry, records, stop != 0)
     if bar is not None:
         bar.close()
     out = {k: np.asarray(v, np.float32) for k, v in records.items()}

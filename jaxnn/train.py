@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _loop, optim
+from jaxnn import _loop, checkpoint, optim
 from jaxnn.data import validate
 from jaxnn.losses import LOSSES, Loss, get_loss
 from jaxnn.metrics import get_metric
@@ -186,7 +186,7 @@ def fit(
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 3,
     resume_from=None,
-    spec: dict | None = None,
+    checkpoint_metadata: dict | None = None,
 ) -> FitResult:
     """Trains ``model`` on ``(x, y)``: shuffled mini-batches, one compiled call per
     chunk of epochs.
@@ -225,7 +225,8 @@ def fit(
         ``keep_checkpoints``.
       resume_from: a checkpoint file or folder to continue from (its params,
         optimizer state, epoch and key replace ``params`` and ``key``).
-      spec: JSON-able description stored in checkpoints (defaults to ``model.spec``).
+      checkpoint_metadata: JSON-able extras stored in each checkpoint (e.g. the run
+        config); the model's ``spec`` is stored too.
 
     Returns:
       A :class:`FitResult`.
@@ -238,6 +239,8 @@ def fit(
     loss_fn = get_loss(loss)
     epochs = _positive_int(epochs, "epochs")
     tx, lr = optim.get_optimizer(optimizer, learning_rate)
+    if y is None:
+        raise TypeError("fit needs targets y (an array with one row per row of x), got None")
     x, y = validate(x, y)
     x, y, x_val, y_val = _split_validation(key, x, y, validation_data, validation_split)
     out_shape = _output_shape(apply_fn, params, x)
@@ -266,24 +269,24 @@ def fit(
         early=early_stopping,
         unroll=_positive_int(unroll, "unroll") if unroll is not None else _default_unroll(params, batch_size),
     )
+    if checkpoint_every is not None and checkpoint_dir is None:
+        raise ValueError("checkpoint_every needs a checkpoint_dir to write to")
+    saver = None
+    if checkpoint_dir is not None:
+        saver = checkpoint.Saver(
+            checkpoint_dir,
+            checkpoint_every or epochs,
+            keep_checkpoints,
+            getattr(model, "spec", None),
+            epochs,
+            checkpoint_metadata,
+        )
     carry = _loop.start(plan, params, lr, key)
     history = None
     if resume_from is not None:
-        from jaxnn import checkpoint
-
         carry, history = checkpoint.restore_carry(resume_from, carry)
-    calls = 1 if chunk >= epochs and checkpoint_dir is None else 2
+    calls = 1 if chunk >= epochs and saver is None else 2
     data = _loop.device_data(plan, x, y, x_val, y_val, calls=calls)
-    saver = None
-    if checkpoint_dir is not None:
-        from jaxnn import checkpoint
-
-        saver = checkpoint.Saver(
-            checkpoint_dir,
-            checkpoint_every or 1,
-            keep_checkpoints,
-            spec if spec is not None else getattr(model, "spec", None),
-        )
     carry, history, stop_code = _loop.run(plan, carry, data, epochs, progress, saver, history)
     return _finish(plan, carry, history, stop_code, learning_rate)
 

@@ -19,4 +19,32 @@ def assert_bitwise_equal(a, b):
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
     assert len(la) == len(lb)
     for x, y in zip(la, lb, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        np.testing.assert_array_equal(_plain(x), _plain(y))
+
+
+def _plain(a):
+    if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(a))
+    return np.asarray(a)
+
+
+_COMPILES = [0]
+
+
+def _count_compiles(event, duration, **kwargs):
+    if event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compiles)
+
+
+class CompileCounter:
+    """Counts XLA compilations inside a ``with`` block."""
+
+    def __enter__(self):
+        self.start = _COMPILES[0]
+        return self
+
+    def __exit__(self, *exc):
+        self.count = _COMPILES[0] - self.start

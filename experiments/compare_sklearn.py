@@ -1,0 +1,122 @@
+"""jaxnn against scikit-learn's MLPClassifier / MLPRegressor on every experiment's
+task, at the same settings: hidden sizes, relu, plain SGD (momentum 0), batch size,
+learning rate, epochs, no L2 penalty, no early stopping, the same split. Prints one
+table (test metric and training time) and writes it as markdown with --markdown.
+
+    python experiments/compare_sklearn.py --markdown sklearn_table.md
+"""
+
+import argparse
+import dataclasses
+import importlib.util
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import jaxnn
+from jaxnn import experiment
+from jaxnn.checkpoint import atomic_write
+
+HERE = Path(__file__).parent
+SCRIPTS = ["seed_network", "classify_breast_cancer", "classify_iris", "classify_digits", "regress_diabetes"]
+
+
+def load_config(script: str) -> experiment.ExperimentConfig:
+    spec = importlib.util.spec_from_file_location(script, HERE / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, "CONFIG", None) or module.BATCH_1
+
+
+def sklearn_run(config: experiment.ExperimentConfig, split) -> tuple[float, float]:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    cls = MLPRegressor if config.task == "regression" else MLPClassifier
+    est = cls(
+        hidden_layer_sizes=config.hidden,
+        activation=config.activation,
+        solver="sgd",
+        alpha=0.0,
+        batch_size=config.batch_size,
+        learning_rate_init=config.learning_rate,
+        momentum=0.0,
+        max_iter=config.epochs,
+        shuffle=True,
+        tol=0.0,
+        n_iter_no_change=10**9,
+        random_state=config.seed,
+    )
+    y = split.y_train.ravel() if split.y_train.ndim == 2 else split.y_train
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(split.x_train, y)
+    wall = time.perf_counter() - start
+    pred = est.predict(split.x_test)
+    return _score(config, pred, split.y_test), wall
+
+
+def _score(config, pred, y_test) -> float:
+    if config.task == "regression":
+        return float(np.sqrt(np.mean((np.asarray(pred).ravel() - y_test.ravel()) ** 2)))
+    return float(np.mean(np.asarray(pred).ravel() == y_test.ravel()))
+
+
+def jaxnn_run(config, split) -> tuple[float, float]:
+    n_out = len(split.classes) if config.task == "multiclass" else 1
+    model = jaxnn.mlp([split.x_train.shape[1], *config.hidden, n_out], config.activation, config.output_activation)
+    params = model.init(jax.random.fold_in(jax.random.key(config.seed), 2))
+    kw = dict(
+        loss=config.loss,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        key=jax.random.key(config.seed),
+        progress=False,
+    )
+    jaxnn.fit(model, params, split.x_train, split.y_train, **kw)  # compile once, as sklearn has nothing to compile
+    start = time.perf_counter()
+    result = jaxnn.fit(model, params, split.x_train, split.y_train, **kw)
+    jax.block_until_ready(result.params)
+    wall = time.perf_counter() - start
+    pred = np.asarray(jaxnn.predict(model, result.params, split.x_test))
+    if config.task != "regression":
+        pred = np.asarray(jaxnn.metrics.predicted_classes(pred))
+    return _score(config, pred, split.y_test), wall
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs-scale", type=float, default=1.0, help="scale every config's epochs (smoke runs)")
+    ap.add_argument("--markdown", help="also write the table as markdown to this file")
+    args = ap.parse_args(argv)
+    rows = []
+    for script in SCRIPTS:
+        config = load_config(script)
+        config = dataclasses.replace(config, epochs=max(1, round(config.epochs * args.epochs_scale)))
+        split = experiment.load_split(config)
+        metric = "test RMSE (lower is better)" if config.task == "regression" else "test accuracy"
+        j_score, j_time = jaxnn_run(config, split)
+        s_score, s_time = sklearn_run(config, split)
+        rows.append((script, metric, config.batch_size, config.epochs, j_score, s_score, j_time, s_time))
+    head = "| task | metric | batch | epochs | jaxnn | sklearn | jaxnn time | sklearn time | speed-up |"
+    lines = [head, "|" + "---|" * 9]
+    for script, metric, bs, ep, js, ss, jt, st in rows:
+        lines.append(
+            f"| {script} | {metric} | {bs} | {ep} | {js:.4f} | {ss:.4f} | {jt:.3f} s | {st:.3f} s | {st / jt:.0f}x |"
+        )
+    table = "\n".join(lines)
+    print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind})")
+    print(table)
+    if args.markdown:
+        atomic_write(args.markdown, (table + "\n").encode())
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

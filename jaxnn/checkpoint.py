@@ -1,0 +1,216 @@
+"""Checkpoints: a training state in one file, written atomically, read without pickle.
+
+Layout: ``MAGIC``, a little-endian uint32 format version, a uint64 header length, a
+JSON header (metadata, one entry per array: path, shape, dtype, and the payload's
+SHA-256), then the arrays serialised with ``flax.serialization.msgpack_serialize``.
+Loading checks the magic, version, length and checksum before parsing anything, and
+checks every array's path, shape and dtype against a template before building the
+state: a truncated, corrupted, foreign or mismatched file raises ``CheckpointError``
+and never yields a half-restored state. Nothing in a file is ever executed.
+"""
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import serialization
+
+MAGIC = b"JAXNNCKPT\x00"
+FORMAT_VERSION = 1
+SUFFIX = ".jaxnn"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable, damaged, or does not fit the state it restores."""
+
+
+def _is_key(leaf) -> bool:
+    return isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _describe(tree) -> tuple[list, list]:
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    entries, arrays = [], []
+    for path, leaf in leaves:
+        is_key = _is_key(leaf)
+        arr = np.asarray(jax.random.key_data(leaf) if is_key else leaf)
+        entries.append(
+            {"path": jax.tree_util.keystr(path), "shape": list(arr.shape), "dtype": str(arr.dtype), "prng_key": is_key}
+        )
+        arrays.append(arr)
+    return entries, arrays
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` so that a reader sees the old file or the new one,
+    never a mix: temporary file in the same folder, fsync, rename, fsync the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None) -> Path:
+    """Saves a pytree of arrays (a ``TrainState``, or fit's whole loop state) to ``path``.
+
+    Args:
+      path: the file to write (``.jaxnn`` by convention); replaced atomically.
+      state: any pytree of arrays; PRNG keys are stored as their key data.
+      metadata: JSON-able extras (model spec, run config, epoch, history, ...).
+
+    Returns:
+      The path written.
+    """
+    entries, arrays = _describe(state)
+    payload = serialization.msgpack_serialize({str(i): a for i, a in enumerate(arrays)})
+    header = json.dumps(
+        {
+            "format_version": FORMAT_VERSION,
+            "arrays": entries,
+            "payload_bytes": len(payload),
+            "payload_sha256": hashlib.sha256(payload).hexdigest(),
+            "metadata": metadata or {},
+        }
+    ).encode()
+    blob = MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(header)) + header + payload
+    atomic_write(path, blob)
+    return Path(path)
+
+
+def _read(path) -> tuple[dict, bytes]:
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    if not blob.startswith(MAGIC):
+        raise CheckpointError(f"{path} is not a jaxnn checkpoint (it does not start with the jaxnn magic bytes)")
+    fixed = len(MAGIC) + 12
+    if len(blob) < fixed:
+        raise CheckpointError(f"{path} is truncated ({len(blob)} bytes)")
+    version, header_len = struct.unpack("<IQ", blob[len(MAGIC) : fixed])
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format version {version}, newer than this jaxnn reads ({FORMAT_VERSION}): upgrade jaxnn"
+        )
+    if len(blob) < fixed + header_len:
+        raise CheckpointError(f"{path} is truncated (its header needs {header_len} bytes)")
+    try:
+        header = json.loads(blob[fixed : fixed + header_len])
+        size, digest = header["payload_bytes"], header["payload_sha256"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path} has a damaged header: {e}") from None
+    payload = blob[fixed + header_len :]
+    if len(payload) != size:
+        raise CheckpointError(f"{path} is truncated or padded: payload of {len(payload)} bytes, expected {size}")
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise CheckpointError(f"{path} is corrupted: its checksum does not match")
+    return header, payload
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata stored in a checkpoint (after checking the file is intact)."""
+    return _read(path)[0]["metadata"]
+
+
+def restore(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
+    """Restores the state saved at ``path`` into the structure of ``template``.
+
+    Args:
+      path: a checkpoint file.
+      template: a pytree with the expected structure, shapes and dtypes (e.g. a fresh
+        state for the same model and optimizer).
+
+    Returns:
+      ``(state, metadata)``.
+
+    Raises:
+      CheckpointError: the file is missing, truncated, corrupted, from a newer format,
+        or its arrays differ from the template's (the message lists the differences).
+    """
+    header, payload = _read(path)
+    expected, _ = _describe(template)
+    stored = header["arrays"]
+    have = {s["path"]: s for s in stored}
+    want = {e["path"]: e for e in expected}
+    diffs = [f"{p}: missing from the file" for p in want if p not in have]
+    diffs += [f"{p}: in the file but not expected" for p in have if p not in want]
+    diffs += [
+        f"{p}: file has {have[p]['shape']} {have[p]['dtype']}, expected {e['shape']} {e['dtype']}"
+        for p, e in want.items()
+        if p in have and (have[p]["shape"], have[p]["dtype"]) != (e["shape"], e["dtype"])
+    ]
+    if not diffs and [s["path"] for s in stored] != [e["path"] for e in expected]:
+        diffs.append("the arrays are stored in another order than expected")
+    if diffs:
+        raise CheckpointError(f"{path} does not match this model/optimizer:\n  " + "\n  ".join(diffs[:10]))
+    try:
+        arrays = serialization.msgpack_restore(payload)
+        leaves = [np.asarray(arrays[str(i)]) for i in range(len(stored))]
+    except Exception as e:  # checksum passed, so this is a writer bug or a forged file
+        raise CheckpointError(f"{path} has an unreadable payload: {e}") from None
+    for leaf, s in zip(leaves, stored, strict=True):
+        if list(leaf.shape) != s["shape"] or str(leaf.dtype) != s["dtype"]:
+            raise CheckpointError(f"{path}: array {s['path']} does not match its own header")
+    restored = [
+        jax.random.wrap_key_data(a, impl=jax.random.key_impl(t)) if s["prng_key"] else a
+        for a, s, t in zip(leaves, stored, jax.tree.leaves(template), strict=True)
+    ]
+    return jax.tree.unflatten(jax.tree.structure(template), restored), header["metadata"]
+
+
+def latest(path: str | os.PathLike) -> Path:
+    """``path`` itself if it is a file, else the newest checkpoint in the folder."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    found = sorted(path.glob(f"*{SUFFIX}")) if path.is_dir() else []
+    if not found:
+        raise CheckpointError(f"no checkpoint ({SUFFIX} file) in {path}")
+    return found[-1]
+
+
+class Saver:
+    """Used by ``fit``: saves the loop state every ``every`` epochs (and at the end),
+    keeping the newest ``keep`` files ``epoch-000010.jaxnn`` in ``folder``."""
+
+    def __init__(self, folder, every: int, keep: int, spec: dict | None, epochs: int, config: dict | None = None):
+        if keep < 1:
+            raise ValueError(f"keep_checkpoints must be >= 1, got {keep}")
+        self.folder, self.every, self.keep, self.epochs = Path(folder), every, keep, epochs
+        self.metadata = {"spec": spec, "config": config or {}}
+
+    def after_chunk(self, carry, records: dict, stopped: bool) -> None:
+        epoch = len(records.get("loss", []))
+        if epoch % self.every and epoch < self.epochs and not stopped:
+            return
+        meta = {**self.metadata, "epoch": epoch, "history": records}
+        save(self.folder / f"epoch-{epoch:06d}{SUFFIX}", carry, metadata=meta)
+        for old in sorted(self.folder.glob(f"epoch-*{SUFFIX}"))[: -self.keep]:
+            old.unlink()
+
+
+def restore_carry(path, template):
+    """Restores fit's loop state from a checkpoint file or folder; returns
+    ``(carry, history)``."""
+    carry, meta = restore(latest(path), template)
+    return carry, meta.get("history", {})

@@ -1,0 +1,122 @@
+"""Every experiment script runs from its command line and leaves a complete run folder."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxnn import checkpoint, experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ["seed_network", "classify_breast_cancer", "classify_iris", "classify_digits", "regress_diabetes"]
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"experiments_{name}", ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(name: str, argv: list[str]):
+    module = load(name)
+    if hasattr(module, "main"):
+        return module.main(argv)
+    return experiment.main(argv, module.CONFIG, module.__doc__)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_script(name, ["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for flag in (
+        "--epochs",
+        "--batch-size",
+        "--learning-rate",
+        "--optimizer",
+        "--hidden",
+        "--seed",
+        "--out",
+        "--resume",
+        "--checkpoint-every",
+        "--from-run",
+    ):
+        assert flag in out
+
+
+EXPECTED = {"config.json", "metrics.csv", "summary.json", "environment.json", "loss.png", "checkpoints"}
+
+
+@pytest.mark.parametrize("name", SCRIPTS[1:])
+def test_tiny_run_leaves_a_complete_run_folder(name, tmp_path, capsys):
+    result = run_script(name, ["--epochs", "2", "--out", str(tmp_path), "--no-progress"])
+    files = {p.name for p in tmp_path.iterdir()}
+    assert EXPECTED <= files
+    if result.config.task != "regression":
+        assert "confusion.png" in files
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["epochs_run"] == 2 and summary["samples_per_s"] > 0
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3  # header + one row per epoch
+    env = json.loads((tmp_path / "environment.json").read_text())
+    assert {"jax", "jaxlib", "optax", "flax", "backend", "device_kind", "device_count"} <= set(env)
+    assert checkpoint.read_metadata(next((tmp_path / "checkpoints").iterdir()))["epoch"] == 2
+    assert "run folder" in capsys.readouterr().out
+
+
+def test_seed_network_runs_both_batch_sizes_and_beats_the_line(tmp_path, capsys):
+    results = run_script("seed_network", ["--out", str(tmp_path), "--no-progress"])
+    assert [r.config.batch_size for r in results] == [1, 100]
+    out = capsys.readouterr().out
+    linear = float(out.split("least-squares line")[1].split()[0])
+    for r in results:
+        assert r.summary["test_loss"] < 0.7 * linear
+    assert (tmp_path / "loss.png").exists() and (tmp_path / "batch-1" / "config.json").exists()
+
+
+def test_from_run_reproduces_a_run(tmp_path):
+    first = run_script("classify_iris", ["--epochs", "3", "--seed", "4", "--out", str(tmp_path / "a"), "--no-progress"])
+    again = run_script(
+        "classify_iris", ["--from-run", str(tmp_path / "a"), "--out", str(tmp_path / "b"), "--no-progress"]
+    )
+    assert again.config == first.config
+    assert again.summary["test_loss"] == first.summary["test_loss"]
+
+
+def test_resume_continues_a_finished_config(tmp_path):
+    run_script(
+        "regress_diabetes", ["--epochs", "3", "--checkpoint-every", "1", "--out", str(tmp_path), "--no-progress"]
+    )
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["epochs"] == 3 and cfg["checkpoint_every"] == 1
+    again = run_script("regress_diabetes", ["--resume", str(tmp_path), "--no-progress"])
+    assert again.fit.epochs_run == 3  # nothing left to do; the history came from the checkpoint
+
+
+def test_bad_command_lines(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_script("classify_iris", ["--hidden", "4,x"])
+    with pytest.raises(SystemExit, match="error"):
+        run_script("classify_iris", ["--from-run", str(tmp_path / "nothing")])
+    with pytest.raises(SystemExit, match="learning_rate must be a finite number > 0"):
+        run_script("classify_iris", ["--learning-rate", "-1", "--out", str(tmp_path)])
+
+
+def test_compare_sklearn_prints_one_table(tmp_path, capsys):
+    module = load("compare_sklearn")
+    rows = module.main(["--epochs-scale", "0.02", "--markdown", str(tmp_path / "t.md")])
+    assert [r[0] for r in rows] == SCRIPTS
+    assert (tmp_path / "t.md").read_text().count("\n") == len(SCRIPTS) + 2
+
+
+@pytest.mark.slow
+def test_benchmark_smoke(tmp_path, capsys):
+    module = load("benchmark")
+    results = module.main(["--quick", "--out", str(tmp_path / "b.json")])
+    assert {"A, batch 1", "A, batch 100", "B, batch 128"} <= set(results)
+    assert results["A, batch 1"]["jaxnn.fit"] > 0
+    assert json.loads((tmp_path / "b.json").read_text())["environment"]["jax"]
+    assert sys.modules  # the benchmark ran in this process, peers side by side
