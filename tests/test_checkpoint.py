@@ -136,7 +136,6 @@ def _final_params(run_dir: Path):
     files = sorted((run_dir / "checkpoints").glob("*.jaxnn"))
     meta = checkpoint.read_metadata(files[-1])
     model = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
-    x, y = jaxnn.make_regression(jax.random.key(0), n=10)
     template = jaxnn.train._loop.start(
         jaxnn.train._loop.Plan(
             model.apply, jaxnn.losses.rmse, jaxnn.optim.named("sgd"), (), 1, 1, 1, True, 1, 1, 1, None, 1

@@ -242,7 +242,7 @@ def test_callers_params_survive_the_donated_loop(seed_data):
 
 
 def test_predict_and_evaluate(seed_data):
-    xtr, xte, ytr, yte = seed_data
+    _, xte, _, yte = seed_data
     model = seed_model()
     params = model.init(jax.random.key(0))
     assert_close(jaxnn.predict(model, params, xte, batch_size=7), model.apply(params, jnp.asarray(xte)))
@@ -289,7 +289,7 @@ def test_bad_settings_raise_before_compiling(seed_data, kw, err, match):
 
 
 def test_bad_data_raises_before_compiling(seed_data):
-    xtr, _, ytr, _ = seed_data
+    xtr = seed_data[0]
     model = jaxnn.mlp([3, 3])
     params = model.init(jax.random.key(0))
     fit = functools.partial(jaxnn.fit, model, params, key=jax.random.key(0), progress=False)
