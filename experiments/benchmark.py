@@ -216,6 +216,7 @@ def work_a(bs: int, repeats: int, epochs: int = 3):
     loss, lr = jaxnn.losses.mse, 0.1
     runs = {
         "jaxnn.fit": jaxnn_fit(model, x, y, "mse", lr, bs, epochs, shuffle=False),
+        "jaxnn.fit (unroll 8)": jaxnn_fit(model, x, y, "mse", lr, bs, epochs, shuffle=False, unroll=8),
         "jaxnn.fit (shuffle + validation)": jaxnn_fit(
             model, x, y, "mse", lr, bs, epochs, shuffle=True, validation_data=(xv, yv)
         ),

@@ -129,12 +129,46 @@ def _all_finite(tree) -> jax.Array:
     return jnp.isfinite(sum(jnp.sum(leaf) for leaf in jax.tree.leaves(tree)))
 
 
+def _mix32(h: jax.Array) -> jax.Array:
+    # murmur3's finaliser: every input bit flips about half the output bits.
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def shuffled_order(key: jax.Array, n: int) -> jax.Array:
+    """A pseudo-random permutation of ``range(n)`` (int32), by the swap-or-not shuffle
+    (Hoang, Morris and Rogaway, CRYPTO 2012).
+
+    Each round pairs ``x`` with ``(K - x) mod n`` and swaps the pair when a keyed hash
+    of the larger one says so; every round is a bijection, so the result is a
+    permutation, and about 2 log2(n) + 8 rounds mix it well. Unlike a sort-based
+    ``jax.random.permutation`` (which peaked at 3x the dataset's bytes for 10M rows
+    on the CPU) it works elementwise in place: a few int32 arrays of length n.
+    """
+    rounds = 2 * max(1, math.ceil(math.log2(max(n, 2)))) + 8
+    k_key, h_key = jax.random.split(key)
+    ks = jax.random.randint(k_key, (rounds,), 0, n, dtype=jnp.int32).astype(jnp.uint32)
+    seeds = jax.random.bits(h_key, (rounds,), jnp.uint32)
+    size = jnp.uint32(n)
+
+    def round_(x, r):
+        partner = (ks[r] + size - x) % size
+        swap = (_mix32(jnp.maximum(x, partner) ^ seeds[r]) & 1) == 1
+        return jnp.where(swap, partner, x), None
+
+    order, _ = jax.lax.scan(round_, jnp.arange(n, dtype=jnp.uint32), jnp.arange(rounds))
+    return order.astype(jnp.int32)
+
+
 def _epoch_batches(plan: Plan, state: TrainState):
     """Row indices ``(n_batches, batch_size)`` for this epoch, and the padding mask."""
     n, bs, nb = plan.n, plan.batch_size, plan.n_batches
     if plan.shuffle:
         epoch_key = jax.random.fold_in(jax.random.fold_in(state.key, 0), state.epoch)
-        order = jax.random.permutation(epoch_key, n).astype(jnp.int32)
+        order = shuffled_order(epoch_key, n)
     else:
         order = jnp.arange(n, dtype=jnp.int32)
     total = nb * bs

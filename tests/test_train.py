@@ -312,3 +312,29 @@ def test_bad_data_raises_before_compiling(seed_data):
             with pytest.raises(err, match=match):
                 call()
     assert c.count == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 100, 1001, 65537])
+def test_epoch_shuffle_is_a_permutation(n):
+    from jaxnn._loop import shuffled_order
+
+    order = np.asarray(shuffled_order(jax.random.key(n), n))
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))
+    np.testing.assert_array_equal(order, np.asarray(shuffled_order(jax.random.key(n), n)))
+
+
+def test_epoch_shuffle_looks_uniform():
+    from jaxnn._loop import shuffled_order
+
+    n, trials = 8, 2000
+    orders = np.stack(
+        [
+            np.asarray(o)
+            for o in jax.jit(jax.vmap(lambda k: shuffled_order(k, n)))(jax.random.split(jax.random.key(0), trials))
+        ]
+    )
+    counts = np.stack([(orders == v).sum(axis=0) for v in range(n)])  # value v at position p
+    expected = trials / n
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < 110  # 49 degrees of freedom: p < 1e-6 above 110
+    assert len({tuple(o) for o in orders}) > 0.95 * trials  # almost never the same order twice
