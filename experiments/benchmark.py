@@ -216,7 +216,9 @@ def work_a(bs: int, repeats: int, epochs: int = 3):
     loss, lr = jaxnn.losses.mse, 0.1
     runs = {
         "jaxnn.fit": jaxnn_fit(model, x, y, "mse", lr, bs, epochs, shuffle=False),
-        "jaxnn.fit (unroll 8)": jaxnn_fit(model, x, y, "mse", lr, bs, epochs, shuffle=False, unroll=8),
+        "jaxnn.fit (data already on device)": jaxnn_fit(
+            model, jnp.asarray(x), jnp.asarray(y), "mse", lr, bs, epochs, shuffle=False
+        ),
         "jaxnn.fit (shuffle + validation)": jaxnn_fit(
             model, x, y, "mse", lr, bs, epochs, shuffle=True, validation_data=(xv, yv)
         ),
@@ -239,6 +241,9 @@ def work_b(repeats: int, steps: int = 200, bs: int = 128):
     loss, lr = jaxnn.losses.softmax_cross_entropy, 0.01
     runs = {
         "jaxnn.fit": jaxnn_fit(model, x, y, "softmax_cross_entropy", lr, bs, 1, shuffle=False),
+        "jaxnn.fit (data already on device)": jaxnn_fit(
+            model, jnp.asarray(x), jnp.asarray(y), "softmax_cross_entropy", lr, bs, 1, shuffle=False
+        ),
         "scan (hand-written)": scan_reference(x, y, model, loss, lr, bs, 1),
         "flax loop": flax_loop(x, y, sizes, loss, lr, bs, 1, None),
         "torch eager": optional("torch", lambda: torch_eager(x, y, sizes, lr, bs, 1, None, True)),

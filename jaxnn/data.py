@@ -12,11 +12,16 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _as_numeric(a, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(a)
-    except Exception as e:  # ragged lists and the like
-        raise TypeError(f"{name} must be a numeric array, could not convert it: {e}") from None
+def _as_numeric(a, name: str) -> np.ndarray | jax.Array:
+    if isinstance(a, jax.Array):  # stays on its device: no round trip through the host
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            raise TypeError(f"{name} must be a numeric array, got PRNG keys")
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except Exception as e:  # ragged lists and the like
+            raise TypeError(f"{name} must be a numeric array, could not convert it: {e}") from None
     if arr.dtype == bool:
         arr = arr.astype(np.float32)
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
@@ -32,15 +37,20 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
         return arr.astype(dtype)
 
 
-def _check_finite(arr: np.ndarray, name: str) -> None:
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+def _check_finite(arr, name: str) -> None:
+    xp = jnp if isinstance(arr, jax.Array) else np
+    if np.issubdtype(arr.dtype, np.floating) and not bool(xp.isfinite(arr).all()):
+        arr = np.asarray(arr)
         pos = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         where = f"row {pos[0]}" + (f", column {pos[1]}" if len(pos) > 1 else "")
         raise ValueError(f"{name} has a non-finite value ({arr[pos]}) at {where}; expected finite numbers")
 
 
 def validate(x, y=None, *, x_name: str = "x", y_name: str = "y"):
-    """Checks and converts training data; returns ``(x, y)`` as numpy arrays.
+    """Checks and converts training data; returns ``(x, y)``.
+
+    NumPy inputs (and lists) come back as NumPy arrays; JAX arrays stay JAX arrays on
+    their device, checked there.
 
     Args:
       x: numeric array of shape ``(samples, features)``; converted to float32

@@ -365,10 +365,13 @@ def _epochs_per_call(value, epochs: int, progress: bool, checkpoint_every) -> in
 
 
 def _default_unroll(params, batch_size: int) -> int:
-    # A step of a tiny network costs less than the loop's own bookkeeping; unrolling
-    # a few steps per iteration amortises it. Large steps gain nothing from it.
+    # A step of a tiny network costs less than the loop's own bookkeeping (more so on
+    # an accelerator, where each loop iteration is a round of kernel launches);
+    # unrolling a few steps per iteration amortises it. Large steps gain nothing.
     work = batch_size * sum(getattr(p, "size", 1) for p in jax.tree.leaves(params))
-    return 4 if work <= 4096 else 1
+    if jax.default_backend() == "cpu":
+        return 4 if work <= 4096 else 1
+    return 8 if work <= 2**20 else 1
 
 
 _predict_chunks = jax.jit(_loop.forward_rows, static_argnums=(0, 3))

@@ -1,3 +1,5 @@
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -99,3 +101,13 @@ def test_linear_baseline_checks_features(key):
     assert predict(np.ones((1, 2))).shape == (1,)
     with pytest.raises(ValueError, match="fitted on 2"):
         predict(np.ones((1, 3)))
+
+
+def test_validate_keeps_device_arrays_on_device():
+
+    x, y = D.validate(jnp.ones((4, 2), jnp.int32), jnp.array([0, 1, 1, 0]))
+    assert isinstance(x, jax.Array) and x.dtype == jnp.float32 and isinstance(y, jax.Array)
+    with pytest.raises(ValueError, match="row 2, column 1"):
+        D.validate(jnp.ones((4, 2)).at[2, 1].set(jnp.nan))
+    with pytest.raises(TypeError, match="PRNG keys"):
+        D.validate(jax.random.split(jax.random.key(0), 4))

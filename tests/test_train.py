@@ -338,3 +338,10 @@ def test_epoch_shuffle_looks_uniform():
     chi2 = ((counts - expected) ** 2 / expected).sum()
     assert chi2 < 110  # 49 degrees of freedom: p < 1e-6 above 110
     assert len({tuple(o) for o in orders}) > 0.95 * trials  # almost never the same order twice
+
+
+def test_device_arrays_train_like_numpy(seed_data):
+    xtr, _, ytr, _ = seed_data
+    a = quick_fit(xtr, ytr, batch_size=32, epochs=2, validation_split=0.1)
+    b = quick_fit(jnp.asarray(xtr), jnp.asarray(ytr), batch_size=32, epochs=2, validation_split=0.1)
+    assert_bitwise_equal(a.params, b.params)
