@@ -37,6 +37,7 @@ def best_times(fns: dict, repeats: int) -> dict:
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            time.sleep(0.05)  # let the previous peer's worker threads (torch, BLAS) stop spinning
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)

@@ -300,6 +300,22 @@ def _chunk(plan: Plan, carry: Carry, data: dict, target_epochs: jax.Array):
 run_chunk = jax.jit(_chunk, static_argnums=0, donate_argnums=1)
 
 
+class Fresh(NamedTuple):
+    """A run not started yet, for a run of one call: ``run`` then builds the carry
+    inside that call (one dispatch, no separate start program)."""
+
+    params: Any
+    learning_rate: Any
+    key: jax.Array
+
+
+def _start_and_chunk(plan: Plan, fresh: Fresh, data: dict, target_epochs: jax.Array):
+    return _chunk(plan, _start(plan, *fresh), data, target_epochs)
+
+
+run_fresh = jax.jit(_start_and_chunk, static_argnums=0)
+
+
 def run(plan: Plan, carry: Carry, data: dict, epochs: int, progress: bool, saver=None, history: dict | None = None):
     """Calls ``run_chunk`` until ``epochs`` epochs are done or training stops.
 
@@ -313,7 +329,8 @@ def run(plan: Plan, carry: Carry, data: dict, epochs: int, progress: bool, saver
     bar = _progress_bar(epochs, epoch) if progress else None
     while epoch < epochs and stop == 0:
         before = epoch
-        carry, rec, status = run_chunk(plan, carry, data, target)
+        step = run_fresh if isinstance(carry, Fresh) else run_chunk
+        carry, rec, status = step(plan, carry, data, target)
         rec, (epoch, stop) = jax.device_get((rec, status))  # the one sync per chunk
         epoch, stop = int(epoch), int(stop)
         for k, v in rec.items():

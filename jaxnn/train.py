@@ -281,11 +281,14 @@ def fit(
             epochs,
             checkpoint_metadata,
         )
-    carry = _loop.start(plan, params, lr, key)
     history = None
-    if resume_from is not None:
-        carry, history = checkpoint.restore_carry(resume_from, carry)
-    calls = 1 if chunk >= epochs and saver is None else 2
+    calls = 1 if chunk >= epochs and saver is None and resume_from is None else 2
+    if calls == 1:
+        carry = _loop.Fresh(params, lr, key)
+    else:
+        carry = _loop.start(plan, params, lr, key)
+        if resume_from is not None:
+            carry, history = checkpoint.restore_carry(resume_from, carry)
     data = _loop.device_data(plan, x, y, x_val, y_val, calls=calls)
     carry, history, stop_code = _loop.run(plan, carry, data, epochs, progress, saver, history)
     return _finish(plan, carry, history, stop_code, learning_rate)
