@@ -53,6 +53,9 @@ class Plan(NamedTuple):
     chunk: int
     early: Any  # EarlyStopping | None, with mode resolved to "min" or "max"
     unroll: int
+    step_rows: int = 0  # rows per step: batch_size rounded up to a multiple of the devices (0: batch_size)
+    batch_sharding: Any = None  # NamedSharding that splits a batch's rows over the devices, or None
+    axis_name: str | None = None  # set when the loop is vmapped over many models (jaxnn.sweep)
 
 
 class Carry(NamedTuple):
@@ -124,6 +127,20 @@ def forward_rows(apply_fn, params, x, batch_size: int):
     return out.reshape(n_chunks * batch_size, *out.shape[2:])[:n]
 
 
+def _select(pred, new, old):
+    """``new`` where ``pred`` else ``old``, leaf by leaf (PRNG keys never change here)."""
+    pick = lambda a, b: b if jax.dtypes.issubdtype(b.dtype, jax.dtypes.prng_key) else jnp.where(pred, a, b)
+    return jax.tree.map(pick, new, old)
+
+
+def _any(plan: Plan, pred: jax.Array) -> jax.Array:
+    """``pred`` for one model; under ``jaxnn.sweep``'s vmap, whether any model's is
+    true, so that ``lax.cond`` stays a real branch instead of running both sides."""
+    if plan.axis_name is None:
+        return pred
+    return jax.lax.pmax(pred.astype(jnp.int32), plan.axis_name) > 0
+
+
 def _all_finite(tree) -> jax.Array:
     # One fused reduction: NaN and inf propagate through a sum.
     return jnp.isfinite(sum(jnp.sum(leaf) for leaf in jax.tree.leaves(tree)))
@@ -172,11 +189,15 @@ def _epoch_batches(plan: Plan, state: TrainState):
     else:
         order = jnp.arange(n, dtype=jnp.int32)
     total = nb * bs
-    if total <= n:  # every batch full (drop_remainder drops the tail)
+    rows = plan.step_rows or bs
+    if total <= n and rows == bs:  # every batch full (drop_remainder drops the tail)
         return order[:total].reshape(nb, bs), None
-    order = jnp.concatenate([order, jnp.zeros(total - n, jnp.int32)])
-    mask = (jnp.arange(total) < n).astype(jnp.float32)
-    return order.reshape(nb, bs), mask.reshape(nb, bs)
+    order = jnp.concatenate([order, jnp.zeros(max(total - n, 0), jnp.int32)])[:total].reshape(nb, bs)
+    mask = (jnp.arange(total) < n).astype(jnp.float32).reshape(nb, bs)
+    if rows > bs:  # pad every batch to a multiple of the devices; the pad rows weigh 0
+        order = jnp.pad(order, ((0, 0), (0, rows - bs)))
+        mask = jnp.pad(mask, ((0, 0), (0, rows - bs)))
+    return order, mask
 
 
 def _train_epoch(plan: Plan, data: dict, carry: Carry):
@@ -190,6 +211,9 @@ def _train_epoch(plan: Plan, data: dict, carry: Carry):
 
     def step(state, batch):
         i, *m = batch
+        if plan.batch_sharding is not None:  # data parallel: each device takes its rows of the batch
+            i = jax.lax.with_sharding_constraint(i, plan.batch_sharding)
+            m = [jax.lax.with_sharding_constraint(w, plan.batch_sharding) for w in m]
         state, metrics = step_fn(state, (x[i], y[i], *m))  # the row gather happens on the device
         return state, metrics["loss"]
 
@@ -216,9 +240,14 @@ def _train_epoch(plan: Plan, data: dict, carry: Carry):
 
     def last_finite():
         s = rewind(first_bad)  # its params gave a non-finite loss but may be finite
-        return jax.lax.cond(_all_finite(s.params), lambda: s, lambda: rewind(jnp.maximum(first_bad - 1, 0)))
+        s = jax.lax.cond(
+            _any(plan, ~_all_finite(s.params)),
+            lambda: _select(_all_finite(s.params), s, rewind(jnp.maximum(first_bad - 1, 0))),
+            lambda: s,
+        )
+        return _select(first_bad >= 0, s, end)  # in a sweep, the other models keep their epoch
 
-    state = jax.lax.cond(first_bad >= 0, last_finite, lambda: end)
+    state = jax.lax.cond(_any(plan, first_bad >= 0), last_finite, lambda: end)
     counts = mask.sum(axis=1) if mask is not None else jnp.full(nb, float(plan.batch_size))
     counts = jnp.where((first_bad < 0) | (jnp.arange(nb) < first_bad), counts, 0.0)
     total = counts.sum()
@@ -291,7 +320,12 @@ def _skip_epoch(plan: Plan, carry: Carry):
 def _chunk(plan: Plan, carry: Carry, data: dict, target_epochs: jax.Array):
     def body(carry, _):
         active = (carry.state.epoch < target_epochs) & (carry.stop == 0)
-        return jax.lax.cond(active, lambda c: _one_epoch(plan, data, c), lambda c: _skip_epoch(plan, c), carry)
+        new, rec = jax.lax.cond(
+            _any(plan, active), lambda c: _one_epoch(plan, data, c), lambda c: _skip_epoch(plan, c), carry
+        )
+        if plan.axis_name is None:
+            return new, rec
+        return _select(active, new, carry), {**rec, "ran": rec["ran"] & active}  # models already done
 
     carry, records = jax.lax.scan(body, carry, None, length=plan.chunk)
     return carry, records, (carry.state.epoch, carry.stop)

@@ -45,7 +45,7 @@ _CORES = {
     "adam": lambda: (optax.scale_by_adam(),),
     "adamw": lambda: (optax.scale_by_adam(), optax.add_decayed_weights(1e-4)),
 }
-_FACTORIES = {
+FACTORIES = {
     "sgd": optax.sgd,
     "momentum": functools.partial(optax.sgd, momentum=0.9),
     "adam": optax.adam,
@@ -82,7 +82,7 @@ def get_optimizer(optimizer, learning_rate=None) -> tuple[optax.GradientTransfor
     if learning_rate is None:
         learning_rate = DEFAULT_LEARNING_RATE
     if callable(learning_rate):  # an optax schedule: step -> learning rate
-        return _FACTORIES[optimizer](learning_rate=learning_rate), None
+        return FACTORIES[optimizer](learning_rate=learning_rate), None
     check_learning_rate(learning_rate)
     return named(optimizer), float(learning_rate)
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _loop, checkpoint, optim
+from jaxnn import _loop, checkpoint, optim, parallel, precision
 from jaxnn.data import validate
 from jaxnn.losses import LOSSES, Loss, get_loss
 from jaxnn.metrics import get_metric
@@ -187,6 +187,8 @@ def fit(
     keep_checkpoints: int = 3,
     resume_from=None,
     checkpoint_metadata: dict | None = None,
+    devices=None,
+    compute_dtype: str | None = "auto",
 ) -> FitResult:
     """Trains ``model`` on ``(x, y)``: shuffled mini-batches, one compiled call per
     chunk of epochs.
@@ -227,6 +229,12 @@ def fit(
         optimizer state, epoch and key replace ``params`` and ``key``).
       checkpoint_metadata: JSON-able extras stored in each checkpoint (e.g. the run
         config); the model's ``spec`` is stored too.
+      devices: ``None`` (every device), a count, or a list of devices. With more than
+        one, every batch is split over them (data parallel; params replicated); a
+        batch that does not divide evenly is padded and masked, with a warning.
+      compute_dtype: ``"auto"`` (bfloat16 on TPU, float32 elsewhere), ``"float32"``
+        or ``"bfloat16"``: the forward and backward pass run in it while params,
+        optimizer state and loss stay float32 (see ``jaxnn.precision``).
 
     Returns:
       A :class:`FitResult`.
@@ -239,6 +247,8 @@ def fit(
     loss_fn = get_loss(loss)
     epochs = _positive_int(epochs, "epochs")
     tx, lr = optim.get_optimizer(optimizer, learning_rate)
+    dp = parallel.DataParallel(devs) if len(devs := parallel.resolve_devices(devices)) > 1 else None
+    compute_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
     if y is None:
         raise TypeError("fit needs targets y (an array with one row per row of x), got None")
     x, y = validate(x, y)
@@ -255,7 +265,7 @@ def fit(
     chunk = _epochs_per_call(epochs_per_call, epochs, progress, checkpoint_every)
     n_batches = n // batch_size if drop_remainder else math.ceil(n / batch_size)
     plan = _loop.Plan(
-        apply_fn=apply_fn,
+        apply_fn=compute_fn,
         loss_fn=loss_fn,
         tx=tx,
         metrics=metric_fns,
@@ -268,6 +278,8 @@ def fit(
         chunk=chunk,
         early=early_stopping,
         unroll=_positive_int(unroll, "unroll") if unroll is not None else _default_unroll(params, batch_size),
+        step_rows=dp.step_rows(batch_size) if dp else 0,
+        batch_sharding=dp.batch if dp else None,
     )
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ValueError("checkpoint_every needs a checkpoint_dir to write to")
@@ -282,7 +294,7 @@ def fit(
             checkpoint_metadata,
         )
     history = None
-    calls = 1 if chunk >= epochs and saver is None and resume_from is None else 2
+    calls = 1 if chunk >= epochs and saver is None and resume_from is None and dp is None else 2
     if calls == 1:
         carry = _loop.Fresh(params, lr, key)
     else:
@@ -290,6 +302,8 @@ def fit(
         if resume_from is not None:
             carry, history = checkpoint.restore_carry(resume_from, carry)
     data = _loop.device_data(plan, x, y, x_val, y_val, calls=calls)
+    if dp is not None:
+        carry, data = dp.put(carry), dp.put(data)
     carry, history, stop_code = _loop.run(plan, carry, data, epochs, progress, saver, history)
     return _finish(plan, carry, history, stop_code, learning_rate)
 
