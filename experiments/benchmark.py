@@ -252,6 +252,114 @@ def work_b(repeats: int, steps: int = 200, bs: int = 128):
     return measure(runs, len(x), repeats)
 
 
+def many_models(count: int, timed_sequential: int) -> dict:
+    """``count`` seed networks at batch size 1 (work A): one fit_many call against
+    sequential fit calls (``timed_sequential`` of them timed, scaled to ``count``)."""
+    from jaxnn.sweep import fit_many
+
+    x, y = jaxnn.make_regression(jax.random.key(0), n=1000)
+    model = jaxnn.mlp(SEED_SIZES, output_activation="sigmoid")
+    kw = dict(loss="mse", batch_size=1, epochs=3, shuffle=False, progress=False)
+    keys = jax.random.split(jax.random.key(1), count)
+
+    def many():
+        r = fit_many(model, x, y, key=jax.random.key(1), num_models=count, hyperparams={"learning_rate": 0.1}, **kw)
+        jax.block_until_ready(r.params)
+
+    def sequential():
+        for k in keys[:timed_sequential]:
+            r = jaxnn.fit(model, model.init(jax.random.fold_in(k, 1)), x, y, key=k, learning_rate=0.1, **kw)
+        jax.block_until_ready(r.params)
+
+    t = best_times({"many": many, "sequential": sequential}, 3)
+    seq = t["sequential"] * count / timed_sequential
+    return {
+        "models": count,
+        "fit_many_s": t["many"],
+        "sequential_fit_s": seq,
+        "speedup": seq / t["many"],
+        "samples_per_s": count * 3 * len(x) / t["many"],
+    }
+
+
+def work_c(repeats: int, steps: int = 20, bs: int = 8192, width: int = 4096) -> dict:
+    """4 layers of 4096 and a 10-way head, bfloat16 compute, batch 8192: TFLOP/s of
+    jaxnn.fit, of torch eager (autocast), and of one bf16 8192^3 matmul."""
+    sizes = [width] * 5 + [10]
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    flops_per_sample = 6 * n_params  # forward 2, backward 4 per weight
+    rows = bs * min(4, steps)
+    x = jax.random.normal(jax.random.key(0), (rows, width), jnp.float32)
+    y = jax.random.randint(jax.random.key(1), (rows,), 0, 10)
+    model = jaxnn.mlp(sizes)
+    params = model.init(jax.random.key(2))
+    key = jax.random.key(3)
+    epochs = steps * bs // rows
+
+    def fit():
+        r = jaxnn.fit(
+            model,
+            params,
+            x,
+            y,
+            loss="softmax_cross_entropy",
+            learning_rate=0.01,
+            batch_size=bs,
+            epochs=epochs,
+            key=key,
+            shuffle=False,
+            compute_dtype="bfloat16",
+            progress=False,
+        )
+        jax.block_until_ready(r.params)
+
+    a = jax.random.normal(jax.random.key(4), (8192, 8192), jnp.bfloat16)
+    b = jax.random.normal(jax.random.key(5), (8192, 8192), jnp.bfloat16)
+    mm = jax.jit(lambda a, b: a @ b)
+
+    def matmul():
+        jax.block_until_ready([mm(a, b) for _ in range(10)])
+
+    runs = {"jaxnn.fit": fit, "matmul": matmul}
+    torch_run = optional("torch", lambda: _torch_bf16(np.asarray(x), np.asarray(y), sizes, bs, steps))
+    if torch_run is not None:
+        runs["torch eager"] = torch_run
+    t = best_times(runs, repeats)
+    out = {
+        "jaxnn.fit": flops_per_sample * bs * steps / t["jaxnn.fit"] / 1e12,
+        "bf16 matmul 8192^3": 10 * 2 * 8192**3 / t["matmul"] / 1e12,
+    }
+    if "torch eager" in t:
+        out["torch eager"] = flops_per_sample * bs * steps / t["torch eager"] / 1e12
+    return out
+
+
+def _torch_bf16(x, y, sizes, bs, steps):
+    import torch
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    layers = []
+    for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-2], sizes[-1])).to(dev)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    tx, ty = torch.tensor(x, device=dev), torch.tensor(y, device=dev).long()
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def run():
+        for i in range(steps):
+            j = (i * bs) % len(tx)
+            opt.zero_grad()
+            with torch.autocast(dev, dtype=torch.bfloat16):
+                loss = loss_fn(net(tx[j : j + bs]), ty[j : j + bs])
+            loss.backward()
+            opt.step()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
 def measure(runs: dict, samples: int, repeats: int) -> dict:
     times = best_times({k: v for k, v in runs.items() if v is not None}, repeats)
     return {name: samples / t for name, t in times.items()}
@@ -326,6 +434,19 @@ def main(argv=None):
     print(table("Work A, batch 100", results["A, batch 100"]))
     results["B, batch 128"] = work_b(repeats, steps=10 if args.quick else 200)
     print(table("Work B, 784-512-512-10, batch 128", results["B, batch 128"]))
+    results["many models"] = many_models(8 if args.quick else 1024, 8 if args.quick else 64)
+    m = results["many models"]
+    print(
+        f"Many models: {m['models']} seed networks at batch size 1, fit_many {m['fit_many_s']:.3f} s vs "
+        f"sequential fit {m['sequential_fit_s']:.2f} s: {m['speedup']:.0f}x ({m['samples_per_s']:,.0f} samples/s)"
+    )
+    if jax.default_backend() != "cpu":  # work C is sized for an accelerator
+        results["C, bf16 TFLOP/s"] = c = work_c(repeats)
+        print(
+            "Work C, 4 x 4096 + 10, bf16, batch 8192 (TFLOP/s): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in c.items())
+            + f"; jaxnn.fit is {c['jaxnn.fit'] / c['bf16 matmul 8192^3']:.2f}x the matmul"
+        )
     if not args.quick and args.memory_records and jax.default_backend() == "cpu":
         results["memory"] = memory(args.memory_records)
         m = results["memory"]
