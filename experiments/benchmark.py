@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 import jaxnn
+from jaxnn.checkpoint import atomic_write
 
 SEED_SIZES = [3, 4, 4, 1]
 
@@ -410,12 +411,46 @@ def table(title: str, results: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: dict) -> str:
+    """The results as markdown tables (for BENCHMARKS.md)."""
+    env = results["environment"]
+    lines = [f"jax {env['jax']}, {env['backend']} ({env['device']} x{env['device_count']}), Python {env['python']}", ""]
+    for work in ("A, batch 1", "A, batch 100", "B, batch 128"):
+        if work in results:
+            ref = results[work]["jaxnn.fit"]
+            lines += [f"Work {work}", "", "| peer | samples/s | jaxnn.fit is |", "|---|---:|---:|"]
+            for name, v in sorted(results[work].items(), key=lambda kv: -kv[1]):
+                lines.append(f"| {name} | {v:,.0f} | {ref / v:.2f}x |")
+            lines.append("")
+    if "many models" in results:
+        m = results["many models"]
+        lines += [
+            f"Many models: {m['models']} seed networks at batch size 1 (work A): fit_many "
+            f"{m['fit_many_s']:.3f} s, sequential fit (with init) {m['sequential_fit_s']:.2f} s: "
+            f"**{m['speedup']:.0f}x**",
+            "",
+        ]
+    if "C, bf16 TFLOP/s" in results:
+        c = results["C, bf16 TFLOP/s"]
+        lines += ["Work C (TFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in c.items()), ""]
+    if "memory" in results:
+        m = results["memory"]
+        lines += [
+            f"Memory: fit on {m['records']:,} x 3 float32 records peaks at "
+            f"{m['peak_above_baseline_x']:.2f}x the dataset's bytes above the process's baseline before "
+            f"the data existed ({m['peak_above_data_x']:.2f}x above it with the data loaded)",
+            "",
+        ]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--quick", action="store_true", help="tiny repeats and sizes: a smoke run")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--memory-records", type=int, default=10_000_000)
+    ap.add_argument("--markdown", help="also write the tables as markdown here")
     args = ap.parse_args(argv)
     repeats = 1 if args.quick else args.repeats
     dev = jax.devices()[0]
@@ -455,10 +490,9 @@ def main(argv=None):
             f"dataset's bytes above the baseline before the data ({m['peak_above_data_x']:.2f}x above it after)"
         )
     if args.out:
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, args.out)
+        atomic_write(args.out, json.dumps(results, indent=2).encode())
+    if args.markdown:
+        atomic_write(args.markdown, markdown(results).encode())
     return results
 
 

@@ -1,9 +1,12 @@
 """jaxnn: neural networks from pure functions, trained fast with JAX."""
 
 from jaxnn import activations as activations
+from jaxnn import checkpoint as checkpoint
+from jaxnn import distributed as distributed
 from jaxnn import initializers as initializers
 from jaxnn import losses as losses
 from jaxnn import metrics as metrics
+from jaxnn import sweep as sweep
 from jaxnn.baselines import linear_regression as linear_regression
 from jaxnn.data import Dataset as Dataset
 from jaxnn.data import Standardizer as Standardizer

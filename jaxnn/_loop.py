@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from jaxnn import optim
+from jaxnn.distributed import fetch
 
 
 class TrainState(NamedTuple):
@@ -365,7 +366,7 @@ def run(plan: Plan, carry: Carry, data: dict, epochs: int, progress: bool, saver
         before = epoch
         step = run_fresh if isinstance(carry, Fresh) else run_chunk
         carry, rec, status = step(plan, carry, data, target)
-        rec, (epoch, stop) = jax.device_get((rec, status))  # the one sync per chunk
+        rec, (epoch, stop) = fetch((rec, status))  # the one sync per chunk
         epoch, stop = int(epoch), int(stop)
         for k, v in rec.items():
             if k != "ran":

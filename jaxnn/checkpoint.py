@@ -21,6 +21,8 @@ import jax
 import numpy as np
 from flax import serialization
 
+from jaxnn.distributed import fetch
+
 MAGIC = b"JAXNNCKPT\x00"
 FORMAT_VERSION = 1
 SUFFIX = ".jaxnn"
@@ -39,7 +41,7 @@ def _describe(tree) -> tuple[list, list]:
     entries, arrays = [], []
     for path, leaf in leaves:
         is_key = _is_key(leaf)
-        arr = np.asarray(jax.random.key_data(leaf) if is_key else leaf)
+        arr = fetch(jax.random.key_data(leaf) if is_key else leaf)
         entries.append(
             {"path": jax.tree_util.keystr(path), "shape": list(arr.shape), "dtype": str(arr.dtype), "prng_key": is_key}
         )

@@ -20,7 +20,7 @@ from typing import Literal, NamedTuple
 import jax
 import numpy as np
 
-from jaxnn import checkpoint, data, metrics, optim
+from jaxnn import checkpoint, data, distributed, metrics, optim
 from jaxnn.losses import get_loss
 from jaxnn.mlp import mlp
 from jaxnn.train import FitResult, fit, plot_history, predict
@@ -127,14 +127,17 @@ def run(
       progress: show a progress bar.
     """
     folder = Path(out) if out is not None else Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    writer = distributed.is_main_process()  # in a multi-process run, process 0 writes the folder
     if resume:
         saved = ExperimentConfig.from_json((folder / "config.json").read_text())
         if saved != config:
             raise ValueError(f"--resume: {folder}/config.json differs from this run's config")
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "config.json", dataclasses.asdict(config))
-    _write_json(folder / "environment.json", environment())
+    if writer:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(folder / "config.json", dataclasses.asdict(config))
+        _write_json(folder / "environment.json", environment())
     split = load_split(config)
+    mine = distributed.local_rows(len(split.x_train))  # all rows in a one-process run
     n_out = len(split.classes) if config.task == "multiclass" else 1
     model = mlp([split.x_train.shape[1], *config.hidden, n_out], config.activation, config.output_activation)
     params = model.init(jax.random.fold_in(jax.random.key(config.seed), 2))
@@ -143,8 +146,8 @@ def run(
     result = fit(
         model,
         params,
-        split.x_train,
-        split.y_train,
+        split.x_train[mine],
+        split.y_train[mine],
         loss=config.loss,
         key=jax.random.key(config.seed),
         optimizer=config.optimizer,
@@ -161,7 +164,7 @@ def run(
     )
     jax.block_until_ready(result.params)
     wall = time.perf_counter() - start
-    pred = np.asarray(predict(model, result.params, split.x_test))
+    pred = np.asarray(predict(model, distributed.fetch(result.params), split.x_test))
     summary = {
         "name": config.name,
         "test_loss": float(get_loss(config.loss)(pred, split.y_test)),
@@ -170,10 +173,12 @@ def run(
         "stop_reason": result.stop_reason,
         "wall_time_s": wall,
         "samples_per_s": result.epochs_run * len(split.x_train) / wall,
+        "processes": jax.process_count(),
     }
-    _write_json(folder / "summary.json", summary)
-    atomic_text(folder / "metrics.csv", _metrics_csv(result.history))
-    _save_plots(folder, result, config, split, pred)
+    if writer:
+        _write_json(folder / "summary.json", summary)
+        atomic_text(folder / "metrics.csv", _metrics_csv(result.history))
+        _save_plots(folder, result, config, split, pred)
     return RunResult(config, folder, summary, result)
 
 

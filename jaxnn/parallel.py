@@ -58,4 +58,18 @@ class DataParallel:
         """Places a pytree (host or device arrays) replicated on every device."""
         if jax.process_count() == 1:
             return jax.device_put(tree, self.replicated)
-        return jax.tree.map(lambda a: jax.make_array_from_process_local_data(self.replicated, np.asarray(a)), tree)
+        return jax.tree.map(lambda a: _from_local(self.replicated, a), tree)
+
+    def put_rows(self, tree):
+        """Places training arrays: replicated within one process; over several
+        processes, each process's rows become its share of row-sharded global arrays."""
+        if jax.process_count() == 1:
+            return self.put(tree)
+        return jax.tree.map(lambda a: _from_local(self.batch, a), tree)
+
+
+def _from_local(sharding, a):
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        data = _from_local(sharding, jax.random.key_data(a))
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+    return jax.make_array_from_process_local_data(sharding, np.asarray(a))

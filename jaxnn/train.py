@@ -21,6 +21,7 @@ import optax
 
 from jaxnn import _loop, checkpoint, optim, parallel, precision
 from jaxnn.data import validate
+from jaxnn.distributed import fetch
 from jaxnn.losses import LOSSES, Loss, get_loss
 from jaxnn.metrics import get_metric
 from jaxnn.mlp import MLPApply, Model, Params, check_mlp_input
@@ -252,16 +253,20 @@ def fit(
     if y is None:
         raise TypeError("fit needs targets y (an array with one row per row of x), got None")
     x, y = validate(x, y)
+    processes = jax.process_count()
+    if processes > 1:
+        _check_multiprocess(x, dp, validation_split)
     x, y, x_val, y_val = _split_validation(key, x, y, validation_data, validation_split)
     out_shape = _output_shape(apply_fn, params, x)
     y = _prepare_targets(_loss_name(loss), y, out_shape, "y")
     if x_val is not None:
         y_val = _prepare_targets(_loss_name(loss), y_val, out_shape, "validation y")
-    n = x.shape[0]
+    n = x.shape[0] * processes  # the global rows (each process holds an equal share)
     batch_size = _positive_int(batch_size, "batch_size", n)
     metric_fns = tuple(get_metric(m) for m in metrics)
     if early_stopping is not None:
         early_stopping = _check_early_stopping(early_stopping, x_val is not None, metric_fns)
+    progress = progress and jax.process_index() == 0  # one progress bar, one writer
     chunk = _epochs_per_call(epochs_per_call, epochs, progress, checkpoint_every)
     n_batches = n // batch_size if drop_remainder else math.ceil(n / batch_size)
     plan = _loop.Plan(
@@ -284,7 +289,7 @@ def fit(
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ValueError("checkpoint_every needs a checkpoint_dir to write to")
     saver = None
-    if checkpoint_dir is not None:
+    if checkpoint_dir is not None and jax.process_index() == 0:
         saver = checkpoint.Saver(
             checkpoint_dir,
             checkpoint_every or epochs,
@@ -294,16 +299,22 @@ def fit(
             checkpoint_metadata,
         )
     history = None
-    calls = 1 if chunk >= epochs and saver is None and resume_from is None and dp is None else 2
-    if calls == 1:
+    fresh = chunk >= epochs and saver is None and resume_from is None and dp is None
+    if fresh:  # one call does it all: build the carry inside it
         carry = _loop.Fresh(params, lr, key)
     else:
         carry = _loop.start(plan, params, lr, key)
         if resume_from is not None:
             carry, history = checkpoint.restore_carry(resume_from, carry)
+    # host arrays when one call (or the mesh placement) moves them; else once, now
+    calls = 1 if fresh or dp is not None else 2
     data = _loop.device_data(plan, x, y, x_val, y_val, calls=calls)
     if dp is not None:
-        carry, data = dp.put(carry), dp.put(data)
+        carry = dp.put(carry)
+        data = {
+            **dp.put_rows({"x": data["x"], "y": data["y"]}),
+            **dp.put({k: v for k, v in data.items() if k not in ("x", "y")}),
+        }
     carry, history, stop_code = _loop.run(plan, carry, data, epochs, progress, saver, history)
     return _finish(plan, carry, history, stop_code, learning_rate)
 
@@ -327,9 +338,21 @@ def _finish(plan, carry, history, stop_code: int, learning_rate) -> FitResult:
             f"The usual cause is a learning rate{lr} that is too large: try a smaller one."
         )
         warnings.warn(message, RuntimeWarning, stacklevel=3)
-    if plan.early is not None and plan.early.restore_best and bool(jnp.isfinite(carry.best)):
+    if plan.early is not None and plan.early.restore_best and np.isfinite(fetch(carry.best)):
         params = carry.best_params
     return FitResult(params, carry.state, history, len(history["epoch"]), reason, message)
+
+
+def _check_multiprocess(x, dp, validation_split) -> None:
+    from jax.experimental import multihost_utils
+
+    if dp is None:
+        raise ValueError("a multi-process run trains on every process's devices: leave devices=None")
+    if validation_split:
+        raise ValueError("in a multi-process run pass validation_data (whole, to every process), not validation_split")
+    rows = multihost_utils.process_allgather(np.array([x.shape[0]]))
+    if len(set(np.ravel(rows).tolist())) != 1:
+        raise ValueError(f"every process must feed the same number of rows, got {np.ravel(rows).tolist()}")
 
 
 def _split_validation(key, x, y, validation_data, validation_split):
