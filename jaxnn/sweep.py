@@ -8,7 +8,6 @@ compiled program. On an accelerator this is the cheapest way to train small netw
 K models cost about as much as one until the chip is full.
 """
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -21,20 +20,8 @@ import optax
 from jaxnn import _loop, optim
 from jaxnn.data import validate
 from jaxnn.losses import get_loss
-from jaxnn.metrics import get_metric
 from jaxnn.mlp import Model, Params
-from jaxnn.train import (
-    EarlyStopping,
-    _apply_fn,
-    _check_early_stopping,
-    _check_key,
-    _default_unroll,
-    _loss_name,
-    _output_shape,
-    _positive_int,
-    _prepare_targets,
-    _split_validation,
-)
+from jaxnn.train import EarlyStopping, _apply_fn, _check_key, _epochs_per_call, _positive_int, prepare
 
 AXIS = "models"
 
@@ -151,7 +138,7 @@ def fit_many(
     """
     apply_fn = _apply_fn(model)
     key = _check_key(key)
-    loss_fn = get_loss(loss)
+    get_loss(loss)
     epochs = _positive_int(epochs, "epochs")
     values, k = _sweep_values({"learning_rate": optim.DEFAULT_LEARNING_RATE, **(hyperparams or {})}, num_models)
     tx = _sweep_optimizer(optimizer, values)
@@ -163,34 +150,24 @@ def fit_many(
     else:
         stacked = jax.tree.map(lambda p: jnp.broadcast_to(p, (k, *jnp.shape(p))), init_params)
     one = jax.tree.map(lambda p: p[0], stacked)
-    if y is None:
-        raise TypeError("fit_many needs targets y, got None")
-    x, y = validate(x, y)
-    x, y, x_val, y_val = _split_validation(key, x, y, validation_data, validation_split)
-    out_shape = _output_shape(apply_fn, one, x)
-    y = _prepare_targets(_loss_name(loss), y, out_shape, "y")
-    if x_val is not None:
-        y_val = _prepare_targets(_loss_name(loss), y_val, out_shape, "validation y")
-    n = x.shape[0]
-    batch_size = _positive_int(batch_size, "batch_size", n)
-    metric_fns = tuple(get_metric(m) for m in metrics)
-    if early_stopping is not None:
-        early_stopping = _check_early_stopping(early_stopping, x_val is not None, metric_fns)
-    chunk = epochs_per_call or (max(1, math.ceil(epochs / 10)) if progress else epochs)
-    plan = _loop.Plan(
-        apply_fn=apply_fn,
-        loss_fn=loss_fn,
+    plan, x, y, x_val, y_val = prepare(
+        apply_fn,
+        one,
+        x,
+        y,
+        key=key,
+        loss=loss,
         tx=tx,
-        metrics=metric_fns,
-        n=n,
         batch_size=batch_size,
-        n_batches=math.ceil(n / batch_size),
-        shuffle=bool(shuffle),
-        n_val=0 if x_val is None else x_val.shape[0],
-        eval_batch=_positive_int(eval_batch_size, "eval_batch_size"),
-        chunk=_positive_int(chunk, "epochs_per_call"),
-        early=early_stopping,
-        unroll=_positive_int(unroll, "unroll") if unroll is not None else _default_unroll(one, batch_size),
+        shuffle=shuffle,
+        drop_remainder=False,
+        validation_data=validation_data,
+        validation_split=validation_split,
+        metrics=metrics,
+        early_stopping=early_stopping,
+        unroll=unroll,
+        eval_batch_size=eval_batch_size,
+        chunk=_epochs_per_call(epochs_per_call, epochs, progress, None),
         axis_name=AXIS,
     )
     carry = _start_many(plan, stacked, {n_: jnp.asarray(v) for n_, v in values.items()}, keys)

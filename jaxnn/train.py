@@ -245,46 +245,31 @@ def fit(
     """
     apply_fn = _apply_fn(model)
     key = _check_key(key)
-    loss_fn = get_loss(loss)
+    get_loss(loss)
     epochs = _positive_int(epochs, "epochs")
     tx, lr = optim.get_optimizer(optimizer, learning_rate)
     dp = parallel.DataParallel(devs) if len(devs := parallel.resolve_devices(devices)) > 1 else None
     compute_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
-    if y is None:
-        raise TypeError("fit needs targets y (an array with one row per row of x), got None")
-    x, y = validate(x, y)
-    processes = jax.process_count()
-    if processes > 1:
-        _check_multiprocess(x, dp, validation_split)
-    x, y, x_val, y_val = _split_validation(key, x, y, validation_data, validation_split)
-    out_shape = _output_shape(apply_fn, params, x)
-    y = _prepare_targets(_loss_name(loss), y, out_shape, "y")
-    if x_val is not None:
-        y_val = _prepare_targets(_loss_name(loss), y_val, out_shape, "validation y")
-    n = x.shape[0] * processes  # the global rows (each process holds an equal share)
-    batch_size = _positive_int(batch_size, "batch_size", n)
-    metric_fns = tuple(get_metric(m) for m in metrics)
-    if early_stopping is not None:
-        early_stopping = _check_early_stopping(early_stopping, x_val is not None, metric_fns)
     progress = progress and jax.process_index() == 0  # one progress bar, one writer
-    chunk = _epochs_per_call(epochs_per_call, epochs, progress, checkpoint_every)
-    n_batches = n // batch_size if drop_remainder else math.ceil(n / batch_size)
-    plan = _loop.Plan(
-        apply_fn=compute_fn,
-        loss_fn=loss_fn,
+    plan, x, y, x_val, y_val = prepare(
+        compute_fn,
+        params,
+        x,
+        y,
+        key=key,
+        loss=loss,
         tx=tx,
-        metrics=metric_fns,
-        n=n,
         batch_size=batch_size,
-        n_batches=n_batches,
-        shuffle=bool(shuffle),
-        n_val=0 if x_val is None else x_val.shape[0],
-        eval_batch=_positive_int(eval_batch_size, "eval_batch_size"),
-        chunk=chunk,
-        early=early_stopping,
-        unroll=_positive_int(unroll, "unroll") if unroll is not None else _default_unroll(params, batch_size),
-        step_rows=dp.step_rows(batch_size) if dp else 0,
-        batch_sharding=dp.batch if dp else None,
+        shuffle=shuffle,
+        drop_remainder=drop_remainder,
+        validation_data=validation_data,
+        validation_split=validation_split,
+        metrics=metrics,
+        early_stopping=early_stopping,
+        unroll=unroll,
+        eval_batch_size=eval_batch_size,
+        chunk=_epochs_per_call(epochs_per_call, epochs, progress, checkpoint_every),
+        dp=dp,
     )
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ValueError("checkpoint_every needs a checkpoint_dir to write to")
@@ -299,7 +284,7 @@ def fit(
             checkpoint_metadata,
         )
     history = None
-    fresh = chunk >= epochs and saver is None and resume_from is None and dp is None
+    fresh = plan.chunk >= epochs and saver is None and resume_from is None and dp is None
     if fresh:  # one call does it all: build the carry inside it
         carry = _loop.Fresh(params, lr, key)
     else:
@@ -317,6 +302,67 @@ def fit(
         }
     carry, history, stop_code = _loop.run(plan, carry, data, epochs, progress, saver, history)
     return _finish(plan, carry, history, stop_code, learning_rate)
+
+
+def prepare(
+    apply_fn,
+    params,
+    x,
+    y,
+    *,
+    key,
+    loss,
+    tx,
+    batch_size,
+    shuffle,
+    drop_remainder,
+    validation_data,
+    validation_split,
+    metrics,
+    early_stopping,
+    unroll,
+    eval_batch_size,
+    chunk,
+    dp=None,
+    axis_name=None,
+):
+    """Checks the data and settings ``fit`` and ``fit_many`` share, and builds the
+    static :class:`jaxnn._loop.Plan`. Returns ``(plan, x, y, x_val, y_val)``."""
+    if y is None:
+        raise TypeError("fit needs targets y (an array with one row per row of x), got None")
+    x, y = validate(x, y)
+    processes = jax.process_count()
+    if processes > 1:
+        _check_multiprocess(x, dp, validation_split)
+    x, y, x_val, y_val = _split_validation(key, x, y, validation_data, validation_split)
+    out_shape = _output_shape(apply_fn, params, x)
+    y = _prepare_targets(_loss_name(loss), y, out_shape, "y")
+    if x_val is not None:
+        y_val = _prepare_targets(_loss_name(loss), y_val, out_shape, "validation y")
+    n = x.shape[0] * processes  # the global rows (each process holds an equal share)
+    batch_size = _positive_int(batch_size, "batch_size", n)
+    metric_fns = tuple(get_metric(m) for m in metrics)
+    if early_stopping is not None:
+        early_stopping = _check_early_stopping(early_stopping, x_val is not None, metric_fns)
+    plan = _loop.Plan(
+        apply_fn=apply_fn,
+        loss_fn=get_loss(loss),
+        tx=tx,
+        metrics=metric_fns,
+        n=n,
+        batch_size=batch_size,
+        n_batches=n // batch_size if drop_remainder else math.ceil(n / batch_size),
+        shuffle=bool(shuffle),
+        n_val=0 if x_val is None else x_val.shape[0],
+        eval_batch=_positive_int(eval_batch_size, "eval_batch_size"),
+        chunk=chunk,
+        early=early_stopping,
+        unroll=_positive_int(unroll, "unroll") if unroll is not None else _default_unroll(params, batch_size),
+        step_rows=dp.step_rows(batch_size) if dp else 0,
+        batch_sharding=dp.batch if dp else None,
+        axis_name=axis_name,
+    )
+    return plan, x, y, x_val, y_val
 
 
 def _finish(plan, carry, history, stop_code: int, learning_rate) -> FitResult:
