@@ -30,18 +30,22 @@ from jaxnn.checkpoint import atomic_write
 SEED_SIZES = [3, 4, 4, 1]
 
 
-def best_times(fns: dict, repeats: int) -> dict:
-    """Best wall time of each function; the peers take turns (round-robin), so a
-    noisy neighbour or a clock change hits them all alike."""
+def best_times(fns: dict, repeats: int, passes: int = 2) -> dict:
+    """Best wall time of each function. Each peer runs its repeats back to back (as a
+    training loop calls the same code again and again, with warm caches: running
+    another peer in between evicts a sub-millisecond peer's code and data and slows it
+    2x), and the whole set is run ``passes`` times, so a slow spell of the machine
+    does not decide a peer's number."""
     for fn in fns.values():
         fn()  # warm-up: compile
     times = {name: [] for name in fns}
-    for _ in range(repeats):
+    for _ in range(passes):
         for name, fn in fns.items():
-            time.sleep(0.05)  # let the previous peer's worker threads (torch, BLAS) stop spinning
-            t = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t)
+            for _ in range(max(1, repeats // passes)):
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
     return {name: min(ts) for name, ts in times.items()}
 
 

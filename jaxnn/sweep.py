@@ -18,10 +18,10 @@ import numpy as np
 import optax
 
 from jaxnn import _loop, optim
+from jaxnn._plan import EarlyStopping, _apply_fn, _check_key, _epochs_per_call, _positive_int, prepare
 from jaxnn.data import validate
 from jaxnn.losses import get_loss
 from jaxnn.mlp import Model, Params
-from jaxnn.train import EarlyStopping, _apply_fn, _check_key, _epochs_per_call, _positive_int, prepare
 
 AXIS = "models"
 
