@@ -168,17 +168,16 @@ def shuffled_order(key: jax.Array, n: int) -> jax.Array:
     """
     rounds = 2 * max(1, math.ceil(math.log2(max(n, 2)))) + 8
     k_key, h_key = jax.random.split(key)
-    ks = jax.random.randint(k_key, (rounds,), 0, n, dtype=jnp.int32).astype(jnp.uint32)
+    ks = jax.random.randint(k_key, (rounds,), 0, n, dtype=jnp.int32)
     seeds = jax.random.bits(h_key, (rounds,), jnp.uint32)
-    size = jnp.uint32(n)
 
-    def round_(x, r):
-        partner = (ks[r] + size - x) % size
-        swap = (_mix32(jnp.maximum(x, partner) ^ seeds[r]) & 1) == 1
+    def round_(x, r):  # int32 throughout: no second n-sized array for a cast
+        partner = jnp.where(ks[r] >= x, ks[r] - x, ks[r] - x + n)  # (K - x) mod n, without overflow
+        swap = (_mix32(jnp.maximum(x, partner).astype(jnp.uint32) ^ seeds[r]) & 1) == 1
         return jnp.where(swap, partner, x), None
 
-    order, _ = jax.lax.scan(round_, jnp.arange(n, dtype=jnp.uint32), jnp.arange(rounds))
-    return order.astype(jnp.int32)
+    order, _ = jax.lax.scan(round_, jnp.arange(n, dtype=jnp.int32), jnp.arange(rounds))
+    return order
 
 
 def _epoch_batches(plan: Plan, state: TrainState):

@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxnn import _loop, optim
+from jaxnn import _loop, optim, parallel
 from jaxnn._plan import EarlyStopping, _apply_fn, _check_key, _epochs_per_call, _positive_int, prepare
 from jaxnn.data import validate
 from jaxnn.losses import get_loss
@@ -106,6 +107,7 @@ def fit_many(
     epochs_per_call: int | None = None,
     unroll: int | None = None,
     eval_batch_size: int = 1024,
+    devices=None,
 ) -> ManyResult:
     """Trains K models at once on the same data: one compiled program, vmapped.
 
@@ -123,6 +125,9 @@ def fit_many(
       hyperparams: ``{name: K values}`` for the optimizer's hyperparameters
         (``learning_rate``, ``momentum``, ``weight_decay``, ``b1``, ...); a single
         value is shared. Default learning rate 0.01.
+      devices: as in ``fit``. With several devices, the K models are split over them
+        (K must divide by the device count) and the data is replicated: each device
+        trains its share of the models.
 
     Returns:
       A :class:`ManyResult`; ``best_params(result)`` picks the best model and
@@ -171,7 +176,16 @@ def fit_many(
         axis_name=AXIS,
     )
     carry = _start_many(plan, stacked, {n_: jnp.asarray(v) for n_, v in values.items()}, keys)
-    data = jax.device_put(_loop.device_data(plan, x, y, x_val, y_val, calls=1))
+    data = _loop.device_data(plan, x, y, x_val, y_val, calls=1)
+    devs = parallel.resolve_devices(devices)
+    if len(devs) > 1:  # models split over the devices, data replicated
+        if k % len(devs):
+            raise ValueError(f"{k} models do not split evenly over {len(devs)} devices; pass devices= a divisor of {k}")
+        mesh = Mesh(np.array(devs), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+        carry = jax.device_put(carry, NamedSharding(mesh, PartitionSpec(AXIS)))
+        data = jax.device_put(data, NamedSharding(mesh, PartitionSpec()))
+    else:
+        data = jax.device_put(data)
     carry, history = _run_many(plan, carry, data, epochs, progress)
     return _finish_many(plan, carry, history, values)
 

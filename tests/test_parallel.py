@@ -81,3 +81,26 @@ def test_bfloat16_compute_keeps_float32_master_params():
     assert not np.array_equal(bf.params[0]["w"], f32.params[0]["w"])  # bf16 really was used
     with pytest.raises(ValueError, match="compute_dtype"):
         jaxnn.fit(m, p, x, y, compute_dtype="int8", **kw)
+
+
+SWEEP = textwrap.dedent("""
+    import json, jax, numpy as np, jaxnn
+    from jaxnn.sweep import fit_many
+    x, y = jaxnn.make_regression(jax.random.key(0), n=96)
+    kw = dict(loss="mse", key=jax.random.key(1), hyperparams={"learning_rate": [0.01 * (i + 1) for i in range(8)]},
+              batch_size=8, epochs=2, validation_data=(x[:16], y[:16]), progress=False)
+    spread = fit_many(jaxnn.mlp([3, 4, 1]), x, y, **kw)
+    one = fit_many(jaxnn.mlp([3, 4, 1]), x, y, devices=1, **kw)
+    print(json.dumps({"sharding": str(spread.params[0]["w"].sharding),
+                      "spread": [np.asarray(a).tolist() for a in jax.tree.leaves(spread.params)],
+                      "one": [np.asarray(a).tolist() for a in jax.tree.leaves(one.params)]}))
+""")
+
+
+def test_fit_many_splits_models_over_devices():
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "8", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", SWEEP], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "P('models'" in r["sharding"]
+    assert_close(r["spread"], r["one"], rtol=1e-5, atol=1e-6)
