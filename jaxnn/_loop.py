@@ -87,10 +87,11 @@ def make_train_step(apply_fn, loss_fn, tx):
     return train_step
 
 
-def _start(plan: Plan, params, learning_rate, key) -> Carry:
+def _start(plan: Plan, params, learning_rate, key, opt_state=None) -> Carry:
     # Copies: run_chunk donates its carry, and the caller keeps its own params.
     params = jax.tree.map(jnp.copy, params)
-    opt_state = optim.set_learning_rate(plan.tx.init(params), learning_rate)  # the rate as data
+    opt_state = plan.tx.init(params) if opt_state is None else jax.tree.map(jnp.copy, opt_state)
+    opt_state = optim.set_learning_rate(opt_state, learning_rate)  # the rate as data
     state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), key)
     early = plan.early
     best = jnp.float32(np.inf if early is None or early.mode == "min" else -np.inf)
@@ -341,6 +342,7 @@ class Fresh(NamedTuple):
     params: Any
     learning_rate: Any
     key: jax.Array
+    opt_state: Any = None
 
 
 def _start_and_chunk(plan: Plan, fresh: Fresh, data: dict, target_epochs: jax.Array):

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _loop
+from jaxnn import _flax, _loop
 from jaxnn.data import validate
 from jaxnn.losses import LOSSES, get_loss
 from jaxnn.metrics import get_metric
@@ -37,9 +37,28 @@ class EarlyStopping(NamedTuple):
 def _apply_fn(model) -> Callable:
     if isinstance(model, Model):
         return model.apply
+    if (linen_apply := _flax.linen_apply(model)) is not None:
+        return linen_apply
+    if _flax.is_nnx_module(model):
+        raise TypeError(
+            "fit, predict and evaluate take a flax.nnx Module directly; elsewhere split it first: "
+            "graphdef, state = nnx.split(module); apply_fn = lambda p, x: nnx.merge(graphdef, p)(x)"
+        )
     if callable(model):
         return model
-    raise TypeError(f"model must be a jaxnn Model or an apply_fn(params, x), got {type(model).__name__}")
+    raise TypeError(f"model must be a jaxnn Model, a flax Module or an apply_fn(params, x), got {type(model).__name__}")
+
+
+def _resolve(model, params):
+    """``(apply_fn, params, nnx_module)``: the pure function and params pytree for
+    ``model``; an nnx Module also comes back (to write the trained state into)."""
+    if (nnx := _flax.split_nnx(model, params)) is not None:
+        return *nnx, model
+    if params is None:
+        raise TypeError("params is None: pass the model's parameters (e.g. model.init(key))")
+    if _flax.linen_apply(model) is not None:
+        _flax.check_linen_variables(params)
+    return _apply_fn(model), params, None
 
 
 def _check_key(key) -> jax.Array:
@@ -161,6 +180,19 @@ def prepare(
         axis_name=axis_name,
     )
     return plan, x, y, x_val, y_val
+
+
+def check_opt_state(tx, params, opt_state):
+    """Raises unless ``opt_state`` has the structure, shapes and dtypes ``tx.init(params)`` would."""
+    want = jax.eval_shape(tx.init, params)
+    got = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), opt_state)
+    if jax.tree.structure(want) != jax.tree.structure(got) or jax.tree.leaves(want) != jax.tree.leaves(got):
+        raise ValueError(
+            "opt_state does not match this optimizer and these params: expected the state "
+            f"optimizer.init(params) gives, {want}; got {got}. Pass the state of an earlier fit with the "
+            "same optimizer and model (FitResult.state.opt_state)"
+        )
+    return opt_state
 
 
 def _check_multiprocess(x, dp, validation_split) -> None:

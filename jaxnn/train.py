@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _loop, checkpoint, optim, parallel, precision
+from jaxnn import _flax, _loop, checkpoint, optim, parallel, precision
 from jaxnn._plan import (
     EarlyStopping,
     _apply_fn,
@@ -28,6 +28,8 @@ from jaxnn._plan import (
     _output_shape,
     _positive_int,
     _prepare_targets,
+    _resolve,
+    check_opt_state,
     prepare,
 )
 from jaxnn.data import validate
@@ -116,12 +118,16 @@ def fit(
     checkpoint_metadata: dict | None = None,
     devices=None,
     compute_dtype: str | None = "auto",
+    opt_state=None,
 ) -> FitResult:
     """Trains ``model`` on ``(x, y)``: shuffled mini-batches, one compiled call per
     chunk of epochs.
 
     Args:
-      model: a :class:`jaxnn.Model` or any ``apply_fn(params, x) -> predictions``.
+      model: a :class:`jaxnn.Model`, any ``apply_fn(params, x) -> predictions``, a
+        ``flax.linen`` Module (``params`` its variables from ``module.init``), or a
+        ``flax.nnx`` Module (``params=None`` trains its ``nnx.Param`` state, which
+        is written back into the module at the end; ``FitResult.params`` holds it).
       params: initial parameters (not modified).
       x: inputs, shape ``(n, features)``.
       y: targets: ``(n, outputs)`` (``(n,)`` is taken as ``(n, 1)`` for a
@@ -162,6 +168,9 @@ def fit(
       compute_dtype: ``"auto"`` (bfloat16 on TPU, float32 elsewhere), ``"float32"``
         or ``"bfloat16"``: the forward and backward pass run in it while params,
         optimizer state and loss stay float32 (see ``jaxnn.precision``).
+      opt_state: continue from this optimizer state (``FitResult.state.opt_state``
+        of an earlier fit with the same optimizer and model) instead of a fresh one,
+        e.g. to train on new data without resetting Adam's moments.
 
     Returns:
       A :class:`FitResult`.
@@ -169,11 +178,13 @@ def fit(
     Raises:
       TypeError, ValueError: bad data, shapes, labels or settings, before compiling.
     """
-    apply_fn = _apply_fn(model)
+    apply_fn, params, nnx_module = _resolve(model, params)
     key = _check_key(key)
     get_loss(loss)
     epochs = _positive_int(epochs, "epochs")
     tx, lr = optim.get_optimizer(optimizer, learning_rate)
+    if opt_state is not None:
+        check_opt_state(tx, params, opt_state)
     dp = parallel.DataParallel(devs) if len(devs := parallel.resolve_devices(devices)) > 1 else None
     compute_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
     progress = progress and jax.process_index() == 0  # one progress bar, one writer
@@ -212,9 +223,9 @@ def fit(
     history = None
     fresh = plan.chunk >= epochs and saver is None and resume_from is None and dp is None
     if fresh:  # one call does it all: build the carry inside it
-        carry = _loop.Fresh(params, lr, key)
+        carry = _loop.Fresh(params, lr, key, opt_state)
     else:
-        carry = _loop.start(plan, params, lr, key)
+        carry = _loop.start(plan, params, lr, key, opt_state)
         if resume_from is not None:
             carry, history = checkpoint.restore_carry(resume_from, carry)
     # host arrays when one call (or the mesh placement) moves them; else once, now
@@ -227,7 +238,10 @@ def fit(
             **dp.put({k: v for k, v in data.items() if k not in ("x", "y")}),
         }
     carry, history, stop_code = _loop.run(plan, carry, data, epochs, progress, saver, history)
-    return _finish(plan, carry, history, stop_code, learning_rate)
+    result = _finish(plan, carry, history, stop_code, learning_rate)
+    if nnx_module is not None:
+        _flax.update_nnx(nnx_module, result.params)
+    return result
 
 
 def _finish(plan, carry, history, stop_code: int, learning_rate) -> FitResult:
@@ -264,7 +278,7 @@ def predict(model: Model | Callable, params: Params, x, *, batch_size: int = 102
     Returns:
       Predictions of shape ``(n, outputs)``.
     """
-    apply_fn = _apply_fn(model)
+    apply_fn, params, _ = _resolve(model, params)
     x, _ = validate(x)
     batch_size = _positive_int(batch_size, "batch_size")
     return _predict_chunks(apply_fn, params, jnp.asarray(x), min(batch_size, x.shape[0]))
@@ -275,7 +289,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Loss and metrics of ``model`` on ``(x, y)``; returns ``{"loss": ..., name: ...}``."""
     x, y = validate(x, y)
-    apply_fn = _apply_fn(model)
+    apply_fn, params, _ = _resolve(model, params)
     y = _prepare_targets(_loss_name(loss), y, _output_shape(apply_fn, params, x), "y")
     pred = predict(apply_fn, params, x, batch_size=batch_size)
     out = {"loss": float(get_loss(loss)(pred, jnp.asarray(y)))}

@@ -1,0 +1,161 @@
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris, make_classification, make_regression
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from jaxnn.sklearn import MLPClassifier, MLPRegressor
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@parametrize_with_checks([MLPClassifier(), MLPRegressor()])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    x, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    return train_test_split(x, names, test_size=0.3, random_state=0, stratify=y)
+
+
+def test_classifier_string_labels_multiclass(iris):
+    xtr, xte, ytr, yte = iris
+    clf = make_pipeline(StandardScaler(), MLPClassifier((16,), learning_rate_init=0.01, random_state=0))
+    clf.fit(xtr, ytr)
+    assert clf.score(xte, yte) > 0.9
+    assert set(clf.predict(xte)) <= {"setosa", "versicolor", "virginica"}
+    proba = clf.predict_proba(xte)
+    assert proba.shape == (len(xte), 3) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    assert clf[-1].classes_.tolist() == ["setosa", "versicolor", "virginica"]
+    assert clf[-1].out_activation_ == "softmax" and clf[-1].coefs_[-1].shape == (16, 3)
+
+
+def test_classifier_binary_integer_labels_and_sklearn_accuracy():
+    x, y = make_classification(400, 6, random_state=0)
+    y = np.where(y == 1, 7, -3)  # arbitrary integer labels
+    xtr, xte, ytr, yte = train_test_split(x, y, random_state=0)
+    ours = MLPClassifier((32,), random_state=0, max_iter=100).fit(xtr, ytr)
+    assert ours.out_activation_ == "logistic" and ours.coefs_[-1].shape == (32, 1)
+    assert ours.classes_.tolist() == [-3, 7]
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    theirs = SkMLP((32,), random_state=0, max_iter=100).fit(xtr, ytr)
+    assert ours.score(xte, yte) >= theirs.score(xte, yte) - 0.03
+    assert len(ours.loss_curve_) == ours.n_iter_ <= 100 and ours.t_ == ours.n_iter_ * len(xtr)
+
+
+def test_regressor_grid_search_and_cross_val_score():
+    x, y = make_regression(300, 5, noise=5.0, random_state=0)
+    y = y / y.std()
+    scores = cross_val_score(MLPRegressor((32,), learning_rate_init=0.01, random_state=0), x, y, cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.9
+    grid = GridSearchCV(
+        MLPRegressor((16,), random_state=0, max_iter=50), {"learning_rate_init": [1e-4, 1e-2]}, cv=2
+    ).fit(x, y)
+    assert grid.best_params_ == {"learning_rate_init": 1e-2}
+    assert grid.best_estimator_.predict(x[:4]).shape == (4,)
+
+
+def test_regressor_multi_output_and_loss():
+    x, y = make_regression(200, 4, n_targets=3, random_state=0)
+    reg = MLPRegressor((16,), loss="huber", random_state=0, max_iter=20).fit(x, y / y.std())
+    assert reg.predict(x).shape == (200, 3) and reg.n_outputs_ == 3
+
+
+def test_batch_size_one_sgd_fits_the_seed_task():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = np.sin(x[:, 0]) + x[:, 1] * x[:, 2]
+    reg = MLPRegressor(
+        (4, 4), solver="sgd", batch_size=1, learning_rate_init=0.02, momentum=0.0, max_iter=60, random_state=0
+    ).fit(x, y)
+    assert reg.n_iter_ >= 10 and reg.t_ == 200 * reg.n_iter_
+    assert reg.score(x, y) > 0.6
+
+
+def test_early_stopping_keeps_the_best_validation_score(iris):
+    xtr, _, ytr, _ = iris
+    clf = MLPClassifier((8,), early_stopping=True, n_iter_no_change=3, learning_rate_init=0.05, random_state=0)
+    clf.fit(StandardScaler().fit_transform(xtr), ytr)
+    assert clf.n_iter_ < 200 and clf.best_loss_ is None
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+def test_partial_fit_continues_and_needs_classes(iris):
+    xtr, _, ytr, _ = iris
+    xtr = StandardScaler().fit_transform(xtr)
+    clf = MLPClassifier((16,), learning_rate_init=0.01, random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(xtr, ytr)
+    for _ in range(30):
+        clf.partial_fit(xtr, ytr, classes=["setosa", "versicolor", "virginica"])
+    assert clf.n_iter_ == 30 and len(clf.loss_curve_) == 30
+    assert clf.loss_curve_[-1] < 0.5 * clf.loss_curve_[0]
+    with pytest.raises(ValueError, match="not in classes_"):
+        clf.partial_fit(xtr[:2], ["setosa", "tulip"])
+
+
+def test_warm_start_continues_and_random_state_reproduces():
+    x, y = make_regression(100, 3, random_state=1)
+    y = y / y.std()
+    a = MLPRegressor((8,), max_iter=5, random_state=3).fit(x, y)
+    b = MLPRegressor((8,), max_iter=5, random_state=3).fit(x, y)
+    np.testing.assert_array_equal(a.predict(x), b.predict(x))
+    a.set_params(warm_start=True).fit(x, y)
+    assert a.n_iter_ == 10 and len(a.loss_curve_) == 10
+    with pytest.raises(ValueError, match="hidden_layer_sizes changed"):
+        a.set_params(hidden_layer_sizes=(9,)).fit(x, y)
+
+
+def test_fitted_estimator_pickles_and_predicts_the_same(iris):
+    xtr, xte, ytr, _ = iris
+    clf = MLPClassifier((8,), max_iter=5, random_state=0).fit(xtr, ytr)
+    clone = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(clone.predict_proba(xte), clf.predict_proba(xte))
+    clone.partial_fit(xtr, ytr)  # the optimizer state survived too
+    assert clone.n_iter_ == clf.n_iter_ + 1
+
+
+def test_convergence_warning_when_max_iter_is_reached():
+    x, y = make_regression(50, 2, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations \\(2\\)"):
+        MLPRegressor((4,), max_iter=2, random_state=0).fit(x, y)
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"solver": "lbfgs"}, ValueError, "'lbfgs' is not supported"),
+        ({"hidden_layer_sizes": (4, 0)}, ValueError, "hidden layer size must be >= 1"),
+        ({"hidden_layer_sizes": "wide"}, TypeError, "each hidden layer size must be an int"),
+        ({"activation": "swish"}, ValueError, "activation must be one of"),
+        ({"learning_rate_init": -0.1}, ValueError, "learning_rate_init must be in"),
+        ({"learning_rate_init": float("nan")}, ValueError, "learning_rate_init must be in"),
+        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ({"batch_size": 500}, ValueError, "larger than the 40 training rows"),
+        ({"max_iter": 0}, ValueError, "max_iter must be >= 1"),
+        ({"alpha": -1.0}, ValueError, "alpha must be in"),
+        ({"momentum": 1.5}, ValueError, "momentum must be in"),
+        ({"validation_fraction": 1.0, "early_stopping": True}, ValueError, "validation_fraction must be in"),
+        ({"loss": "hinge"}, ValueError, "loss must be one of"),
+        ({"shuffle": "yes"}, TypeError, "shuffle must be True or False"),
+        ({"compute_dtype": "float8"}, ValueError, "compute_dtype"),
+    ],
+)
+def test_bad_hyperparameters_fail_at_fit_with_a_clear_message(params, error, match):
+    x, y = make_regression(40, 3, random_state=0)
+    reg = MLPRegressor(**params)  # scikit-learn's rule: __init__ never checks
+    with pytest.raises(error, match=match):
+        reg.fit(x, y)
+    with pytest.raises(NotFittedError):
+        reg.predict(x)
