@@ -16,6 +16,7 @@ from jaxnn.data import one_hot as one_hot
 from jaxnn.data import standardize as standardize
 from jaxnn.data import train_test_split as train_test_split
 from jaxnn.data import validate as validate
+from jaxnn.doctor import doctor as doctor
 from jaxnn.explain import backprop as backprop
 from jaxnn.explain import explain as explain
 from jaxnn.mlp import Model as Model
@@ -43,6 +44,7 @@ __all__ = [
     "activations",
     "backprop",
     "count_params",
+    "doctor",
     "evaluate",
     "explain",
     "fit",

@@ -11,6 +11,8 @@ import dataclasses
 import sys
 from typing import Any
 
+import jax
+
 
 def _linen_module(model) -> bool:
     linen = sys.modules.get("flax.linen")
@@ -58,10 +60,9 @@ def split_nnx(model, params):
     from flax import nnx
 
     graphdef, state, rest = nnx.split(model, nnx.Param, ...)
-    if len(nnx.to_flat_state(rest)):
-        kinds = sorted({type(v).__name__ for _, v in nnx.to_flat_state(rest)})
+    if others := [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(rest)]:
         raise ValueError(
-            f"fit trains an nnx Module's nnx.Param state only; this module also holds {kinds}, which "
+            f"fit trains an nnx Module's nnx.Param state only; this module also holds {others[:5]}, which "
             "fit would not update. Remove it (e.g. pass rngs only to init) or write the loop with "
             "jaxnn.make_train_step"
         )

@@ -66,7 +66,7 @@ class Carry(NamedTuple):
     best_params: Any  # params of the best epoch so far; () without early stopping
     best: jax.Array  # shape=(), float32: best monitored value so far
     wait: jax.Array  # shape=(), int32: epochs since the monitored value improved
-    stop: jax.Array  # shape=(), int32: 0 running, 1 early stopped, 2 non-finite loss
+    stop: jax.Array  # shape=(), int32: 0 running, 1 early stopped, 2 non-finite loss, 3 non-finite initial params
     stop_step: jax.Array  # shape=(), int32: the update (1-based) whose loss was non-finite
 
 
@@ -87,6 +87,20 @@ def make_train_step(apply_fn, loss_fn, tx):
     return train_step
 
 
+NON_FINITE_PARAMS = 3
+
+
+def non_finite_params_error(params) -> ValueError:
+    """The error for initial params with NaN or inf, naming the first bad leaf."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if not np.isfinite(np.asarray(leaf)).all():
+            return ValueError(
+                f"params{jax.tree_util.keystr(path)} has non-finite values (NaN or inf); expected finite "
+                "initial parameters (e.g. from model.init(key))"
+            )
+    return ValueError("params have non-finite values (NaN or inf); expected finite initial parameters")
+
+
 def _start(plan: Plan, params, learning_rate, key, opt_state=None) -> Carry:
     # Copies: run_chunk donates its carry, and the caller keeps its own params.
     params = jax.tree.map(jnp.copy, params)
@@ -96,7 +110,10 @@ def _start(plan: Plan, params, learning_rate, key, opt_state=None) -> Carry:
     early = plan.early
     best = jnp.float32(np.inf if early is None or early.mode == "min" else -np.inf)
     best_params = jax.tree.map(jnp.copy, params) if early is not None else ()
-    wait, stop, stop_step = (jnp.zeros((), jnp.int32) for _ in range(3))
+    wait, stop_step = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
+    # Checked here, inside the first compiled call, so a good run pays no extra sync.
+    finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree.leaves(params)]))
+    stop = jnp.where(finite, 0, NON_FINITE_PARAMS).astype(jnp.int32)
     return Carry(state, best_params, best, wait, stop, stop_step)
 
 

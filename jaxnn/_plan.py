@@ -34,6 +34,9 @@ class EarlyStopping(NamedTuple):
     restore_best: bool = True
 
 
+MAX_EPOCHS = 2**31 - 1  # the loop counts epochs and steps in int32
+
+
 def _apply_fn(model) -> Callable:
     if isinstance(model, Model):
         return model.apply
@@ -73,7 +76,7 @@ def _positive_int(value, name: str, upper: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < 1 or (upper is not None and value > upper):
-        bound = f"[1, {upper}]" if upper is not None else ">= 1"
+        bound = f"in [1, {upper}]" if upper is not None else ">= 1"
         raise ValueError(f"{name} must be {bound}, got {value}")
     return int(value)
 

@@ -1,9 +1,10 @@
 """Checkpoints: a training state in one file, written atomically, read without pickle.
 
-Layout: ``MAGIC``, a little-endian uint32 format version, a uint64 header length, a
-JSON header (metadata, one entry per array: path, shape, dtype, and the payload's
-SHA-256), then the arrays serialised with ``flax.serialization.msgpack_serialize``.
-Loading checks the magic, version, length and checksum before parsing anything, and
+Layout: ``MAGIC``, a little-endian uint32 format version, a uint64 header length, the
+header's SHA-256 (32 bytes), a JSON header (metadata, one entry per array: path,
+shape, dtype, and the payload's SHA-256), then the arrays serialised with
+``flax.serialization.msgpack_serialize``. Loading checks the magic, version, lengths
+and both checksums before parsing anything, and
 checks every array's path, shape and dtype against a template before building the
 state: a truncated, corrupted, foreign or mismatched file raises ``CheckpointError``
 and never yields a half-restored state. Nothing in a file is ever executed.
@@ -24,7 +25,8 @@ from flax import serialization
 from jaxnn.distributed import fetch
 
 MAGIC = b"JAXNNCKPT\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the header has its own checksum
+_FIXED = struct.Struct("<IQ32s")  # version, header length, header SHA-256
 SUFFIX = ".jaxnn"
 
 
@@ -93,7 +95,7 @@ def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None) -
             "metadata": metadata or {},
         }
     ).encode()
-    blob = MAGIC + struct.pack("<IQ", FORMAT_VERSION, len(header)) + header + payload
+    blob = MAGIC + _FIXED.pack(FORMAT_VERSION, len(header), hashlib.sha256(header).digest()) + header + payload
     atomic_write(path, blob)
     return Path(path)
 
@@ -106,18 +108,22 @@ def _read(path) -> tuple[dict, bytes]:
         raise CheckpointError(f"no checkpoint at {path}") from None
     if not blob.startswith(MAGIC):
         raise CheckpointError(f"{path} is not a jaxnn checkpoint (it does not start with the jaxnn magic bytes)")
-    fixed = len(MAGIC) + 12
+    fixed = len(MAGIC) + _FIXED.size
     if len(blob) < fixed:
         raise CheckpointError(f"{path} is truncated ({len(blob)} bytes)")
-    version, header_len = struct.unpack("<IQ", blob[len(MAGIC) : fixed])
-    if version > FORMAT_VERSION:
+    version, header_len, header_digest = _FIXED.unpack(blob[len(MAGIC) : fixed])
+    if version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} has format version {version}, newer than this jaxnn reads ({FORMAT_VERSION}): upgrade jaxnn"
+            f"{path} has format version {version}; this jaxnn reads version {FORMAT_VERSION} "
+            "(a newer file needs a newer jaxnn; an older one must be re-saved)"
         )
     if len(blob) < fixed + header_len:
         raise CheckpointError(f"{path} is truncated (its header needs {header_len} bytes)")
+    raw_header = blob[fixed : fixed + header_len]
+    if hashlib.sha256(raw_header).digest() != header_digest:
+        raise CheckpointError(f"{path} is corrupted: its header checksum does not match")
     try:
-        header = json.loads(blob[fixed : fixed + header_len])
+        header = json.loads(raw_header)
         size, digest = header["payload_bytes"], header["payload_sha256"]
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path} has a damaged header: {e}") from None

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from jaxnn import checkpoint, data, distributed, metrics, optim
+from jaxnn._plan import MAX_EPOCHS, _positive_int
 from jaxnn.losses import get_loss
 from jaxnn.mlp import mlp
 from jaxnn.train import FitResult, fit, plot_history, predict
@@ -60,11 +61,12 @@ class ExperimentConfig:
         if self.optimizer not in optim.OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(optim.OPTIMIZERS)}")
         optim.check_learning_rate(self.learning_rate)
-        if not self.hidden or any(h < 1 for h in self.hidden):
+        if not self.hidden:
             raise ValueError(f"hidden must be one or more sizes >= 1, got {self.hidden}")
-        for field in ("batch_size", "epochs"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        for h in self.hidden:
+            _positive_int(h, "each hidden size")
+        _positive_int(self.batch_size, "batch_size")
+        _positive_int(self.epochs, "epochs", MAX_EPOCHS)
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
@@ -132,11 +134,13 @@ def run(
         saved = ExperimentConfig.from_json((folder / "config.json").read_text())
         if saved != config:
             raise ValueError(f"--resume: {folder}/config.json differs from this run's config")
+    split = load_split(config)
+    if config.batch_size > len(split.x_train):  # before the run folder exists
+        raise ValueError(f"batch_size={config.batch_size} is more than the {len(split.x_train)} training rows")
     if writer:
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / "config.json", dataclasses.asdict(config))
         _write_json(folder / "environment.json", environment())
-    split = load_split(config)
     mine = distributed.local_rows(len(split.x_train))  # all rows in a one-process run
     n_out = len(split.classes) if config.task == "multiclass" else 1
     model = mlp([split.x_train.shape[1], *config.hidden, n_out], config.activation, config.output_activation)
@@ -319,11 +323,11 @@ def config_from_args(args, defaults: ExperimentConfig) -> ExperimentConfig:
 def main(argv: list[str] | None, defaults: ExperimentConfig, description: str = "") -> RunResult:
     """Parses the command line, runs the experiment, prints the summary."""
     args = parser(defaults, description).parse_args(argv)
-    try:
+    try:  # a bad flag, config or run folder: a message, not a traceback
         config = config_from_args(args, defaults)
-    except (OSError, ValueError, TypeError) as e:  # a bad flag or run folder: a message, not a traceback
+        result = run(config, args.resume or args.out, resume=bool(args.resume), progress=not args.no_progress)
+    except (OSError, ValueError, TypeError) as e:
         raise SystemExit(f"error: {e}") from None
-    result = run(config, args.resume or args.out, resume=bool(args.resume), progress=not args.no_progress)
     print(f"run folder: {result.folder}")
     print(json.dumps(result.summary, indent=2))
     return result

@@ -30,7 +30,25 @@ def _check_weights(weights, n: int):
     return weights
 
 
+def _check_numeric(a, what: str, name: str) -> None:
+    dtype = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
+    numeric = (
+        jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.bool_)
+    )
+    if not numeric:
+        raise TypeError(f"{name}: {what} must be a numeric (int or float) array, got dtype {dtype}")
+
+
+def _check_batch(predictions, targets, name: str) -> None:
+    """Numeric arrays with at least one example (an empty batch has no mean)."""
+    _check_numeric(predictions, "predictions", name)
+    _check_numeric(targets, "targets", name)
+    if jnp.ndim(predictions) >= 1 and jnp.shape(predictions)[0] == 0:
+        raise ValueError(f"{name}: the batch is empty (0 examples); expected at least one")
+
+
 def _check_same_shape(predictions, targets, name: str) -> None:
+    _check_batch(predictions, targets, name)
     if jnp.shape(predictions) != jnp.shape(targets):
         hint = ""
         if jnp.ndim(predictions) == jnp.ndim(targets) + 1 and jnp.shape(predictions)[-1] == 1:
@@ -141,6 +159,7 @@ def softmax_cross_entropy(predictions, targets, weights=None):
     """
     if jnp.ndim(predictions) < 1:
         raise ValueError("softmax_cross_entropy: predictions must have a class axis")
+    _check_batch(predictions, targets, "softmax_cross_entropy")
     if jnp.issubdtype(jnp.result_type(targets), jnp.integer):
         if jnp.shape(targets) != jnp.shape(predictions)[:-1]:
             raise ValueError(

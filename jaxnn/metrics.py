@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnn import losses
 from jaxnn.losses import weighted_mean
@@ -37,7 +38,9 @@ def accuracy(predictions, targets, weights=None, *, threshold: float = 0.5):
       >>> float(accuracy(jnp.array([[0.9], [0.2]]), jnp.array([1, 1])))
       0.5
     """
+    losses._check_batch(predictions, targets, "accuracy")
     pred = predicted_classes(predictions, threshold)
+    k = 2 if jnp.ndim(predictions) == 1 or jnp.shape(predictions)[-1] == 1 else jnp.shape(predictions)[-1]
     t = jnp.asarray(targets)
     if t.ndim == 2 and t.shape[-1] > 1:
         t = jnp.argmax(t, axis=-1)
@@ -48,6 +51,10 @@ def accuracy(predictions, targets, weights=None, *, threshold: float = 0.5):
             f"accuracy: targets {jnp.shape(targets)} do not match predictions "
             f"{jnp.shape(predictions)}; expected labels of shape {pred.shape}"
         )
+    if losses._is_concrete(t):  # values are checkable outside a trace
+        v = np.asarray(t)
+        if v.size and not ((v >= 0) & (v < k) & (v == np.round(v))).all():
+            raise ValueError(f"accuracy: targets must be class labels, whole numbers in [0, {k}); got {v[:10]}")
     return weighted_mean((pred == t.astype(pred.dtype)).astype(jnp.float32), weights)
 
 

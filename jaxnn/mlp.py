@@ -14,11 +14,13 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnn.activations import Activation, activation_name, get_activation
 from jaxnn.initializers import Initializer, default_initializer, get_initializer
 
 Params = Any  # a pytree of arrays
+MAX_ELEMENTS = 2**31 - 1  # per array: XLA indexes with int32 on some backends
 
 
 class Model(NamedTuple):
@@ -61,6 +63,9 @@ def check_mlp_input(params: Params, x: jax.Array, depth: int) -> None:
             f"{type(params).__name__} of length {len(params) if hasattr(params, '__len__') else '?'}"
         )
     n_in = params[0]["w"].shape[0]
+    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+    if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+        raise TypeError(f"x must be a numeric (int or float) array, got dtype {dtype}")
     if jnp.ndim(x) not in (1, 2):
         raise ValueError(f"x must have shape (batch, {n_in}) or ({n_in},), got shape {jnp.shape(x)}")
     if jnp.shape(x)[-1] != n_in:
@@ -141,6 +146,10 @@ def _check_sizes(sizes: Sequence[int]) -> list[int]:
             raise TypeError(f"sizes[{i}] must be an int, got {s!r}") from None
         if s < 1:
             raise ValueError(f"sizes[{i}] must be >= 1, got {s}")
+        if out and out[-1] * s > MAX_ELEMENTS:
+            raise ValueError(
+                f"layer {i} would have {out[-1]} x {s} weights; at most {MAX_ELEMENTS} per layer (sizes={list(sizes)})"
+            )
         out.append(s)
     return out
 

@@ -8,6 +8,7 @@ compiled program. On an accelerator this is the cheapest way to train small netw
 K models cost about as much as one until the chip is full.
 """
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -19,10 +20,10 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxnn import _loop, optim, parallel
-from jaxnn._plan import EarlyStopping, _apply_fn, _check_key, _epochs_per_call, _positive_int, prepare
+from jaxnn._plan import MAX_EPOCHS, EarlyStopping, _apply_fn, _check_key, _epochs_per_call, _positive_int, prepare
 from jaxnn.data import validate
 from jaxnn.losses import get_loss
-from jaxnn.mlp import Model, Params
+from jaxnn.mlp import MAX_ELEMENTS, Model, Params
 
 AXIS = "models"
 
@@ -55,17 +56,17 @@ class ManyResult(NamedTuple):
 def _sweep_values(hyperparams: dict, num_models: int | None) -> tuple[dict, int]:
     values = {}
     for name, v in (hyperparams or {}).items():
-        arr = np.atleast_1d(np.asarray(v, np.float32))
-        if arr.ndim != 1 or not np.isfinite(arr).all():
-            raise ValueError(f"hyperparams[{name!r}] must be finite numbers (one per model), got {v!r}")
-        values[name] = arr
+        arr = np.atleast_1d(np.asarray(v, np.float64))
+        if arr.ndim != 1 or not (np.abs(arr) <= np.finfo(np.float32).max).all():
+            raise ValueError(f"hyperparams[{name!r}] must be finite float32 numbers (one per model), got {v!r}")
+        values[name] = arr.astype(np.float32)
     sizes = {len(a) for a in values.values() if len(a) > 1}
     if num_models is not None:
-        sizes.add(_positive_int(num_models, "num_models"))
+        sizes.add(_positive_int(num_models, "num_models", MAX_ELEMENTS))
     if len(sizes) > 1:
         raise ValueError(f"hyperparameter sweeps and num_models disagree on the number of models: {sorted(sizes)}")
     k = sizes.pop() if sizes else 1
-    return {n: np.broadcast_to(a, (k,)).copy() for n, a in values.items()}, k
+    return {n: np.broadcast_to(a, (k,)) for n, a in values.items()}, k  # views: copied once k is checked
 
 
 def _sweep_optimizer(optimizer: str, values: dict) -> optax.GradientTransformation:
@@ -144,13 +145,18 @@ def fit_many(
     apply_fn = _apply_fn(model)
     key = _check_key(key)
     get_loss(loss)
-    epochs = _positive_int(epochs, "epochs")
+    epochs = _positive_int(epochs, "epochs", MAX_EPOCHS)
     values, k = _sweep_values({"learning_rate": optim.DEFAULT_LEARNING_RATE, **(hyperparams or {})}, num_models)
     tx = _sweep_optimizer(optimizer, values)
+    if init_params is None and not isinstance(model, Model):
+        raise TypeError("fit_many needs init_params when model is a plain apply_fn")
+    one_shape = jax.eval_shape(model.init, key) if init_params is None else init_params
+    per_model = sum(math.prod(jnp.shape(p)) for p in jax.tree.leaves(one_shape))
+    if k * per_model > MAX_ELEMENTS:
+        raise ValueError(f"{k} models x {per_model} parameters is more than {MAX_ELEMENTS} elements in one array")
+    values = {n: v.copy() for n, v in values.items()}
     keys = jax.random.split(key, k)
     if init_params is None:
-        if not isinstance(model, Model):
-            raise TypeError("fit_many needs init_params when model is a plain apply_fn")
         stacked = jax.vmap(lambda kk: model.init(jax.random.fold_in(kk, 1)))(keys)
     else:
         stacked = jax.tree.map(lambda p: jnp.broadcast_to(p, (k, *jnp.shape(p))), init_params)
@@ -234,6 +240,8 @@ def _run_many(plan, carry, data, epochs: int, progress: bool):
 
 def _finish_many(plan, carry, history, values) -> ManyResult:
     stop = np.asarray(carry.stop)
+    if (stop == _loop.NON_FINITE_PARAMS).any():
+        raise _loop.non_finite_params_error(jax.tree.map(lambda p: p[int(np.argmax(stop == 3))], carry.state.params))
     epochs_run = np.asarray(carry.state.epoch)
     reasons = [{0: None, 1: "early_stopping", 2: "non_finite_loss"}[int(s)] for s in stop]
     params = carry.state.params

@@ -20,6 +20,7 @@ import optax
 
 from jaxnn import _flax, _loop, checkpoint, optim, parallel, precision
 from jaxnn._plan import (
+    MAX_EPOCHS,
     EarlyStopping,
     _apply_fn,
     _check_key,
@@ -181,7 +182,7 @@ def fit(
     apply_fn, params, nnx_module = _resolve(model, params)
     key = _check_key(key)
     get_loss(loss)
-    epochs = _positive_int(epochs, "epochs")
+    epochs = _positive_int(epochs, "epochs", MAX_EPOCHS)
     tx, lr = optim.get_optimizer(optimizer, learning_rate)
     if opt_state is not None:
         check_opt_state(tx, params, opt_state)
@@ -245,6 +246,8 @@ def fit(
 
 
 def _finish(plan, carry, history, stop_code: int, learning_rate) -> FitResult:
+    if stop_code == _loop.NON_FINITE_PARAMS:
+        raise _loop.non_finite_params_error(carry.state.params)
     reason = {0: None, 1: "early_stopping", 2: "non_finite_loss"}[stop_code]
     message = ""
     params = carry.state.params

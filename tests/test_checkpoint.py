@@ -68,7 +68,9 @@ def test_truncated_corrupted_foreign_and_newer_files(tmp_path):
         "foreign": b"PK\x03\x04 a zip file, not a checkpoint",
         "empty": b"",
         "newer": good.replace(
-            checkpoint.MAGIC + (1).to_bytes(4, "little"), checkpoint.MAGIC + (99).to_bytes(4, "little"), 1
+            checkpoint.MAGIC + checkpoint.FORMAT_VERSION.to_bytes(4, "little"),
+            checkpoint.MAGIC + (99).to_bytes(4, "little"),
+            1,
         ),
     }
     expected = {
@@ -77,7 +79,7 @@ def test_truncated_corrupted_foreign_and_newer_files(tmp_path):
         "corrupted": "corrupted",
         "foreign": "not a jaxnn checkpoint",
         "empty": "not a jaxnn checkpoint",
-        "newer": "newer than this jaxnn",
+        "newer": "format version 99; this jaxnn reads version 2",
     }
     for name, blob in cases.items():
         p = tmp_path / f"{name}.jaxnn"

@@ -4,10 +4,12 @@ import re
 from pathlib import Path
 
 import matplotlib
+import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a user sees it; fine
 def test_readme_python_blocks_run(capsys):
     matplotlib.use("Agg")
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)

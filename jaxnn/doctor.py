@@ -1,0 +1,144 @@
+"""``jaxnn.doctor()``: what JAX is running on, and the fix when it is not what the
+machine has.
+
+The common Colab failure: the runtime has a TPU or GPU, a ``pip install`` replaced
+Colab's jax with a CPU-only build, and everything silently runs on the CPU. The
+doctor compares the hardware the machine shows (device files, Colab's and the TPU
+VM's environment variables) with the backend JAX actually uses, and prints the fix.
+Also ``python -m jaxnn doctor`` (``--json`` for the report as JSON).
+"""
+
+import dataclasses
+import importlib.metadata
+import os
+import shutil
+from pathlib import Path
+
+import jax
+
+_TPU_ENV = ("COLAB_TPU_ADDR", "TPU_NAME", "TPU_ACCELERATOR_TYPE", "TPU_WORKER_HOSTNAMES")
+_FIXES = {
+    "tpu": "pip install -U 'jax[tpu]'",
+    "gpu": "pip install -U 'jax[cuda12]'",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """What ``doctor`` found.
+
+    Attributes:
+      versions: installed versions of jax, jaxlib, optax, flax, chex and jaxnn
+        (``None`` when missing).
+      backend: the platform JAX runs on (``"cpu"``, ``"gpu"``, ``"tpu"``).
+      device_kind: the first device's kind (e.g. ``"TPU v5 lite"``).
+      device_count: devices over every process; ``local_device_count`` this one's.
+      process_count: JAX processes (hosts) in the run.
+      hardware: accelerators the machine shows, whatever JAX uses (``"tpu"``, ``"gpu"``).
+      problems: sentences about what is wrong (empty when all is well).
+      fixes: one command or step per problem.
+    """
+
+    versions: dict
+    backend: str
+    device_kind: str
+    device_count: int
+    local_device_count: int
+    process_count: int
+    hardware: tuple
+    problems: tuple
+    fixes: tuple
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        lines = [f"{name:<8} {version or 'not installed'}" for name, version in self.versions.items()]
+        lines += [
+            f"backend  {self.backend} ({self.device_kind})",
+            f"devices  {self.device_count} ({self.local_device_count} local), processes {self.process_count}",
+            f"hardware {', '.join(self.hardware) or 'no accelerator found'}",
+        ]
+        if self.ok:
+            lines.append(f"OK: jaxnn will train on {self.local_device_count} {self.backend} device(s).")
+        for problem, fix in zip(self.problems, self.fixes, strict=True):
+            lines += [f"PROBLEM: {problem}", f"FIX: {fix}"]
+        return "\n".join(lines)
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def visible_accelerators(environ=None, root: str = "/") -> tuple[str, ...]:
+    """Accelerators the machine shows, independent of JAX: a TPU (``/dev/accel*``,
+    ``/dev/vfio`` on TPU VMs, or the TPU environment variables Colab and Cloud TPU
+    set) and an NVIDIA GPU (``/dev/nvidia0`` or ``nvidia-smi``)."""
+    environ = os.environ if environ is None else environ
+    dev = Path(root) / "dev"
+    found = []
+    if any(environ.get(v) for v in _TPU_ENV) or any(dev.glob("accel*")):
+        found.append("tpu")
+    if (dev / "nvidia0").exists() or environ.get("COLAB_GPU") or shutil.which("nvidia-smi", path=environ.get("PATH")):
+        found.append("gpu")
+    return tuple(found)
+
+
+def diagnose(versions: dict, backend: str, hardware: tuple) -> tuple[tuple, tuple]:
+    """``(problems, fixes)`` for this software and hardware."""
+    problems, fixes = [], []
+    for accel in hardware:
+        if backend == "cpu":
+            problems.append(
+                f"this machine has a {accel.upper()} but JAX runs on the CPU: usually a pip step replaced "
+                f"jax with a CPU-only build (or no {accel.upper()} build is installed)"
+            )
+            fixes.append(
+                f"{_FIXES[accel]}, then restart the runtime (Colab: Runtime > Restart session); install "
+                "jaxnn with `pip install --no-deps ...` so it never replaces jax"
+            )
+    jax_v, jaxlib_v = versions.get("jax"), versions.get("jaxlib")
+    if jax_v and jaxlib_v and jax_v.split(".")[:2] != jaxlib_v.split(".")[:2]:
+        problems.append(f"jax {jax_v} and jaxlib {jaxlib_v} are from different releases")
+        fixes.append("pip install -U jax jaxlib (or the jax[...] extra for your accelerator)")
+    for name in ("optax", "flax"):
+        if versions.get(name) is None:
+            problems.append(f"{name} is not installed; jaxnn needs it")
+            fixes.append(f"pip install {name}")
+    return tuple(problems), tuple(fixes)
+
+
+def doctor(*, verbose: bool = True, environ=None) -> Report:
+    """Checks the JAX installation against the machine; prints and returns a :class:`Report`.
+
+    Args:
+      verbose: print the report.
+      environ: the environment variables to read (default ``os.environ``).
+
+    Example:
+      >>> report = doctor(verbose=False)
+      >>> report.device_count >= 1 and report.versions["jaxnn"] is not None
+      True
+    """
+    versions = {name: _version(name) for name in ("jax", "jaxlib", "optax", "flax", "chex", "jaxnn")}
+    backend = jax.default_backend()
+    hardware = visible_accelerators(environ)
+    problems, fixes = diagnose(versions, backend, hardware)
+    report = Report(
+        versions=versions,
+        backend=backend,
+        device_kind=jax.devices()[0].device_kind,
+        device_count=jax.device_count(),
+        local_device_count=jax.local_device_count(),
+        process_count=jax.process_count(),
+        hardware=hardware,
+        problems=problems,
+        fixes=fixes,
+    )
+    if verbose:
+        print(report)
+    return report
