@@ -124,7 +124,10 @@ def doctor(*, verbose: bool = True, environ=None) -> Report:
       >>> report.device_count >= 1 and report.versions["jaxnn"] is not None
       True
     """
-    versions = {name: _version(name) for name in ("jax", "jaxlib", "optax", "flax", "chex", "jaxnn")}
+    from jaxnn import __version__  # also right when jaxnn runs from a source folder, not installed
+
+    versions = {name: _version(name) for name in ("jax", "jaxlib", "optax", "flax", "chex")}
+    versions["jaxnn"] = __version__
     backend = jax.default_backend()
     hardware = visible_accelerators(environ)
     problems, fixes = diagnose(versions, backend, hardware)

@@ -163,11 +163,10 @@ class _BaseMLP(BaseEstimator):
         return [_int(s, "each hidden layer size") for s in sizes]
 
     def _activation(self) -> str:
-        name = _ACTIVATIONS.get(self.activation, self.activation)
         allowed = ["identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus"]
         if not isinstance(self.activation, str) or self.activation not in allowed:
             raise ValueError(f"activation must be one of {allowed}, got {self.activation!r}")
-        return name
+        return _ACTIVATIONS.get(self.activation, self.activation)
 
     def _settings(self, n_rows: int) -> dict:
         """Checks every hyperparameter; returns what ``fit`` needs."""
