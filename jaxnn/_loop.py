@@ -392,7 +392,7 @@ def run(plan: Plan, carry: Carry, data: dict, epochs: int, progress: bool, saver
         if bar is not None:
             bar.update(epoch - before)
             bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in records.items() if k in ("loss", "val_loss")})
-        if saver is not None:
+        if saver is not None and stop != NON_FINITE_PARAMS:  # nothing worth resuming from
             saver.after_chunk(carry, records, stop != 0)
     if bar is not None:
         bar.close()

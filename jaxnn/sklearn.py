@@ -218,10 +218,32 @@ class _BaseMLP(BaseEstimator):
     def _params(self):
         return [{"w": w, "b": b} for w, b in zip(self.coefs_, self.intercepts_, strict=True)]
 
-    def _train(self, X, y, *, epochs: int, incremental: bool):
-        """Trains on float32 ``X`` and prepared targets ``y``: a full fit, or one
-        epoch continuing the optimizer state (``partial_fit``). Nothing on ``self``
-        changes unless training succeeds."""
+    def _fit(self, X, y, *, incremental: bool, classes=None):
+        """``fit`` (``max_iter`` epochs) or ``partial_fit`` (one epoch, continuing the
+        optimizer state). A call that raises leaves the estimator as it was."""
+        before = dict(self.__dict__)
+        try:
+            fitted = hasattr(self, "coefs_")
+            reset = not fitted if incremental else not (self.warm_start and fitted)
+            X, y = self._prepare(X, y, reset, classes)
+            epochs = 1 if incremental else _int(self.max_iter, "max_iter")
+            converged = self._train(X, y, epochs=epochs, incremental=incremental)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        if not converged:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({epochs}) reached and the optimization "
+                "hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def _train(self, X, y, *, epochs: int, incremental: bool) -> bool:
+        """Trains on float32 ``X`` and prepared targets ``y``; returns False when a
+        full fit ran ``max_iter`` epochs without meeting its stopping rule."""
         model, shapes = self._model(X.shape[1])
         rng = check_random_state(self.random_state)
         patience = _int(self.n_iter_no_change, "n_iter_no_change")
@@ -251,14 +273,7 @@ class _BaseMLP(BaseEstimator):
         key = jax.random.key(rng.randint(2**31 - 1))
         result = fit(model, params, X, y, loss=loss, key=key, epochs=epochs, opt_state=opt_state, **settings, **kw)
         self._store(result, X.shape[0], early, continuing)
-        if not incremental and result.stop_reason is None and result.epochs_run == epochs:
-            warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({epochs}) reached and the optimization "
-                "hasn't converged yet.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        return self
+        return incremental or result.stop_reason is not None or result.epochs_run < epochs
 
     def _validation_split(self, X, y, rng):
         fraction = _number(self.validation_fraction, "validation_fraction", 0, 1, low_open=True, high_open=True)
@@ -324,7 +339,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             raise ValueError(f"loss must be one of {list(_REGRESSION_LOSSES)}, got {loss!r}")
         return loss
 
-    def _prepare(self, X, y, reset: bool):
+    def _prepare(self, X, y, reset: bool, classes=None):
+        del classes  # a classifier's
         X, y = validate_data(self, X, y, reset=reset, dtype=(np.float64, np.float32), multi_output=True, y_numeric=True)
         y = np.asarray(y, np.float64)
         y2 = y.reshape(len(y), -1)
@@ -336,14 +352,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def fit(self, X, y):
         """Trains on ``X`` (n, features) and ``y`` (n,) or (n, outputs); returns self."""
-        reset = not (self.warm_start and hasattr(self, "coefs_"))
-        X, y = self._prepare(X, y, reset)
-        return self._train(X, y, epochs=_int(self.max_iter, "max_iter"), incremental=False)
+        return self._fit(X, y, incremental=False)
 
     def partial_fit(self, X, y):
         """One epoch over ``(X, y)``, continuing the weights and optimizer state."""
-        X, y = self._prepare(X, y, reset=not hasattr(self, "coefs_"))
-        return self._train(X, y, epochs=1, incremental=True)
+        return self._fit(X, y, incremental=True)
 
     def predict(self, X):
         """Predictions, float64: shape (n,) for one output, else (n, outputs)."""
@@ -392,9 +405,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def fit(self, X, y):
         """Trains on ``X`` (n, features) and class labels ``y`` (n,); returns self."""
-        reset = not (self.warm_start and hasattr(self, "coefs_"))
-        X, y = self._prepare(X, y, reset)
-        return self._train(X, y, epochs=_int(self.max_iter, "max_iter"), incremental=False)
+        return self._fit(X, y, incremental=False)
 
     def partial_fit(self, X, y, classes=None):
         """One epoch over ``(X, y)``, continuing the weights and optimizer state.
@@ -402,8 +413,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         first = not hasattr(self, "coefs_")
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit (every label y will have)")
-        X, y = self._prepare(X, y, reset=first, classes=classes)
-        return self._train(X, y, epochs=1, incremental=True)
+        return self._fit(X, y, incremental=True, classes=classes)
 
     def predict_proba(self, X):
         """Class probabilities, float64, shape (n, n_classes), rows summing to 1."""

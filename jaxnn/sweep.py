@@ -241,7 +241,8 @@ def _run_many(plan, carry, data, epochs: int, progress: bool):
 def _finish_many(plan, carry, history, values) -> ManyResult:
     stop = np.asarray(carry.stop)
     if (stop == _loop.NON_FINITE_PARAMS).any():
-        raise _loop.non_finite_params_error(jax.tree.map(lambda p: p[int(np.argmax(stop == 3))], carry.state.params))
+        first = int(np.argmax(stop == _loop.NON_FINITE_PARAMS))
+        raise _loop.non_finite_params_error(jax.tree.map(lambda p: p[first], carry.state.params))
     epochs_run = np.asarray(carry.state.epoch)
     reasons = [{0: None, 1: "early_stopping", 2: "non_finite_loss"}[int(s)] for s in stop]
     params = carry.state.params

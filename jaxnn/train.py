@@ -185,6 +185,8 @@ def fit(
     epochs = _positive_int(epochs, "epochs", MAX_EPOCHS)
     tx, lr = optim.get_optimizer(optimizer, learning_rate)
     if opt_state is not None:
+        if resume_from is not None:
+            raise ValueError("give opt_state or resume_from, not both (a checkpoint holds its own optimizer state)")
         check_opt_state(tx, params, opt_state)
     dp = parallel.DataParallel(devs) if len(devs := parallel.resolve_devices(devices)) > 1 else None
     compute_fn = precision.with_compute_dtype(apply_fn, compute_dtype)

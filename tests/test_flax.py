@@ -118,6 +118,8 @@ def test_opt_state_continues_a_run_exactly(regression):
     assert_bitwise_equal(second.params, whole.params)
     restarted = jaxnn.fit(model, first.params, x, y, epochs=2, **kw)  # fresh Adam moments differ
     assert not np.array_equal(restarted.params[0]["w"], whole.params[0]["w"])
+    with pytest.raises(ValueError, match="opt_state or resume_from, not both"):
+        jaxnn.fit(model, params, x, y, epochs=1, opt_state=first.state.opt_state, resume_from="x", **kw)
     with pytest.raises(ValueError, match="opt_state does not match this optimizer"):
         jaxnn.fit(model, params, x, y, epochs=1, opt_state=first.state.opt_state, **{**kw, "optimizer": "momentum"})
 

@@ -11,6 +11,7 @@ import contextlib
 import io
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -52,13 +53,17 @@ Y = np.linspace(0, 1, 20, dtype=np.float32).reshape(10, 2)
 LABELS = np.arange(10) % 2
 
 
+CHECKPOINTS = Path(tempfile.mkdtemp()) / "checkpoints"  # fit is told to save here; a failed fit must not
+
+
 def expect(error, match, fn, *args, **kwargs):
     with pytest.raises(error, match=match):
         fn(*args, **kwargs)
+    assert not CHECKPOINTS.exists(), "a call that failed wrote a checkpoint"
 
 
 def fit(x=X, y=Y, **kw):
-    kw = {"loss": "mse", "key": K, "progress": False, "batch_size": 2, **kw}
+    kw = {"loss": "mse", "key": K, "progress": False, "batch_size": 2, "checkpoint_dir": CHECKPOINTS, **kw}
     return jaxnn.fit(MODEL, PARAMS, x, y, **kw)
 
 
@@ -380,6 +385,7 @@ def _(data):
             key=K,
             batch_size=2,
             progress=False,
+            checkpoint_dir=CHECKPOINTS,
         )
     else:
         expect(ValueError, "non-finite value", fit, **{where: poisoned(data, {"x": X, "y": Y}[where], value)})

@@ -164,3 +164,14 @@ def test_bad_hyperparameters_fail_at_fit_with_a_clear_message(params, error, mat
         reg.fit(x, y)
     with pytest.raises(NotFittedError):
         reg.predict(x)
+
+
+def test_a_failed_fit_leaves_the_fitted_estimator_as_it_was(iris):
+    xtr, xte, ytr, _ = iris
+    clf = MLPClassifier((8,), max_iter=5, random_state=0).fit(xtr, ytr)
+    before = clf.predict_proba(xte)
+    binary = np.where(ytr == "setosa", "setosa", "other")
+    with pytest.raises(ValueError, match="learning_rate_init"):
+        clf.set_params(learning_rate_init=-1.0).fit(xtr, binary)
+    assert clf.classes_.tolist() == ["setosa", "versicolor", "virginica"] and clf.n_outputs_ == 3
+    np.testing.assert_array_equal(clf.predict_proba(xte), before)
