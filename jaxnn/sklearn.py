@@ -10,8 +10,10 @@ Differences from scikit-learn, all deliberate:
 
 - ``solver`` is ``"adam"`` or ``"sgd"``; there is no ``"lbfgs"``, and the learning
   rate is constant (no ``learning_rate``/``power_t`` schedule).
-- ``loss`` (regressor): any jaxnn regression loss (``"mse"``, ``"rmse"``, ``"mae"``,
-  ``"huber"``); ``loss_curve_`` is that loss per epoch, without the ``alpha`` term.
+- ``loss`` (regressor): ``"squared_error"`` (scikit-learn's: half the mean squared
+  error, so ``learning_rate_init`` means the same step) or any jaxnn regression loss
+  (``"mse"``, ``"rmse"``, ``"mae"``, ``"huber"``); ``loss_curve_`` is that loss per
+  epoch, without the ``alpha`` term.
 - ``batch_size`` larger than the training rows is an error, not clipped.
 - ``activation`` also takes jaxnn's names (``"gelu"``, ``"elu"``, ...).
 - ``compute_dtype`` (``"auto"``, ``"float32"``, ``"bfloat16"``) and ``devices`` are
@@ -46,11 +48,19 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("jaxnn.sklearn needs scikit-learn>=1.6: pip install scikit-learn") from err
 
+from jaxnn import losses
 from jaxnn.mlp import mlp
 from jaxnn.train import EarlyStopping, fit, predict
 
 _ACTIVATIONS = {"logistic": "sigmoid"}  # scikit-learn's name -> jaxnn's
-_REGRESSION_LOSSES = ("mse", "rmse", "mae", "huber")
+
+
+def squared_error(predictions, targets, weights=None):
+    """scikit-learn's regression loss: half the mean squared error."""
+    return 0.5 * losses.mse(predictions, targets, weights)
+
+
+_REGRESSION_LOSSES = {"squared_error": squared_error, **{n: losses.LOSSES[n] for n in ("mse", "rmse", "mae", "huber")}}
 _PREDICT_CHUNK = 256
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -248,7 +258,7 @@ class _BaseMLP(BaseEstimator):
         rng = check_random_state(self.random_state)
         patience = _int(self.n_iter_no_change, "n_iter_no_change")
         tol = _number(self.tol, "tol", 0)
-        loss = self._loss_name()
+        loss = self._loss()
         kw = {}
         early = self.early_stopping is True and not incremental
         if early:
@@ -324,7 +334,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """A multilayer perceptron regressor (scikit-learn API) trained by ``jaxnn.fit``.
 
     Parameters are scikit-learn's ``MLPRegressor``'s (see the module docstring for
-    the differences), plus ``loss`` (default ``"mse"``), ``compute_dtype`` and
+    the differences), plus ``loss`` (default ``"squared_error"``), ``compute_dtype`` and
     ``devices``. Fitted attributes: ``coefs_``, ``intercepts_``, ``loss_``,
     ``loss_curve_``, ``best_loss_``, ``validation_scores_``,
     ``best_validation_score_``, ``n_iter_``, ``t_``, ``n_layers_``, ``n_outputs_``,
@@ -333,11 +343,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _output_kind = "regression"
 
-    def _loss_name(self) -> str:
-        loss = "mse" if self.loss is None else self.loss
-        if loss not in _REGRESSION_LOSSES:
+    def _loss(self):
+        loss = "squared_error" if self.loss is None else self.loss
+        if not isinstance(loss, str) or loss not in _REGRESSION_LOSSES:
             raise ValueError(f"loss must be one of {list(_REGRESSION_LOSSES)}, got {loss!r}")
-        return loss
+        return _REGRESSION_LOSSES[loss]
 
     def _prepare(self, X, y, reset: bool, classes=None):
         del classes  # a classifier's
@@ -381,7 +391,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _output_kind = "classification"
 
-    def _loss_name(self) -> str:
+    def _loss(self):
         if self.loss not in (None, "log_loss"):
             raise ValueError(f"loss must be 'log_loss' for a classifier, got {self.loss!r}")
         return "binary_cross_entropy_with_logits" if self.n_outputs_ == 1 else "softmax_cross_entropy"
