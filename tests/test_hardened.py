@@ -41,6 +41,7 @@ CASES = {}
 
 
 def case(entry: str, kind: str):
+    """Registers ``fn(data, tmp)``: hypothesis's ``data`` to draw from, and a folder."""
     assert kind in KINDS
     return lambda fn: CASES.setdefault((entry, kind), fn)
 
@@ -111,28 +112,28 @@ def bad_labels(data, k: int, n: int = 10):
 
 
 @case("mlp", "rank")
-def _(data):
+def _(data, tmp):
     expect(TypeError, "sizes must be a sequence of ints", jaxnn.mlp, data.draw(st.sampled_from([3, "3,4,1", None])))
 
 
 @case("mlp", "length")
-def _(data):
+def _(data, tmp):
     expect(ValueError, "at least an input and an output size", jaxnn.mlp, data.draw(st.sampled_from([[3], [], (4,)])))
 
 
 @case("mlp", "dtype")
-def _(data):
+def _(data, tmp):
     bad = data.draw(st.sampled_from([4.5, "4", None, np.float32(2.0)]))
     expect(TypeError, r"sizes\[1\] must be an int", jaxnn.mlp, [3, bad, 1])
 
 
 @case("mlp", "overflow")
-def _(data):
+def _(data, tmp):
     expect(ValueError, "weights; at most 2147483647 per layer", jaxnn.mlp, [3, data.draw(huge_ints), 1])
 
 
 @case("mlp", "name")
-def _(data):
+def _(data, tmp):
     name = data.draw(st.text(min_size=1, max_size=8).filter(lambda s: s not in jaxnn.activations.ACTIVATIONS))
     expect(ValueError, "unknown activation .*; expected one of", jaxnn.mlp, [3, 1], activation=name)
 
@@ -141,19 +142,19 @@ def _(data):
 
 
 @case("apply", "rank")
-def _(data):
+def _(data, tmp):
     shape = data.draw(st.sampled_from([(), (2, 2, 3), (1, 1, 1, 3)]))
     expect(ValueError, r"x must have shape \(batch, 3\) or \(3,\)", MODEL.apply, PARAMS, np.ones(shape))
 
 
 @case("apply", "length")
-def _(data):
+def _(data, tmp):
     features = data.draw(st.integers(1, 9).filter(lambda f: f != 3))
     expect(ValueError, "features but the first layer expects 3", MODEL.apply, PARAMS, np.ones((2, features)))
 
 
 @case("apply", "dtype")
-def _(data):
+def _(data, tmp):
     expect(TypeError, "x must be a numeric", MODEL.apply, PARAMS, of_dtype(data.draw(bad_dtypes), (2, 3)))
 
 
@@ -163,7 +164,7 @@ loss_names = st.sampled_from(sorted(losses.LOSSES))
 
 
 @case("losses", "rank")
-def _(data):
+def _(data, tmp):
     name = data.draw(loss_names.filter(lambda n: n != "softmax_cross_entropy"))
     expect(
         ValueError, r"must have the same shape \(reshape targets", losses.get_loss(name), np.ones((5, 1)), np.ones(5)
@@ -171,7 +172,7 @@ def _(data):
 
 
 @case("losses", "length")
-def _(data):
+def _(data, tmp):
     n = data.draw(st.integers(1, 9).filter(lambda n: n != 5))
     expect(
         ValueError,
@@ -183,7 +184,7 @@ def _(data):
 
 
 @case("losses", "empty")
-def _(data):
+def _(data, tmp):
     expect(
         ValueError,
         r"the batch is empty \(0 examples\); expected at least one",
@@ -194,7 +195,7 @@ def _(data):
 
 
 @case("losses", "dtype")
-def _(data):
+def _(data, tmp):
     expect(
         TypeError,
         "targets must be a numeric",
@@ -205,7 +206,7 @@ def _(data):
 
 
 @case("losses", "labels")
-def _(data):
+def _(data, tmp):
     if data.draw(st.booleans()):
         labels = bad_labels(data, 2)
         expect(
@@ -222,7 +223,7 @@ def _(data):
 
 
 @case("losses", "name")
-def _(data):
+def _(data, tmp):
     name = data.draw(st.text(max_size=12).filter(lambda s: s not in losses.LOSSES))
     expect(ValueError, "unknown loss .*; expected one of", losses.get_loss, name)
 
@@ -233,7 +234,7 @@ metric_names = st.sampled_from(sorted(metrics.METRICS))
 
 
 @case("metrics", "length")
-def _(data):
+def _(data, tmp):
     n = data.draw(st.integers(1, 9).filter(lambda n: n != 5))
     expect(
         ValueError,
@@ -245,7 +246,7 @@ def _(data):
 
 
 @case("metrics", "empty")
-def _(data):
+def _(data, tmp):
     expect(
         ValueError,
         "the batch is empty",
@@ -256,7 +257,7 @@ def _(data):
 
 
 @case("metrics", "dtype")
-def _(data):
+def _(data, tmp):
     expect(
         TypeError,
         "must be a numeric",
@@ -267,7 +268,7 @@ def _(data):
 
 
 @case("metrics", "labels")
-def _(data):
+def _(data, tmp):
     expect(
         ValueError,
         r"targets must be class labels, whole numbers in \[0, 3\)",
@@ -278,7 +279,7 @@ def _(data):
 
 
 @case("metrics", "name")
-def _(data):
+def _(data, tmp):
     name = data.draw(st.text(max_size=12).filter(lambda s: s not in metrics.METRICS))
     expect(ValueError, "unknown metric .*; expected one of", metrics.get_metric, name)
 
@@ -287,20 +288,20 @@ def _(data):
 
 
 @case("data", "rank")
-def _(data):
+def _(data, tmp):
     shape = data.draw(bad_ranks)
     expect(ValueError, r"x must be 2-D \(samples, features\)", jaxnn.validate, np.ones(shape))
 
 
 @case("data", "length")
-def _(data):
+def _(data, tmp):
     n = data.draw(st.integers(1, 20).filter(lambda n: n != 10))
     fn = data.draw(st.sampled_from([jaxnn.validate, lambda x, y: jaxnn.train_test_split(K, x, y)]))
     expect(ValueError, r"y must have shape \(10,\) or \(10, outputs\)", fn, X, np.ones(n))
 
 
 @case("data", "nonfinite")
-def _(data):
+def _(data, tmp):
     fn = data.draw(st.sampled_from([jaxnn.validate, jaxnn.standardize, jaxnn.Standardizer.fit]))
     expect(
         ValueError,
@@ -311,18 +312,18 @@ def _(data):
 
 
 @case("data", "empty")
-def _(data):
+def _(data, tmp):
     shape = data.draw(st.sampled_from([(0, 3), (3, 0), (0, 0)]))
     expect(ValueError, "must have at least one row and one column", jaxnn.validate, np.ones(shape))
 
 
 @case("data", "dtype")
-def _(data):
+def _(data, tmp):
     expect(TypeError, r"must be a numeric array \(int or float\)", jaxnn.validate, of_dtype(data.draw(bad_dtypes)))
 
 
 @case("data", "overflow")
-def _(data):
+def _(data, tmp):
     which = data.draw(st.sampled_from(["labels", "float32", "one_hot", "make_regression"]))
     if which == "labels":
         expect(
@@ -339,13 +340,13 @@ def _(data):
 
 
 @case("data", "labels")
-def _(data):
+def _(data, tmp):
     labels = bad_labels(data, 2)
     expect(ValueError, r"labels must (lie in \[0, 2\)|be a 1-D integer array)", jaxnn.one_hot, labels, 2)
 
 
 @case("data", "name")
-def _(data):
+def _(data, tmp):
     name = data.draw(st.text(max_size=12).filter(lambda s: s not in jaxnn.data.DATASETS))
     expect(ValueError, "unknown dataset .*; expected one of", jaxnn.load_dataset, name)
 
@@ -354,12 +355,12 @@ def _(data):
 
 
 @case("fit", "rank")
-def _(data):
+def _(data, tmp):
     expect(ValueError, r"x must be 2-D \(samples, features\)", fit, x=np.ones(data.draw(bad_ranks)))
 
 
 @case("fit", "length")
-def _(data):
+def _(data, tmp):
     n = data.draw(st.integers(1, 20).filter(lambda n: n != 10))
     outputs = data.draw(st.integers(3, 5))
     y = data.draw(st.sampled_from([np.ones((n, 2)), np.ones((10, outputs))]))
@@ -367,7 +368,7 @@ def _(data):
 
 
 @case("fit", "nonfinite")
-def _(data):
+def _(data, tmp):
     where = data.draw(st.sampled_from(["x", "y", "params"]))
     value = data.draw(nonfinite)
     if where == "params":
@@ -392,12 +393,12 @@ def _(data):
 
 
 @case("fit", "empty")
-def _(data):
+def _(data, tmp):
     expect(ValueError, "at least one row", fit, x=np.ones((0, 3)), y=np.ones((0, 2)))
 
 
 @case("fit", "dtype")
-def _(data):
+def _(data, tmp):
     where = data.draw(st.sampled_from(["x", "y"]))
     expect(
         TypeError,
@@ -408,7 +409,7 @@ def _(data):
 
 
 @case("fit", "overflow")
-def _(data):
+def _(data, tmp):
     if data.draw(st.booleans()):
         expect(ValueError, r"epochs must be in \[1, 2147483647\]", fit, epochs=data.draw(huge_ints))
     else:
@@ -422,7 +423,7 @@ def _(data):
 
 
 @case("fit", "labels")
-def _(data):
+def _(data, tmp):
     expect(
         ValueError,
         r"labels must lie in \[0, 2\)|needs integer class labels",
@@ -433,18 +434,18 @@ def _(data):
 
 
 @case("fit", "batch_size")
-def _(data):
+def _(data, tmp):
     size = data.draw(st.one_of(st.integers(-5, 0), st.integers(11, 10**9)))
     expect(ValueError, r"batch_size must be in \[1, 10\]", fit, batch_size=size)
 
 
 @case("fit", "learning_rate")
-def _(data):
+def _(data, tmp):
     expect(ValueError, "learning_rate must be a finite number > 0", fit, learning_rate=data.draw(bad_lrs))
 
 
 @case("fit", "name")
-def _(data):
+def _(data, tmp):
     field, known = data.draw(
         st.sampled_from([("loss", losses.LOSSES), ("optimizer", jaxnn.optim.OPTIMIZERS), ("metrics", metrics.METRICS)])
     )
@@ -457,12 +458,12 @@ def _(data):
 
 
 @case("fit_many", "rank")
-def _(data):
+def _(data, tmp):
     expect(ValueError, r"x must be 2-D", many, x=np.ones(data.draw(bad_ranks)))
 
 
 @case("fit_many", "length")
-def _(data):
+def _(data, tmp):
     lrs = data.draw(st.lists(st.floats(0.01, 1), min_size=2, max_size=4))
     expect(
         ValueError,
@@ -474,7 +475,7 @@ def _(data):
 
 
 @case("fit_many", "nonfinite")
-def _(data):
+def _(data, tmp):
     if data.draw(st.booleans()):
         expect(ValueError, "non-finite value", many, x=poisoned(data, X, data.draw(nonfinite)))
     else:
@@ -488,12 +489,12 @@ def _(data):
 
 
 @case("fit_many", "empty")
-def _(data):
+def _(data, tmp):
     expect(ValueError, "at least one row", many, x=np.ones((0, 3)), y=np.ones((0, 2)))
 
 
 @case("fit_many", "overflow")
-def _(data):
+def _(data, tmp):
     expect(
         ValueError,
         r"num_models must be in \[1, 2147483647\]|elements in one array",
@@ -503,7 +504,7 @@ def _(data):
 
 
 @case("fit_many", "labels")
-def _(data):
+def _(data, tmp):
     expect(
         ValueError,
         r"labels must lie in \[0, 2\)|needs integer class labels",
@@ -514,12 +515,12 @@ def _(data):
 
 
 @case("fit_many", "batch_size")
-def _(data):
+def _(data, tmp):
     expect(ValueError, r"batch_size must be in \[1, 10\]", many, batch_size=data.draw(st.sampled_from([0, -1, 11, 99])))
 
 
 @case("fit_many", "learning_rate")
-def _(data):
+def _(data, tmp):
     lr = data.draw(bad_lrs)
     expect(
         ValueError,
@@ -530,7 +531,7 @@ def _(data):
 
 
 @case("fit_many", "name")
-def _(data):
+def _(data, tmp):
     name = data.draw(st.text(max_size=10).filter(lambda s: s not in jaxnn.optim.OPTIMIZERS))
     expect(ValueError, "fit_many needs an optimizer name, one of", many, optimizer=name)
 
@@ -547,12 +548,12 @@ def predict_or_evaluate(which, x, **kw):
 
 
 @case("predict", "rank")
-def _(data):
+def _(data, tmp):
     expect(ValueError, r"x must be 2-D", jaxnn.predict, MODEL, PARAMS, np.ones(data.draw(bad_ranks)))
 
 
 @case("predict", "length")
-def _(data):
+def _(data, tmp):
     features = data.draw(st.integers(1, 9).filter(lambda f: f != 3))
     expect(
         ValueError,
@@ -564,7 +565,7 @@ def _(data):
 
 
 @case("predict", "nonfinite")
-def _(data):
+def _(data, tmp):
     expect(
         ValueError,
         "non-finite value",
@@ -575,12 +576,12 @@ def _(data):
 
 
 @case("predict", "empty")
-def _(data):
+def _(data, tmp):
     expect(ValueError, "at least one row", predict_or_evaluate, data.draw(predictors), np.ones((0, 3)))
 
 
 @case("predict", "dtype")
-def _(data):
+def _(data, tmp):
     expect(
         TypeError,
         "must be a numeric array",
@@ -591,7 +592,7 @@ def _(data):
 
 
 @case("predict", "batch_size")
-def _(data):
+def _(data, tmp):
     expect(
         ValueError,
         "batch_size must be >= 1",
@@ -670,18 +671,18 @@ def est_fit(cls, x=X, y=None, **params):
 
 
 @case("sklearn", "rank")
-def _(data):
+def _(data, tmp):
     expect(ValueError, "Expected 2D array", est_fit, data.draw(estimators), x=np.ones(10))
 
 
 @case("sklearn", "length")
-def _(data):
+def _(data, tmp):
     n = data.draw(st.integers(1, 20).filter(lambda n: n != 10))
     expect(ValueError, "inconsistent numbers of samples", est_fit, data.draw(estimators), y=np.arange(n) % 2)
 
 
 @case("sklearn", "nonfinite")
-def _(data):
+def _(data, tmp):
     expect(
         ValueError,
         "Input X contains (NaN|infinity)",
@@ -692,12 +693,12 @@ def _(data):
 
 
 @case("sklearn", "empty")
-def _(data):
+def _(data, tmp):
     expect(ValueError, r"0 sample\(s\)", est_fit, data.draw(estimators), x=np.ones((0, 3)), y=np.ones(0))
 
 
 @case("sklearn", "dtype")
-def _(data):
+def _(data, tmp):
     expect(
         (ValueError, TypeError),
         "could not convert|Complex data not supported",
@@ -708,20 +709,20 @@ def _(data):
 
 
 @case("sklearn", "overflow")
-def _(data):
+def _(data, tmp):
     x = poisoned(data, X, 0).astype(np.float64)
     x[0, 0] = data.draw(st.floats(1e39, 1e300))
     expect(ValueError, "beyond float32's range", est_fit, data.draw(estimators), x=x)
 
 
 @case("sklearn", "labels")
-def _(data):
+def _(data, tmp):
     y = LABELS + data.draw(st.floats(0.1, 0.9))
     expect(ValueError, "Unknown label type", est_fit, MLPClassifier, y=y)
 
 
 @case("sklearn", "batch_size")
-def _(data):
+def _(data, tmp):
     size = data.draw(st.one_of(st.integers(-5, 0), st.integers(11, 10**6)))
     expect(
         ValueError,
@@ -733,7 +734,7 @@ def _(data):
 
 
 @case("sklearn", "learning_rate")
-def _(data):
+def _(data, tmp):
     expect(
         ValueError,
         r"learning_rate_init must be a finite number in \(0",
@@ -744,7 +745,7 @@ def _(data):
 
 
 @case("sklearn", "name")
-def _(data):
+def _(data, tmp):
     field = data.draw(st.sampled_from(["solver", "activation"]))
     name = data.draw(st.text(max_size=8).filter(lambda s: s not in ("adam", "sgd", "relu", "tanh", "identity")))
     expect(ValueError, f"{field} must be", est_fit, data.draw(estimators), **{field: name})
@@ -812,17 +813,9 @@ def _(data, tmp):
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_bad_input_gets_a_clear_error(entry, kind, data, tmp_path_factory):
-    fn = CASES[(entry, kind)]
-    if fn.__code__.co_argcount == 2:
-        fn(data, tmp_path_factory.getbasetemp() / f"{entry}-{kind}")
-        return
-    fn(data)
-
-
-@pytest.fixture(autouse=True)
-def _folders(tmp_path_factory):
-    for entry, kind in CASES:
-        (tmp_path_factory.getbasetemp() / f"{entry}-{kind}").mkdir(exist_ok=True)
+    tmp = tmp_path_factory.getbasetemp() / f"{entry}-{kind}"  # a folder per case, shared by its examples
+    tmp.mkdir(exist_ok=True)
+    CASES[(entry, kind)](data, tmp)
 
 
 def test_readme_states_the_table_size():

@@ -33,6 +33,16 @@ SCRIPT = textwrap.dedent("""
     r1 = jaxnn.fit(model, p, x, y, loss="mse", learning_rate=0.1, batch_size=30, epochs=3, key=jax.random.key(2),
                    devices=1, validation_split=0.2, progress=False)
     out["one30"] = {"params": [np.asarray(l).tolist() for l in jax.tree.leaves(r1.params)]}
+    from flax import nnx  # an nnx Module trains data parallel too, like on one device
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden, self.out = nnx.Linear(3, 8, rngs=rngs), nnx.Linear(8, 1, rngs=rngs)
+        def __call__(self, x):
+            return self.out(jax.nn.relu(self.hidden(x)))
+    for name, devices in [("nnx_all", None), ("nnx_one", 1)]:
+        r = jaxnn.fit(Net(nnx.Rngs(0)), None, x, y, loss="mse", optimizer="adam", batch_size=32, epochs=2,
+                      key=jax.random.key(2), devices=devices, progress=False)
+        out[name] = {"params": [np.asarray(l).tolist() for l in jax.tree.leaves(r.params)]}
     print(json.dumps(out))
 """)
 
@@ -51,6 +61,10 @@ def test_data_parallel_equals_one_device(runs):
     assert_close(runs["all"]["params"], runs["one"]["params"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(runs["all"]["val_loss"], runs["one"]["val_loss"], rtol=1e-5)
     assert runs["all"]["warnings"] == []
+
+
+def test_nnx_module_data_parallel_equals_one_device(runs):
+    assert_close(runs["nnx_all"]["params"], runs["nnx_one"]["params"], rtol=1e-5, atol=1e-6)
 
 
 def test_uneven_batch_is_padded_with_a_warning(runs):
