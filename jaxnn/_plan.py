@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import _flax, _loop
+from jaxnn._checks import positive_int as _positive_int
 from jaxnn.data import validate
 from jaxnn.losses import LOSSES, get_loss
 from jaxnn.metrics import get_metric
@@ -70,15 +71,6 @@ def _check_key(key) -> jax.Array:
     if isinstance(key, jax.Array | np.ndarray) and key.shape == (2,) and key.dtype == np.uint32:
         return jax.random.wrap_key_data(key)
     raise TypeError(f"key must be a PRNG key from jax.random.key(seed), got {key!r}")
-
-
-def _positive_int(value, name: str, upper: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1 or (upper is not None and value > upper):
-        bound = f"in [1, {upper}]" if upper is not None else ">= 1"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return int(value)
 
 
 def _output_shape(apply_fn, params, x: np.ndarray) -> tuple[int, ...]:
@@ -185,7 +177,7 @@ def prepare(
     return plan, x, y, x_val, y_val
 
 
-def check_opt_state(tx, params, opt_state):
+def check_opt_state(tx, params, opt_state) -> None:
     """Raises unless ``opt_state`` has the structure, shapes and dtypes ``tx.init(params)`` would."""
     want = jax.eval_shape(tx.init, params)
     got = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), opt_state)
@@ -195,7 +187,6 @@ def check_opt_state(tx, params, opt_state):
             f"optimizer.init(params) gives, {want}; got {got}. Pass the state of an earlier fit with the "
             "same optimizer and model (FitResult.state.opt_state)"
         )
-    return opt_state
 
 
 def _check_multiprocess(x, dp, validation_split) -> None:

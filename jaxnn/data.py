@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.mlp import MAX_ELEMENTS
+from jaxnn._checks import check_elements, positive_int
 
 
 def _as_numeric(a, name: str) -> np.ndarray | jax.Array:
@@ -29,19 +29,6 @@ def _as_numeric(a, name: str) -> np.ndarray | jax.Array:
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise TypeError(f"{name} must be a numeric array (int or float), got dtype {arr.dtype}")
     return arr
-
-
-def _count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _check_elements(rows: int, columns: int, name: str) -> None:
-    if rows * columns > MAX_ELEMENTS:
-        raise ValueError(f"{name}: {rows} x {columns} is more than {MAX_ELEMENTS} elements in one array")
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:
@@ -157,13 +144,13 @@ def standardize(x_train, *others):
 
 def one_hot(labels, num_classes: int) -> np.ndarray:
     """Integer labels ``(n,)`` to float32 one-hot rows ``(n, num_classes)``."""
-    num_classes = _count(num_classes, "num_classes")
+    num_classes = positive_int(num_classes, "num_classes")
     labels = _as_numeric(labels, "labels")
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be a 1-D integer array, got shape {labels.shape} and dtype {labels.dtype}")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]")
-    _check_elements(labels.shape[0], num_classes, "one_hot")
+    check_elements(labels.shape[0] * num_classes, f"one_hot: {labels.shape[0]} x {num_classes}")
     return np.eye(num_classes, dtype=np.float32)[labels]
 
 
@@ -177,8 +164,8 @@ def make_regression(key: jax.Array, n: int = 1000, features: int = 3, noise: flo
     Returns:
       ``(x, y)``: float32 arrays of shape ``(n, features)`` and ``(n, 1)``.
     """
-    n, features = _count(n, "n"), _count(features, "features")
-    _check_elements(n, features, "make_regression")
+    n, features = positive_int(n, "n"), positive_int(features, "features")
+    check_elements(n * features, f"make_regression: {n} x {features}")
     if isinstance(noise, bool) or not isinstance(noise, int | float) or not noise >= 0 or noise == np.inf:
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
     kx, kn = jax.random.split(key)

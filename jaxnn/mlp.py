@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn._checks import MAX_ELEMENTS
 from jaxnn.activations import Activation, activation_name, get_activation
 from jaxnn.initializers import Initializer, default_initializer, get_initializer
 
 Params = Any  # a pytree of arrays
-MAX_ELEMENTS = 2**31 - 1  # per array: XLA indexes with int32 on some backends
 
 
 class Model(NamedTuple):

@@ -49,6 +49,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("jaxnn.sklearn needs scikit-learn>=1.6: pip install scikit-learn") from err
 
 from jaxnn import losses
+from jaxnn._checks import positive_int
 from jaxnn.mlp import mlp
 from jaxnn.train import EarlyStopping, fit, predict
 
@@ -77,14 +78,6 @@ def _number(value, name: str, low: float, high: float = math.inf, *, low_open=Fa
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
     return float(value)
-
-
-def _int(value, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
 
 
 @functools.lru_cache(maxsize=64)
@@ -170,7 +163,7 @@ class _BaseMLP(BaseEstimator):
             sizes = list(sizes)
         except TypeError:
             raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}") from None
-        return [_int(s, "each hidden layer size") for s in sizes]
+        return [positive_int(s, "each hidden layer size") for s in sizes]
 
     def _activation(self) -> str:
         allowed = ["identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus"]
@@ -188,7 +181,7 @@ class _BaseMLP(BaseEstimator):
         if self.batch_size == "auto":
             batch_size = min(200, n_rows)
         else:
-            batch_size = _int(self.batch_size, "batch_size")
+            batch_size = positive_int(self.batch_size, "batch_size")
             if batch_size > n_rows:
                 raise ValueError(
                     f"batch_size={batch_size} is larger than the {n_rows} training rows; "
@@ -236,7 +229,7 @@ class _BaseMLP(BaseEstimator):
             fitted = hasattr(self, "coefs_")
             reset = not fitted if incremental else not (self.warm_start and fitted)
             X, y = self._prepare(X, y, reset, classes)
-            epochs = 1 if incremental else _int(self.max_iter, "max_iter")
+            epochs = 1 if incremental else positive_int(self.max_iter, "max_iter")
             converged = self._train(X, y, epochs=epochs, incremental=incremental)
         except BaseException:
             self.__dict__.clear()
@@ -256,7 +249,7 @@ class _BaseMLP(BaseEstimator):
         full fit ran ``max_iter`` epochs without meeting its stopping rule."""
         model, shapes = self._model(X.shape[1])
         rng = check_random_state(self.random_state)
-        patience = _int(self.n_iter_no_change, "n_iter_no_change")
+        patience = positive_int(self.n_iter_no_change, "n_iter_no_change")
         tol = _number(self.tol, "tol", 0)
         loss = self._loss()
         kw = {}

@@ -20,10 +20,11 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxnn import _loop, optim, parallel
+from jaxnn._checks import MAX_ELEMENTS, check_elements
 from jaxnn._plan import MAX_EPOCHS, EarlyStopping, _apply_fn, _check_key, _epochs_per_call, _positive_int, prepare
 from jaxnn.data import validate
 from jaxnn.losses import get_loss
-from jaxnn.mlp import MAX_ELEMENTS, Model, Params
+from jaxnn.mlp import Model, Params
 
 AXIS = "models"
 
@@ -152,8 +153,7 @@ def fit_many(
         raise TypeError("fit_many needs init_params when model is a plain apply_fn")
     one_shape = jax.eval_shape(model.init, key) if init_params is None else init_params
     per_model = sum(math.prod(jnp.shape(p)) for p in jax.tree.leaves(one_shape))
-    if k * per_model > MAX_ELEMENTS:
-        raise ValueError(f"{k} models x {per_model} parameters is more than {MAX_ELEMENTS} elements in one array")
+    check_elements(k * per_model, f"{k} models x {per_model} parameters")
     values = {n: v.copy() for n, v in values.items()}
     keys = jax.random.split(key, k)
     if init_params is None:
