@@ -204,6 +204,14 @@ def jaxnn_fit(model, x, y, loss, lr, bs, epochs, **kw):
     return run
 
 
+def _with_precision(precision: str, make, *args):
+    """A peer traced (so compiled) under JAX's matmul ``precision``."""
+    with jax.default_matmul_precision(precision):
+        run = make(*args)
+        run()  # traced and compiled here, inside the context
+    return run
+
+
 def optional(name, make):
     try:
         return make()
@@ -226,7 +234,10 @@ def work_a(bs: int, repeats: int, epochs: int = 3):
             model, jnp.asarray(x), jnp.asarray(y), "mse", lr, bs, epochs, shuffle=False
         ),
         "jaxnn.fit (shuffle + validation)": jaxnn_fit(
-            model, x, y, "mse", lr, bs, epochs, shuffle=True, validation_data=(xv, yv)
+            model, x, y, "mse", lr, bs, epochs, shuffle=True, validation=(xv, yv)
+        ),
+        "jaxnn.fit (gather per epoch)": jaxnn_fit(
+            model, x, y, "mse", lr, bs, epochs, shuffle=False, tuning=jaxnn.Tuning(gather="epoch")
         ),
         "scan (hand-written)": scan_reference(x, y, model, loss, lr, bs, epochs),
         "scan, unroll 4": scan_reference(x, y, model, loss, lr, bs, epochs, unroll=4),
@@ -245,16 +256,45 @@ def work_b(repeats: int, steps: int = 200, bs: int = 128):
     y = rng.integers(0, 10, steps * bs).astype(np.int32)
     model = jaxnn.mlp(sizes)
     loss, lr = jaxnn.losses.softmax_cross_entropy, 0.01
+    xd, yd = jnp.asarray(x), jnp.asarray(y)
     runs = {
         "jaxnn.fit": jaxnn_fit(model, x, y, "softmax_cross_entropy", lr, bs, 1, shuffle=False),
         "jaxnn.fit (data already on device)": jaxnn_fit(
-            model, jnp.asarray(x), jnp.asarray(y), "softmax_cross_entropy", lr, bs, 1, shuffle=False
+            model, xd, yd, "softmax_cross_entropy", lr, bs, 1, shuffle=False
         ),
         "scan (hand-written)": scan_reference(x, y, model, loss, lr, bs, 1),
+        "jaxnn.fit (device data, tensorfloat32)": jaxnn_fit(
+            model, xd, yd, "softmax_cross_entropy", lr, bs, 1, shuffle=False, compute_dtype="tensorfloat32"
+        ),
+        "scan (hand-written, tensorfloat32)": _with_precision(
+            "tensorfloat32", scan_reference, x, y, model, loss, lr, bs, 1
+        ),
+        "jaxnn.fit (device data, bfloat16)": jaxnn_fit(
+            model, xd, yd, "softmax_cross_entropy", lr, bs, 1, shuffle=False, compute_dtype="bfloat16"
+        ),
         "flax loop": flax_loop(x, y, sizes, loss, lr, bs, 1, None),
         "torch eager": optional("torch", lambda: torch_eager(x, y, sizes, lr, bs, 1, None, True)),
     }
     return measure(runs, len(x), repeats)
+
+
+def gather_sweep(repeats: int, steps: int = 200, bs: int = 128) -> dict:
+    """Work B (device data) by ``Tuning.gather`` and ``Tuning.unroll``, beside the
+    hand-written scan unrolled the same: where the step loop's cost shows (accelerators)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((steps * bs, 784), dtype=np.float32))
+    y = jnp.asarray(rng.integers(0, 10, steps * bs).astype(np.int32))
+    model = jaxnn.mlp([784, 512, 512, 10])
+    runs = {}
+    for unroll in (1, 4, 8):
+        for gather in ("step", "epoch"):
+            runs[f"jaxnn.fit, gather {gather}, unroll {unroll}"] = jaxnn_fit(
+                model, x, y, "softmax_cross_entropy", 0.01, bs, 1, tuning=jaxnn.Tuning(unroll=unroll, gather=gather)
+            )
+        runs[f"scan, unroll {unroll}"] = scan_reference(
+            np.asarray(x), np.asarray(y), model, jaxnn.losses.softmax_cross_entropy, 0.01, bs, 1, unroll=unroll
+        )
+    return measure(runs, steps * bs, repeats)
 
 
 def many_models(count: int, timed_sequential: int) -> dict:
@@ -265,7 +305,7 @@ def many_models(count: int, timed_sequential: int) -> dict:
     x, y = jaxnn.make_regression(jax.random.key(0), n=1000)
     model = jaxnn.mlp(SEED_SIZES, output_activation="sigmoid")
     kw = dict(loss="mse", batch_size=1, epochs=3, shuffle=False, progress=False)
-    keys = jax.random.split(jax.random.key(1), count)
+    keys = jaxnn.rng.model_keys(jax.random.key(1), count)
 
     def many():
         r = fit_many(model, x, y, key=jax.random.key(1), num_models=count, hyperparams={"learning_rate": 0.1}, **kw)
@@ -273,7 +313,7 @@ def many_models(count: int, timed_sequential: int) -> dict:
 
     def sequential():
         for k in keys[:timed_sequential]:
-            r = jaxnn.fit(model, model.init(jax.random.fold_in(k, 1)), x, y, key=k, learning_rate=0.1, **kw)
+            r = jaxnn.fit(model, model.init(jaxnn.rng.stream(k, "init")), x, y, key=k, learning_rate=0.1, **kw)
         jax.block_until_ready(r.params)
 
     t = best_times({"many": many, "sequential": sequential}, 3)
@@ -407,8 +447,8 @@ def memory(n: int) -> dict:
     }
 
 
-def table(title: str, results: dict) -> str:
-    ref = results["jaxnn.fit"]
+def table(title: str, results: dict, ref_name: str = "jaxnn.fit") -> str:
+    ref = results[ref_name]
     lines = [f"{title}", f"  {'peer':34s} {'samples/s':>12s} {'jaxnn.fit is':>14s}"]
     for name, v in sorted(results.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {name:34s} {v:12,.0f} {ref / v:13.2f}x")
@@ -419,10 +459,11 @@ def markdown(results: dict) -> str:
     """The results as markdown tables (for BENCHMARKS.md)."""
     env = results["environment"]
     lines = [f"jax {env['jax']}, {env['backend']} ({env['device']} x{env['device_count']}), Python {env['python']}", ""]
-    for work in ("A, batch 1", "A, batch 100", "A, batch 100, 30 epochs", "B, batch 128"):
+    for work in ("A, batch 1", "A, batch 100", "A, batch 100, 30 epochs", "B, batch 128", "B, by gather and unroll"):
         if work in results:
-            ref = results[work]["jaxnn.fit"]
-            lines += [f"Work {work}", "", "| peer | samples/s | jaxnn.fit is |", "|---|---:|---:|"]
+            ref_name = "jaxnn.fit" if "jaxnn.fit" in results[work] else "scan, unroll 1"
+            ref = results[work][ref_name]
+            lines += [f"Work {work}", "", f"| peer | samples/s | {ref_name} is |", "|---|---:|---:|"]
             for name, v in sorted(results[work].items(), key=lambda kv: -kv[1]):
                 lines.append(f"| {name} | {v:,.0f} | {ref / v:.2f}x |")
             lines.append("")
@@ -457,6 +498,9 @@ def main(argv=None):
     ap.add_argument("--markdown", help="also write the tables as markdown here")
     args = ap.parse_args(argv)
     repeats = 1 if args.quick else args.repeats
+    # The peers in fit's default mode ("float32": true float32 matmuls, see
+    # jaxnn.precision), not JAX's TF32 (GPU) or one-pass bf16 (TPU) default.
+    jax.config.update("jax_default_matmul_precision", "float32")
     dev = jax.devices()[0]
     env = {
         "jax": jax.__version__,
@@ -464,6 +508,7 @@ def main(argv=None):
         "device": dev.device_kind,
         "device_count": jax.device_count(),
         "python": platform.python_version(),
+        "matmul precision": "float32 (peers and jaxnn.fit), except rows that name another mode",
     }
     print(f"jax {env['jax']} on {env['backend']} ({env['device']} x{env['device_count']})")
     results = {"environment": env}
@@ -489,6 +534,9 @@ def main(argv=None):
             + ", ".join(f"{k} {v:.0f}" for k, v in c.items())
             + f"; jaxnn.fit is {c['jaxnn.fit'] / c['bf16 matmul 8192^3']:.2f}x the matmul"
         )
+    if jax.default_backend() != "cpu":
+        results["B, by gather and unroll"] = sweep = gather_sweep(repeats)
+        print(table("Work B (device data, shuffled) by gather and unroll", sweep, "scan, unroll 1"))
     if not args.quick and args.memory_records and jax.default_backend() == "cpu":
         results["memory"] = memory(args.memory_records)
         m = results["memory"]

@@ -1,11 +1,15 @@
 """jaxnn: neural networks from pure functions, trained fast with JAX."""
 
 from jaxnn import activations as activations
+from jaxnn import cache as cache
 from jaxnn import checkpoint as checkpoint
 from jaxnn import distributed as distributed
 from jaxnn import initializers as initializers
 from jaxnn import losses as losses
 from jaxnn import metrics as metrics
+from jaxnn import optim as optim
+from jaxnn import precision as precision
+from jaxnn import rng as rng
 from jaxnn import sweep as sweep
 from jaxnn.baselines import linear_regression as linear_regression
 from jaxnn.data import Dataset as Dataset
@@ -22,27 +26,36 @@ from jaxnn.explain import explain as explain
 from jaxnn.mlp import Model as Model
 from jaxnn.mlp import count_params as count_params
 from jaxnn.mlp import mlp as mlp
-from jaxnn.train import EarlyStopping as EarlyStopping
-from jaxnn.train import FitResult as FitResult
-from jaxnn.train import TrainState as TrainState
 from jaxnn.train import evaluate as evaluate
 from jaxnn.train import fit as fit
 from jaxnn.train import init_state as init_state
 from jaxnn.train import make_train_step as make_train_step
 from jaxnn.train import plot_history as plot_history
 from jaxnn.train import predict as predict
+from jaxnn.types import Checkpoints as Checkpoints
+from jaxnn.types import EarlyStopping as EarlyStopping
+from jaxnn.types import FitResult as FitResult
+from jaxnn.types import Stop as Stop
+from jaxnn.types import TrainState as TrainState
+from jaxnn.types import Tuning as Tuning
 
 __version__ = "0.1.0"
 
+cache.configure_from_environment()  # JAX's persistent compilation cache (see jaxnn.cache)
+
 __all__ = [
+    "Checkpoints",
     "Dataset",
     "EarlyStopping",
     "FitResult",
     "Model",
     "Standardizer",
+    "Stop",
     "TrainState",
+    "Tuning",
     "activations",
     "backprop",
+    "cache",
     "count_params",
     "doctor",
     "evaluate",
@@ -58,8 +71,11 @@ __all__ = [
     "metrics",
     "mlp",
     "one_hot",
+    "optim",
     "plot_history",
+    "precision",
     "predict",
+    "rng",
     "standardize",
     "train_test_split",
     "validate",

@@ -3,6 +3,7 @@
 import numpy as np
 
 MAX_ELEMENTS = 2**31 - 1  # per array: XLA indexes with int32 on some backends, and aborts past it
+MAX_EPOCHS = 2**31 - 1  # the loop counts epochs and steps in int32
 
 
 def positive_int(value, name: str, upper: int | None = None) -> int:

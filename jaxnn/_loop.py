@@ -1,7 +1,7 @@
 """The compiled training loop behind ``jaxnn.fit`` (private; ``jaxnn.train`` is the API).
 
 One call of ``run_chunk`` trains ``plan.chunk`` epochs inside XLA: per epoch a
-permutation from ``fold_in(fold_in(key, 0), epoch)``, a ``lax.scan`` over fixed-shape
+permutation from ``fold_in(stream(key, "shuffle"), epoch)``, a ``lax.scan`` over fixed-shape
 batches gathered on the device (the last one padded and masked), validation, early
 stopping and the NaN guard. Epochs past the target or after a stop are skipped with
 ``lax.cond``, so the number of epochs is data and never causes a recompile.
@@ -16,26 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import optim
-from jaxnn.distributed import fetch
-
-
-class TrainState(NamedTuple):
-    """Everything that changes during training, as one pytree.
-
-    Attributes:
-      params: the model's parameters.
-      opt_state: the optimizer's state.
-      step: shape=(), int32: updates applied so far.
-      epoch: shape=(), int32: epochs completed so far.
-      key: shape=(), PRNG key: the run's root key (fixed; epochs fold into it).
-    """
-
-    params: Any
-    opt_state: Any
-    step: jax.Array
-    epoch: jax.Array
-    key: jax.Array
+from jaxnn import optim, rng
+from jaxnn.types import Stop, TrainState
 
 
 class Plan(NamedTuple):
@@ -57,6 +39,7 @@ class Plan(NamedTuple):
     step_rows: int = 0  # rows per step: batch_size rounded up to a multiple of the devices (0: batch_size)
     batch_sharding: Any = None  # NamedSharding that splits a batch's rows over the devices, or None
     axis_name: str | None = None  # set when the loop is vmapped over many models (jaxnn.sweep)
+    gather_epoch: bool = False  # gather the epoch's rows once (then slice batches), not each batch's rows
 
 
 class Carry(NamedTuple):
@@ -66,7 +49,7 @@ class Carry(NamedTuple):
     best_params: Any  # params of the best epoch so far; () without early stopping
     best: jax.Array  # shape=(), float32: best monitored value so far
     wait: jax.Array  # shape=(), int32: epochs since the monitored value improved
-    stop: jax.Array  # shape=(), int32: 0 running, 1 early stopped, 2 non-finite loss, 3 non-finite initial params
+    stop: jax.Array  # shape=(), int32: a jaxnn.Stop code (COMPLETED while running)
     stop_step: jax.Array  # shape=(), int32: the update (1-based) whose loss was non-finite
 
 
@@ -87,48 +70,35 @@ def make_train_step(apply_fn, loss_fn, tx):
     return train_step
 
 
-NON_FINITE_PARAMS = 3
-
-
-def non_finite_params_error(params) -> ValueError:
-    """The error for initial params with NaN or inf, naming the first bad leaf."""
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        if not np.isfinite(np.asarray(leaf)).all():
-            return ValueError(
-                f"params{jax.tree_util.keystr(path)} has non-finite values (NaN or inf); expected finite "
-                "initial parameters (e.g. from model.init(key))"
-            )
-    return ValueError("params have non-finite values (NaN or inf); expected finite initial parameters")
-
-
-def _start(plan: Plan, params, learning_rate, key, opt_state=None) -> Carry:
-    # Copies: run_chunk donates its carry, and the caller keeps its own params.
-    params = jax.tree.map(jnp.copy, params)
-    opt_state = plan.tx.init(params) if opt_state is None else jax.tree.map(jnp.copy, opt_state)
-    opt_state = optim.set_learning_rate(opt_state, learning_rate)  # the rate as data
-    state = TrainState(params, opt_state, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), key)
+def initial_carry(plan: Plan, state: TrainState, hyperparams: dict) -> Carry:
+    """The loop's carry from ``state`` (``opt_state=None``: a fresh optimizer state),
+    with the optimizer's ``hyperparams`` written into its state."""
+    # Copies: train_chunk donates its carry, and the caller keeps its own params.
+    params = jax.tree.map(jnp.copy, state.params)
+    opt_state = plan.tx.init(params) if state.opt_state is None else jax.tree.map(jnp.copy, state.opt_state)
+    opt_state = optim.set_hyperparams(opt_state, hyperparams)  # hyperparameters as data
+    step, epoch = (jnp.copy(jnp.asarray(v, jnp.int32)) for v in (state.step, state.epoch))
+    state = TrainState(params, opt_state, step, epoch, state.key)
     early = plan.early
     best = jnp.float32(np.inf if early is None or early.mode == "min" else -np.inf)
     best_params = jax.tree.map(jnp.copy, params) if early is not None else ()
     wait, stop_step = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
     # Checked here, inside the first compiled call, so a good run pays no extra sync.
     finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree.leaves(params)]))
-    stop = jnp.where(finite, 0, NON_FINITE_PARAMS).astype(jnp.int32)
+    stop = jnp.where(finite, Stop.COMPLETED, Stop.NON_FINITE_PARAMS).astype(jnp.int32)
     return Carry(state, best_params, best, wait, stop, stop_step)
 
 
-start = jax.jit(_start, static_argnums=0)
-start.__doc__ = "The initial carry for ``plan``: fresh optimizer state, step and epoch 0."
+def copy_key(key: jax.Array) -> jax.Array:
+    """A copy of ``key``: :func:`start` passes the key through unchanged and
+    ``run_chunk`` donates the carry, which would delete the caller's key."""
+    return jax.random.wrap_key_data(jnp.copy(jax.random.key_data(key)), impl=jax.random.key_impl(key))
 
 
-def device_data(plan: Plan, x, y, x_val, y_val, *, calls: int) -> dict:
-    """The data for ``run_chunk``, moved to the device once. A run of one call gets
-    the host arrays, which the call itself transfers (a separate transfer costs about
-    as much as that whole call on a small problem)."""
-    data = {"x": x, "y": y}
-    if plan.n_val:
-        data.update(x_val=x_val, y_val=y_val)
-    return data if calls == 1 else jax.device_put(data)
+def with_hyperparams(carry: Carry, hyperparams: dict) -> Carry:
+    """``carry`` with the optimizer's ``hyperparams`` written into its state."""
+    state = carry.state
+    return carry._replace(state=state._replace(opt_state=optim.set_hyperparams(state.opt_state, hyperparams)))
 
 
 def forward_rows(apply_fn, params, x, batch_size: int):
@@ -202,7 +172,7 @@ def _epoch_batches(plan: Plan, state: TrainState):
     """Row indices ``(n_batches, batch_size)`` for this epoch, and the padding mask."""
     n, bs, nb = plan.n, plan.batch_size, plan.n_batches
     if plan.shuffle:
-        epoch_key = jax.random.fold_in(jax.random.fold_in(state.key, 0), state.epoch)
+        epoch_key = jax.random.fold_in(rng.stream(state.key, "shuffle"), state.epoch)
         order = shuffled_order(epoch_key, n)
     else:
         order = jnp.arange(n, dtype=jnp.int32)
@@ -225,14 +195,17 @@ def _train_epoch(plan: Plan, data: dict, carry: Carry):
     step_fn = make_train_step(plan.apply_fn, plan.loss_fn, plan.tx)
     x, y = data["x"], data["y"]
     idx, mask = _epoch_batches(plan, carry.state)
-    batches = (idx,) if mask is None else (idx, mask)
+    # Each step takes a batch of row indices and gathers its rows, or (gather_epoch)
+    # the rows of the whole epoch are gathered once, in batch order, and each step
+    # slices its batch, as a hand-written scan over pre-batched arrays does.
+    batches = (x[idx], y[idx]) if plan.gather_epoch else (idx,)
+    batches = batches if mask is None else (*batches, mask)
 
     def step(state, batch):
-        i, *m = batch
+        xb, yb, *m = batch if plan.gather_epoch else (x[batch[0]], y[batch[0]], *batch[1:])
         if plan.batch_sharding is not None:  # data parallel: each device takes its rows of the batch
-            i = jax.lax.with_sharding_constraint(i, plan.batch_sharding)
-            m = [jax.lax.with_sharding_constraint(w, plan.batch_sharding) for w in m]
-        state, metrics = step_fn(state, (x[i], y[i], *m))  # the row gather happens on the device
+            xb, yb, *m = (jax.lax.with_sharding_constraint(a, plan.batch_sharding) for a in (xb, yb, *m))
+        state, metrics = step_fn(state, (xb, yb, *m))
         return state, metrics["loss"]
 
     start = carry.state
@@ -242,6 +215,30 @@ def _train_epoch(plan: Plan, data: dict, carry: Carry):
     # first_bad: the first step whose loss was non-finite (nb: the last update made
     # the params non-finite), or -1 when the whole epoch was fine.
     first_bad = jnp.where(finite.all(), jnp.where(_all_finite(end.params), -1, nb), jnp.argmin(finite))
+
+    state = jax.lax.cond(
+        _any(plan, first_bad >= 0), lambda: _last_finite(plan, step, start, batches, first_bad, end), lambda: end
+    )
+    counts = mask.sum(axis=1) if mask is not None else jnp.full(nb, float(plan.batch_size))
+    counts = jnp.where((first_bad < 0) | (jnp.arange(nb) < first_bad), counts, 0.0)
+    total = counts.sum()
+    train_loss = jnp.where(
+        total > 0, (jnp.where(counts > 0, losses, 0.0) * counts).sum() / jnp.maximum(total, 1), jnp.nan
+    )
+    bad = first_bad >= 0
+    carry = carry._replace(
+        state=state._replace(epoch=state.epoch + 1),
+        stop=jnp.where(bad, Stop.NON_FINITE_LOSS, carry.stop),
+        stop_step=jnp.where(bad, start.step + jnp.minimum(first_bad + 1, nb), carry.stop_step),
+    )
+    return carry, train_loss
+
+
+def _last_finite(plan: Plan, step, start: TrainState, batches, first_bad, end: TrainState) -> TrainState:
+    """The state after the last step of this epoch whose params are finite (only run
+    when a step went non-finite): the epoch replayed from ``start``, masked after
+    ``first_bad`` steps."""
+    nb = plan.n_batches
 
     def rewind(k):  # the state after the first k steps of this epoch
         def masked(state, xs):
@@ -256,29 +253,13 @@ def _train_epoch(plan: Plan, data: dict, carry: Carry):
 
         return jax.lax.scan(masked, start, (jnp.arange(nb), batches))[0]
 
-    def last_finite():
-        s = rewind(first_bad)  # its params gave a non-finite loss but may be finite
-        s = jax.lax.cond(
-            _any(plan, ~_all_finite(s.params)),
-            lambda: _select(_all_finite(s.params), s, rewind(jnp.maximum(first_bad - 1, 0))),
-            lambda: s,
-        )
-        return _select(first_bad >= 0, s, end)  # in a sweep, the other models keep their epoch
-
-    state = jax.lax.cond(_any(plan, first_bad >= 0), last_finite, lambda: end)
-    counts = mask.sum(axis=1) if mask is not None else jnp.full(nb, float(plan.batch_size))
-    counts = jnp.where((first_bad < 0) | (jnp.arange(nb) < first_bad), counts, 0.0)
-    total = counts.sum()
-    train_loss = jnp.where(
-        total > 0, (jnp.where(counts > 0, losses, 0.0) * counts).sum() / jnp.maximum(total, 1), jnp.nan
+    s = rewind(first_bad)  # its params gave a non-finite loss but may be finite
+    s = jax.lax.cond(
+        _any(plan, ~_all_finite(s.params)),
+        lambda: _select(_all_finite(s.params), s, rewind(jnp.maximum(first_bad - 1, 0))),
+        lambda: s,
     )
-    bad = first_bad >= 0
-    carry = carry._replace(
-        state=state._replace(epoch=state.epoch + 1),
-        stop=jnp.where(bad, 2, carry.stop),
-        stop_step=jnp.where(bad, start.step + jnp.minimum(first_bad + 1, nb), carry.stop_step),
-    )
-    return carry, train_loss
+    return _select(first_bad >= 0, s, end)  # in a sweep, the other models keep their epoch
 
 
 def _epoch_values(plan: Plan, data: dict, params, train_loss) -> dict:
@@ -304,7 +285,7 @@ def _early_stop(plan: Plan, carry: Carry, values: dict) -> Carry:
     improved = jnp.isfinite(v) & better
     params = carry.state.params
     wait = jnp.where(improved, 0, carry.wait + 1)
-    stop = jnp.where((carry.stop == 0) & (wait >= es.patience), 1, carry.stop)
+    stop = jnp.where((carry.stop == Stop.COMPLETED) & (wait >= es.patience), Stop.EARLY_STOPPING, carry.stop)
     return carry._replace(
         best=jnp.where(improved, v, carry.best),
         wait=wait,
@@ -335,9 +316,12 @@ def _skip_epoch(plan: Plan, carry: Carry):
     return carry, {**_record_template(plan), "ran": jnp.bool_(False)}
 
 
-def _chunk(plan: Plan, carry: Carry, data: dict, target_epochs: jax.Array):
+def train_chunk(plan: Plan, carry: Carry, data: dict, target_epochs: jax.Array):
+    """Up to ``plan.chunk`` epochs (those before ``target_epochs`` while not stopped).
+    Returns the carry, the per-epoch records and ``(epoch, stop)``."""
+
     def body(carry, _):
-        active = (carry.state.epoch < target_epochs) & (carry.stop == 0)
+        active = (carry.state.epoch < target_epochs) & (carry.stop == Stop.COMPLETED)
         new, rec = jax.lax.cond(
             _any(plan, active), lambda c: _one_epoch(plan, data, c), lambda c: _skip_epoch(plan, c), carry
         )
@@ -349,59 +333,31 @@ def _chunk(plan: Plan, carry: Carry, data: dict, target_epochs: jax.Array):
     return carry, records, (carry.state.epoch, carry.stop)
 
 
-run_chunk = jax.jit(_chunk, static_argnums=0, donate_argnums=1)
+def start_and_train_chunk(plan: Plan, state: TrainState, hyperparams: dict, data: dict, target_epochs: jax.Array):
+    """:func:`initial_carry` and :func:`train_chunk` in one program: a run of one call
+    (one dispatch, no separate start program)."""
+    return train_chunk(plan, initial_carry(plan, state, hyperparams), data, target_epochs)
+
+
+start = jax.jit(initial_carry, static_argnums=0)
+run_chunk = jax.jit(train_chunk, static_argnums=0, donate_argnums=1)
+run_fresh = jax.jit(start_and_train_chunk, static_argnums=0)
 
 
 class Fresh(NamedTuple):
-    """A run not started yet, for a run of one call: ``run`` then builds the carry
-    inside that call (one dispatch, no separate start program)."""
+    """A run not started yet, for a run of one call: :func:`runner` then builds the
+    carry inside that call."""
 
-    params: Any
-    learning_rate: Any
-    key: jax.Array
-    opt_state: Any = None
+    state: TrainState
+    hyperparams: dict
 
 
-def _start_and_chunk(plan: Plan, fresh: Fresh, data: dict, target_epochs: jax.Array):
-    return _chunk(plan, _start(plan, *fresh), data, target_epochs)
+def runner(plan: Plan) -> Callable:
+    """``call(carry, data, target_epochs)`` for ``jaxnn._driver``: one compiled chunk."""
 
+    def call(carry, data, target):
+        if isinstance(carry, Fresh):
+            return run_fresh(plan, carry.state, carry.hyperparams, data, target)
+        return run_chunk(plan, carry, data, target)
 
-run_fresh = jax.jit(_start_and_chunk, static_argnums=0)
-
-
-def run(plan: Plan, carry: Carry, data: dict, epochs: int, progress: bool, saver=None, history: dict | None = None):
-    """Calls ``run_chunk`` until ``epochs`` epochs are done or training stops.
-
-    The host reads one small record per chunk (per-epoch losses) and nothing per step.
-    ``history`` (from a checkpoint) holds the epochs already run. Returns the final
-    carry, the whole history and the stop code.
-    """
-    records = {k: list(v) for k, v in (history or {}).items() if k != "epoch"}
-    epoch, stop = len(records.get("loss", [])), 0
-    target = np.int32(epochs)
-    bar = _progress_bar(epochs, epoch) if progress else None
-    while epoch < epochs and stop == 0:
-        before = epoch
-        step = run_fresh if isinstance(carry, Fresh) else run_chunk
-        carry, rec, status = step(plan, carry, data, target)
-        rec, (epoch, stop) = fetch((rec, status))  # the one sync per chunk
-        epoch, stop = int(epoch), int(stop)
-        for k, v in rec.items():
-            if k != "ran":
-                records.setdefault(k, []).extend(v[rec["ran"]].tolist())
-        if bar is not None:
-            bar.update(epoch - before)
-            bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in records.items() if k in ("loss", "val_loss")})
-        if saver is not None and stop != NON_FINITE_PARAMS:  # nothing worth resuming from
-            saver.after_chunk(carry, records, stop != 0)
-    if bar is not None:
-        bar.close()
-    out = {k: np.asarray(v, np.float32) for k, v in records.items()}
-    out["epoch"] = np.arange(1, len(out.get("loss", [])) + 1)
-    return carry, out, stop
-
-
-def _progress_bar(total: int, initial: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=min(initial, total), unit="epoch")
+    return call

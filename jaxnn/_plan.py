@@ -1,44 +1,29 @@
 """From what a user passes to ``fit`` or ``fit_many`` to a checked, static
-:class:`jaxnn._loop.Plan` (private). Every input is checked here, before anything is
-compiled, with errors that say what was wrong and what was expected.
+:class:`jaxnn._loop.Plan` (private). Every input of ``fit`` and ``fit_many`` is
+checked here, before anything is compiled or written, with errors that say what was
+wrong and what was expected.
 """
 
+import json
 import math
+import os
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _flax, _loop
-from jaxnn._checks import positive_int as _positive_int
+from jaxnn import _driver, _flax, _loop, optim, precision, rng
+from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.data import validate
 from jaxnn.losses import LOSSES, get_loss
 from jaxnn.metrics import get_metric
 from jaxnn.mlp import MLPApply, Model, check_mlp_input
+from jaxnn.types import Checkpoints, EarlyStopping, FitResult, TrainState, Tuning
 
 
-class EarlyStopping(NamedTuple):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
-
-    ``monitor`` is ``"loss"``, ``"val_loss"`` or a metric's history name (e.g.
-    ``"val_accuracy"``); ``mode`` is ``"min"``, ``"max"`` or ``"auto"`` (max for
-    accuracy and r2, min otherwise). ``restore_best`` returns the best epoch's params.
-    The decision is made inside the compiled loop, so fusing epochs never overshoots.
-    """
-
-    monitor: str = "val_loss"
-    patience: int = 5
-    min_delta: float = 0.0
-    mode: str = "auto"
-    restore_best: bool = True
-
-
-MAX_EPOCHS = 2**31 - 1  # the loop counts epochs and steps in int32
-
-
-def _apply_fn(model) -> Callable:
+def apply_function(model) -> Callable:
     if isinstance(model, Model):
         return model.apply
     if (linen_apply := _flax.linen_apply(model)) is not None:
@@ -53,7 +38,7 @@ def _apply_fn(model) -> Callable:
     raise TypeError(f"model must be a jaxnn Model, a flax Module or an apply_fn(params, x), got {type(model).__name__}")
 
 
-def _resolve(model, params):
+def resolve_model(model, params):
     """``(apply_fn, params, nnx_module)``: the pure function and params pytree for
     ``model``; an nnx Module also comes back (to write the trained state into)."""
     if (nnx := _flax.split_nnx(model, params)) is not None:
@@ -62,10 +47,19 @@ def _resolve(model, params):
         raise TypeError("params is None: pass the model's parameters (e.g. model.init(key))")
     if _flax.linen_apply(model) is not None:
         _flax.check_linen_variables(params)
-    return _apply_fn(model), params, None
+    return apply_function(model), params, None
 
 
-def _check_key(key) -> jax.Array:
+def check_host_params(params) -> None:
+    """Raises for NaN or inf in params held in host memory. Params on a device are
+    checked inside the first compiled call instead: reading them here would cost a
+    device sync on every fit."""
+    on_host = lambda a: isinstance(a, np.ndarray | np.generic | float)
+    if not all(np.isfinite(a).all() for a in jax.tree.leaves(params) if on_host(a)):
+        raise _driver.non_finite_params_error(jax.tree.map(lambda a: a if on_host(a) else np.float32(0), params))
+
+
+def check_key(key) -> jax.Array:
     if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
         return key
     if isinstance(key, jax.Array | np.ndarray) and key.shape == (2,) and key.dtype == np.uint32:
@@ -73,7 +67,9 @@ def _check_key(key) -> jax.Array:
     raise TypeError(f"key must be a PRNG key from jax.random.key(seed), got {key!r}")
 
 
-def _output_shape(apply_fn, params, x: np.ndarray) -> tuple[int, ...]:
+def output_shape(apply_fn, params, x: np.ndarray) -> tuple[int, ...]:
+    if isinstance(apply_fn, precision.ComputeApply):
+        apply_fn = apply_fn.apply_fn  # the same shape in every compute mode
     if isinstance(apply_fn, MLPApply):  # known without tracing: fit's per-call cost matters
         check_mlp_input(params, x, len(apply_fn.activations))
         return tuple(params[-1]["w"].shape[1:])
@@ -81,7 +77,7 @@ def _output_shape(apply_fn, params, x: np.ndarray) -> tuple[int, ...]:
     return tuple(out.shape[1:])
 
 
-def _prepare_targets(loss_name: str | None, y: np.ndarray, out_shape: tuple[int, ...], name: str) -> np.ndarray:
+def prepare_targets(loss_name: str | None, y: np.ndarray, out_shape: tuple[int, ...], name: str) -> np.ndarray:
     """Checks ``y`` against the loss and the model's output; reshapes (n,) to (n, 1)
     for a one-output model (documented, never a broadcast)."""
     if loss_name == "softmax_cross_entropy":
@@ -112,47 +108,29 @@ def _prepare_targets(loss_name: str | None, y: np.ndarray, out_shape: tuple[int,
     return y.astype(jnp.result_type(float))
 
 
-def _loss_name(loss) -> str | None:
+def loss_name(loss) -> str | None:
     return loss if isinstance(loss, str) else next((k for k, f in LOSSES.items() if f is loss), None)
 
 
-def prepare(
-    apply_fn,
-    params,
-    x,
-    y,
-    *,
-    key,
-    loss,
-    tx,
-    batch_size,
-    shuffle,
-    drop_remainder,
-    validation_data,
-    validation_split,
-    metrics,
-    early_stopping,
-    unroll,
-    eval_batch_size,
-    chunk,
-    dp=None,
-    axis_name=None,
-):
+def plan_run(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, validation, metrics, early_stopping,
+             tuning, chunk, placement, axis_name=None):  # fmt: skip
     """Checks the data and settings ``fit`` and ``fit_many`` share, and builds the
-    static :class:`jaxnn._loop.Plan`. Returns ``(plan, x, y, x_val, y_val)``."""
+    static :class:`jaxnn._loop.Plan`. Returns ``(plan, data)``: ``data`` holds the
+    host arrays ``x``, ``y`` and, with validation, ``x_val``, ``y_val``."""
     if y is None:
         raise TypeError("fit needs targets y (an array with one row per row of x), got None")
     x, y = validate(x, y)
     processes = jax.process_count()
     if processes > 1:
-        _check_multiprocess(x, dp, validation_split)
-    x, y, x_val, y_val = _split_validation(key, x, y, validation_data, validation_split)
-    out_shape = _output_shape(apply_fn, params, x)
-    y = _prepare_targets(_loss_name(loss), y, out_shape, "y")
+        _check_multiprocess(x, placement, validation)
+    x, y, x_val, y_val = _split_validation(key, x, y, validation)
+    out_shape = output_shape(apply_fn, params, x)
+    y = prepare_targets(loss_name(loss), y, out_shape, "y")
+    data = {"x": x, "y": y}
     if x_val is not None:
-        y_val = _prepare_targets(_loss_name(loss), y_val, out_shape, "validation y")
+        data.update(x_val=x_val, y_val=prepare_targets(loss_name(loss), y_val, out_shape, "validation y"))
     n = x.shape[0] * processes  # the global rows (each process holds an equal share)
-    batch_size = _positive_int(batch_size, "batch_size", n)
+    batch_size = positive_int(batch_size, "batch_size", n)
     metric_fns = tuple(get_metric(m) for m in metrics)
     if early_stopping is not None:
         early_stopping = _check_early_stopping(early_stopping, x_val is not None, metric_fns)
@@ -163,18 +141,143 @@ def prepare(
         metrics=metric_fns,
         n=n,
         batch_size=batch_size,
-        n_batches=n // batch_size if drop_remainder else math.ceil(n / batch_size),
+        n_batches=n // batch_size if tuning.drop_remainder else math.ceil(n / batch_size),
         shuffle=bool(shuffle),
         n_val=0 if x_val is None else x_val.shape[0],
-        eval_batch=_positive_int(eval_batch_size, "eval_batch_size"),
+        eval_batch=tuning.eval_batch_size,  # tuning is checked (check_tuning)
         chunk=chunk,
         early=early_stopping,
-        unroll=_positive_int(unroll, "unroll") if unroll is not None else _default_unroll(params, batch_size),
-        step_rows=dp.step_rows(batch_size) if dp else 0,
-        batch_sharding=dp.batch if dp else None,
+        unroll=tuning.unroll or _default_unroll(params, batch_size),
+        step_rows=placement.step_rows(batch_size),
+        batch_sharding=placement.batch,
         axis_name=axis_name,
+        gather_epoch=tuning.gather == "epoch",
     )
-    return plan, x, y, x_val, y_val
+    return plan, data
+
+
+class Setup(NamedTuple):
+    """A checked fit, ready to run."""
+
+    plan: _loop.Plan
+    data: dict  # host arrays
+    start: TrainState  # opt_state None: a fresh optimizer state
+    hyperparams: dict  # the optimizer's hyperparameters, written into its state
+    checkpoint: Any  # a checkpoint path to resume from, or None
+    checkpoints: Checkpoints | None
+    placement: Any
+    nnx_module: Any  # an nnx Module to write the trained params back into, or None
+    epochs: int
+    progress: bool
+
+
+def setup_fit(
+    model,
+    params,
+    x,
+    y,
+    *,
+    loss,
+    key,
+    optimizer,
+    learning_rate,
+    batch_size,
+    epochs,
+    shuffle,
+    validation,
+    metrics,
+    early_stopping,
+    checkpoints,
+    resume,
+    devices,
+    compute_dtype,
+    progress,
+    tuning,
+) -> Setup:
+    """Checks every argument of ``fit`` (see there), in one place, before any work."""
+    from jaxnn import parallel  # the placement is built once the arguments are known to be good
+
+    apply_fn, params, nnx_module = resolve_model(model, params)
+    check_host_params(params)
+    key = check_key(key)
+    get_loss(loss)
+    epochs = positive_int(epochs, "epochs", MAX_EPOCHS)
+    tx, hyperparams = optim.get_optimizer(optimizer, learning_rate)
+    checkpoints, tuning = check_checkpoints(checkpoints), check_tuning(tuning)
+    start, path = check_resume(resume, tx, params, key)
+    placement = parallel.for_fit(devices)
+    progress = bool(progress) and jax.process_index() == 0  # one progress bar, one writer
+    plan, data = plan_run(
+        precision.with_compute_dtype(apply_fn, compute_dtype), params, x, y, key=key, loss=loss, tx=tx,
+        batch_size=batch_size, shuffle=shuffle, validation=validation, metrics=metrics,
+        early_stopping=early_stopping, tuning=tuning, chunk=epochs_per_call(tuning, epochs, progress, checkpoints),
+        placement=placement,
+    )  # fmt: skip
+    return Setup(plan, data, start, hyperparams, path, checkpoints, placement, nnx_module, epochs, progress)
+
+
+def check_resume(resume, tx, params, key) -> tuple[TrainState, Any]:
+    """``(start, checkpoint_path)``: where a run starts. ``resume`` is ``None`` (fresh:
+    ``params``, a new optimizer state, ``key``), a checkpoint file or folder (restored
+    into the fresh state's structure once compiled), or an earlier ``FitResult`` or
+    ``TrainState`` (its params, optimizer state, step, epoch and key)."""
+    fresh = TrainState(params, None, 0, 0, key)
+    if resume is None:
+        return fresh, None
+    if isinstance(resume, str | os.PathLike):
+        return fresh, resume
+    if isinstance(resume, FitResult):
+        resume = resume.state
+    if not isinstance(resume, TrainState):
+        raise TypeError(f"resume must be a checkpoint path, a FitResult or a TrainState, got {type(resume).__name__}")
+    want = jax.tree.structure(params)
+    if jax.tree.structure(resume.params) != want or [jnp.shape(a) for a in jax.tree.leaves(resume.params)] != [
+        jnp.shape(a) for a in jax.tree.leaves(params)
+    ]:
+        raise ValueError("resume's params do not have the structure and shapes of params (the model's)")
+    check_opt_state(tx, resume.params, resume.opt_state)
+    for name in ("step", "epoch"):
+        value = np.asarray(getattr(resume, name))
+        if value.shape != () or not np.issubdtype(value.dtype, np.integer) or not 0 <= value <= MAX_EPOCHS:
+            raise ValueError(f"resume.{name} must be a non-negative int32 scalar, got {getattr(resume, name)!r}")
+    return resume._replace(key=check_key(resume.key)), None
+
+
+def check_checkpoints(ck) -> Checkpoints | None:
+    if ck is None:
+        return None
+    if not isinstance(ck, Checkpoints):
+        raise TypeError(f"checkpoints must be a jaxnn.Checkpoints(dir, every, keep, metadata), got {ck!r}")
+    if not isinstance(ck.dir, str | os.PathLike):
+        raise TypeError(f"checkpoints.dir must be a folder path, got {ck.dir!r}")
+    if ck.every is not None:
+        positive_int(ck.every, "checkpoints.every")
+    positive_int(ck.keep, "checkpoints.keep")
+    if ck.metadata is not None:
+        if not isinstance(ck.metadata, dict):
+            raise TypeError(f"checkpoints.metadata must be a dict, got {type(ck.metadata).__name__}")
+        try:
+            json.dumps(ck.metadata, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"checkpoints.metadata must be JSON-serialisable: {e}") from None
+    return ck
+
+
+def check_tuning(tuning) -> Tuning:
+    if tuning is None:
+        return Tuning()
+    if not isinstance(tuning, Tuning):
+        raise TypeError(f"tuning must be a jaxnn.Tuning(...), got {tuning!r}")
+    if tuning.epochs_per_call is not None:
+        positive_int(tuning.epochs_per_call, "tuning.epochs_per_call")
+    if tuning.unroll is not None:
+        positive_int(tuning.unroll, "tuning.unroll")
+    positive_int(tuning.eval_batch_size, "tuning.eval_batch_size")
+    if not isinstance(tuning.drop_remainder, bool):
+        raise TypeError(f"tuning.drop_remainder must be a bool, got {tuning.drop_remainder!r}")
+    if tuning.gather not in ("step", "epoch"):
+        raise ValueError(f"tuning.gather must be 'step' or 'epoch', got {tuning.gather!r}")
+    return tuning
 
 
 def check_opt_state(tx, params, opt_state) -> None:
@@ -189,48 +292,52 @@ def check_opt_state(tx, params, opt_state) -> None:
         )
 
 
-def _check_multiprocess(x, dp, validation_split) -> None:
+def _check_multiprocess(x, placement, validation) -> None:
     from jax.experimental import multihost_utils
 
-    if dp is None:
+    if placement.batch is None:
         raise ValueError("a multi-process run trains on every process's devices: leave devices=None")
-    if validation_split:
-        raise ValueError("in a multi-process run pass validation_data (whole, to every process), not validation_split")
+    if validation is not None and not isinstance(validation, tuple | list):
+        raise ValueError(
+            "in a multi-process run pass validation=(x_val, y_val) (whole, to every process), not a fraction"
+        )
     rows = multihost_utils.process_allgather(np.array([x.shape[0]]))
     if len(set(np.ravel(rows).tolist())) != 1:
         raise ValueError(f"every process must feed the same number of rows, got {np.ravel(rows).tolist()}")
 
 
-def _split_validation(key, x, y, validation_data, validation_split):
-    if validation_data is not None:
-        if validation_split:
-            raise ValueError("give validation_data or validation_split, not both")
-        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a pair (x_val, y_val)")
-        x_val, y_val = validate(*validation_data, x_name="validation x", y_name="validation y")
+def _split_validation(key, x, y, validation):
+    """``validation`` is ``None``, ``(x_val, y_val)``, or the fraction of ``(x, y)``
+    to hold out at random (stream ``"validation"`` of the run key)."""
+    if validation is None:
+        return x, y, None, None
+    if isinstance(validation, tuple | list):
+        if len(validation) != 2:
+            raise TypeError("validation must be a pair (x_val, y_val) or a fraction in (0, 1)")
+        x_val, y_val = validate(*validation, x_name="validation x", y_name="validation y")
         if x_val.shape[1] != x.shape[1]:
             raise ValueError(f"validation x has {x_val.shape[1]} features, x has {x.shape[1]}")
         return x, y, x_val, y_val
-    if not validation_split:
-        return x, y, None, None
-    if not 0 < validation_split < 1:
-        raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
-    n_val = int(round(x.shape[0] * validation_split))
+    if isinstance(validation, bool) or not isinstance(validation, float | int | np.floating):
+        raise TypeError(f"validation must be a pair (x_val, y_val) or a fraction in (0, 1), got {validation!r}")
+    if not 0 < validation < 1:
+        raise ValueError(f"validation fraction must be in (0, 1), got {validation}")
+    n_val = int(round(x.shape[0] * validation))
     if not 0 < n_val < x.shape[0]:
-        raise ValueError(f"validation_split={validation_split} of {x.shape[0]} rows leaves an empty split")
-    perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 2), x.shape[0]))
+        raise ValueError(f"validation={validation} of {x.shape[0]} rows leaves an empty split")
+    perm = np.asarray(jax.random.permutation(rng.stream(key, "validation"), x.shape[0]))
     val, train = perm[:n_val], perm[n_val:]
     return x[train], y[train], x[val], y[val]
 
 
 def _check_early_stopping(es: EarlyStopping, has_val: bool, metric_fns) -> EarlyStopping:
     if not isinstance(es, EarlyStopping):
-        raise TypeError("early_stopping must be a jaxnn.EarlyStopping")
+        raise TypeError(f"early_stopping must be a jaxnn.EarlyStopping, got {es!r}")
     prefix = "val_" if has_val else ""
     names = ["loss"] + (["val_loss"] if has_val else []) + [prefix + n for n, _ in metric_fns]
     if es.monitor not in names:
         raise ValueError(f"early_stopping.monitor={es.monitor!r} is not recorded; expected one of {names}")
-    _positive_int(es.patience, "early_stopping.patience")
+    positive_int(es.patience, "early_stopping.patience")
     if not es.min_delta >= 0:
         raise ValueError(f"early_stopping.min_delta must be >= 0, got {es.min_delta}")
     mode = es.mode
@@ -241,20 +348,23 @@ def _check_early_stopping(es: EarlyStopping, has_val: bool, metric_fns) -> Early
     return es._replace(mode=mode)
 
 
-def _epochs_per_call(value, epochs: int, progress: bool, checkpoint_every) -> int:
+def epochs_per_call(tuning: Tuning, epochs: int, progress: bool, checkpoints: Checkpoints | None) -> int:
+    """Epochs per compiled call: the tuning's, else a tenth of ``epochs`` with a progress
+    bar and all of them without; a divisor of the checkpoint interval."""
+    value = tuning.epochs_per_call
     if value is None:
         value = max(1, math.ceil(epochs / 10)) if progress else epochs
-    value = _positive_int(value, "epochs_per_call")
-    if checkpoint_every is not None:
-        value = math.gcd(value, _positive_int(checkpoint_every, "checkpoint_every"))
+    if checkpoints is not None and checkpoints.every is not None:
+        value = math.gcd(value, checkpoints.every)
     return value
 
 
 def _default_unroll(params, batch_size: int) -> int:
-    # A step of a tiny network costs less than the loop's own bookkeeping (more so on
+    # A step of a small network costs less than the loop's own bookkeeping (more so on
     # an accelerator, where each loop iteration is a round of kernel launches);
-    # unrolling a few steps per iteration amortises it. Large steps gain nothing.
+    # unrolling a few steps per iteration amortises it. On an H200, work B (a
+    # 784-512-512-10 step at batch 128, 86M weight-rows) ran 13% faster unrolled 8 times.
     work = batch_size * sum(getattr(p, "size", 1) for p in jax.tree.leaves(params))
     if jax.default_backend() == "cpu":
         return 4 if work <= 4096 else 1
-    return 8 if work <= 2**20 else 1
+    return 8 if work <= 2**27 else 1

@@ -135,6 +135,16 @@ def _read(path) -> tuple[dict, bytes]:
     return header, payload
 
 
+def _payload(path, payload: bytes) -> dict:
+    try:
+        arrays = serialization.msgpack_restore(payload)
+    except Exception as e:  # checksum passed, so this is a writer bug or a forged file
+        raise CheckpointError(f"{path} has an unreadable payload: {e}") from None
+    if not isinstance(arrays, dict):
+        raise CheckpointError(f"{path} has an unreadable payload: not a table of arrays")
+    return arrays
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """The metadata stored in a checkpoint (after checking the file is intact)."""
     return _read(path)[0]["metadata"]
@@ -171,8 +181,8 @@ def restore(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
         diffs.append("the arrays are stored in another order than expected")
     if diffs:
         raise CheckpointError(f"{path} does not match this model/optimizer:\n  " + "\n  ".join(diffs[:10]))
+    arrays = _payload(path, payload)
     try:
-        arrays = serialization.msgpack_restore(payload)
         leaves = [np.asarray(arrays[str(i)]) for i in range(len(stored))]
     except Exception as e:  # checksum passed, so this is a writer bug or a forged file
         raise CheckpointError(f"{path} has an unreadable payload: {e}") from None
@@ -198,19 +208,26 @@ def latest(path: str | os.PathLike) -> Path:
 
 
 class Saver:
-    """Used by ``fit``: saves the loop state every ``every`` epochs (and at the end),
-    keeping the newest ``keep`` files ``epoch-000010.jaxnn`` in ``folder``."""
+    """Used by ``fit`` and ``fit_many``: saves the loop state every ``every`` epochs
+    (and at the end), keeping the newest ``keep`` files ``epoch-000010.jaxnn`` in ``folder``."""
 
     def __init__(self, folder, every: int, keep: int, spec: dict | None, epochs: int, config: dict | None = None):
-        if keep < 1:
-            raise ValueError(f"keep_checkpoints must be >= 1, got {keep}")
         self.folder, self.every, self.keep, self.epochs = Path(folder), every, keep, epochs
         self.metadata = {"spec": spec, "config": config or {}}
 
-    def after_chunk(self, carry, records: dict, stopped: bool) -> None:
-        epoch = len(records.get("loss", []))
+    @classmethod
+    def for_run(cls, checkpoints, epochs: int, spec: dict | None) -> "Saver | None":
+        """The saver for a run's (checked) ``jaxnn.Checkpoints``; ``None`` without one,
+        and in every process but process 0 (the one writer)."""
+        if checkpoints is None or jax.process_index() != 0:
+            return None
+        every = checkpoints.every or epochs
+        return cls(checkpoints.dir, every, checkpoints.keep, spec, epochs, checkpoints.metadata)
+
+    def after_chunk(self, carry, epoch: int, history: dict, stopped: bool) -> None:
         if epoch % self.every and epoch < self.epochs and not stopped:
             return
+        records = {k: np.asarray(v).tolist() for k, v in history.items() if k != "epoch"}
         meta = {**self.metadata, "epoch": epoch, "history": records}
         save(self.folder / f"epoch-{epoch:06d}{SUFFIX}", carry, metadata=meta)
         for old in sorted(self.folder.glob(f"epoch-*{SUFFIX}"))[: -self.keep]:
@@ -218,7 +235,39 @@ class Saver:
 
 
 def restore_carry(path, template):
-    """Restores fit's loop state from a checkpoint file or folder; returns
-    ``(carry, history)``."""
+    """Restores the loop state of ``fit`` or ``fit_many`` from a checkpoint file or
+    folder; returns ``(carry, history)``."""
     carry, meta = restore(latest(path), template)
     return carry, meta.get("history", {})
+
+
+def load_params(path: str | os.PathLike, params: Any) -> tuple[Any, dict]:
+    """The trained parameters in a checkpoint that ``fit`` (or ``fit_many``) wrote.
+
+    Args:
+      path: a checkpoint file, or a folder (its newest checkpoint).
+      params: parameters of the same model (e.g. ``model.init(key)``), for their
+        structure, shapes and dtypes (stacked on a leading axis for ``fit_many``).
+
+    Returns:
+      ``(params, metadata)``: the checkpoint's ``state.params`` and its metadata
+      (``epoch``, ``history``, ``config``, ...).
+
+    Raises:
+      CheckpointError: as :func:`restore`, or the file holds no fit state.
+    """
+    path = latest(path)
+    header, payload = _read(path)
+    prefix = ".state.params"
+    stored = [s for s in header["arrays"] if s["path"].startswith(prefix)]
+    if not stored:
+        raise CheckpointError(f"{path} holds no fit state (no arrays under {prefix})")
+    expected, _ = _describe(params)
+    got = [(s["path"][len(prefix) :], s["shape"], s["dtype"]) for s in stored]
+    want = [(e["path"], e["shape"], e["dtype"]) for e in expected]
+    if got != want:
+        raise CheckpointError(f"{path}: its params {got[:4]} do not match the given params {want[:4]}")
+    index = {s["path"]: i for i, s in enumerate(header["arrays"])}
+    arrays = _payload(path, payload)
+    leaves = [np.asarray(arrays[str(index[s["path"]])]) for s in stored]
+    return jax.tree.unflatten(jax.tree.structure(params), leaves), header["metadata"]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import jax
 
+from jaxnn import cache
+
 _TPU_ENV = ("COLAB_TPU_ADDR", "TPU_NAME", "TPU_ACCELERATOR_TYPE", "TPU_WORKER_HOSTNAMES")
 _FIXES = {
     "tpu": "pip install -U 'jax[tpu]'",
@@ -37,6 +39,7 @@ class Report:
       hardware: accelerators the machine shows, whatever JAX uses (``"tpu"``, ``"gpu"``).
       problems: sentences about what is wrong (empty when all is well).
       fixes: one command or step per problem.
+      compilation_cache: the persistent compilation cache's folder, or ``None`` (off).
     """
 
     versions: dict
@@ -48,6 +51,7 @@ class Report:
     hardware: tuple
     problems: tuple
     fixes: tuple
+    compilation_cache: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -59,6 +63,7 @@ class Report:
             f"backend  {self.backend} ({self.device_kind})",
             f"devices  {self.device_count} ({self.local_device_count} local), processes {self.process_count}",
             f"hardware {', '.join(self.hardware) or 'no accelerator found'}",
+            f"cache    {self.compilation_cache or 'off'} (compiled programs; JAXNN_COMPILATION_CACHE=0 turns it off)",
         ]
         if self.ok:
             lines.append(f"OK: jaxnn will train on {self.local_device_count} {self.backend} device(s).")
@@ -141,6 +146,7 @@ def doctor(*, verbose: bool = True, environ=None) -> Report:
         hardware=hardware,
         problems=problems,
         fixes=fixes,
+        compilation_cache=cache.folder(),
     )
     if verbose:
         print(report)

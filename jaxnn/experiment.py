@@ -20,11 +20,12 @@ from typing import Literal, NamedTuple
 import jax
 import numpy as np
 
-from jaxnn import checkpoint, data, distributed, metrics, optim
-from jaxnn._plan import MAX_EPOCHS, _positive_int
+from jaxnn import checkpoint, data, distributed, metrics, optim, rng
+from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.losses import get_loss
 from jaxnn.mlp import mlp
-from jaxnn.train import FitResult, fit, plot_history, predict
+from jaxnn.train import fit, plot_history, predict
+from jaxnn.types import Checkpoints, FitResult
 
 Task = Literal["regression", "binary", "multiclass"]
 
@@ -64,9 +65,9 @@ class ExperimentConfig:
         if not self.hidden:
             raise ValueError(f"hidden must be one or more sizes >= 1, got {self.hidden}")
         for h in self.hidden:
-            _positive_int(h, "each hidden size")
-        _positive_int(self.batch_size, "batch_size")
-        _positive_int(self.epochs, "epochs", MAX_EPOCHS)
+            positive_int(h, "each hidden size")
+        positive_int(self.batch_size, "batch_size")
+        positive_int(self.epochs, "epochs", MAX_EPOCHS)
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
@@ -95,14 +96,14 @@ def load_split(config: ExperimentConfig) -> Split:
     """The config's data, split (and standardised on the training part) with its seed."""
     root = jax.random.key(config.seed)
     if config.dataset == "seed":
-        x, y = data.make_regression(jax.random.fold_in(root, 0))
+        x, y = data.make_regression(rng.stream(root, "dataset"))
         classes = []
     else:
         ds = data.load_dataset(config.dataset)
         x, y, classes = ds.x, ds.y, ds.target_names
         if config.task == "binary":
             y = y[:, None].astype(np.float32)  # a sigmoid output and binary cross-entropy want (n, 1)
-    xtr, xte, ytr, yte = data.train_test_split(jax.random.fold_in(root, 1), x, y, config.test_fraction)
+    xtr, xte, ytr, yte = data.train_test_split(rng.stream(root, "test_split"), x, y, config.test_fraction)
     if config.standardize:
         xtr, xte = data.standardize(xtr, xte)
         if config.task == "regression" and config.dataset != "seed":  # the seed's target is in (0, 1) already
@@ -141,49 +142,60 @@ def run(
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / "config.json", dataclasses.asdict(config))
         _write_json(folder / "environment.json", environment())
-    mine = distributed.local_rows(len(split.x_train))  # all rows in a one-process run
+    model, result, wall = _train(config, split, folder / "checkpoints", resume, progress)
+    summary, pred = _summary(config, split, model, result, wall)
+    if writer:
+        _write_json(folder / "summary.json", summary)
+        atomic_text(folder / "metrics.csv", _metrics_csv(result.history))
+        _save_plots(folder, result, config, split, pred)
+    return RunResult(config, folder, summary, result)
+
+
+def _train(config: ExperimentConfig, split: Split, ckpt_dir: Path, resume: bool, progress: bool):
+    """``(model, fit result, wall seconds)``: the config's network trained on this
+    process's rows (all of them in a one-process run)."""
+    mine = distributed.local_rows(len(split.x_train))
     n_out = len(split.classes) if config.task == "multiclass" else 1
     model = mlp([split.x_train.shape[1], *config.hidden, n_out], config.activation, config.output_activation)
-    params = model.init(jax.random.fold_in(jax.random.key(config.seed), 2))
-    ckpt_dir = folder / "checkpoints"
+    root = jax.random.key(config.seed)
     start = time.perf_counter()
     result = fit(
         model,
-        params,
+        model.init(rng.stream(root, "init")),
         split.x_train[mine],
         split.y_train[mine],
         loss=config.loss,
-        key=jax.random.key(config.seed),
+        key=root,
         optimizer=config.optimizer,
         learning_rate=config.learning_rate,
         batch_size=config.batch_size,
         epochs=config.epochs,
-        validation_data=(split.x_test, split.y_test),
+        validation=(split.x_test, split.y_test),
         metrics=config.metrics,
         progress=progress,
-        checkpoint_dir=ckpt_dir,
-        checkpoint_every=config.checkpoint_every or None,
-        resume_from=ckpt_dir if resume else None,
-        checkpoint_metadata={"config": dataclasses.asdict(config)},
+        checkpoints=Checkpoints(
+            ckpt_dir, config.checkpoint_every or None, metadata={"config": dataclasses.asdict(config)}
+        ),
+        resume=ckpt_dir if resume else None,
     )
     jax.block_until_ready(result.params)
-    wall = time.perf_counter() - start
+    return model, result, time.perf_counter() - start
+
+
+def _summary(config: ExperimentConfig, split: Split, model, result: FitResult, wall: float):
+    """The run's ``summary.json`` and its test predictions."""
     pred = np.asarray(predict(model, distributed.fetch(result.params), split.x_test))
     summary = {
         "name": config.name,
         "test_loss": float(get_loss(config.loss)(pred, split.y_test)),
         **{f"test_{m}": float(metrics.get_metric(m)[1](pred, split.y_test)) for m in config.metrics},
         "epochs_run": result.epochs_run,
-        "stop_reason": result.stop_reason,
+        "stop_reason": result.stop_reason.name.lower(),
         "wall_time_s": wall,
         "samples_per_s": result.epochs_run * len(split.x_train) / wall,
         "processes": jax.process_count(),
     }
-    if writer:
-        _write_json(folder / "summary.json", summary)
-        atomic_text(folder / "metrics.csv", _metrics_csv(result.history))
-        _save_plots(folder, result, config, split, pred)
-    return RunResult(config, folder, summary, result)
+    return summary, pred
 
 
 def environment() -> dict:

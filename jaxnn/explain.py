@@ -89,7 +89,7 @@ def explain(model: Model, params: Params, x) -> Explanation:
         raise ValueError(f"x must be a batch of shape (batch, features), got {x.shape}")
     layers, a = [], x
     for layer, f in zip(params, acts, strict=True):
-        z = a @ layer["w"] + layer["b"]
+        z = a @ layer["w"] + layer["b"][None, :]
         a = f(z)
         layers.append(
             Layer(z, a, tuple(layer["w"].shape), act.activation_name(f), int(layer["w"].size + layer["b"].size))

@@ -18,11 +18,11 @@ import optax
 Loss = Callable[..., jax.Array]
 
 
-def _is_concrete(x) -> bool:
+def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def _check_weights(weights, n: int):
+def check_weights(weights, n: int):
     if weights is None:
         return None
     if jnp.shape(weights) != (n,):
@@ -39,7 +39,7 @@ def _check_numeric(a, what: str, name: str) -> None:
         raise TypeError(f"{name}: {what} must be a numeric (int or float) array, got dtype {dtype}")
 
 
-def _check_batch(predictions, targets, name: str) -> None:
+def check_batch(predictions, targets, name: str) -> None:
     """Numeric arrays with at least one example (an empty batch has no mean)."""
     _check_numeric(predictions, "predictions", name)
     _check_numeric(targets, "targets", name)
@@ -47,8 +47,8 @@ def _check_batch(predictions, targets, name: str) -> None:
         raise ValueError(f"{name}: the batch is empty (0 examples); expected at least one")
 
 
-def _check_same_shape(predictions, targets, name: str) -> None:
-    _check_batch(predictions, targets, name)
+def check_same_shape(predictions, targets, name: str) -> None:
+    check_batch(predictions, targets, name)
     if jnp.shape(predictions) != jnp.shape(targets):
         hint = ""
         if jnp.ndim(predictions) == jnp.ndim(targets) + 1 and jnp.shape(predictions)[-1] == 1:
@@ -70,7 +70,7 @@ def weighted_mean(per_example: jax.Array, weights: jax.Array | None = None) -> j
         per_example = per_example.reshape(per_example.shape[0], -1).mean(axis=1)
     if weights is None:
         return per_example.mean()
-    weights = _check_weights(weights, per_example.shape[0]).astype(per_example.dtype)
+    weights = check_weights(weights, per_example.shape[0]).astype(per_example.dtype)
     total = weights.sum()
     return jnp.where(total > 0, (per_example * weights).sum() / jnp.where(total > 0, total, 1), 0.0)
 
@@ -93,7 +93,7 @@ def mse(predictions, targets, weights=None):
       >>> float(mse(jnp.array([[1.0], [3.0]]), jnp.array([[1.0], [1.0]])))
       2.0
     """
-    _check_same_shape(predictions, targets, "mse")
+    check_same_shape(predictions, targets, "mse")
     return weighted_mean(_batched(jnp.square(predictions - targets)), weights)
 
 
@@ -107,18 +107,18 @@ def rmse(predictions, targets, weights=None):
 
 def mae(predictions, targets, weights=None):
     """Mean absolute error: mean of ``|predictions - targets|``."""
-    _check_same_shape(predictions, targets, "mae")
+    check_same_shape(predictions, targets, "mae")
     return weighted_mean(_batched(jnp.abs(predictions - targets)), weights)
 
 
 def huber(predictions, targets, weights=None, delta: float = 1.0):
     """Huber loss: quadratic for errors below ``delta``, linear above (robust to outliers)."""
-    _check_same_shape(predictions, targets, "huber")
+    check_same_shape(predictions, targets, "huber")
     return weighted_mean(_batched(optax.huber_loss(predictions, targets, delta=delta)), weights)
 
 
 def _check_probability_targets(targets, name: str) -> None:
-    t = np.asarray(targets) if _is_concrete(targets) else None  # values are checkable outside a trace
+    t = np.asarray(targets) if is_concrete(targets) else None  # values are checkable outside a trace
     if t is not None and t.size and not ((t >= 0) & (t <= 1)).all():
         raise ValueError(f"{name}: targets must lie in [0, 1] (labels 0/1 or probabilities)")
 
@@ -130,7 +130,7 @@ def binary_cross_entropy(predictions, targets, weights=None):
     large finite loss rather than inf. Prefer :func:`binary_cross_entropy_with_logits`
     when the model outputs logits: it is exact for any logit.
     """
-    _check_same_shape(predictions, targets, "binary_cross_entropy")
+    check_same_shape(predictions, targets, "binary_cross_entropy")
     _check_probability_targets(targets, "binary_cross_entropy")
     eps = 1e-7
     p = jnp.clip(predictions, eps, 1 - eps)
@@ -140,7 +140,7 @@ def binary_cross_entropy(predictions, targets, weights=None):
 
 def binary_cross_entropy_with_logits(predictions, targets, weights=None):
     """Binary cross-entropy from logits (the output before a sigmoid); stable for any logit."""
-    _check_same_shape(predictions, targets, "binary_cross_entropy_with_logits")
+    check_same_shape(predictions, targets, "binary_cross_entropy_with_logits")
     _check_probability_targets(targets, "binary_cross_entropy_with_logits")
     per = optax.sigmoid_binary_cross_entropy(predictions, targets.astype(predictions.dtype))
     return weighted_mean(_batched(per), weights)
@@ -159,7 +159,7 @@ def softmax_cross_entropy(predictions, targets, weights=None):
     """
     if jnp.ndim(predictions) < 1:
         raise ValueError("softmax_cross_entropy: predictions must have a class axis")
-    _check_batch(predictions, targets, "softmax_cross_entropy")
+    check_batch(predictions, targets, "softmax_cross_entropy")
     if jnp.issubdtype(jnp.result_type(targets), jnp.integer):
         if jnp.shape(targets) != jnp.shape(predictions)[:-1]:
             raise ValueError(
@@ -168,12 +168,12 @@ def softmax_cross_entropy(predictions, targets, weights=None):
                 f"got {jnp.shape(targets)}"
             )
         k = jnp.shape(predictions)[-1]
-        t = np.asarray(targets) if _is_concrete(targets) else None
+        t = np.asarray(targets) if is_concrete(targets) else None
         if t is not None and t.size and not ((t >= 0) & (t < k)).all():
             raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {k}) for {k} classes")
         per = optax.softmax_cross_entropy_with_integer_labels(predictions, targets)
     else:
-        _check_same_shape(predictions, targets, "softmax_cross_entropy")
+        check_same_shape(predictions, targets, "softmax_cross_entropy")
         per = optax.softmax_cross_entropy(predictions, targets)
     return weighted_mean(_batched(per), weights)
 

@@ -38,23 +38,22 @@ def accuracy(predictions, targets, weights=None, *, threshold: float = 0.5):
       >>> float(accuracy(jnp.array([[0.9], [0.2]]), jnp.array([1, 1])))
       0.5
     """
-    losses._check_batch(predictions, targets, "accuracy")
-    pred = predicted_classes(predictions, threshold)
-    k = 2 if jnp.ndim(predictions) == 1 or jnp.shape(predictions)[-1] == 1 else jnp.shape(predictions)[-1]
-    t = jnp.asarray(targets)
-    if t.ndim == 2 and t.shape[-1] > 1:
-        t = jnp.argmax(t, axis=-1)
-    elif t.ndim == 2:
-        t = t[:, 0]
-    if t.shape != pred.shape:
+    losses.check_batch(predictions, targets, "accuracy")
+    binary = jnp.ndim(predictions) == 1 or jnp.shape(predictions)[-1] == 1
+    k = 2 if binary else jnp.shape(predictions)[-1]
+    one_hot = jnp.ndim(targets) == 2 and jnp.shape(targets)[-1] > 1
+    if jnp.ndim(targets) not in (1, 2) or jnp.shape(targets)[:1] != jnp.shape(predictions)[:1]:
         raise ValueError(
             f"accuracy: targets {jnp.shape(targets)} do not match predictions "
-            f"{jnp.shape(predictions)}; expected labels of shape {pred.shape}"
+            f"{jnp.shape(predictions)}; expected labels of shape {jnp.shape(predictions)[:1]}"
         )
-    if losses._is_concrete(t):  # values are checkable outside a trace
-        v = np.asarray(t)
+    if not one_hot and losses.is_concrete(targets):  # values are checkable outside a trace, before any work
+        v = np.asarray(targets).reshape(-1)
         if v.size and not ((v >= 0) & (v < k) & (v == np.round(v))).all():
             raise ValueError(f"accuracy: targets must be class labels, whole numbers in [0, {k}); got {v[:10]}")
+    pred = predicted_classes(predictions, threshold)
+    t = jnp.asarray(targets)
+    t = jnp.argmax(t, axis=-1) if one_hot else t.reshape(t.shape[0])
     return weighted_mean((pred == t.astype(pred.dtype)).astype(jnp.float32), weights)
 
 
@@ -65,12 +64,12 @@ mae = losses.mae
 def r2(predictions, targets, weights=None):
     """Coefficient of determination: ``1 - SS_res / SS_tot`` (1 is perfect, 0 is as
     good as predicting the mean). Averaged over output columns."""
-    losses._check_same_shape(predictions, targets, "r2")
+    losses.check_same_shape(predictions, targets, "r2")
     p = _columns(predictions)
     t = _columns(targets)
-    w = jnp.ones(t.shape[0], t.dtype) if weights is None else losses._check_weights(weights, t.shape[0])
+    w = jnp.ones(t.shape[0], t.dtype) if weights is None else losses.check_weights(weights, t.shape[0])
     w = w.astype(t.dtype)[:, None]
-    mean = (w * t).sum(0) / jnp.maximum(w.sum(), 1e-12)
+    mean = (w * t).sum(0, keepdims=True) / jnp.maximum(w.sum(), 1e-12)
     ss_res = (w * jnp.square(t - p)).sum(0)
     ss_tot = (w * jnp.square(t - mean)).sum(0)
     return jnp.mean(1.0 - ss_res / jnp.maximum(ss_tot, 1e-12))

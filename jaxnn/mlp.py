@@ -50,8 +50,10 @@ class MLPApply:
         check_mlp_input(params, x, len(self.activations))
         a = x
         for layer, act in zip(params, self.activations, strict=True):
-            # Z = A_prev . W + b, then A = act(Z): the seed's forward propagation.
-            a = act(a @ layer["w"] + layer["b"])
+            # Z = A_prev . W + b, then A = act(Z): the seed's forward propagation
+            # (b added to every row by an explicit reshape, never a silent broadcast).
+            z = a @ layer["w"]
+            a = act(z + layer["b"].reshape((1,) * (z.ndim - 1) + layer["b"].shape))
         return a
 
 

@@ -1,22 +1,40 @@
-"""Optimizers by name, with the learning rate kept as data.
+"""Optimizers by name, with their hyperparameters kept as data.
 
-A named optimizer is optax's own chain (``optax.sgd`` is ``scale_by_learning_rate``
-after nothing, ``optax.adam`` after ``scale_by_adam``, ...) except that its last link,
-the scaling by ``-learning_rate``, reads the rate from the optimizer *state*. So a
-new learning rate reuses the same compiled training loop, and ``vmap`` can train
-models with different rates at once. Any ``optax.GradientTransformation`` (schedules,
-``optax.inject_hyperparams``, your own chain) can be passed instead of a name.
+One factory, :func:`get_optimizer`, with one cache serves ``fit``, ``fit_many`` and
+the scikit-learn estimators. A named optimizer's hyperparameters live in its *state*,
+not in the compiled program: a new learning rate (or momentum, or betas) reuses the
+same compiled training loop, and ``vmap`` trains models with different values at once.
+
+- Only a learning rate: optax's own chain (``optax.sgd`` is ``scale_by_learning_rate``
+  after nothing, ``optax.adam`` after ``scale_by_adam``, ...) whose last link reads
+  the rate from the state: one multiply per leaf, which matters when a step costs a
+  microsecond.
+- More hyperparameters (``momentum``, ``b1``, ``b2``, ``eps``, ``weight_decay``,
+  ``l2``): ``optax.inject_hyperparams`` of the optax factory. ``l2`` adds
+  ``l2 * w`` to the gradient of every weight matrix (not the biases), scikit-learn's
+  ``alpha`` penalty.
+
+Any ``optax.GradientTransformation`` (schedules, your own chain) can be passed instead
+of a name; it carries its own hyperparameters.
 """
 
 import functools
-import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 DEFAULT_LEARNING_RATE = 0.01
+
+
+class Optimizer(NamedTuple):
+    """A named optimizer with hyperparameters, e.g. ``Optimizer("adam", {"learning_rate": 1e-3, "b1": 0.8})``."""
+
+    name: str
+    hyperparams: Mapping[str, float]
 
 
 class LearningRateState(NamedTuple):
@@ -25,8 +43,7 @@ class LearningRateState(NamedTuple):
 
 def scale_by_learning_rate_in_state() -> optax.GradientTransformation:
     """``updates * -learning_rate`` with the rate held in the state (set it with
-    :func:`set_learning_rate`). Unlike ``inject_hyperparams`` it adds no step
-    counter: one multiply per leaf, which matters when a step costs a microsecond."""
+    :func:`set_hyperparams`). Unlike ``inject_hyperparams`` it adds no step counter."""
 
     def init(params):
         del params
@@ -42,31 +59,57 @@ def scale_by_learning_rate_in_state() -> optax.GradientTransformation:
 _CORES = {
     "sgd": lambda: (),
     "momentum": lambda: (optax.trace(decay=0.9),),
+    "nesterov": lambda: (optax.trace(decay=0.9, nesterov=True),),
     "adam": lambda: (optax.scale_by_adam(),),
     "adamw": lambda: (optax.scale_by_adam(), optax.add_decayed_weights(1e-4)),
 }
+
+
+def _l2(l2, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``tx`` after adding ``l2 * w`` to the gradient of every weight matrix (``None``: none)."""
+    return tx if l2 is None else optax.chain(optax.add_decayed_weights(l2, mask=_weights_only), tx)
+
+
+def _weights_only(params):
+    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
+# Explicit signatures: optax.inject_hyperparams reads the hyperparameter names from them.
 FACTORIES = {
-    "sgd": optax.sgd,
-    "momentum": functools.partial(optax.sgd, momentum=0.9),
-    "adam": optax.adam,
-    "adamw": functools.partial(optax.adamw, weight_decay=1e-4),
+    "sgd": lambda learning_rate, l2=None: _l2(l2, optax.sgd(learning_rate)),
+    "momentum": lambda learning_rate, momentum=0.9, l2=None: _l2(l2, optax.sgd(learning_rate, momentum)),
+    "nesterov": lambda learning_rate, momentum=0.9, l2=None: _l2(l2, optax.sgd(learning_rate, momentum, True)),
+    "adam": lambda learning_rate, b1=0.9, b2=0.999, eps=1e-8, l2=None: _l2(l2, optax.adam(learning_rate, b1, b2, eps)),
+    "adamw": lambda learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4, l2=None: _l2(
+        l2, optax.adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay)
+    ),
 }
 OPTIMIZERS = tuple(_CORES)
+HYPERPARAMS = {
+    "sgd": ("learning_rate", "l2"),
+    "momentum": ("learning_rate", "momentum", "l2"),
+    "nesterov": ("learning_rate", "momentum", "l2"),
+    "adam": ("learning_rate", "b1", "b2", "eps", "l2"),
+    "adamw": ("learning_rate", "b1", "b2", "eps", "weight_decay", "l2"),
+}
 
 
 @functools.cache
-def named(name: str) -> optax.GradientTransformation:
-    """The optimizer ``name`` with its learning rate in the state (one object per
-    name, so equal settings share compiled code)."""
-    return optax.chain(*_CORES[name](), scale_by_learning_rate_in_state())
+def transform(name: str, names: tuple[str, ...] = ("learning_rate",)) -> optax.GradientTransformation:
+    """The optimizer ``name`` whose hyperparameters ``names`` live in its state (one
+    object per pair, so equal settings share compiled code)."""
+    if names == ("learning_rate",):
+        return optax.chain(*_CORES[name](), scale_by_learning_rate_in_state())
+    placeholders = dict.fromkeys(names, 0.01)  # the real values go into the state
+    return optax.inject_hyperparams(FACTORIES[name])(**placeholders)
 
 
-def get_optimizer(optimizer, learning_rate=None) -> tuple[optax.GradientTransformation, float | None]:
-    """Resolves ``optimizer`` (a name or a GradientTransformation) and a learning rate.
+def get_optimizer(optimizer, learning_rate=None) -> tuple[optax.GradientTransformation, dict]:
+    """Resolves ``optimizer`` (a name, an :class:`Optimizer` or a GradientTransformation).
 
     Returns:
-      ``(tx, learning_rate)``: the transformation, and the rate to write into its
-      state with :func:`set_learning_rate` (``None`` when ``tx`` carries its own).
+      ``(tx, values)``: the transformation, and the hyperparameters to write into its
+      state with :func:`set_hyperparams` (``{}`` when ``tx`` carries its own).
     """
     if isinstance(optimizer, optax.GradientTransformation):
         if learning_rate is not None:
@@ -74,32 +117,64 @@ def get_optimizer(optimizer, learning_rate=None) -> tuple[optax.GradientTransfor
                 "learning_rate is used only with an optimizer name; an optax "
                 "GradientTransformation carries its own learning rate"
             )
-        return optimizer, None
-    if not isinstance(optimizer, str):
+        return optimizer, {}
+    if isinstance(optimizer, Optimizer):
+        if learning_rate is not None:
+            raise ValueError("give the learning rate inside Optimizer(name, hyperparams), not as learning_rate")
+        name, values = optimizer.name, dict(optimizer.hyperparams)
+    elif isinstance(optimizer, str):
+        name, values = optimizer, {"learning_rate": DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate}
+    else:
         raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {optimizer!r}")
-    if optimizer not in _CORES:
-        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {list(OPTIMIZERS)}")
-    if learning_rate is None:
-        learning_rate = DEFAULT_LEARNING_RATE
-    if callable(learning_rate):  # an optax schedule: step -> learning rate
-        return FACTORIES[optimizer](learning_rate=learning_rate), None
-    check_learning_rate(learning_rate)
-    return named(optimizer), float(learning_rate)
+    check_name(name)
+    if callable(values.get("learning_rate")):  # an optax schedule: step -> learning rate
+        if len(values) > 1:
+            raise ValueError("an optax schedule as learning rate goes with no other hyperparameters")
+        return FACTORIES[name](learning_rate=values["learning_rate"]), {}
+    values = {n: check_hyperparam(name, n, v) for n, v in values.items()}
+    values.setdefault("learning_rate", DEFAULT_LEARNING_RATE)
+    return transform(name, tuple(sorted(values))), values
 
 
-def check_learning_rate(learning_rate) -> None:
-    """Raises unless ``learning_rate`` is a finite number > 0."""
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float):
+def check_name(name) -> None:
+    if not isinstance(name, str) or name not in _CORES:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {list(OPTIMIZERS)}")
+
+
+def check_hyperparam(optimizer: str, name, value):
+    """``value`` (a number, or one per model) checked for ``optimizer``'s hyperparameter ``name``."""
+    if name not in HYPERPARAMS[optimizer]:
+        raise ValueError(f"{optimizer} has no hyperparameter {name!r}; expected one of {list(HYPERPARAMS[optimizer])}")
+    if type(value) is float and 0 < value < 3.4e38:  # the common case, without numpy (fit's per-call cost)
+        return value
+    arr = np.asarray(value)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be a number (or one number per model), got {value!r}")
+    if arr.ndim > 1:
+        raise ValueError(f"{name} must be a number or a 1-D sequence of numbers, got shape {arr.shape}")
+    f64 = arr.astype(np.float64)
+    bound = "> 0" if name == "learning_rate" else ">= 0"
+    finite = np.isfinite(f64).all() and (np.abs(f64) <= np.finfo(np.float32).max).all()
+    if not (finite and ((f64 > 0) if name == "learning_rate" else (f64 >= 0)).all()):
+        raise ValueError(f"{name} must be a finite number {bound} within float32's range, got {value!r}")
+    return float(f64) if arr.ndim == 0 else f64.astype(np.float32)
+
+
+def check_learning_rate(learning_rate) -> float:
+    """``learning_rate`` as a float; raises unless it is one finite number > 0."""
+    if np.ndim(learning_rate) != 0:
         raise TypeError(f"learning_rate must be a number or an optax schedule, got {learning_rate!r}")
-    if not (math.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate}")
+    return check_hyperparam("sgd", "learning_rate", learning_rate)
 
 
-def set_learning_rate(opt_state, learning_rate):
-    """Writes ``learning_rate`` into the state of a :func:`named` optimizer."""
-    if learning_rate is None:
+def set_hyperparams(opt_state, values: dict):
+    """Writes ``values`` (``{name: number}``) into the state of a :func:`transform`."""
+    if not values:
         return opt_state
+    if hasattr(opt_state, "hyperparams"):  # optax.inject_hyperparams
+        hp = opt_state.hyperparams
+        return opt_state._replace(hyperparams={**hp, **{n: jnp.asarray(v, hp[n].dtype) for n, v in values.items()}})
     *core, last = opt_state
-    if not isinstance(last, LearningRateState):
-        raise ValueError("set_learning_rate needs the state of a jaxnn named optimizer")
-    return (*core, LearningRateState(jnp.asarray(learning_rate, jnp.float32)))
+    if not isinstance(last, LearningRateState) or set(values) != {"learning_rate"}:
+        raise ValueError("set_hyperparams needs the state of a jaxnn named optimizer")
+    return (*core, LearningRateState(jnp.asarray(values["learning_rate"], jnp.float32)))

@@ -1,10 +1,13 @@
-"""Data parallelism: which devices a fit uses, and how a batch is split over them.
+"""Placement: which devices a run uses, and where its state and data live.
 
-``fit`` builds a one-axis mesh (``"data"``) over the chosen devices, replicates the
-params, optimizer state and data on every device, and constrains each step's batch
-rows to be split over the mesh, so XLA computes each device's share of the gradient
-and sums them (an all-reduce). Multi-process runs (``jaxnn.distributed``) use the
-same mesh over every process's devices. This module does not train.
+``fit`` (:func:`for_fit`) splits every batch over the chosen devices: a one-axis mesh
+(``"data"``), the params, optimizer state and data replicated on every device, each
+step's batch rows constrained to be split over the mesh, so XLA computes each
+device's share of the gradient and sums them (an all-reduce). Multi-process runs
+(``jaxnn.distributed``) use the same mesh over every process's devices.
+``fit_many`` (:func:`for_models`) splits its K models over the devices instead (a
+``"models"`` axis) and replicates the data. This module is the only place that
+builds meshes and shardings or calls ``device_put``; it does not train.
 """
 
 import math
@@ -16,21 +19,36 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
-def resolve_devices(devices) -> list:
+def resolve_devices(devices, name: str = "devices") -> list:
     """``None``: every device (of every process); an int k: the first k; a sequence
     of devices: those. Returns the list."""
     every = jax.devices()
     if devices is None:
         return every
     if isinstance(devices, bool):
-        raise TypeError("devices must be None, a count or a sequence of jax devices, not a bool")
+        raise TypeError(f"{name} must be None, a count or a sequence of jax devices, not a bool")
     if isinstance(devices, int | np.integer):
         if not 1 <= devices <= len(every):
-            raise ValueError(f"devices={devices}: expected a count in [1, {len(every)}]")
+            raise ValueError(f"{name}={devices}: expected a count in [1, {len(every)}]")
         return every[: int(devices)]
     if isinstance(devices, Sequence) and devices and all(isinstance(d, jax.Device) for d in devices):
         return list(devices)
-    raise TypeError(f"devices must be None, a count or a sequence of jax devices, got {devices!r}")
+    raise TypeError(f"{name} must be None, a count or a sequence of jax devices, got {devices!r}")
+
+
+class OneDevice:
+    """A run on the default device."""
+
+    batch = None  # no batch sharding
+
+    def step_rows(self, batch_size: int) -> int:
+        return 0  # batch_size itself
+
+    def place(self, carry, data: dict, *, in_call: bool = False):
+        """``(carry, data)`` on the device. ``in_call``: a run of one compiled call
+        gets the host data, which that call transfers itself (a separate transfer
+        costs about as much as the whole call on a small problem)."""
+        return carry, data if in_call else jax.device_put(data)
 
 
 class DataParallel:
@@ -66,6 +84,42 @@ class DataParallel:
         if jax.process_count() == 1:
             return self.put(tree)
         return jax.tree.map(lambda a: _from_local(self.batch, a), tree)
+
+    def place(self, carry, data: dict, *, in_call: bool = False):
+        """``(carry, data)``: the carry replicated, the training rows as :meth:`put_rows`."""
+        rows = {k: v for k, v in data.items() if k in ("x", "y")}
+        rest = {k: v for k, v in data.items() if k not in rows}
+        return self.put(carry), {**self.put_rows(rows), **self.put(rest)}
+
+
+class ModelParallel:
+    """``fit_many``'s K models split over several devices, the data replicated."""
+
+    def __init__(self, devices: list, axis: str):
+        self.mesh = Mesh(np.array(devices), (axis,), axis_types=(jax.sharding.AxisType.Auto,))
+        self.axis = axis
+
+    def place(self, carry, data: dict):
+        carry = jax.device_put(carry, NamedSharding(self.mesh, PartitionSpec(self.axis)))
+        return carry, jax.device_put(data, NamedSharding(self.mesh, PartitionSpec()))
+
+
+def for_fit(devices) -> OneDevice | DataParallel:
+    """The placement of a fit over ``devices`` (see :func:`resolve_devices`)."""
+    devs = resolve_devices(devices)
+    return DataParallel(devs) if len(devs) > 1 else OneDevice()
+
+
+def for_models(model_devices, k: int, axis: str) -> OneDevice | ModelParallel:
+    """The placement of ``k`` models over ``model_devices`` (K must divide evenly)."""
+    devs = resolve_devices(model_devices, "model_devices")
+    if len(devs) == 1:
+        return OneDevice()
+    if k % len(devs):
+        raise ValueError(
+            f"{k} models do not split evenly over {len(devs)} devices; pass model_devices= a divisor of {k}"
+        )
+    return ModelParallel(devs, axis)
 
 
 def _from_local(sharding, a):

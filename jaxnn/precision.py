@@ -1,11 +1,27 @@
-"""Mixed precision: compute in bfloat16, keep float32 master parameters and loss.
+"""The precision contract: what ``compute_dtype`` means on each backend.
 
-``with_compute_dtype(apply_fn, "bfloat16")`` casts the parameters and inputs to
-bfloat16 for the forward (and so the backward) pass and returns float32 outputs, so
-the loss, the gradients' accumulation into the params and the optimizer state stay
-float32. bfloat16 is the TPU's native matrix type and the default there; on GPUs it
-runs the tensor cores at full rate. It is not for tiny networks on the CPU, where it
-is slower than float32.
+JAX's defaults differ by backend: on a GPU a float32 matrix product runs in TF32
+(10-bit mantissa) and on a TPU in one bfloat16 pass, while the CPU computes true
+float32. jaxnn makes ``"float32"`` mean float32 everywhere (every matrix product of
+the model, forward and backward, at ``Precision.HIGHEST``), so an experiment gives
+the same numbers, up to float32 rounding, on CPU, GPU and TPU. The faster modes are
+explicit:
+
+===================  =====================  ============================  =====================
+``compute_dtype``    CPU                    GPU (Ampere and newer)        TPU
+===================  =====================  ============================  =====================
+``"float32"``        float32                float32 (no TF32)             float32 (6 bf16 passes)
+``"tensorfloat32"``  float32                TF32 tensor cores             3 bf16 passes
+``"bfloat16"``       bfloat16 (slow)        bfloat16 tensor cores         bfloat16 (native)
+``"float16"``        float16 (slow)         float16 tensor cores          float16
+``"auto"``           ``"float32"``          ``"float32"``                 ``"bfloat16"``
+===================  =====================  ============================  =====================
+
+In every mode the parameters, the optimizer state and the loss stay float32: the
+bfloat16 and float16 modes cast the parameters and inputs for the forward (and so the
+backward) pass and return float32 outputs. ``predict`` and ``evaluate`` take the same
+``compute_dtype``, so they reproduce a fit's validation numbers. BENCHMARKS.md has
+the speed each mode buys on a GPU.
 """
 
 import dataclasses
@@ -14,32 +30,44 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+# compute_dtype -> (the dtype the model computes in, JAX's matmul precision name)
+MODES = {
+    "float32": ("float32", "float32"),
+    "tensorfloat32": ("float32", "tensorfloat32"),
+    "bfloat16": ("bfloat16", "bfloat16"),
+    "float16": ("float16", "bfloat16"),
+}
+COMPUTE_DTYPES = tuple(MODES)
 
 
 def resolve_compute_dtype(compute_dtype: str | None) -> str:
     """``"auto"`` (or ``None``) means bfloat16 on TPU and float32 elsewhere."""
     if compute_dtype in (None, "auto"):
         return "bfloat16" if jax.default_backend() == "tpu" else "float32"
-    if compute_dtype not in COMPUTE_DTYPES:
+    if compute_dtype not in MODES:
         raise ValueError(f"compute_dtype must be 'auto' or one of {list(COMPUTE_DTYPES)}, got {compute_dtype!r}")
     return compute_dtype
 
 
 @dataclasses.dataclass(frozen=True)
-class CastApply:
-    """``apply_fn`` run in ``dtype``, returning float32 (hashable by value)."""
+class ComputeApply:
+    """``apply_fn`` run in one compute mode, returning float32 (hashable by value, so
+    equal settings share compiled code)."""
 
     apply_fn: Callable
-    dtype: str
+    mode: str
 
     def __call__(self, params, x):
-        cast = lambda a: a.astype(self.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
-        out = self.apply_fn(jax.tree.map(cast, params), cast(x))
-        return out.astype(jnp.float32)
+        dtype, matmul = MODES[self.mode]
+        # Set while tracing: every dot the model makes gets this precision, and
+        # autodiff gives the backward pass's dots the same.
+        with jax.default_matmul_precision(matmul):
+            if dtype == "float32":
+                return self.apply_fn(params, x)
+            cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+            return self.apply_fn(jax.tree.map(cast, params), cast(x)).astype(jnp.float32)
 
 
-def with_compute_dtype(apply_fn: Callable, compute_dtype: str | None) -> Callable:
-    """``apply_fn`` itself for float32, else a :class:`CastApply`."""
-    dtype = resolve_compute_dtype(compute_dtype)
-    return apply_fn if dtype == "float32" else CastApply(apply_fn, dtype)
+def with_compute_dtype(apply_fn: Callable, compute_dtype: str | None) -> ComputeApply:
+    """``apply_fn`` in the mode ``compute_dtype`` names (see the table above)."""
+    return ComputeApply(apply_fn, resolve_compute_dtype(compute_dtype))

@@ -29,14 +29,12 @@ Example:
   ['yes', 'no']
 """
 
-import functools
 import math
 import numbers
 import warnings
 
 import jax
 import numpy as np
-import optax
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -48,10 +46,11 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("jaxnn.sklearn needs scikit-learn>=1.6: pip install scikit-learn") from err
 
-from jaxnn import losses
+from jaxnn import losses, optim
 from jaxnn._checks import positive_int
 from jaxnn.mlp import mlp
-from jaxnn.train import EarlyStopping, fit, predict
+from jaxnn.train import fit, predict
+from jaxnn.types import EarlyStopping, Stop, TrainState
 
 _ACTIVATIONS = {"logistic": "sigmoid"}  # scikit-learn's name -> jaxnn's
 
@@ -80,18 +79,17 @@ def _number(value, name: str, low: float, high: float = math.inf, *, low_open=Fa
     return float(value)
 
 
-@functools.lru_cache(maxsize=64)
-def _optimizer(solver, lr, momentum, nesterov, beta_1, beta_2, epsilon, decay) -> optax.GradientTransformation:
-    """One transformation per setting, so equal settings reuse the compiled loop.
-    ``decay`` is scikit-learn's L2 term: ``alpha / batch_size`` times the weights."""
-    if solver == "sgd":
-        core = optax.sgd(lr, momentum=momentum or None, nesterov=nesterov and momentum > 0)
-    else:
-        core = optax.adam(lr, b1=beta_1, b2=beta_2, eps=epsilon)
-    if not decay:
-        return core
-    weights_only = lambda params: [{"w": True, "b": False} for _ in params]
-    return optax.chain(optax.add_decayed_weights(decay, mask=weights_only), core)
+def _optimizer(solver, lr, momentum, nesterov, beta_1, beta_2, epsilon, l2) -> optim.Optimizer:
+    """jaxnn's named optimizer for scikit-learn's settings; every value is data in its
+    state, so estimators that differ only in numbers share one compiled loop. ``l2``
+    is scikit-learn's ``alpha`` term: ``alpha / batch_size`` times the weights."""
+    if solver == "adam":
+        return optim.Optimizer("adam", {"learning_rate": lr, "b1": beta_1, "b2": beta_2, "eps": epsilon, "l2": l2})
+    if momentum == 0:
+        return optim.Optimizer("sgd", {"learning_rate": lr, "l2": l2})
+    return optim.Optimizer(
+        "nesterov" if nesterov else "momentum", {"learning_rate": lr, "momentum": momentum, "l2": l2}
+    )
 
 
 def _float32(a: np.ndarray, name: str) -> np.ndarray:
@@ -255,7 +253,7 @@ class _BaseMLP(BaseEstimator):
         kw = {}
         early = self.early_stopping is True and not incremental
         if early:
-            kw["validation_data"], X, y = self._validation_split(X, y, rng)
+            kw["validation"], X, y = self._validation_split(X, y, rng)
             metric = "accuracy" if self._output_kind == "classification" else "r2"
             kw["metrics"] = (metric,)
             kw["early_stopping"] = EarlyStopping(f"val_{metric}", patience, tol, "max", restore_best=True)
@@ -272,11 +270,12 @@ class _BaseMLP(BaseEstimator):
             params = self._params()
         else:
             params = model.init(jax.random.key(rng.randint(2**31 - 1)))
-        opt_state = self._opt_state if continuing and incremental else None
         key = jax.random.key(rng.randint(2**31 - 1))
-        result = fit(model, params, X, y, loss=loss, key=key, epochs=epochs, opt_state=opt_state, **settings, **kw)
+        if continuing and incremental:  # partial_fit goes on with the optimizer state (Adam's moments)
+            kw["resume"] = TrainState(params, self._opt_state, 0, 0, key)
+        result = fit(model, params, X, y, loss=loss, key=key, epochs=epochs, **settings, **kw)
         self._store(result, X.shape[0], early, continuing)
-        return incremental or result.stop_reason is not None or result.epochs_run < epochs
+        return incremental or result.stop_reason != Stop.COMPLETED or result.epochs_run < epochs
 
     def _validation_split(self, X, y, rng):
         fraction = _number(self.validation_fraction, "validation_fraction", 0, 1, low_open=True, high_open=True)

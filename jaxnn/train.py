@@ -5,69 +5,31 @@ scanned over batches and epochs in one compiled call.
 optax update) for people who write their own loop. ``fit`` compiles whole chunks of
 epochs (shuffle, fixed-shape padded batches, validation, early stopping and a NaN
 guard all inside XLA) and only talks to the host between chunks. ``predict`` and
-``evaluate`` run a model over data in fixed-size chunks. The compiled loop itself is
-in ``jaxnn._loop``; optimizer look-up in ``jaxnn.optim``.
+``evaluate`` run a model over data in fixed-size chunks. Argument checks live in
+``jaxnn._plan``, the compiled loop in ``jaxnn._loop``, the host loop in
+``jaxnn._driver``, device placement in ``jaxnn.parallel``.
 """
 
-import warnings
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _flax, _loop, checkpoint, optim, parallel, precision
-from jaxnn._plan import (
-    MAX_EPOCHS,
-    EarlyStopping,
-    _apply_fn,
-    _check_key,
-    _epochs_per_call,
-    _loss_name,
-    _output_shape,
-    _positive_int,
-    _prepare_targets,
-    _resolve,
-    check_opt_state,
-    prepare,
-)
+from jaxnn import _driver, _flax, _loop, _plan, checkpoint, optim, parallel, precision
+from jaxnn._checks import positive_int
 from jaxnn.data import validate
-from jaxnn.distributed import fetch
 from jaxnn.losses import Loss, get_loss
 from jaxnn.metrics import get_metric
 from jaxnn.mlp import Model, Params
-
-TrainState = _loop.TrainState
-
-
-class FitResult(NamedTuple):
-    """What ``fit`` returns.
-
-    Attributes:
-      params: the trained parameters (the best epoch's with ``restore_best``).
-      state: the final :class:`TrainState` (for resuming or inspecting).
-      history: per-epoch numpy arrays: ``loss`` (mean training loss), ``val_loss``
-        when there is validation data, one entry per metric (``val_<name>`` on
-        validation data, ``<name>`` on training data otherwise), and ``epoch``.
-      epochs_run: how many epochs ran (fewer than asked after a stop).
-      stop_reason: ``None``, ``"early_stopping"`` or ``"non_finite_loss"``.
-      message: a sentence about the stop, or ``""``.
-    """
-
-    params: Params
-    state: TrainState
-    history: dict[str, np.ndarray]
-    epochs_run: int
-    stop_reason: str | None = None
-    message: str = ""
+from jaxnn.types import Checkpoints, EarlyStopping, FitResult, Stop, TrainState, Tuning
 
 
 def init_state(params: Params, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
     """A fresh :class:`TrainState` for ``params`` (step 0, epoch 0)."""
     return TrainState(
-        params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), _check_key(key)
+        params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), _plan.check_key(key)
     )
 
 
@@ -87,9 +49,10 @@ def make_train_step(apply_fn: Callable, loss: str | Loss, optimizer: optax.Gradi
       >>> int(state.step)
       1
     """
-    return _loop.make_train_step(_apply_fn(apply_fn), get_loss(loss), optimizer)
+    return _loop.make_train_step(_plan.apply_function(apply_fn), get_loss(loss), optimizer)
 
 
+# Over 60 lines only by its signature and docstring (every argument documented).
 def fit(
     model: Model | Callable,
     params: Params,
@@ -98,28 +61,20 @@ def fit(
     *,
     loss: str | Loss,
     key: jax.Array,
-    optimizer: str | optax.GradientTransformation = "sgd",
+    optimizer: str | optim.Optimizer | optax.GradientTransformation = "sgd",
     learning_rate: float | optax.Schedule | None = None,
     batch_size: int = 32,
     epochs: int = 1,
     shuffle: bool = True,
-    drop_remainder: bool = False,
-    validation_data: tuple | None = None,
-    validation_split: float = 0.0,
+    validation: tuple | float | None = None,
     metrics: Sequence = (),
     early_stopping: EarlyStopping | None = None,
-    progress: bool = True,
-    epochs_per_call: int | None = None,
-    unroll: int | None = None,
-    eval_batch_size: int = 1024,
-    checkpoint_dir=None,
-    checkpoint_every: int | None = None,
-    keep_checkpoints: int = 3,
-    resume_from=None,
-    checkpoint_metadata: dict | None = None,
+    checkpoints: Checkpoints | None = None,
+    resume=None,
     devices=None,
     compute_dtype: str | None = "auto",
-    opt_state=None,
+    progress: bool = True,
+    tuning: Tuning | None = None,
 ) -> FitResult:
     """Trains ``model`` on ``(x, y)``: shuffled mini-batches, one compiled call per
     chunk of epochs.
@@ -135,43 +90,35 @@ def fit(
         one-output model), or integer labels ``(n,)`` for softmax_cross_entropy.
       loss: a loss name from ``jaxnn.losses.LOSSES`` or a callable
         ``loss(predictions, targets, weights)``.
-      key: the run's PRNG key. Streams: ``fold_in(key, 0)`` shuffles (epoch ``e``
-        uses ``fold_in(that, e)``), ``fold_in(key, 2)`` draws ``validation_split``.
-      optimizer: ``"sgd"`` (the seed's), ``"momentum"``, ``"adam"``, ``"adamw"``, or
-        any ``optax.GradientTransformation``.
+      key: the run's PRNG key; its streams are listed in ``jaxnn.rng``.
+      optimizer: ``"sgd"`` (the seed's), ``"momentum"``, ``"nesterov"``, ``"adam"``,
+        ``"adamw"``, a :class:`jaxnn.optim.Optimizer` (a name with more
+        hyperparameters), or any ``optax.GradientTransformation``.
       learning_rate: with a name: a float > 0 or an optax schedule; default 0.01.
       batch_size: rows per update, in ``[1, n]``; 1 updates after every row. The
-        last partial batch is padded and masked (no row dropped, no new shape)
-        unless ``drop_remainder``.
-      epochs: passes over the data.
+        last partial batch is padded and masked (no row dropped, no new shape).
+      epochs: the epoch to train up to (counting the epochs of a resumed run).
       shuffle: reshuffle rows every epoch, on the device.
-      validation_data: ``(x_val, y_val)``, evaluated after every epoch.
-      validation_split: instead, hold out this fraction of ``(x, y)`` at random.
+      validation: ``(x_val, y_val)``, evaluated after every epoch, or a fraction in
+        (0, 1) of ``(x, y)`` to hold out at random.
       metrics: names (``"accuracy"``, ``"rmse"``, ``"mae"``, ``"r2"``) or callables,
         computed on validation data after every epoch (on training data if none).
       early_stopping: an :class:`EarlyStopping`, or ``None``.
-      progress: show a progress bar (updated between compiled chunks).
-      epochs_per_call: epochs per compiled call; default about a tenth of
-        ``epochs`` with a progress bar, all of them without.
-      unroll: batches per loop iteration in the compiled scan (a speed knob for tiny
-        networks); default picked from the model's size.
-      eval_batch_size: rows per chunk when evaluating validation data and metrics.
-      checkpoint_dir, checkpoint_every, keep_checkpoints: save a checkpoint every
-        ``checkpoint_every`` epochs into ``checkpoint_dir``, keeping the newest
-        ``keep_checkpoints``.
-      resume_from: a checkpoint file or folder to continue from (its params,
-        optimizer state, epoch and key replace ``params`` and ``key``).
-      checkpoint_metadata: JSON-able extras stored in each checkpoint (e.g. the run
-        config); the model's ``spec`` is stored too.
+      checkpoints: a :class:`Checkpoints` (folder, interval, how many to keep, metadata).
+      resume: continue a run: a checkpoint file or folder (written by ``checkpoints``),
+        or an earlier :class:`FitResult` or :class:`TrainState`. Its params, optimizer
+        state, step, epoch, key (and, from a checkpoint, early-stopping state and
+        history) replace ``params`` and ``key``, which must still describe the same
+        model; every other setting, the learning rate included, is this call's.
       devices: ``None`` (every device), a count, or a list of devices. With more than
         one, every batch is split over them (data parallel; params replicated); a
         batch that does not divide evenly is padded and masked, with a warning.
-      compute_dtype: ``"auto"`` (bfloat16 on TPU, float32 elsewhere), ``"float32"``
-        or ``"bfloat16"``: the forward and backward pass run in it while params,
-        optimizer state and loss stay float32 (see ``jaxnn.precision``).
-      opt_state: continue from this optimizer state (``FitResult.state.opt_state``
-        of an earlier fit with the same optimizer and model) instead of a fresh one,
-        e.g. to train on new data without resetting Adam's moments.
+      compute_dtype: ``"auto"`` (bfloat16 on TPU, float32 elsewhere), ``"float32"``,
+        ``"bfloat16"`` or ``"float16"``: the forward and backward pass run in it while
+        params, optimizer state and loss stay float32 (see ``jaxnn.precision``).
+      progress: show a progress bar (updated between compiled chunks).
+      tuning: a :class:`Tuning` (epochs per compiled call, unroll, evaluation chunk,
+        dropping the last partial batch); ``None``: ``Tuning()``.
 
     Returns:
       A :class:`FitResult`.
@@ -179,124 +126,87 @@ def fit(
     Raises:
       TypeError, ValueError: bad data, shapes, labels or settings, before compiling.
     """
-    apply_fn, params, nnx_module = _resolve(model, params)
-    key = _check_key(key)
-    get_loss(loss)
-    epochs = _positive_int(epochs, "epochs", MAX_EPOCHS)
-    tx, lr = optim.get_optimizer(optimizer, learning_rate)
-    if opt_state is not None:
-        if resume_from is not None:
-            raise ValueError("give opt_state or resume_from, not both (a checkpoint holds its own optimizer state)")
-        check_opt_state(tx, params, opt_state)
-    dp = parallel.DataParallel(devs) if len(devs := parallel.resolve_devices(devices)) > 1 else None
-    compute_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
-    progress = progress and jax.process_index() == 0  # one progress bar, one writer
-    plan, x, y, x_val, y_val = prepare(
-        compute_fn,
-        params,
-        x,
-        y,
-        key=key,
-        loss=loss,
-        tx=tx,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        drop_remainder=drop_remainder,
-        validation_data=validation_data,
-        validation_split=validation_split,
-        metrics=metrics,
-        early_stopping=early_stopping,
-        unroll=unroll,
-        eval_batch_size=eval_batch_size,
-        chunk=_epochs_per_call(epochs_per_call, epochs, progress, checkpoint_every),
-        dp=dp,
+    s = _plan.setup_fit(
+        model, params, x, y, loss=loss, key=key, optimizer=optimizer, learning_rate=learning_rate,
+        batch_size=batch_size, epochs=epochs, shuffle=shuffle, validation=validation, metrics=metrics,
+        early_stopping=early_stopping, checkpoints=checkpoints, resume=resume, devices=devices,
+        compute_dtype=compute_dtype, progress=progress, tuning=tuning,
+    )  # fmt: skip
+    carry, data, history = _begin(s)
+    saver = checkpoint.Saver.for_run(s.checkpoints, s.epochs, getattr(model, "spec", None))
+    carry, stop = _driver.drive(
+        _loop.runner(s.plan), carry, data, epochs=s.epochs, history=history, progress=s.progress, saver=saver
     )
-    if checkpoint_every is not None and checkpoint_dir is None:
-        raise ValueError("checkpoint_every needs a checkpoint_dir to write to")
-    saver = None
-    if checkpoint_dir is not None and jax.process_index() == 0:
-        saver = checkpoint.Saver(
-            checkpoint_dir,
-            checkpoint_every or epochs,
-            keep_checkpoints,
-            getattr(model, "spec", None),
-            epochs,
-            checkpoint_metadata,
-        )
-    history = None
-    fresh = plan.chunk >= epochs and saver is None and resume_from is None and dp is None
-    if fresh:  # one call does it all: build the carry inside it
-        carry = _loop.Fresh(params, lr, key, opt_state)
-    else:
-        carry = _loop.start(plan, params, lr, key, opt_state)
-        if resume_from is not None:
-            carry, history = checkpoint.restore_carry(resume_from, carry)
-    # host arrays when one call (or the mesh placement) moves them; else once, now
-    calls = 1 if fresh or dp is not None else 2
-    data = _loop.device_data(plan, x, y, x_val, y_val, calls=calls)
-    if dp is not None:
-        carry = dp.put(carry)
-        data = {
-            **dp.put_rows({"x": data["x"], "y": data["y"]}),
-            **dp.put({k: v for k, v in data.items() if k not in ("x", "y")}),
-        }
-    carry, history, stop_code = _loop.run(plan, carry, data, epochs, progress, saver, history)
-    result = _finish(plan, carry, history, stop_code, learning_rate)
-    if nnx_module is not None:
-        _flax.update_nnx(nnx_module, result.params)
-    return result
-
-
-def _finish(plan, carry, history, stop_code: int, learning_rate) -> FitResult:
-    if stop_code == _loop.NON_FINITE_PARAMS:
-        raise _loop.non_finite_params_error(carry.state.params)
-    reason = {0: None, 1: "early_stopping", 2: "non_finite_loss"}[stop_code]
+    params, stop = _driver.finish(s.plan.early, carry, stop), Stop(int(stop))
     message = ""
-    params = carry.state.params
-    if stop_code == 1:
-        message = (
-            f"early stopping: {plan.early.monitor} did not improve by more than "
-            f"{plan.early.min_delta} for {plan.early.patience} epochs"
-        )
-    if stop_code == 2:
-        step = int(carry.stop_step)
-        epoch = step // plan.n_batches + 1
-        lr = f" ({learning_rate})" if learning_rate is not None else ""
-        message = (
-            f"the loss became non-finite (NaN or inf) at epoch {epoch}, step {step}; "
-            f"training stopped and kept the parameters from the last finite step. "
-            f"The usual cause is a learning rate{lr} that is too large: try a smaller one."
-        )
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-    if plan.early is not None and plan.early.restore_best and np.isfinite(fetch(carry.best)):
-        params = carry.best_params
-    return FitResult(params, carry.state, history, len(history["epoch"]), reason, message)
+    if stop != Stop.COMPLETED:
+        lr = s.hyperparams.get("learning_rate")
+        message = _driver.stop_message(s.plan.early, stop, int(carry.stop_step), s.plan.n_batches, lr)
+    if stop == Stop.NON_FINITE_LOSS:
+        _driver.warn(message)
+    if s.nnx_module is not None:
+        _flax.update_nnx(s.nnx_module, params)
+    return FitResult(params, carry.state, history.arrays(), history.epochs, stop, message)
+
+
+def _begin(s: _plan.Setup):
+    """The initial carry, the placed data and the history so far. A run of one
+    compiled call on one device builds its carry inside that call."""
+    one_call = s.plan.chunk >= s.epochs > int(s.start.epoch) and s.checkpoints is None and s.checkpoint is None
+    if one_call and isinstance(s.placement, parallel.OneDevice):
+        carry, data = s.placement.place(_loop.Fresh(s.start, s.hyperparams), s.data, in_call=True)
+        return carry, data, _driver.History(offset=int(s.start.epoch))
+    carry = _loop.start(s.plan, s.start._replace(key=_loop.copy_key(s.start.key)), s.hyperparams)
+    history = _driver.History(offset=int(s.start.epoch))
+    if s.checkpoint is not None:
+        carry, prior = checkpoint.restore_carry(s.checkpoint, carry)
+        carry = _loop.with_hyperparams(carry, s.hyperparams)  # this call's settings win (documented in fit)
+        history = _driver.History(prior)
+    carry, data = s.placement.place(carry, s.data)
+    return carry, data, history
 
 
 _predict_chunks = jax.jit(_loop.forward_rows, static_argnums=(0, 3))
 
 
-def predict(model: Model | Callable, params: Params, x, *, batch_size: int = 1024) -> jax.Array:
+def predict(
+    model: Model | Callable, params: Params, x, *, batch_size: int = 1024, compute_dtype: str | None = "auto"
+) -> jax.Array:
     """Runs the model over ``x`` in chunks of ``batch_size`` rows (jitted; the last
-    chunk is padded, so any ``n`` reuses the same compiled chunk).
+    chunk is padded, so any ``n`` reuses the same compiled chunk), computing in
+    ``compute_dtype`` as ``fit`` does.
 
     Returns:
       Predictions of shape ``(n, outputs)``.
     """
-    apply_fn, params, _ = _resolve(model, params)
+    apply_fn, params, _ = _plan.resolve_model(model, params)
     x, _ = validate(x)
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = positive_int(batch_size, "batch_size")
+    _plan.output_shape(apply_fn, params, x)  # a shape error now, not inside a compile
+    apply_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
     return _predict_chunks(apply_fn, params, jnp.asarray(x), min(batch_size, x.shape[0]))
 
 
 def evaluate(
-    model: Model | Callable, params: Params, x, y, *, loss: str | Loss, metrics: Sequence = (), batch_size: int = 1024
+    model: Model | Callable,
+    params: Params,
+    x,
+    y,
+    *,
+    loss: str | Loss,
+    metrics: Sequence = (),
+    batch_size: int = 1024,
+    compute_dtype: str | None = "auto",
 ) -> dict[str, float]:
-    """Loss and metrics of ``model`` on ``(x, y)``; returns ``{"loss": ..., name: ...}``."""
+    """Loss and metrics of ``model`` on ``(x, y)``; returns ``{"loss": ..., name: ...}``.
+
+    With the ``batch_size`` and ``compute_dtype`` of a fit (its ``Tuning.eval_batch_size``)
+    it reproduces that fit's ``history["val_loss"]`` and validation metrics.
+    """
     x, y = validate(x, y)
-    apply_fn, params, _ = _resolve(model, params)
-    y = _prepare_targets(_loss_name(loss), y, _output_shape(apply_fn, params, x), "y")
-    pred = predict(apply_fn, params, x, batch_size=batch_size)
+    apply_fn, params, _ = _plan.resolve_model(model, params)
+    y = _plan.prepare_targets(_plan.loss_name(loss), y, _plan.output_shape(apply_fn, params, x), "y")
+    pred = predict(apply_fn, params, x, batch_size=batch_size, compute_dtype=compute_dtype)
     out = {"loss": float(get_loss(loss)(pred, jnp.asarray(y)))}
     for name, fn in (get_metric(m) for m in metrics):
         out[name] = float(fn(pred, jnp.asarray(y)))

@@ -1,8 +1,11 @@
 """Test helpers: tolerances live here, nowhere else."""
 
+from pathlib import Path
+
 import chex
 import jax
 import numpy as np
+import pytest
 
 RTOL = 1e-5  # float32 arithmetic done in two different orders
 ATOL = 1e-6
@@ -48,3 +51,13 @@ class CompileCounter:
 
     def __exit__(self, *exc):
         self.count = _COMPILES[0] - self.start
+
+
+def expect_rejected(error, match, fn, *args, watch=(), **kwargs):
+    """``fn(*args, **kwargs)`` raises ``error`` with a message matching ``match``,
+    having compiled nothing and created none of the paths in ``watch``."""
+    with CompileCounter() as compiles, pytest.raises(error, match=match):
+        fn(*args, **kwargs)
+    assert compiles.count == 0, f"{compiles.count} XLA compilations before the error"
+    for path in watch:
+        assert not Path(path).exists(), f"a call that failed wrote {path}"

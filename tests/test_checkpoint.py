@@ -39,7 +39,7 @@ def trained_state(optimizer: str):
 def test_round_trip_of_every_state_kind(tmp_path, optimizer):
     model, state = trained_state(optimizer)
     path = checkpoint.save(tmp_path / "s.jaxnn", state, metadata={"spec": model.spec, "epoch": 2})
-    fresh = jaxnn.init_state(model.init(jax.random.key(9)), jaxnn.optim.named(optimizer), jax.random.key(5))
+    fresh = jaxnn.init_state(model.init(jax.random.key(9)), jaxnn.optim.transform(optimizer), jax.random.key(5))
     restored, meta = checkpoint.restore(path, fresh)
     assert_bitwise_equal(restored, state)
     assert meta == {"spec": model.spec, "epoch": 2}
@@ -50,10 +50,10 @@ def test_mismatched_model_says_what_differs(tmp_path):
     _, state = trained_state("sgd")
     path = checkpoint.save(tmp_path / "s.jaxnn", state)
     other = jaxnn.mlp([3, 8, 1])
-    template = jaxnn.init_state(other.init(jax.random.key(0)), jaxnn.optim.named("sgd"), jax.random.key(0))
+    template = jaxnn.init_state(other.init(jax.random.key(0)), jaxnn.optim.transform("sgd"), jax.random.key(0))
     with pytest.raises(checkpoint.CheckpointError, match=r"(?s)does not match.*\[3, 4\] float32, expected \[3, 8\]"):
         checkpoint.restore(path, template)
-    adam = jaxnn.init_state(state.params, jaxnn.optim.named("adam"), jax.random.key(0))
+    adam = jaxnn.init_state(state.params, jaxnn.optim.transform("adam"), jax.random.key(0))
     with pytest.raises(checkpoint.CheckpointError, match="missing from the file"):
         checkpoint.restore(path, adam)
 
@@ -122,32 +122,22 @@ def test_fit_saves_every_k_epochs_keeps_n_and_resumes_exactly(tmp_path):
         batch_size=7,
         key=jax.random.key(2),
         progress=False,
-        validation_split=0.2,
+        validation=0.2,
         early_stopping=jaxnn.EarlyStopping(patience=50),
     )
     full = jaxnn.fit(model, params, x, y, epochs=9, **kw)
-    jaxnn.fit(model, params, x, y, epochs=5, checkpoint_dir=tmp_path, checkpoint_every=2, keep_checkpoints=2, **kw)
+    jaxnn.fit(model, params, x, y, epochs=5, checkpoints=jaxnn.Checkpoints(tmp_path, every=2, keep=2), **kw)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-000004.jaxnn", "epoch-000005.jaxnn"]
-    resumed = jaxnn.fit(model, params, x, y, epochs=9, resume_from=tmp_path / "epoch-000004.jaxnn", **kw)
+    resumed = jaxnn.fit(model, params, x, y, epochs=9, resume=tmp_path / "epoch-000004.jaxnn", **kw)
     assert_bitwise_equal(resumed.params, full.params)
     assert_bitwise_equal(resumed.state, full.state)
     np.testing.assert_array_equal(resumed.history["val_loss"], full.history["val_loss"])
 
 
 def _final_params(run_dir: Path):
-    files = sorted((run_dir / "checkpoints").glob("*.jaxnn"))
-    meta = checkpoint.read_metadata(files[-1])
     model = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
-    template = jaxnn.train._loop.start(
-        jaxnn.train._loop.Plan(
-            model.apply, jaxnn.losses.rmse, jaxnn.optim.named("sgd"), (), 1, 1, 1, True, 1, 1, 1, None, 1
-        ),
-        model.init(jax.random.key(0)),
-        0.1,
-        jax.random.key(0),
-    )
-    carry, _ = checkpoint.restore(files[-1], template)
-    return carry.state.params, meta["epoch"]
+    params, meta = checkpoint.load_params(run_dir / "checkpoints", model.init(jax.random.key(0)))
+    return params, meta["epoch"]
 
 
 @pytest.mark.slow
@@ -182,3 +172,65 @@ def test_sigkill_and_resume_is_bitwise_exact(tmp_path):
     whole, _ = _final_params(tmp_path / "whole")
     assert epoch == 400
     assert_bitwise_equal(resumed, whole)
+
+
+# bad inputs ---------------------------------------------------------------------------
+
+import hypothesis.strategies as st  # noqa: E402
+from bad_inputs import PARAMS, K, bad_input_test, case, expect  # noqa: E402
+
+# checkpoint.restore -------------------------------------------------------------------
+
+
+def saved(tmp: Path) -> Path:
+    path = tmp / "good.jaxnn"
+    if not path.exists():
+        checkpoint.save(path, PARAMS, metadata={"note": "hardened"})
+    return path
+
+
+@case("restore", "bytes")
+def _(data, tmp):
+    good = saved(tmp)
+    raw = good.read_bytes()
+    how = data.draw(st.sampled_from(["random", "truncated", "flipped", "padded"]))
+    if how == "random":
+        bad = data.draw(st.binary(max_size=2000))
+    elif how == "truncated":
+        bad = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    elif how == "flipped":
+        i = data.draw(st.integers(0, len(raw) - 1))
+        bad = raw[:i] + bytes([raw[i] ^ (1 << data.draw(st.integers(0, 7)))]) + raw[i + 1 :]
+    else:
+        bad = raw + data.draw(st.binary(min_size=1, max_size=50))
+    path = tmp / "bad.jaxnn"
+    path.write_bytes(bad)
+    expect(
+        checkpoint.CheckpointError,
+        "not a jaxnn checkpoint|truncated|corrupted|padded|header|version",
+        checkpoint.restore,
+        path,
+        PARAMS,
+    )
+    assert good.read_bytes() == raw  # the good file is untouched
+
+
+@case("restore", "length")
+def _(data, tmp):
+    width = data.draw(st.integers(1, 9).filter(lambda w: w != 4))
+    expect(
+        checkpoint.CheckpointError,
+        "does not match this model/optimizer",
+        checkpoint.restore,
+        saved(tmp),
+        jaxnn.mlp([3, width, 2]).init(K),
+    )
+
+
+@case("restore", "dtype")
+def _(data, tmp):
+    template = jax.tree.map(lambda p: p.astype(data.draw(st.sampled_from([np.float16, np.int32]))), PARAMS)
+    expect(checkpoint.CheckpointError, "does not match this model/optimizer", checkpoint.restore, saved(tmp), template)
+
+
+test_bad_input_gets_a_clear_error = bad_input_test("restore")

@@ -111,3 +111,92 @@ def test_validate_keeps_device_arrays_on_device():
         D.validate(jnp.ones((4, 2)).at[2, 1].set(jnp.nan))
     with pytest.raises(TypeError, match="PRNG keys"):
         D.validate(jax.random.split(jax.random.key(0), 4))
+
+
+# bad inputs ---------------------------------------------------------------------------
+
+import hypothesis.strategies as st  # noqa: E402
+from bad_inputs import (  # noqa: E402
+    LABELS,
+    K,
+    X,
+    bad_dtypes,
+    bad_input_test,
+    bad_labels,
+    bad_ranks,
+    case,
+    expect,
+    huge_ints,
+    nonfinite,
+    of_dtype,
+    poisoned,
+)
+
+# data utilities -----------------------------------------------------------------------
+
+
+@case("data", "rank")
+def _(data, tmp):
+    shape = data.draw(bad_ranks)
+    expect(ValueError, r"x must be 2-D \(samples, features\)", jaxnn.validate, np.ones(shape))
+
+
+@case("data", "length")
+def _(data, tmp):
+    n = data.draw(st.integers(1, 20).filter(lambda n: n != 10))
+    fn = data.draw(st.sampled_from([jaxnn.validate, lambda x, y: jaxnn.train_test_split(K, x, y)]))
+    expect(ValueError, r"y must have shape \(10,\) or \(10, outputs\)", fn, X, np.ones(n))
+
+
+@case("data", "nonfinite")
+def _(data, tmp):
+    fn = data.draw(st.sampled_from([jaxnn.validate, jaxnn.standardize, jaxnn.Standardizer.fit]))
+    expect(
+        ValueError,
+        r"has a non-finite value \(.*\) at row \d+, column \d+; expected finite",
+        fn,
+        poisoned(data, X, data.draw(nonfinite)),
+    )
+
+
+@case("data", "empty")
+def _(data, tmp):
+    shape = data.draw(st.sampled_from([(0, 3), (3, 0), (0, 0)]))
+    expect(ValueError, "must have at least one row and one column", jaxnn.validate, np.ones(shape))
+
+
+@case("data", "dtype")
+def _(data, tmp):
+    expect(TypeError, r"must be a numeric array \(int or float\)", jaxnn.validate, of_dtype(data.draw(bad_dtypes)))
+
+
+@case("data", "overflow")
+def _(data, tmp):
+    which = data.draw(st.sampled_from(["labels", "float32", "one_hot", "make_regression"]))
+    if which == "labels":
+        expect(
+            ValueError, "integer labels outside the int32 range", jaxnn.validate, X, np.full(10, data.draw(huge_ints))
+        )
+    elif which == "float32":
+        expect(
+            ValueError, r"non-finite value \(-?inf\)", jaxnn.validate, poisoned(data, X, 0).astype(np.float64) * 1e300
+        )
+    elif which == "one_hot":
+        expect(ValueError, "elements in one array", jaxnn.one_hot, LABELS, data.draw(huge_ints))
+    else:
+        expect(ValueError, "elements in one array", jaxnn.make_regression, K, n=data.draw(huge_ints))
+
+
+@case("data", "labels")
+def _(data, tmp):
+    labels = bad_labels(data, 2)
+    expect(ValueError, r"labels must (lie in \[0, 2\)|be a 1-D integer array)", jaxnn.one_hot, labels, 2)
+
+
+@case("data", "name")
+def _(data, tmp):
+    name = data.draw(st.text(max_size=12).filter(lambda s: s not in jaxnn.data.DATASETS))
+    expect(ValueError, "unknown dataset .*; expected one of", jaxnn.load_dataset, name)
+
+
+test_bad_input_gets_a_clear_error = bad_input_test("data")

@@ -24,7 +24,7 @@ WORKER = textwrap.dedent("""
     rows = jaxnn.distributed.local_rows(256)
     model = jaxnn.mlp([3, 8, 1])
     r = jaxnn.fit(model, model.init(jax.random.key(1)), x[rows], y[rows], loss="mse", learning_rate=0.1,
-                  batch_size=32, epochs=3, key=jax.random.key(2), validation_data=(xv, yv), progress=False)
+                  batch_size=32, epochs=3, key=jax.random.key(2), validation=(xv, yv), progress=False)
     params = jaxnn.distributed.fetch(r.params)
     print(json.dumps({"devices": jax.device_count(), "processes": jax.process_count(),
                       "params": [np.asarray(a).tolist() for a in jax.tree.leaves(params)],

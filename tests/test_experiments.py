@@ -120,3 +120,72 @@ def test_benchmark_smoke(tmp_path, capsys):
     assert results["A, batch 1"]["jaxnn.fit"] > 0
     assert json.loads((tmp_path / "b.json").read_text())["environment"]["jax"]
     assert sys.modules  # the benchmark ran in this process, peers side by side
+
+
+# bad inputs ---------------------------------------------------------------------------
+
+import hypothesis.strategies as st  # noqa: E402
+from bad_inputs import bad_input_test, case, huge_ints  # noqa: E402
+
+# experiment command lines -------------------------------------------------------------
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import re  # noqa: E402
+
+import classify_iris  # noqa: E402
+
+import jaxnn  # noqa: E402
+
+
+def cli(argv, tmp):
+    """Runs the iris experiment's command line; returns (exit code, stderr)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+        experiment.main([*argv, "--out", str(tmp / "run"), "--no-progress"], classify_iris.CONFIG)
+    assert not (tmp / "run").exists(), "a failed command line left a run folder"
+    return exit_.value.code, err.getvalue()
+
+
+def expect_cli(argv, tmp, match):
+    code, err = cli(argv, tmp)
+    message = code if isinstance(code, str) else err
+    assert code != 0 and re.search(match, message), (argv, code, err)
+
+
+@case("cli", "rank")
+def _(data, tmp):
+    expect_cli(["--hidden", data.draw(st.sampled_from(["", ",", "4,,4", "[4]"]))], tmp, "expected sizes like 4,4")
+
+
+@case("cli", "dtype")
+def _(data, tmp):
+    flag = data.draw(st.sampled_from(["--epochs", "--batch-size", "--seed"]))
+    expect_cli([flag, data.draw(st.sampled_from(["x", "1.5", "1e3", "ten"]))], tmp, "invalid int value")
+
+
+@case("cli", "overflow")
+def _(data, tmp):
+    expect_cli(["--epochs", str(data.draw(huge_ints))], tmp, r"error: epochs must be in \[1, 2147483647\]")
+
+
+@case("cli", "batch_size")
+def _(data, tmp):
+    size = data.draw(st.one_of(st.integers(-5, 0), st.integers(121, 10**6)))
+    expect_cli(["--batch-size", str(size)], tmp, r"error: batch_size( must be >= 1|=\d+ is more than the 120 training)")
+
+
+@case("cli", "learning_rate")
+def _(data, tmp):
+    lr = data.draw(st.sampled_from(["-0.1", "0", "nan", "inf", "-inf"]))
+    expect_cli([f"--learning-rate={lr}"], tmp, "error: learning_rate must be a finite number > 0")
+
+
+@case("cli", "name")
+def _(data, tmp):
+    name = data.draw(st.text("abcxyz", min_size=1, max_size=6).filter(lambda s: s not in jaxnn.optim.OPTIMIZERS))
+    expect_cli(["--optimizer", name], tmp, "invalid choice")
+
+
+test_bad_input_gets_a_clear_error = bad_input_test("cli")

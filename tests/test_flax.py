@@ -104,24 +104,25 @@ def test_nnx_module_with_non_param_state_is_refused(regression):
     with pytest.raises(ValueError, match="nnx.Param state only; this module also holds"):
         jaxnn.fit(WithBatchNorm(nnx.Rngs(0)), None, x, y, loss="mse", key=jax.random.key(0), progress=False)
     with pytest.raises(TypeError, match="split it first"):
-        jaxnn.make_train_step(NnxMLP([3, 1], nnx.Rngs(0)), "mse", jaxnn.optim.named("sgd"))
+        jaxnn.make_train_step(NnxMLP([3, 1], nnx.Rngs(0)), "mse", jaxnn.optim.transform("sgd"))
 
 
-def test_opt_state_continues_a_run_exactly(regression):
+def test_resume_from_a_fit_result_continues_a_run_exactly(regression):
     x, y = regression
     model = jaxnn.mlp([3, 8, 1])
     params = model.init(jax.random.key(0))
     kw = dict(loss="mse", key=jax.random.key(1), optimizer="adam", shuffle=False, batch_size=32, progress=False)
     whole = jaxnn.fit(model, params, x, y, epochs=4, **kw)
     first = jaxnn.fit(model, params, x, y, epochs=2, **kw)
-    second = jaxnn.fit(model, first.params, x, y, epochs=2, opt_state=first.state.opt_state, **kw)
+    second = jaxnn.fit(model, params, x, y, epochs=4, resume=first, **kw)
     assert_bitwise_equal(second.params, whole.params)
+    assert second.epochs_run == 4 and second.history["epoch"].tolist() == [3, 4]
     restarted = jaxnn.fit(model, first.params, x, y, epochs=2, **kw)  # fresh Adam moments differ
     assert not np.array_equal(restarted.params[0]["w"], whole.params[0]["w"])
-    with pytest.raises(ValueError, match="opt_state or resume_from, not both"):
-        jaxnn.fit(model, params, x, y, epochs=1, opt_state=first.state.opt_state, resume_from="x", **kw)
+    with pytest.raises(TypeError, match="resume must be a checkpoint path, a FitResult or a TrainState"):
+        jaxnn.fit(model, params, x, y, epochs=1, resume=first.state.opt_state, **kw)
     with pytest.raises(ValueError, match="opt_state does not match this optimizer"):
-        jaxnn.fit(model, params, x, y, epochs=1, opt_state=first.state.opt_state, **{**kw, "optimizer": "momentum"})
+        jaxnn.fit(model, params, x, y, epochs=3, resume=first, **{**kw, "optimizer": "momentum"})
 
 
 def test_params_none_is_refused_for_a_jaxnn_model(regression):

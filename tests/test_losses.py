@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from jax.test_util import check_grads
 
+from jaxnn import losses
 from jaxnn import losses as L
 
 REGRESSION = ["mse", "rmse", "mae", "huber"]
@@ -128,3 +129,81 @@ def test_lookup():
         L.get_loss("rsme")
     with pytest.raises(TypeError):
         L.get_loss(None)
+
+
+# bad inputs ---------------------------------------------------------------------------
+
+import hypothesis.strategies as st  # noqa: E402
+from bad_inputs import bad_dtypes, bad_input_test, bad_labels, case, expect, of_dtype, poisoned  # noqa: E402
+
+# losses -------------------------------------------------------------------------------
+
+loss_names = st.sampled_from(sorted(losses.LOSSES))
+
+
+@case("losses", "rank")
+def _(data, tmp):
+    name = data.draw(loss_names.filter(lambda n: n != "softmax_cross_entropy"))
+    expect(
+        ValueError, r"must have the same shape \(reshape targets", losses.get_loss(name), np.ones((5, 1)), np.ones(5)
+    )
+
+
+@case("losses", "length")
+def _(data, tmp):
+    n = data.draw(st.integers(1, 9).filter(lambda n: n != 5))
+    expect(
+        ValueError,
+        "must have the same shape|labels must have shape",
+        losses.get_loss(data.draw(loss_names)),
+        np.full((5, 2), 0.5),
+        np.full((n, 2), 0.5),
+    )
+
+
+@case("losses", "empty")
+def _(data, tmp):
+    expect(
+        ValueError,
+        r"the batch is empty \(0 examples\); expected at least one",
+        losses.get_loss(data.draw(loss_names)),
+        np.ones((0, 2)),
+        np.ones((0, 2)),
+    )
+
+
+@case("losses", "dtype")
+def _(data, tmp):
+    expect(
+        TypeError,
+        "targets must be a numeric",
+        losses.get_loss(data.draw(loss_names)),
+        np.full((3, 2), 0.5),
+        of_dtype(data.draw(bad_dtypes), (3, 2)),
+    )
+
+
+@case("losses", "labels")
+def _(data, tmp):
+    if data.draw(st.booleans()):
+        labels = bad_labels(data, 2)
+        expect(
+            ValueError,
+            r"labels must lie in \[0, 2\)|must have the same shape",
+            losses.softmax_cross_entropy,
+            np.zeros((10, 2)),
+            labels,
+        )
+    else:
+        targets = poisoned(data, np.zeros((10, 1)), data.draw(st.one_of(st.floats(1.01, 1e6), st.floats(-1e6, -0.01))))
+        name = data.draw(st.sampled_from(["binary_cross_entropy", "binary_cross_entropy_with_logits"]))
+        expect(ValueError, r"targets must lie in \[0, 1\]", losses.get_loss(name), np.full((10, 1), 0.5), targets)
+
+
+@case("losses", "name")
+def _(data, tmp):
+    name = data.draw(st.text(max_size=12).filter(lambda s: s not in losses.LOSSES))
+    expect(ValueError, "unknown loss .*; expected one of", losses.get_loss, name)
+
+
+test_bad_input_gets_a_clear_error = bad_input_test("losses")

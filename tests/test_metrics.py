@@ -2,6 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxnn import metrics
 from jaxnn import metrics as M
 
 
@@ -39,3 +40,67 @@ def test_lookup():
     assert M.get_metric(np.mean)[0] == "mean"
     with pytest.raises(ValueError, match="unknown metric 'acc'"):
         M.get_metric("acc")
+
+
+# bad inputs ---------------------------------------------------------------------------
+
+import hypothesis.strategies as st  # noqa: E402
+from bad_inputs import bad_dtypes, bad_input_test, bad_labels, case, expect, of_dtype  # noqa: E402
+
+# metrics ------------------------------------------------------------------------------
+
+metric_names = st.sampled_from(sorted(metrics.METRICS))
+
+
+@case("metrics", "length")
+def _(data, tmp):
+    n = data.draw(st.integers(1, 9).filter(lambda n: n != 5))
+    expect(
+        ValueError,
+        "do not match predictions|must have the same shape",
+        metrics.get_metric(data.draw(metric_names))[1],
+        np.ones((5, 1)),
+        np.ones((n, 1)),
+    )
+
+
+@case("metrics", "empty")
+def _(data, tmp):
+    expect(
+        ValueError,
+        "the batch is empty",
+        metrics.get_metric(data.draw(metric_names))[1],
+        np.ones((0, 1)),
+        np.ones((0, 1)),
+    )
+
+
+@case("metrics", "dtype")
+def _(data, tmp):
+    expect(
+        TypeError,
+        "must be a numeric",
+        metrics.get_metric(data.draw(metric_names))[1],
+        of_dtype(data.draw(bad_dtypes), (3, 1)),
+        np.ones((3, 1)),
+    )
+
+
+@case("metrics", "labels")
+def _(data, tmp):
+    expect(
+        ValueError,
+        r"targets must be class labels, whole numbers in \[0, 3\)",
+        metrics.accuracy,
+        np.ones((10, 3)),
+        bad_labels(data, 3),
+    )
+
+
+@case("metrics", "name")
+def _(data, tmp):
+    name = data.draw(st.text(max_size=12).filter(lambda s: s not in metrics.METRICS))
+    expect(ValueError, "unknown metric .*; expected one of", metrics.get_metric, name)
+
+
+test_bad_input_gets_a_clear_error = bad_input_test("metrics")

@@ -34,9 +34,9 @@ def test_forward_is_the_seeds_matrix_products(key):
     model = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
     p = model.init(key)
     x = jax.random.normal(key, (100, 3))
-    a1 = jax.nn.relu(x @ p[0]["w"] + p[0]["b"])
-    a2 = jax.nn.relu(a1 @ p[1]["w"] + p[1]["b"])
-    assert_close(model.apply(p, x), jax.nn.sigmoid(a2 @ p[2]["w"] + p[2]["b"]))
+    a1 = jax.nn.relu(x @ p[0]["w"] + p[0]["b"][None, :])  # the bias row added to every row of the batch
+    a2 = jax.nn.relu(a1 @ p[1]["w"] + p[1]["b"][None, :])
+    assert_close(model.apply(p, x), jax.nn.sigmoid(a2 @ p[2]["w"] + p[2]["b"][None, :]))
 
 
 def test_gradients_match_finite_differences(key):
@@ -93,3 +93,61 @@ def test_bad_input_features(key):
         model.apply(params[:1], jnp.ones((2, 3)))
     with pytest.raises(ValueError, match="unknown activation"):
         jaxnn.mlp([3, 1], activation="sigmoidd")
+
+
+# bad inputs ---------------------------------------------------------------------------
+
+import hypothesis.strategies as st  # noqa: E402
+from bad_inputs import MODEL, PARAMS, bad_dtypes, bad_input_test, case, expect, huge_ints, of_dtype  # noqa: E402
+
+# jaxnn.mlp ----------------------------------------------------------------------------
+
+
+@case("mlp", "rank")
+def _(data, tmp):
+    expect(TypeError, "sizes must be a sequence of ints", jaxnn.mlp, data.draw(st.sampled_from([3, "3,4,1", None])))
+
+
+@case("mlp", "length")
+def _(data, tmp):
+    expect(ValueError, "at least an input and an output size", jaxnn.mlp, data.draw(st.sampled_from([[3], [], (4,)])))
+
+
+@case("mlp", "dtype")
+def _(data, tmp):
+    bad = data.draw(st.sampled_from([4.5, "4", None, np.float32(2.0)]))
+    expect(TypeError, r"sizes\[1\] must be an int", jaxnn.mlp, [3, bad, 1])
+
+
+@case("mlp", "overflow")
+def _(data, tmp):
+    expect(ValueError, "weights; at most 2147483647 per layer", jaxnn.mlp, [3, data.draw(huge_ints), 1])
+
+
+@case("mlp", "name")
+def _(data, tmp):
+    name = data.draw(st.text(min_size=1, max_size=8).filter(lambda s: s not in jaxnn.activations.ACTIVATIONS))
+    expect(ValueError, "unknown activation .*; expected one of", jaxnn.mlp, [3, 1], activation=name)
+
+
+# Model.apply --------------------------------------------------------------------------
+
+
+@case("apply", "rank")
+def _(data, tmp):
+    shape = data.draw(st.sampled_from([(), (2, 2, 3), (1, 1, 1, 3)]))
+    expect(ValueError, r"x must have shape \(batch, 3\) or \(3,\)", MODEL.apply, PARAMS, np.ones(shape))
+
+
+@case("apply", "length")
+def _(data, tmp):
+    features = data.draw(st.integers(1, 9).filter(lambda f: f != 3))
+    expect(ValueError, "features but the first layer expects 3", MODEL.apply, PARAMS, np.ones((2, features)))
+
+
+@case("apply", "dtype")
+def _(data, tmp):
+    expect(TypeError, "x must be a numeric", MODEL.apply, PARAMS, of_dtype(data.draw(bad_dtypes), (2, 3)))
+
+
+test_bad_input_gets_a_clear_error = bad_input_test("mlp", "apply")

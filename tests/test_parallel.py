@@ -26,12 +26,12 @@ SCRIPT = textwrap.dedent("""
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             r = jaxnn.fit(model, p, x, y, loss="mse", learning_rate=0.1, batch_size=bs, epochs=3, key=jax.random.key(2),
-                          devices=devices, validation_split=0.2, metrics=["r2"], progress=False)
+                          devices=devices, validation=0.2, metrics=["r2"], progress=False)
         out[name] = {"params": [np.asarray(l).tolist() for l in jax.tree.leaves(r.params)],
                      "val_loss": r.history["val_loss"].tolist(), "steps": int(r.state.step),
                      "sharding": str(r.params[0]["w"].sharding), "warnings": [str(m.message) for m in w]}
     r1 = jaxnn.fit(model, p, x, y, loss="mse", learning_rate=0.1, batch_size=30, epochs=3, key=jax.random.key(2),
-                   devices=1, validation_split=0.2, progress=False)
+                   devices=1, validation=0.2, progress=False)
     out["one30"] = {"params": [np.asarray(l).tolist() for l in jax.tree.leaves(r1.params)]}
     from flax import nnx  # an nnx Module trains data parallel too, like on one device
     class Net(nnx.Module):
@@ -102,9 +102,9 @@ SWEEP = textwrap.dedent("""
     from jaxnn.sweep import fit_many
     x, y = jaxnn.make_regression(jax.random.key(0), n=96)
     kw = dict(loss="mse", key=jax.random.key(1), hyperparams={"learning_rate": [0.01 * (i + 1) for i in range(8)]},
-              batch_size=8, epochs=2, validation_data=(x[:16], y[:16]), progress=False)
+              batch_size=8, epochs=2, validation=(x[:16], y[:16]), progress=False)
     spread = fit_many(jaxnn.mlp([3, 4, 1]), x, y, **kw)
-    one = fit_many(jaxnn.mlp([3, 4, 1]), x, y, devices=1, **kw)
+    one = fit_many(jaxnn.mlp([3, 4, 1]), x, y, model_devices=1, **kw)
     print(json.dumps({"sharding": str(spread.params[0]["w"].sharding),
                       "spread": [np.asarray(a).tolist() for a in jax.tree.leaves(spread.params)],
                       "one": [np.asarray(a).tolist() for a in jax.tree.leaves(one.params)]}))

@@ -19,3 +19,16 @@ def test_readme_python_blocks_run(capsys):
         exec(compile(block, str(README), "exec"), namespace)
     assert "Z1 = X · W1 (3, 4)" in capsys.readouterr().out
     assert namespace["r"].table[0]["val_loss"] <= namespace["r"].table[-1]["val_loss"]
+
+
+def test_readme_states_the_bad_input_table_size():
+    import importlib
+
+    import bad_inputs
+
+    for module in ("checkpoint", "data", "experiments", "losses", "metrics", "mlp", "sklearn", "sweep", "train"):
+        importlib.import_module(f"test_{module}")  # each registers its own table
+    cases = bad_inputs.CASES
+    entries, kinds = sorted({e for e, _ in cases}), sorted({k for _, k in cases})
+    claim = f"{len(cases)} cases ({len(entries)} entry points x {len(kinds)} kinds of bad input)"
+    assert claim in README.read_text(), f"README should say: {claim}"

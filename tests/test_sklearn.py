@@ -175,3 +175,105 @@ def test_a_failed_fit_leaves_the_fitted_estimator_as_it_was(iris):
         clf.set_params(learning_rate_init=-1.0).fit(xtr, binary)
     assert clf.classes_.tolist() == ["setosa", "versicolor", "virginica"] and clf.n_outputs_ == 3
     np.testing.assert_array_equal(clf.predict_proba(xte), before)
+
+
+# bad inputs ---------------------------------------------------------------------------
+
+import hypothesis.strategies as st  # noqa: E402
+from bad_inputs import LABELS, X, Y, bad_input_test, bad_lrs, case, expect, nonfinite, of_dtype, poisoned  # noqa: E402
+
+# scikit-learn estimators --------------------------------------------------------------
+
+pytest.importorskip("sklearn")
+from jaxnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+estimators = st.sampled_from([MLPRegressor, MLPClassifier])
+
+
+def est_fit(cls, x=X, y=None, **params):
+    y = (LABELS if cls is MLPClassifier else Y[:, 0]) if y is None else y
+    return cls(hidden_layer_sizes=(4,), max_iter=2, **params).fit(x, y)
+
+
+@case("sklearn", "rank")
+def _(data, tmp):
+    expect(ValueError, "Expected 2D array", est_fit, data.draw(estimators), x=np.ones(10))
+
+
+@case("sklearn", "length")
+def _(data, tmp):
+    n = data.draw(st.integers(1, 20).filter(lambda n: n != 10))
+    expect(ValueError, "inconsistent numbers of samples", est_fit, data.draw(estimators), y=np.arange(n) % 2)
+
+
+@case("sklearn", "nonfinite")
+def _(data, tmp):
+    expect(
+        ValueError,
+        "Input X contains (NaN|infinity)",
+        est_fit,
+        data.draw(estimators),
+        x=poisoned(data, X, data.draw(nonfinite)),
+    )
+
+
+@case("sklearn", "empty")
+def _(data, tmp):
+    expect(ValueError, r"0 sample\(s\)", est_fit, data.draw(estimators), x=np.ones((0, 3)), y=np.ones(0))
+
+
+@case("sklearn", "dtype")
+def _(data, tmp):
+    expect(
+        (ValueError, TypeError),
+        "could not convert|Complex data not supported",
+        est_fit,
+        data.draw(estimators),
+        x=of_dtype(data.draw(st.sampled_from(["str", "complex"]))),
+    )
+
+
+@case("sklearn", "overflow")
+def _(data, tmp):
+    x = poisoned(data, X, 0).astype(np.float64)
+    x[0, 0] = data.draw(st.floats(1e39, 1e300))
+    expect(ValueError, "beyond float32's range", est_fit, data.draw(estimators), x=x)
+
+
+@case("sklearn", "labels")
+def _(data, tmp):
+    y = LABELS + data.draw(st.floats(0.1, 0.9))
+    expect(ValueError, "Unknown label type", est_fit, MLPClassifier, y=y)
+
+
+@case("sklearn", "batch_size")
+def _(data, tmp):
+    size = data.draw(st.one_of(st.integers(-5, 0), st.integers(11, 10**6)))
+    expect(
+        ValueError,
+        r"batch_size must be >= 1|larger than the 10 training rows",
+        est_fit,
+        data.draw(estimators),
+        batch_size=size,
+    )
+
+
+@case("sklearn", "learning_rate")
+def _(data, tmp):
+    expect(
+        ValueError,
+        r"learning_rate_init must be a finite number in \(0",
+        est_fit,
+        data.draw(estimators),
+        learning_rate_init=data.draw(bad_lrs),
+    )
+
+
+@case("sklearn", "name")
+def _(data, tmp):
+    field = data.draw(st.sampled_from(["solver", "activation"]))
+    name = data.draw(st.text(max_size=8).filter(lambda s: s not in ("adam", "sgd", "relu", "tanh", "identity")))
+    expect(ValueError, f"{field} must be", est_fit, data.draw(estimators), **{field: name})
+
+
+test_bad_input_gets_a_clear_error = bad_input_test("sklearn")

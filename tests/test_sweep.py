@@ -33,10 +33,10 @@ def test_each_model_equals_its_own_fit(data):
         hyperparams={"learning_rate": lrs},
         batch_size=16,
         epochs=3,
-        validation_data=(xv, yv),
+        validation=(xv, yv),
         progress=False,
     )
-    keys = jax.random.split(jax.random.key(1), 3)
+    keys = jaxnn.rng.model_keys(jax.random.key(1), 3)
     for i, lr in enumerate(lrs):
         one = jaxnn.fit(
             m,
@@ -48,10 +48,10 @@ def test_each_model_equals_its_own_fit(data):
             learning_rate=lr,
             batch_size=16,
             epochs=3,
-            validation_data=(xv, yv),
+            validation=(xv, yv),
             progress=False,
         )
-        assert_close(jax.tree.map(lambda a: a[i], r.params), one.params, rtol=1e-4, atol=1e-6)
+        assert_close(jax.tree.map(lambda a, i=i: a[i], r.params), one.params, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(r.history["val_loss"][i], one.history["val_loss"], rtol=1e-4)
 
 
@@ -67,7 +67,7 @@ def test_table_sorted_best_first_and_helpers(data):
         hyperparams={"learning_rate": [0.001, 0.5]},
         batch_size=8,
         epochs=4,
-        validation_data=(xv, yv),
+        validation=(xv, yv),
         metrics=["r2"],
         progress=False,
     )
@@ -146,10 +146,10 @@ def test_divergent_models_stop_alone_and_early_stopping_per_model(data):
             hyperparams={"learning_rate": [0.01, 1e3]},
             batch_size=8,
             epochs=6,
-            validation_data=(xv, yv),
+            validation=(xv, yv),
             progress=False,
         )
-    assert r.stop_reasons == [None, "non_finite_loss"]
+    assert r.stop_reasons == [jaxnn.Stop.COMPLETED, jaxnn.Stop.NON_FINITE_LOSS]
     assert r.epochs_run[0] == 6 and r.epochs_run[1] < 6
     assert np.isnan(r.history["loss"][1, -1]) and np.isfinite(r.history["loss"][0]).all()
     assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(r.params))
@@ -168,9 +168,138 @@ def test_bad_sweeps():
             hyperparams={"learning_rate": [0.1, 0.2]},
             progress=False,
         )
-    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
         fit_many(model(), x, y, loss="mse", key=jax.random.key(0), hyperparams={"learning_rate": [0.1, -1]})
     with pytest.raises(ValueError, match="finite"):
         fit_many(model(), x, y, loss="mse", key=jax.random.key(0), hyperparams={"learning_rate": [np.nan]})
-    with pytest.raises(ValueError, match="optimizer name"):
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
         fit_many(model(), x, y, loss="mse", key=jax.random.key(0), optimizer="lbfgs")
+    with pytest.raises(ValueError, match="sgd has no hyperparameter 'b1'"):
+        fit_many(model(), x, y, loss="mse", key=jax.random.key(0), hyperparams={"b1": [0.9, 0.8]})
+    with pytest.raises(TypeError, match="learning_rate must be a number"):
+        fit_many(model(), x, y, loss="mse", key=jax.random.key(0), hyperparams={"learning_rate": ["0.1"]})
+
+
+# bad inputs ---------------------------------------------------------------------------
+
+import hypothesis.strategies as st  # noqa: E402
+from bad_inputs import (  # noqa: E402
+    CHECKPOINTS,
+    X,
+    bad_input_test,
+    bad_labels,
+    bad_lrs,
+    bad_ranks,
+    case,
+    expect,
+    many,
+    nonfinite,
+    poisoned,
+)
+
+# fit_many -----------------------------------------------------------------------------
+
+
+@case("fit_many", "rank")
+def _(data, tmp):
+    expect(ValueError, r"x must be 2-D", many, x=np.ones(data.draw(bad_ranks)))
+
+
+@case("fit_many", "length")
+def _(data, tmp):
+    lrs = data.draw(st.lists(st.floats(0.01, 1), min_size=2, max_size=4))
+    expect(
+        ValueError,
+        "disagree on the number of models",
+        many,
+        hyperparams={"learning_rate": lrs},
+        num_models=len(lrs) + 1,
+    )
+
+
+@case("fit_many", "nonfinite")
+def _(data, tmp):
+    if data.draw(st.booleans()):
+        expect(ValueError, "non-finite value", many, x=poisoned(data, X, data.draw(nonfinite)))
+    else:
+        expect(
+            ValueError,
+            "momentum must be a finite number >= 0 within float32.s range",
+            many,
+            hyperparams={"momentum": [0.5, data.draw(nonfinite)]},
+            optimizer="momentum",
+        )
+
+
+@case("fit_many", "empty")
+def _(data, tmp):
+    expect(ValueError, "at least one row", many, x=np.ones((0, 3)), y=np.ones((0, 2)))
+
+
+@case("fit_many", "overflow")
+def _(data, tmp):
+    expect(
+        ValueError,
+        r"num_models must be in \[1, 2147483647\]|elements in one array",
+        many,
+        num_models=data.draw(st.integers(2**27, 2**40)),
+    )
+
+
+@case("fit_many", "labels")
+def _(data, tmp):
+    expect(
+        ValueError,
+        r"labels must lie in \[0, 2\)|needs integer class labels",
+        many,
+        y=bad_labels(data, 2),
+        loss="softmax_cross_entropy",
+    )
+
+
+@case("fit_many", "batch_size")
+def _(data, tmp):
+    expect(ValueError, r"batch_size must be in \[1, 10\]", many, batch_size=data.draw(st.sampled_from([0, -1, 11, 99])))
+
+
+@case("fit_many", "learning_rate")
+def _(data, tmp):
+    lr = data.draw(bad_lrs)
+    expect(
+        ValueError,
+        "learning_rate must be a finite number > 0 within float32's range",
+        many,
+        hyperparams={"learning_rate": [0.1, lr]},
+    )
+
+
+@case("fit_many", "name")
+def _(data, tmp):
+    name = data.draw(st.text(max_size=10).filter(lambda s: s not in jaxnn.optim.OPTIMIZERS))
+    expect(ValueError, "unknown optimizer .*; expected one of", many, optimizer=name)
+
+
+MANY_OPTIONS = {
+    "hyperparams": [
+        ([0.1], TypeError, "hyperparams must be a dict"),
+        ({"learning_rate": "0.1"}, TypeError, "learning_rate must be a number"),
+        ({"momentum": [0.9]}, ValueError, "sgd has no hyperparameter 'momentum'"),
+        ({"learning_rate": [[0.1, 0.2]]}, ValueError, "must be a number or a 1-D sequence"),
+        ({"learning_rate": [1e300]}, ValueError, r"within float32's range, got \[1e\+300\]"),
+    ],
+    "model_devices": [(0, ValueError, r"model_devices=0: expected a count"), (True, TypeError, "model_devices must")],
+    "num_models": [(0, ValueError, r"num_models must be in \[1, "), (2.5, TypeError, "num_models must be an int")],
+    "checkpoints": [(jaxnn.Checkpoints(CHECKPOINTS, keep=1.5), TypeError, "checkpoints.keep must be an int")],
+    "tuning": [(jaxnn.Tuning(unroll=0), ValueError, "tuning.unroll must be >= 1")],
+    "resume": [(3, TypeError, "fit_many's resume must be a checkpoint path or a ManyResult")],
+}
+
+
+@case("fit_many", "option")
+def _(data, tmp):
+    name = data.draw(st.sampled_from(sorted(MANY_OPTIONS)))
+    value, error, match = data.draw(st.sampled_from(MANY_OPTIONS[name]))
+    expect(error, match, many, **{name: value})
+
+
+test_bad_input_gets_a_clear_error = bad_input_test("fit_many")

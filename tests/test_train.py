@@ -6,7 +6,7 @@ import matplotlib
 import numpy as np
 import optax
 import pytest
-from helpers import CompileCounter, assert_bitwise_equal, assert_close
+from helpers import CompileCounter, assert_bitwise_equal, assert_close, expect_rejected
 
 import jaxnn
 
@@ -42,7 +42,7 @@ def test_converges_on_the_seed_regression_and_beats_a_line(seed_data):
     test_rmse = float(jaxnn.losses.rmse(jaxnn.predict(model, r.params, xte), yte))
     assert test_rmse < 0.8 * linear, (test_rmse, linear)
     assert r.history["loss"][-1] < r.history["loss"][0]
-    assert r.epochs_run == 40 and r.stop_reason is None and int(r.state.step) == 40 * 800
+    assert r.epochs_run == 40 and r.stop_reason == jaxnn.Stop.COMPLETED and int(r.state.step) == 40 * 800
 
 
 def test_classifies_a_bundled_dataset():
@@ -59,7 +59,7 @@ def test_classifies_a_bundled_dataset():
         learning_rate=0.01,
         batch_size=16,
         epochs=60,
-        validation_data=(xte, yte),
+        validation=(xte, yte),
         metrics=["accuracy"],
     )
     assert r.history["val_accuracy"][-1] >= 0.9  # iris: a small MLP reaches 0.9+ held-out accuracy
@@ -98,7 +98,9 @@ def test_fit_with_a_remainder_equals_a_hand_loop(key):
             state, _ = step(state, (x[i : i + 4], y[i : i + 4]))
     assert_close(r.params, state.params)
     assert int(r.state.step) == 6
-    dropped = quick_fit(x, y, model=model, params=params, batch_size=4, epochs=2, drop_remainder=True)
+    dropped = quick_fit(
+        x, y, model=model, params=params, batch_size=4, epochs=2, tuning=jaxnn.Tuning(drop_remainder=True)
+    )
     assert int(dropped.state.step) == 4
 
 
@@ -129,9 +131,9 @@ def test_deterministic_for_a_key_and_shuffled_by_it(seed_data):
 
 def test_fusing_epochs_does_not_change_the_result(seed_data):
     xtr, _, ytr, _ = seed_data
-    one = quick_fit(xtr, ytr, batch_size=10, epochs=5, epochs_per_call=1)
-    all_ = quick_fit(xtr, ytr, batch_size=10, epochs=5, epochs_per_call=5)
-    odd = quick_fit(xtr, ytr, batch_size=10, epochs=5, epochs_per_call=3)  # last call half empty
+    one = quick_fit(xtr, ytr, batch_size=10, epochs=5, tuning=jaxnn.Tuning(epochs_per_call=1))
+    all_ = quick_fit(xtr, ytr, batch_size=10, epochs=5, tuning=jaxnn.Tuning(epochs_per_call=5))
+    odd = quick_fit(xtr, ytr, batch_size=10, epochs=5, tuning=jaxnn.Tuning(epochs_per_call=3))  # last call half empty
     assert_bitwise_equal(one.params, all_.params)
     assert_bitwise_equal(one.params, odd.params)
     np.testing.assert_array_equal(one.history["loss"], odd.history["loss"])
@@ -139,7 +141,7 @@ def test_fusing_epochs_does_not_change_the_result(seed_data):
 
 def test_no_recompilation_between_calls(seed_data):
     xtr, xte, ytr, yte = seed_data
-    kw = dict(batch_size=16, epochs=4, epochs_per_call=2, validation_data=(xte, yte), metrics=["r2"])
+    kw = dict(batch_size=16, epochs=4, tuning=jaxnn.Tuning(epochs_per_call=2), validation=(xte, yte), metrics=["r2"])
     quick_fit(xtr, ytr, learning_rate=0.1, **kw)
     with CompileCounter() as c:
         quick_fit(xtr, ytr, learning_rate=0.1, **kw)
@@ -149,9 +151,19 @@ def test_no_recompilation_between_calls(seed_data):
     assert c.count == 0
 
 
+@pytest.mark.parametrize("batch_size", [16, 37])  # 800 rows: full batches, and a masked last one
+def test_gathering_per_epoch_equals_gathering_per_step(seed_data, batch_size):
+    xtr, xte, ytr, yte = seed_data
+    kw = dict(batch_size=batch_size, epochs=2, validation=(xte, yte), learning_rate=0.1)
+    step = quick_fit(xtr, ytr, tuning=jaxnn.Tuning(gather="step"), **kw)
+    epoch = quick_fit(xtr, ytr, tuning=jaxnn.Tuning(gather="epoch"), **kw)
+    assert_bitwise_equal(epoch.params, step.params)
+    np.testing.assert_array_equal(epoch.history["val_loss"], step.history["val_loss"])
+
+
 def test_history_and_validation_split(seed_data):
     xtr, _, ytr, _ = seed_data
-    r = quick_fit(xtr, ytr, batch_size=20, epochs=3, validation_split=0.25, metrics=["rmse", "r2"])
+    r = quick_fit(xtr, ytr, batch_size=20, epochs=3, validation=0.25, metrics=["rmse", "r2"])
     assert set(r.history) == {"epoch", "loss", "val_loss", "val_rmse", "val_r2"}
     assert all(len(v) == 3 for v in r.history.values())
     assert int(r.state.step) == 3 * 30  # 600 training rows after the split, batches of 20
@@ -173,13 +185,13 @@ def test_early_stopping_stops_restores_and_never_overshoots(key):
         model=model,
         batch_size=8,
         epochs=200,
-        epochs_per_call=200,
+        tuning=jaxnn.Tuning(epochs_per_call=200),
         optimizer="adam",
         learning_rate=0.01,
-        validation_data=(xv, yv),
+        validation=(xv, yv),
         early_stopping=es,
     )
-    assert r.stop_reason == "early_stopping" and "did not improve" in r.message
+    assert r.stop_reason == jaxnn.Stop.EARLY_STOPPING and "did not improve" in r.message
     best = int(np.argmin(r.history["val_loss"]))
     assert r.epochs_run == best + 1 + 3  # stopped exactly `patience` epochs after the best one
     val = jaxnn.evaluate(model, r.params, xv, yv, loss="mse")["loss"]
@@ -192,7 +204,7 @@ def test_early_stopping_stops_restores_and_never_overshoots(key):
         epochs=200,
         optimizer="adam",
         learning_rate=0.01,
-        validation_data=(xv, yv),
+        validation=(xv, yv),
         early_stopping=es._replace(restore_best=False),
     )
     assert_bitwise_equal(kept.params, kept.state.params)
@@ -203,7 +215,7 @@ def test_nan_guard_stops_at_once_and_keeps_finite_params(seed_data):
     model = jaxnn.mlp([3, 16, 1])  # a linear output: a huge learning rate diverges
     with pytest.warns(RuntimeWarning, match="non-finite.*learning rate"):
         r = quick_fit(xtr, ytr, model=model, learning_rate=50.0, batch_size=10, epochs=20)
-    assert r.stop_reason == "non_finite_loss"
+    assert r.stop_reason == jaxnn.Stop.NON_FINITE_LOSS
     assert r.epochs_run < 20
     assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(r.params))
     stop_step = int(r.message.split("step ")[1].split(";")[0])
@@ -214,7 +226,7 @@ def test_single_row_batches_and_a_plain_apply_fn(key):
     x, y = jaxnn.make_regression(key, n=20)
 
     def apply_fn(params, x):  # any pure function of (params, x)
-        return x @ params["w"] + params["b"]
+        return x @ params["w"] + params["b"][None, :]
 
     r = jaxnn.fit(
         apply_fn,
@@ -253,7 +265,7 @@ def test_predict_and_evaluate(seed_data):
 
 def test_progress_bar_and_plot(seed_data, capsys):
     xtr, _, ytr, _ = seed_data
-    r = quick_fit(xtr, ytr, epochs=4, progress=True, validation_split=0.2)
+    r = quick_fit(xtr, ytr, epochs=4, progress=True, validation=0.2)
     assert "4/4" in capsys.readouterr().err
     fig = jaxnn.plot_history(r.history)
     assert [line.get_label() for line in fig.axes[0].lines] == ["loss", "val_loss"]
@@ -271,21 +283,20 @@ BAD = [
     (dict(optimizer=optax.sgd(0.1), learning_rate=0.1), ValueError, "used only with an optimizer name"),
     (dict(loss="cross_entropy"), ValueError, "unknown loss"),
     (dict(key=0), TypeError, "PRNG key"),
-    (dict(validation_split=0.2, validation_data=(np.ones((2, 3)), np.ones(2))), ValueError, "not both"),
-    (dict(validation_split=1.5), ValueError, r"validation_split must be in \(0, 1\)"),
-    (dict(validation_data=(np.ones((2, 4)), np.ones(2))), ValueError, "validation x has 4 features"),
+    (dict(validation=1.5), ValueError, r"validation fraction must be in \(0, 1\)"),
+    (dict(validation=(np.ones((2, 4)), np.ones(2))), ValueError, "validation x has 4 features"),
     (dict(metrics=["f1"]), ValueError, "unknown metric 'f1'"),
     (dict(early_stopping=jaxnn.EarlyStopping()), ValueError, "monitor='val_loss' is not recorded"),
-    (dict(epochs_per_call=0), ValueError, "epochs_per_call"),
+    (dict(tuning=jaxnn.Tuning(epochs_per_call=0)), ValueError, "epochs_per_call"),
 ]
 
 
 @pytest.mark.parametrize(("kw", "err", "match"), BAD, ids=[m for _, _, m in BAD])
 def test_bad_settings_raise_before_compiling(seed_data, kw, err, match):
     xtr, _, ytr, _ = seed_data
-    with CompileCounter() as c, pytest.raises(err, match=match):
-        quick_fit(xtr, ytr, **kw)
-    assert c.count == 0
+    model = seed_model()
+    params = model.init(jax.random.key(2))
+    expect_rejected(err, match, quick_fit, xtr, ytr, model=model, params=params, **kw)
 
 
 def test_bad_data_raises_before_compiling(seed_data):
@@ -342,6 +353,254 @@ def test_epoch_shuffle_looks_uniform():
 
 def test_device_arrays_train_like_numpy(seed_data):
     xtr, _, ytr, _ = seed_data
-    a = quick_fit(xtr, ytr, batch_size=32, epochs=2, validation_split=0.1)
-    b = quick_fit(jnp.asarray(xtr), jnp.asarray(ytr), batch_size=32, epochs=2, validation_split=0.1)
+    a = quick_fit(xtr, ytr, batch_size=32, epochs=2, validation=0.1)
+    b = quick_fit(jnp.asarray(xtr), jnp.asarray(ytr), batch_size=32, epochs=2, validation=0.1)
     assert_bitwise_equal(a.params, b.params)
+
+
+# bad inputs ---------------------------------------------------------------------------
+
+import hypothesis.strategies as st  # noqa: E402
+from bad_inputs import (  # noqa: E402
+    CHECKPOINTS,
+    MODEL,
+    PARAMS,
+    K,
+    X,
+    Y,
+    bad_dtypes,
+    bad_input_test,
+    bad_labels,
+    bad_lrs,
+    bad_ranks,
+    case,
+    expect,
+    fit,
+    huge_ints,
+    nonfinite,
+    of_dtype,
+    poisoned,
+)
+
+# fit ----------------------------------------------------------------------------------
+from jaxnn import losses, metrics  # noqa: E402
+
+
+@case("fit", "rank")
+def _(data, tmp):
+    expect(ValueError, r"x must be 2-D \(samples, features\)", fit, x=np.ones(data.draw(bad_ranks)))
+
+
+@case("fit", "length")
+def _(data, tmp):
+    n = data.draw(st.integers(1, 20).filter(lambda n: n != 10))
+    outputs = data.draw(st.integers(3, 5))
+    y = data.draw(st.sampled_from([np.ones((n, 2)), np.ones((10, outputs))]))
+    expect(ValueError, r"y must have shape \(10,\)|y has shape .* expected targets of shape \(n, 2\)", fit, y=y)
+
+
+@case("fit", "nonfinite")
+def _(data, tmp):
+    where = data.draw(st.sampled_from(["x", "y", "params"]))
+    value = data.draw(nonfinite)
+    if where == "params":
+        bad = [dict(layer) for layer in PARAMS]
+        bad[1]["w"] = poisoned(data, bad[1]["w"], value)
+        expect(
+            ValueError,
+            r"params\[1\]\['w'\] has non-finite values",
+            jaxnn.fit,
+            MODEL,
+            bad,
+            X,
+            Y,
+            loss="mse",
+            key=K,
+            batch_size=2,
+            progress=False,
+            checkpoints=jaxnn.Checkpoints(CHECKPOINTS),
+        )
+    else:
+        expect(ValueError, "non-finite value", fit, **{where: poisoned(data, {"x": X, "y": Y}[where], value)})
+
+
+@case("fit", "empty")
+def _(data, tmp):
+    expect(ValueError, "at least one row", fit, x=np.ones((0, 3)), y=np.ones((0, 2)))
+
+
+@case("fit", "dtype")
+def _(data, tmp):
+    where = data.draw(st.sampled_from(["x", "y"]))
+    expect(
+        TypeError,
+        "must be a numeric array",
+        fit,
+        **{where: of_dtype(data.draw(bad_dtypes), (10, 3 if where == "x" else 2))},
+    )
+
+
+@case("fit", "overflow")
+def _(data, tmp):
+    if data.draw(st.booleans()):
+        expect(ValueError, r"epochs must be in \[1, 2147483647\]", fit, epochs=data.draw(huge_ints))
+    else:
+        expect(
+            ValueError,
+            "outside the int32 range",
+            fit,
+            y=np.full(10, data.draw(huge_ints)),
+            loss="softmax_cross_entropy",
+        )
+
+
+@case("fit", "labels")
+def _(data, tmp):
+    expect(
+        ValueError,
+        r"labels must lie in \[0, 2\)|needs integer class labels",
+        fit,
+        y=bad_labels(data, 2),
+        loss="softmax_cross_entropy",
+    )
+
+
+@case("fit", "batch_size")
+def _(data, tmp):
+    size = data.draw(st.one_of(st.integers(-5, 0), st.integers(11, 10**9)))
+    expect(ValueError, r"batch_size must be in \[1, 10\]", fit, batch_size=size)
+
+
+@case("fit", "learning_rate")
+def _(data, tmp):
+    expect(ValueError, "learning_rate must be a finite number > 0", fit, learning_rate=data.draw(bad_lrs))
+
+
+@case("fit", "name")
+def _(data, tmp):
+    field, known = data.draw(
+        st.sampled_from([("loss", losses.LOSSES), ("optimizer", jaxnn.optim.OPTIMIZERS), ("metrics", metrics.METRICS)])
+    )
+    name = data.draw(st.text(max_size=10).filter(lambda s: s not in known))
+    noun = {"loss": "loss", "optimizer": "optimizer", "metrics": "metric"}[field]
+    expect(ValueError, f"unknown {noun} .*; expected one of", fit, **{field: [name] if field == "metrics" else name})
+
+
+# predict and evaluate -----------------------------------------------------------------
+
+predictors = st.sampled_from(["predict", "evaluate"])
+
+
+def predict_or_evaluate(which, x, **kw):
+    if which == "predict":
+        return jaxnn.predict(MODEL, PARAMS, x, **kw)
+    return jaxnn.evaluate(MODEL, PARAMS, x, np.ones((len(x), 2)), loss="mse", **kw)
+
+
+@case("predict", "rank")
+def _(data, tmp):
+    expect(ValueError, r"x must be 2-D", jaxnn.predict, MODEL, PARAMS, np.ones(data.draw(bad_ranks)))
+
+
+@case("predict", "length")
+def _(data, tmp):
+    features = data.draw(st.integers(1, 9).filter(lambda f: f != 3))
+    expect(
+        ValueError,
+        "features but the first layer expects 3",
+        predict_or_evaluate,
+        data.draw(predictors),
+        np.ones((4, features)),
+    )
+
+
+@case("predict", "nonfinite")
+def _(data, tmp):
+    expect(
+        ValueError,
+        "non-finite value",
+        predict_or_evaluate,
+        data.draw(predictors),
+        poisoned(data, X, data.draw(nonfinite)),
+    )
+
+
+@case("predict", "empty")
+def _(data, tmp):
+    expect(ValueError, "at least one row", predict_or_evaluate, data.draw(predictors), np.ones((0, 3)))
+
+
+@case("predict", "dtype")
+def _(data, tmp):
+    expect(
+        TypeError,
+        "must be a numeric array",
+        predict_or_evaluate,
+        data.draw(predictors),
+        of_dtype(data.draw(bad_dtypes), (4, 3)),
+    )
+
+
+@case("predict", "batch_size")
+def _(data, tmp):
+    expect(
+        ValueError,
+        "batch_size must be >= 1",
+        predict_or_evaluate,
+        data.draw(predictors),
+        X,
+        batch_size=data.draw(st.integers(-5, 0)),
+    )
+
+
+# One home per option: each of fit's option values, wrong in type or range, is refused
+# before anything compiles or is written (keep=1.5 and non-JSON metadata once failed
+# only after training).
+FIT_OPTIONS = {
+    "checkpoints": [
+        ("not a Checkpoints value", TypeError, "checkpoints must be a jaxnn.Checkpoints"),
+        (jaxnn.Checkpoints(CHECKPOINTS, keep=1.5), TypeError, "checkpoints.keep must be an int"),
+        (jaxnn.Checkpoints(CHECKPOINTS, keep=0), ValueError, r"checkpoints.keep must be >= 1"),
+        (jaxnn.Checkpoints(CHECKPOINTS, every=0), ValueError, r"checkpoints.every must be >= 1"),
+        (jaxnn.Checkpoints(3), TypeError, "checkpoints.dir must be a folder path"),
+        (jaxnn.Checkpoints(CHECKPOINTS, metadata={"f": print}), TypeError, "JSON-serialisable"),
+        (jaxnn.Checkpoints(CHECKPOINTS, metadata={"x": float("nan")}), TypeError, "JSON-serialisable"),
+    ],
+    "tuning": [
+        ({"unroll": 2}, TypeError, "tuning must be a jaxnn.Tuning"),
+        (jaxnn.Tuning(epochs_per_call=0), ValueError, r"tuning.epochs_per_call must be >= 1"),
+        (jaxnn.Tuning(unroll=1.5), TypeError, "tuning.unroll must be an int"),
+        (jaxnn.Tuning(eval_batch_size=-1), ValueError, "tuning.eval_batch_size must be >= 1"),
+        (jaxnn.Tuning(drop_remainder="yes"), TypeError, "tuning.drop_remainder must be a bool"),
+        (jaxnn.Tuning(gather="batch"), ValueError, "tuning.gather must be 'step' or 'epoch'"),
+    ],
+    "validation": [
+        (True, TypeError, "validation must be a pair"),
+        ("0.2", TypeError, "validation must be a pair"),
+        ((X,), TypeError, "validation must be a pair"),
+        (1.0, ValueError, r"validation fraction must be in \(0, 1\)"),
+        (0.01, ValueError, "leaves an empty split"),
+    ],
+    "resume": [
+        (42, TypeError, "resume must be a checkpoint path, a FitResult or a TrainState"),
+        (jaxnn.TrainState(MODEL.init(K)[:1], None, 0, 0, K), ValueError, "resume's params do not have"),
+    ],
+    "early_stopping": [("val_loss", TypeError, "early_stopping must be a jaxnn.EarlyStopping")],
+    "devices": [(0, ValueError, r"devices=0: expected a count in \[1, "), ("gpu", TypeError, "devices must be None")],
+    "compute_dtype": [("int8", ValueError, "compute_dtype must be 'auto' or one of")],
+    "key": [(0, TypeError, "key must be a PRNG key")],
+    "optimizer": [
+        (jaxnn.optim.Optimizer("sgd", {"b1": 0.9}), ValueError, "sgd has no hyperparameter 'b1'"),
+        (jaxnn.optim.Optimizer("adam", {"eps": -1.0}), ValueError, "eps must be a finite number >= 0"),
+    ],
+}
+
+
+@case("fit", "option")
+def _(data, tmp):
+    name = data.draw(st.sampled_from(sorted(FIT_OPTIONS)))
+    value, error, match = data.draw(st.sampled_from(FIT_OPTIONS[name]))
+    expect(error, match, fit, **{name: value})
+
+
+test_bad_input_gets_a_clear_error = bad_input_test("fit", "predict")

@@ -1,0 +1,123 @@
+"""Latency of short runs on this machine: how much of a first call is compiling, and
+what JAX's persistent compilation cache (on by default, see ``jaxnn.cache``) saves.
+
+Each measurement runs in fresh processes (a fresh process is what a user starts)
+with a private cache folder, and prints ratios:
+
+- the seed network's 100-epoch batch-1 fit: first call in a fresh process against a
+  warm call, without the cache and in a second process with it;
+- the README's main job (``experiments/seed_network.py``): second run against first;
+- cross-validating ``jaxnn.sklearn.MLPClassifier`` on iris (5 folds x 5 seeds, default
+  parameters) against scikit-learn's MLPClassifier, in one process;
+- ``fit``'s fixed cost per call (work A, batch 100, 3 epochs, repeat calls).
+
+    python experiments/latency.py [--out latency.json]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SEED_FIT = """
+import time, jax, jaxnn
+x, y = jaxnn.make_regression(jax.random.key(0), n=1000)
+m = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
+p = m.init(jax.random.key(1))
+kw = dict(loss="rmse", learning_rate=0.02, batch_size=1, epochs=100, key=jax.random.key(2), progress=False)
+def once():
+    t = time.perf_counter(); jax.block_until_ready(jaxnn.fit(m, p, x, y, **kw).params); return time.perf_counter() - t
+first = once()
+print(first, min(once() for _ in range(5)))
+"""
+
+CV = """
+import time, warnings, numpy as np
+from sklearn.datasets import load_iris
+from sklearn.model_selection import cross_val_score, StratifiedKFold
+from sklearn.neural_network import MLPClassifier as SkMLP
+from sklearn.exceptions import ConvergenceWarning
+warnings.simplefilter("ignore", ConvergenceWarning)
+from jaxnn.sklearn import MLPClassifier
+x, y = load_iris(return_X_y=True)
+def cv(cls):
+    t = time.perf_counter(); scores = []
+    for seed in range(5):
+        folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+        scores += list(cross_val_score(cls(random_state=seed), x, y, cv=folds))
+    return time.perf_counter() - t, float(np.mean(scores))
+print(*cv(MLPClassifier), *cv(SkMLP))
+"""
+
+PER_CALL = """
+import time, jax, jaxnn
+x, y = jaxnn.make_regression(jax.random.key(0), n=1000)
+m = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
+p = m.init(jax.random.key(1))
+kw = dict(loss="mse", learning_rate=0.1, batch_size=100, epochs=3, shuffle=False, key=jax.random.key(2), progress=False)
+def once():
+    t = time.perf_counter(); jax.block_until_ready(jaxnn.fit(m, p, x, y, **kw).params); return time.perf_counter() - t
+once()
+one = min(once() for _ in range(200))
+kw["epochs"] = 300
+long = min(once() for _ in range(20))
+print(one, long)
+"""
+
+
+def python(code: str, cache: str | None) -> list[float]:
+    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    env["JAXNN_COMPILATION_CACHE"] = cache or "0"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return [float(v) for v in out.stdout.split()]
+
+
+def script_time(cache: str) -> float:
+    env = {**os.environ, "JAXNN_COMPILATION_CACHE": cache, "MPLBACKEND": "Agg"}
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        subprocess.run(
+            [sys.executable, str(ROOT / "experiments" / "seed_network.py"), "--out", out, "--no-progress"],
+            env=env, capture_output=True, check=True,
+        )  # fmt: skip
+        return time.perf_counter() - t
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    import jax
+
+    results = {"jax": jax.__version__, "device": jax.devices()[0].device_kind}
+    with tempfile.TemporaryDirectory() as cache:
+        first, warm = python(SEED_FIT, None)
+        results["seed fit: first call / warm call, no cache"] = first / warm
+        python(SEED_FIT, cache)  # fills the cache
+        first_cached, warm2 = python(SEED_FIT, cache)
+        results["seed fit: first call / warm call, second process with the cache"] = first_cached / warm2
+    with tempfile.TemporaryDirectory() as cache:
+        run1, run2 = script_time(cache), script_time(cache)
+        results["main job: first run (s)"], results["main job: second run (s)"] = run1, run2
+        results["main job: second run / first run"] = run2 / run1
+    jx, jx_score, sk, sk_score = python(CV, None)
+    results["iris CV 5x5: jaxnn.sklearn / scikit-learn time"] = jx / sk
+    results["iris CV 5x5 (s, mean accuracy)"] = {"jaxnn.sklearn": [jx, jx_score], "scikit-learn": [sk, sk_score]}
+    one, long = python(PER_CALL, None)
+    results["fit per-call cost (us): 3-epoch call minus 1/100 of a 300-epoch call"] = 1e6 * (one - long / 100)
+    results["work A batch 100, 3 epochs (samples/s)"] = 3000 / one
+    for k, v in results.items():
+        print(f"{k:80s} {v if isinstance(v, str | dict) else f'{v:.3g}'}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The host side of training, shared by ``fit`` and ``fit_many`` (private).
+
+:func:`chunks` calls a compiled chunk of epochs until every model is done, reading
+one small record per chunk (the per-epoch losses) and nothing per step.
+:func:`drive` is the plain Python around it: the history, the progress bar and the
+checkpoints. :func:`finish` turns the final carry into params and stop reasons, for
+one model or a stacked axis of models alike. This module compiles nothing.
+"""
+
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn.distributed import fetch
+from jaxnn.types import Stop
+
+
+class Chunk(NamedTuple):
+    """What one compiled call gives back, on the host."""
+
+    carry: Any
+    records: dict  # name -> (..., chunk) float32; with many models NaN where one did not run
+    ran: np.ndarray  # (..., chunk) bool
+    epoch: np.ndarray  # () or (K,) int32: epochs completed
+    stop: np.ndarray  # () or (K,) int32: Stop codes
+
+
+def chunks(call: Callable, carry, data, epochs: int, done: int) -> Iterator[Chunk]:
+    """Calls ``call(carry, data, epochs) -> (carry, records, (epoch, stop))`` until
+    every model has run ``epochs`` epochs or stopped; ``done`` epochs ran before."""
+    if done >= epochs:
+        return
+    target = np.int32(epochs)
+    while True:
+        carry, rec, status = call(carry, data, target)
+        rec, (epoch, stop) = fetch((rec, status))  # the one sync per chunk
+        ran = rec.pop("ran")
+        if ran.ndim > 1:  # many models: NaN where a model had stopped
+            rec = {k: np.where(ran, v, np.float32(np.nan)) for k, v in rec.items()}
+        yield Chunk(carry, rec, ran, epoch, stop)
+        if not ((epoch < epochs) & (stop == Stop.COMPLETED)).any():
+            return
+
+
+class History:
+    """Per-epoch records, accumulated chunk by chunk: ``(..., epochs)`` arrays.
+    ``prior``: the history of the epochs before (from a checkpoint); ``offset``: the
+    epochs run before without one (a run resumed from a ``TrainState``)."""
+
+    def __init__(self, prior: dict | None = None, offset: int = 0):
+        self.parts = {k: [np.asarray(v, np.float32)] for k, v in (prior or {}).items() if k != "epoch"}
+        self.offset = offset
+        self.epochs = offset + (next(iter(self.parts.values()))[0].shape[-1] if self.parts else 0)
+
+    def add(self, chunk: Chunk) -> None:
+        keep = chunk.ran if chunk.ran.ndim == 1 else chunk.ran.any(axis=0)  # epochs some model ran
+        for k, v in chunk.records.items():
+            self.parts.setdefault(k, []).append(v[..., keep])
+        self.epochs += int(keep.sum())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {k: np.concatenate(v, axis=-1) for k, v in self.parts.items()}
+        out["epoch"] = np.arange(self.offset + 1, self.epochs + 1)
+        return out
+
+    def latest(self, name: str) -> float:
+        return float(np.nanmin(self.parts[name][-1][..., -1]))
+
+
+def drive(call: Callable, carry, data, *, epochs: int, history: History, progress: bool, saver=None):
+    """Runs :func:`chunks` with a progress bar and checkpoints. Returns the final
+    carry and its ``stop`` codes on the host (read with the last chunk: no extra sync)."""
+    bar = progress_bar(epochs, history.epochs) if progress else None
+    stop = None
+    for chunk in chunks(call, carry, data, epochs, history.epochs):
+        carry, stop = chunk.carry, chunk.stop
+        before = history.epochs
+        history.add(chunk)
+        if bar is not None:
+            bar.update(history.epochs - before)
+            bar.set_postfix({k: f"{history.latest(k):.4g}" for k in ("loss", "val_loss") if k in history.parts})
+        if saver is not None and not (chunk.stop == Stop.NON_FINITE_PARAMS).any():  # nothing worth resuming
+            saver.after_chunk(carry, history.epochs, history.arrays(), bool((chunk.stop != Stop.COMPLETED).all()))
+    if bar is not None:
+        bar.close()
+    return carry, np.asarray(fetch(carry.stop) if stop is None else stop)
+
+
+def progress_bar(total: int, initial: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=min(initial, total), unit="epoch")
+
+
+def non_finite_params_error(params) -> ValueError:
+    """The error for initial params with NaN or inf, naming the first bad leaf."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if not np.isfinite(np.asarray(leaf)).all():
+            return ValueError(
+                f"params{jax.tree_util.keystr(path)} has non-finite values (NaN or inf); expected finite "
+                "initial parameters (e.g. from model.init(key))"
+            )
+    return ValueError("params have non-finite values (NaN or inf); expected finite initial parameters")
+
+
+def finish(early, carry, stops: np.ndarray) -> Any:
+    """The params of a finished run: the best epoch's where ``early.restore_best``
+    found one. ``stops``: the Stop codes on the host, shape () or (K,).
+
+    Raises:
+      ValueError: a model's initial params were not finite.
+    """
+    params = carry.state.params
+    if (bad := np.flatnonzero(stops == Stop.NON_FINITE_PARAMS)).size:
+        raise non_finite_params_error(jax.tree.map(lambda p: p[bad[0]], params) if stops.ndim else params)
+    if early is not None and early.restore_best:
+        has_best = np.isfinite(np.asarray(fetch(carry.best)))
+        pick = lambda b, p: jnp.where(has_best.reshape(has_best.shape + (1,) * (p.ndim - has_best.ndim)), b, p)
+        params = jax.tree.map(pick, carry.best_params, params)
+    return params
+
+
+def stop_message(early, stop: int, stop_step: int, n_batches: int, learning_rate) -> str:
+    """A sentence about why a model stopped, or ``""``."""
+    if stop == Stop.EARLY_STOPPING:
+        return (
+            f"early stopping: {early.monitor} did not improve by more than "
+            f"{early.min_delta} for {early.patience} epochs"
+        )
+    if stop == Stop.NON_FINITE_LOSS:
+        lr = f" ({learning_rate})" if learning_rate is not None else ""
+        return (
+            f"the loss became non-finite (NaN or inf) at epoch {stop_step // n_batches + 1}, step {stop_step}; "
+            f"training stopped and kept the parameters from the last finite step. "
+            f"The usual cause is a learning rate{lr} that is too large: try a smaller one."
+        )
+    return ""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=4)

@@ -1,0 +1,114 @@
+"""The values that go into and come out of ``fit`` and ``fit_many``.
+
+Options are small immutable values (``EarlyStopping``, ``Checkpoints``, ``Tuning``),
+each checked in one place (``jaxnn._plan``) before anything compiles or is written;
+results are ``TrainState`` (what a step changes), ``FitResult`` and the ``Stop``
+reason. This module defines data only: it does not train.
+"""
+
+import enum
+import os
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training, as one pytree.
+
+    Attributes:
+      params: the model's parameters.
+      opt_state: the optimizer's state.
+      step: shape=(), int32: updates applied so far.
+      epoch: shape=(), int32: epochs completed so far.
+      key: shape=(), PRNG key: the run's root key (fixed; epochs fold into it).
+    """
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    epoch: jax.Array
+    key: jax.Array
+
+
+class Stop(enum.IntEnum):
+    """Why training ended; the values are the codes the compiled loop records."""
+
+    COMPLETED = 0  # every epoch asked for ran
+    EARLY_STOPPING = 1  # the monitored value stopped improving
+    NON_FINITE_LOSS = 2  # the loss became NaN or inf; the last finite params are kept
+    NON_FINITE_PARAMS = 3  # the initial params were not finite: fit raises instead
+
+
+class FitResult(NamedTuple):
+    """What ``fit`` returns.
+
+    Attributes:
+      params: the trained parameters (the best epoch's with ``restore_best``).
+      state: the final :class:`TrainState` (pass it as ``fit(..., resume=...)`` to go on).
+      history: per-epoch numpy arrays: ``loss`` (mean training loss), ``val_loss``
+        when there is validation data, one entry per metric (``val_<name>`` on
+        validation data, ``<name>`` on training data otherwise), and ``epoch``.
+      epochs_run: the epoch count of ``state`` (fewer than asked after a stop).
+      stop_reason: a :class:`Stop`.
+      message: a sentence about the stop, or ``""``.
+    """
+
+    params: Any
+    state: TrainState
+    history: dict[str, np.ndarray]
+    epochs_run: int
+    stop_reason: Stop = Stop.COMPLETED
+    message: str = ""
+
+
+class EarlyStopping(NamedTuple):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``monitor`` is ``"loss"``, ``"val_loss"`` or a metric's history name (e.g.
+    ``"val_accuracy"``); ``mode`` is ``"min"``, ``"max"`` or ``"auto"`` (max for
+    accuracy and r2, min otherwise). ``restore_best`` returns the best epoch's params.
+    The decision is made inside the compiled loop, so fusing epochs never overshoots.
+    """
+
+    monitor: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
+    mode: str = "auto"
+    restore_best: bool = True
+
+
+class Checkpoints(NamedTuple):
+    """Save the whole loop state into ``dir`` every ``every`` epochs and at the end,
+    keeping the newest ``keep`` files; ``metadata`` (JSON-able) is stored in each.
+
+    ``every=None`` saves at the end only. Resume with ``fit(..., resume=dir)``.
+    """
+
+    dir: str | os.PathLike
+    every: int | None = None
+    keep: int = 3
+    metadata: dict | None = None
+
+
+class Tuning(NamedTuple):
+    """Speed and memory knobs; the defaults suit most runs.
+
+    ``epochs_per_call``: epochs fused into one compiled call (default: about a tenth
+    of ``epochs`` with a progress bar, all of them without). ``unroll``: batches per
+    iteration of the compiled scan (default from the model's size). ``eval_batch_size``:
+    rows per chunk when computing validation loss and metrics. ``drop_remainder``:
+    skip the last partial batch of each epoch instead of padding and masking it.
+    ``gather``: ``"step"`` gathers each batch's rows from the data as the step needs
+    them; ``"epoch"`` gathers the whole epoch's rows once, in batch order (one more
+    copy of the training data in device memory), so each step reads a contiguous
+    batch. The two train bitwise alike; neither was faster across the benchmark's
+    works on an H200 (BENCHMARKS.md), so the default costs no memory.
+    """
+
+    epochs_per_call: int | None = None
+    unroll: int | None = None
+    eval_batch_size: int = 1024
+    drop_remainder: bool = False
+    gather: str = "step"
