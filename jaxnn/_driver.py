@@ -3,8 +3,9 @@
 :func:`chunks` calls a compiled chunk of epochs until every model is done, reading
 one small record per chunk (the per-epoch losses) and nothing per step.
 :func:`drive` is the plain Python around it: the history, the progress bar and the
-checkpoints. :func:`finish` turns the final carry into params and stop reasons, for
-one model or a stacked axis of models alike. This module compiles nothing.
+checkpoints. :func:`finish` turns the final carry into params (the best epoch's where
+early stopping kept them), for one model or a stacked axis of models alike, and
+:func:`stop_message` says why a model stopped. This module compiles nothing.
 """
 
 import warnings

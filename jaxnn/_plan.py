@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _driver, _flax, _loop, optim, precision, rng
+from jaxnn import _driver, _flax, _loop, optim, parallel, precision, rng
 from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.data import validate
 from jaxnn.losses import LOSSES, get_loss
@@ -195,8 +195,6 @@ def setup_fit(
     tuning,
 ) -> Setup:
     """Checks every argument of ``fit`` (see there), in one place, before any work."""
-    from jaxnn import parallel  # the placement is built once the arguments are known to be good
-
     apply_fn, params, nnx_module = resolve_model(model, params)
     check_host_params(params)
     key = check_key(key)

@@ -9,6 +9,7 @@ import pytest
 from helpers import CompileCounter, assert_bitwise_equal, assert_close, expect_rejected
 
 import jaxnn
+from jaxnn import losses, metrics
 
 matplotlib.use("Agg")
 
@@ -383,7 +384,6 @@ from bad_inputs import (  # noqa: E402
 )
 
 # fit ----------------------------------------------------------------------------------
-from jaxnn import losses, metrics  # noqa: E402
 
 
 @case("fit", "rank")
