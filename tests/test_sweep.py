@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import CompileCounter, assert_close
+from helpers import CompileCounter, assert_bitwise_equal, assert_close
 
 import jaxnn
 from jaxnn.sweep import best_params, fit_many, predict_ensemble
@@ -178,6 +178,27 @@ def test_bad_sweeps():
         fit_many(model(), x, y, loss="mse", key=jax.random.key(0), hyperparams={"b1": [0.9, 0.8]})
     with pytest.raises(TypeError, match="learning_rate must be a number"):
         fit_many(model(), x, y, loss="mse", key=jax.random.key(0), hyperparams={"learning_rate": ["0.1"]})
+
+
+def test_checkpoints_and_resume_continue_a_sweep_exactly(data, tmp_path):
+    x, y, xv, yv = data
+    kw = dict(
+        loss="mse", key=jax.random.key(0), optimizer="adam", batch_size=16, validation=(xv, yv), progress=False,
+        hyperparams={"learning_rate": [0.003, 0.01, 0.03], "b1": [0.8, 0.9, 0.95]},
+    )  # fmt: skip
+    straight = fit_many(model(), x, y, epochs=5, **kw)
+    first = fit_many(model(), x, y, epochs=3, checkpoints=jaxnn.Checkpoints(tmp_path, every=1, keep=2), **kw)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-000002.jaxnn", "epoch-000003.jaxnn"]
+    from_folder = fit_many(model(), x, y, epochs=5, resume=tmp_path, **kw)
+    from_result = fit_many(model(), x, y, epochs=5, resume=first, **kw)
+    for resumed in (from_folder, from_result):
+        assert_bitwise_equal(resumed.params, straight.params)
+        assert resumed.epochs_run.tolist() == [5, 5, 5]
+    np.testing.assert_array_equal(from_folder.history["val_loss"], straight.history["val_loss"])
+    np.testing.assert_array_equal(from_result.history["val_loss"], straight.history["val_loss"][:, 3:])
+    params, meta = jaxnn.checkpoint.load_params(tmp_path, first.params)
+    assert meta["epoch"] == 3
+    assert_bitwise_equal(params, first.state.params)
 
 
 # bad inputs ---------------------------------------------------------------------------
