@@ -228,10 +228,8 @@ def check_resume(resume, tx, params, key) -> tuple[TrainState, Any]:
         resume = resume.state
     if not isinstance(resume, TrainState):
         raise TypeError(f"resume must be a checkpoint path, a FitResult or a TrainState, got {type(resume).__name__}")
-    want = jax.tree.structure(params)
-    if jax.tree.structure(resume.params) != want or [jnp.shape(a) for a in jax.tree.leaves(resume.params)] != [
-        jnp.shape(a) for a in jax.tree.leaves(params)
-    ]:
+    shapes = lambda tree: (jax.tree.structure(tree), [jnp.shape(a) for a in jax.tree.leaves(tree)])
+    if shapes(resume.params) != shapes(params):
         raise ValueError("resume's params do not have the structure and shapes of params (the model's)")
     check_opt_state(tx, resume.params, resume.opt_state)
     for name in ("step", "epoch"):

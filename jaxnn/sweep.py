@@ -150,8 +150,7 @@ def fit_many(
         chunk=_plan.epochs_per_call(tuning, epochs, progress, checkpoints),
     )  # fmt: skip
     values = {n: v.copy() for n, v in values.items()}  # numpy: a device copy could be donated with the carry
-    start = _stacked_start(model, init_params, rng.model_keys(key, k))
-    carry, history = _begin(plan, start, values, path, resume)
+    carry, history = _begin(plan, model, init_params, rng.model_keys(key, k), values, path, resume)
     carry, data = placement.place(carry, data)
     saver = checkpoint.Saver.for_run(checkpoints, epochs, getattr(model, "spec", None))
     call = lambda c, d, t: _run_chunk_many(plan, c, d, t)
@@ -181,16 +180,18 @@ def _check_resume_many(resume, one_params, k: int):
     return None
 
 
-def _begin(plan, start, values, path, resume):
-    """The initial carry and history: fresh, from a checkpoint, or from a ManyResult."""
-    if isinstance(resume, ManyResult):
-        carry = _start_many(plan, resume.state._replace(key=_loop.copy_key(resume.state.key)), values)
-        return carry, _driver.History(offset=int(np.max(resume.epochs_run)))
+def _begin(plan, model, init_params, keys, values, path, resume):
+    """The initial carry and history: fresh, from a ManyResult, or from a checkpoint."""
+    if isinstance(resume, ManyResult):  # the key goes through start unchanged and the carry is donated
+        start = resume.state._replace(key=_loop.copy_key(resume.state.key))
+        history = _driver.History(offset=int(np.max(resume.epochs_run)))
+    else:
+        start, history = _stacked_start(model, init_params, keys), _driver.History()
     carry = _start_many(plan, start, values)
-    if path is None:
-        return carry, _driver.History()
-    carry, prior = checkpoint.restore_carry(path, carry)
-    return _loop.with_hyperparams(carry, values), _driver.History(prior)
+    if path is not None:
+        carry, prior = checkpoint.restore_carry(path, carry)
+        carry, history = _loop.with_hyperparams(carry, values), _driver.History(prior)
+    return carry, history
 
 
 _start_many = jax.jit(jax.vmap(_loop.initial_carry, in_axes=(None, 0, 0)), static_argnums=0)

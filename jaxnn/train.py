@@ -152,12 +152,14 @@ def fit(
 def _begin(s: _plan.Setup):
     """The initial carry, the placed data and the history so far. A run of one
     compiled call on one device builds its carry inside that call."""
-    one_call = s.plan.chunk >= s.epochs > int(s.start.epoch) and s.checkpoints is None and s.checkpoint is None
+    done = int(s.start.epoch)  # epochs run before: 0, or a resumed TrainState's
+    history = _driver.History(offset=done)
+    one_call = s.plan.chunk >= s.epochs > done and s.checkpoints is None and s.checkpoint is None
     if one_call and isinstance(s.placement, parallel.OneDevice):
         carry, data = s.placement.place(_loop.Fresh(s.start, s.hyperparams), s.data, in_call=True)
-        return carry, data, _driver.History(offset=int(s.start.epoch))
+        return carry, data, history
+    # The key goes through start unchanged and the carry is donated: start gets a copy.
     carry = _loop.start(s.plan, s.start._replace(key=_loop.copy_key(s.start.key)), s.hyperparams)
-    history = _driver.History(offset=int(s.start.epoch))
     if s.checkpoint is not None:
         carry, prior = checkpoint.restore_carry(s.checkpoint, carry)
         carry = _loop.with_hyperparams(carry, s.hyperparams)  # this call's settings win (documented in fit)
