@@ -36,14 +36,17 @@ BATCH_100 = dataclasses.replace(BATCH_1, batch_size=100, learning_rate=0.5, epoc
 
 
 def main(argv=None):
-    args = experiment.parser(BATCH_1, __doc__).parse_args(argv)
+    ap = experiment.parser(BATCH_1, __doc__)
+    args = ap.parse_args(argv)
     if args.resume or args.from_run or args.batch_size is not None:
         return [experiment.main(argv, BATCH_1, __doc__)]
     out = Path(args.out or f"runs/seed_network-{time.strftime('%Y%m%d-%H%M%S')}")
     results = []
-    for defaults in (BATCH_1, BATCH_100):
-        config = experiment.config_from_args(args, defaults)
-        results.append(experiment.run(config, out / f"batch-{config.batch_size}", progress=not args.no_progress))
+    with experiment.exits(ap) as current:
+        configs = [experiment.config_from_args(args, defaults) for defaults in (BATCH_1, BATCH_100)]
+        for config in configs:
+            current.append(out / f"batch-{config.batch_size}")
+            results.append(experiment.run(config, current[-1], overwrite=args.overwrite, progress=not args.no_progress))
     split = experiment.load_split(results[0].config)
     line = jaxnn.linear_regression(split.x_train, split.y_train)
     linear_rmse = float(jaxnn.losses.rmse(line(split.x_test), split.y_test))

@@ -294,13 +294,18 @@ def _early_stop(plan: Plan, carry: Carry, values: dict) -> Carry:
     )
 
 
-def _record_template(plan: Plan) -> dict:
+def record_names(plan: Plan) -> list[str]:
+    """The history's names, in order: loss, val_loss, then the metrics."""
     names = ["loss"]
     if plan.n_val:
         names.append("val_loss")
     if plan.n_val or plan.metrics:
         names += [("val_" if plan.n_val else "") + n for n, _ in plan.metrics]
-    return {n: jnp.float32(jnp.nan) for n in names}
+    return names
+
+
+def _record_template(plan: Plan) -> dict:
+    return {n: jnp.float32(jnp.nan) for n in record_names(plan)}
 
 
 def _one_epoch(plan: Plan, data: dict, carry: Carry):

@@ -13,8 +13,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from jaxnn import _driver, _flax, _loop, optim, parallel, precision, rng
+from jaxnn import _driver, _flax, _loop, checkpoint, optim, parallel, precision, rng
 from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.data import validate
 from jaxnn.losses import LOSSES, get_loss
@@ -93,7 +94,15 @@ def prepare_targets(loss_name: str | None, y: np.ndarray, out_shape: tuple[int, 
             return y
         if y.shape[1:] != out_shape:
             raise ValueError(f"{name}: one-hot targets must have shape (n, {k}), got {y.shape}")
-        return y.astype(np.float32)
+        y = y.astype(np.float32)
+        sums = y.sum(axis=1)
+        if y.min() < 0 or y.max() > 1 or np.abs(sums - 1).max() > 1e-3:
+            row = int(np.argmax((y < 0).any(axis=1) | (y > 1).any(axis=1) | (np.abs(sums - 1) > 1e-3)))
+            raise ValueError(
+                f"{name}: softmax_cross_entropy needs one-hot or probability targets (each row in [0, 1], "
+                f"summing to 1), or integer labels (n,); row {row} is {y[row].tolist()}"
+            )
+        return y
     if y.ndim == 1 and out_shape == (1,):
         y = y[:, None]
     if y.shape[1:] != out_shape:
@@ -163,8 +172,9 @@ class Setup(NamedTuple):
     data: dict  # host arrays
     start: TrainState  # opt_state None: a fresh optimizer state
     hyperparams: dict  # the optimizer's hyperparameters, written into its state
-    checkpoint: Any  # a checkpoint path to resume from, or None
+    checkpoint: Any  # the checkpoint file to resume from, or None
     checkpoints: Checkpoints | None
+    saver: checkpoint.Saver | None  # enter it before compiling: it locks and claims the folder
     placement: Any
     nnx_module: Any  # an nnx Module to write the trained params back into, or None
     epochs: int
@@ -211,7 +221,49 @@ def setup_fit(
         early_stopping=early_stopping, tuning=tuning, chunk=epochs_per_call(tuning, epochs, progress, checkpoints),
         placement=placement,
     )  # fmt: skip
-    return Setup(plan, data, start, hyperparams, path, checkpoints, placement, nnx_module, epochs, progress)
+    path, saver = checkpointing(checkpoints, path, epochs=epochs, plan=plan, loss=loss, optimizer=optimizer,
+                                spec=getattr(model, "spec", None))  # fmt: skip
+    return Setup(plan, data, start, hyperparams, path, checkpoints, saver, placement, nnx_module, epochs, progress)
+
+
+def checkpointing(checkpoints, resume_path, *, epochs, plan, loss, optimizer, spec):
+    """``(file, saver)``: the checkpoint file a run resumes from (or ``None``) and the
+    :class:`checkpoint.Saver` of its checkpoints (or ``None``), checked against this
+    call before anything compiles. The rules for a resumed run (``fit``'s docstring):
+    its state comes from the checkpoint; ``epochs``, the optimizer's hyperparameters,
+    the data and every speed setting from the call; the loss, the optimizer, the
+    recorded metrics and early stopping must be the checkpoint's (refused otherwise)."""
+    custom = isinstance(optimizer, optax.GradientTransformation)
+    settings = {
+        "loss": loss_name(loss) or "a custom loss",
+        "optimizer": "an optax transformation" if custom else getattr(optimizer, "name", optimizer),
+        "records": _loop.record_names(plan),
+        "early_stopping": None if plan.early is None else plan.early._asdict(),
+    }
+    settings = json.loads(json.dumps(settings))  # as a checkpoint stores them
+    file, meta = None, {}
+    if resume_path is not None:
+        file = checkpoint.latest(resume_path)
+        meta = checkpoint.read_metadata(file)
+        saved = meta.get("settings", {})
+        for name, value in settings.items():
+            if name in saved and value != saved[name]:
+                raise ValueError(
+                    f"resume: {file} was trained with {name} {saved[name]!r}, this call has {value!r}; a resumed "
+                    f"run keeps its {name} (start a new run to change it)"
+                )
+        if meta.get("epoch", 0) > epochs:
+            raise ValueError(
+                f"resume: {file} is at epoch {meta['epoch']}, past epochs={epochs}; epochs is the epoch to train "
+                f"up to, counting the resumed ones: pass epochs >= {meta['epoch']}"
+            )
+        if checkpoints is not None and checkpoints.run_id not in (None, meta.get("run_id")):
+            raise ValueError(f"resume: {file} belongs to run {meta.get('run_id')}, not checkpoints.run_id")
+    if checkpoints is None or jax.process_index() != 0:  # process 0 is the one writer
+        return file, None
+    run_id = meta.get("run_id") or checkpoints.run_id or checkpoint.new_run_id()
+    metadata = {"spec": spec, "settings": settings}
+    return file, checkpoint.Saver(checkpoints, epochs, metadata, run_id, meta.get("epoch", 0))
 
 
 def check_resume(resume, tx, params, key) -> tuple[TrainState, Any]:
@@ -249,6 +301,10 @@ def check_checkpoints(ck) -> Checkpoints | None:
     if ck.every is not None:
         positive_int(ck.every, "checkpoints.every")
     positive_int(ck.keep, "checkpoints.keep")
+    if not isinstance(ck.overwrite, bool):
+        raise TypeError(f"checkpoints.overwrite must be True or False, got {ck.overwrite!r}")
+    if ck.run_id is not None and not (isinstance(ck.run_id, str) and ck.run_id.isalnum()):
+        raise ValueError(f"checkpoints.run_id must be letters and digits, got {ck.run_id!r}")
     if ck.metadata is not None:
         if not isinstance(ck.metadata, dict):
             raise TypeError(f"checkpoints.metadata must be a dict, got {type(ck.metadata).__name__}")

@@ -1,24 +1,40 @@
-"""Checkpoints: a training state in one file, written atomically, read without pickle.
+"""Checkpoints: a training state in one file, written atomically, read without pickle,
+and checkpoint folders that belong to one run.
 
 Layout: ``MAGIC``, a little-endian uint32 format version, a uint64 header length, the
 header's SHA-256 (32 bytes), a JSON header (metadata, one entry per array: path,
 shape, dtype, and the payload's SHA-256), then the arrays serialised with
-``flax.serialization.msgpack_serialize``. Loading checks the magic, version, lengths
-and both checksums before parsing anything, and
-checks every array's path, shape and dtype against a template before building the
-state: a truncated, corrupted, foreign or mismatched file raises ``CheckpointError``
+``flax.serialization.msgpack_serialize``.
+
+Reading trusts nothing in a file: only regular files are opened (never a FIFO, a
+device or a directory); the header's length is checked against the file's size and
+its checksum before it is parsed; every header field is checked for its type and
+range (a damaged field raises ``CheckpointError`` naming it); the payload's size must
+match what the header's arrays need before a byte of it is read; and restoring checks
+every array's path, shape and dtype against a template before reading the payload. A
+truncated, corrupted, forged, foreign or mismatched file raises ``CheckpointError``
 and never yields a half-restored state. Nothing in a file is ever executed.
+
+A folder of checkpoints belongs to one run (see :class:`Saver`): each file records
+the run's id and its epoch, a writer holds an exclusive lock on the folder, and
+clean-up and :func:`latest` go by what the files record, never by their names.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
+import stat
 import struct
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
@@ -27,11 +43,19 @@ from jaxnn.distributed import fetch
 MAGIC = b"JAXNNCKPT\x00"
 FORMAT_VERSION = 2  # 2: the header has its own checksum
 _FIXED = struct.Struct("<IQ32s")  # version, header length, header SHA-256
+_START = len(MAGIC) + _FIXED.size
 SUFFIX = ".jaxnn"
+MAX_HEADER_BYTES = 64 << 20
+_PAYLOAD_SLACK = 64  # msgpack's bytes per array besides its data (about 20 measured), and at the ends
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is unreadable, damaged, or does not fit the state it restores."""
+    """A checkpoint file is unreadable, damaged, or does not fit the state it restores;
+    or a checkpoint folder holds files this run must not touch."""
+
+
+class FolderInUseError(OSError):
+    """Another process holds a checkpoint folder's lock."""
 
 
 def _is_key(leaf) -> bool:
@@ -51,26 +75,44 @@ def _describe(tree) -> tuple[list, list]:
     return entries, arrays
 
 
+def _named(error: OSError, path) -> OSError:
+    """``error`` again, naming ``path`` (full disk, file too large, permission, ...)."""
+    return type(error)(error.errno, f"{error.strerror or error} (writing {path})", str(path))
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Writes ``data`` to ``path`` so that a reader sees the old file or the new one,
-    never a mix: temporary file in the same folder, fsync, rename, fsync the folder."""
+    never a mix: temporary file in the same folder, fsync, rename, fsync the folder.
+    The file's mode follows the umask, as ``open`` would make it; an ``OSError``
+    names the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
+        tmp = None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        raise _named(e, path) from e
     finally:
-        os.close(dir_fd)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None) -> Path:
@@ -100,54 +142,177 @@ def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None) -
     return Path(path)
 
 
-def _read(path) -> tuple[dict, bytes]:
-    path = Path(path)
+@contextlib.contextmanager
+def _open(path: Path):
+    """The file at ``path`` opened for reading, if it is a regular file (a link to one
+    is followed); ``(file, size)``. A FIFO is opened without blocking, then refused."""
     try:
-        blob = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
-    if not blob.startswith(MAGIC):
+    except OSError as e:
+        raise CheckpointError(f"cannot open {path}: {e.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise CheckpointError(f"{path} is not a regular file (a folder, device, FIFO or socket); not a checkpoint")
+    with os.fdopen(fd, "rb") as f:
+        yield f, st.st_size
+
+
+def _int(value, lo: int = 0, hi: int | None = None) -> bool:
+    return type(value) is int and value >= lo and (hi is None or value <= hi)
+
+
+_DTYPE_KINDS = "biufc"  # bool, int, uint, float (bfloat16 included), complex: never objects or strings
+
+
+def _check_array_entry(path, i: int, entry) -> int:
+    """The bytes array entry ``i`` of the header needs; CheckpointError naming the field."""
+    where = f"{path}: header field arrays[{i}]"
+    if not isinstance(entry, dict):
+        raise CheckpointError(f"{where} must be an object, got {type(entry).__name__}")
+    for name, ok, expected in (
+        ("path", lambda v: isinstance(v, str), "a string"),
+        ("shape", lambda v: isinstance(v, list) and all(_int(d, 0, 2**40) for d in v), "a list of sizes"),
+        ("dtype", lambda v: isinstance(v, str), "a dtype name"),
+        ("prng_key", lambda v: isinstance(v, bool), "true or false"),
+    ):
+        if name not in entry:
+            raise CheckpointError(f"{where}.{name} is missing")
+        if not ok(entry[name]):
+            raise CheckpointError(f"{where}.{name} must be {expected}, got {entry[name]!r:.80}")
+    try:
+        dtype = jnp.dtype(entry["dtype"])
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in _DTYPE_KINDS:
+        raise CheckpointError(f"{where}.dtype must be a numeric dtype name, got {entry['dtype']!r:.80}")
+    return int(np.prod(entry["shape"], dtype=object)) * dtype.itemsize
+
+
+def _check_metadata(path, meta: dict) -> None:
+    """The metadata fields jaxnn itself reads back."""
+    where = f"{path}: header field metadata"
+    if "epoch" in meta and not _int(meta["epoch"]):
+        raise CheckpointError(f"{where}.epoch must be an int >= 0, got {meta['epoch']!r:.80}")
+    if "run_id" in meta and not isinstance(meta["run_id"], str):
+        raise CheckpointError(f"{where}.run_id must be a string, got {meta['run_id']!r:.80}")
+    history = meta.get("history", {})
+    if not isinstance(history, dict):
+        raise CheckpointError(f"{where}.history must be an object, got {type(history).__name__}")
+    shapes = set()
+    for name, values in history.items():
+        try:
+            shapes.add(np.asarray(values, np.float32).shape)
+        except (TypeError, ValueError):
+            shapes.add(None)
+        if not isinstance(values, list) or None in shapes:
+            raise CheckpointError(f"{where}.history.{name} must be a list of numbers (one list per model)")
+    if len(shapes) > 1:
+        raise CheckpointError(f"{where}.history has records of different shapes {sorted(shapes)}")
+
+
+def _check_header(path, header) -> None:
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
+    fields = {
+        "format_version": (lambda v: v == FORMAT_VERSION and type(v) is int, f"{FORMAT_VERSION}"),
+        "arrays": (lambda v: isinstance(v, list), "a list"),
+        "payload_bytes": (_int, "an int >= 0"),
+        "payload_sha256": (lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v), "a SHA-256 hex digest"),
+        "metadata": (lambda v: isinstance(v, dict), "an object"),
+    }
+    for name, (ok, expected) in fields.items():
+        if name not in header:
+            raise CheckpointError(f"{path}: header field {name} is missing")
+        if not ok(header[name]):
+            raise CheckpointError(f"{path}: header field {name} must be {expected}, got {header[name]!r:.80}")
+    need = sum(_check_array_entry(path, i, e) for i, e in enumerate(header["arrays"]))
+    if not need <= header["payload_bytes"] <= need + _PAYLOAD_SLACK * (len(header["arrays"]) + 1):
+        raise CheckpointError(
+            f"{path}: header field payload_bytes is {header['payload_bytes']}, but its arrays need {need} bytes"
+        )
+    _check_metadata(path, header["metadata"])
+
+
+def _read_header(path: Path, f, size: int) -> dict:
+    """The checked header of the open file ``f`` (positioned at the payload after)."""
+    fixed = f.read(_START)
+    if not fixed.startswith(MAGIC[: len(fixed)]) or not fixed:
         raise CheckpointError(f"{path} is not a jaxnn checkpoint (it does not start with the jaxnn magic bytes)")
-    fixed = len(MAGIC) + _FIXED.size
-    if len(blob) < fixed:
-        raise CheckpointError(f"{path} is truncated ({len(blob)} bytes)")
-    version, header_len, header_digest = _FIXED.unpack(blob[len(MAGIC) : fixed])
+    if len(fixed) < _START:
+        raise CheckpointError(f"{path} is truncated ({size} bytes)")
+    version, header_len, header_digest = _FIXED.unpack(fixed[len(MAGIC) :])
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format version {version}; this jaxnn reads version {FORMAT_VERSION} "
             "(a newer file needs a newer jaxnn; an older one must be re-saved)"
         )
-    if len(blob) < fixed + header_len:
+    if header_len > size - _START:
         raise CheckpointError(f"{path} is truncated (its header needs {header_len} bytes)")
-    raw_header = blob[fixed : fixed + header_len]
-    if hashlib.sha256(raw_header).digest() != header_digest:
+    if header_len > MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path} has a header of {header_len} bytes, more than the {MAX_HEADER_BYTES} allowed")
+    raw = f.read(header_len)
+    if hashlib.sha256(raw).digest() != header_digest:
         raise CheckpointError(f"{path} is corrupted: its header checksum does not match")
     try:
-        header = json.loads(raw_header)
-        size, digest = header["payload_bytes"], header["payload_sha256"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path} has a damaged header: {e}") from None
-    payload = blob[fixed + header_len :]
-    if len(payload) != size:
-        raise CheckpointError(f"{path} is truncated or padded: payload of {len(payload)} bytes, expected {size}")
-    if hashlib.sha256(payload).hexdigest() != digest:
+        header = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path} has a damaged header (not JSON: {type(e).__name__})") from None
+    _check_header(path, header)
+    payload = size - _START - header_len
+    if payload != header["payload_bytes"]:
+        raise CheckpointError(
+            f"{path} is truncated or padded: payload of {payload} bytes, expected {header['payload_bytes']}"
+        )
+    return header
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The checked header of a checkpoint file (its ``arrays`` and ``metadata``),
+    reading no payload."""
+    path = Path(path)
+    with _open(path) as (f, size):
+        return _read_header(path, f, size)
+
+
+def _read(path, check=None) -> tuple[dict, dict]:
+    """``(header, arrays)``; ``check(header)`` runs before the payload is read."""
+    path = Path(path)
+    with _open(path) as (f, size):
+        header = _read_header(path, f, size)
+        if check is not None:
+            check(header)
+        payload = f.read(header["payload_bytes"])
+    if len(payload) != header["payload_bytes"]:
+        raise CheckpointError(f"{path} was truncated while it was read")
+    if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
         raise CheckpointError(f"{path} is corrupted: its checksum does not match")
-    return header, payload
-
-
-def _payload(path, payload: bytes) -> dict:
     try:
         arrays = serialization.msgpack_restore(payload)
     except Exception as e:  # checksum passed, so this is a writer bug or a forged file
         raise CheckpointError(f"{path} has an unreadable payload: {e}") from None
     if not isinstance(arrays, dict):
         raise CheckpointError(f"{path} has an unreadable payload: not a table of arrays")
-    return arrays
+    return header, arrays
+
+
+def _leaves(path, header: dict, arrays: dict, which) -> list[np.ndarray]:
+    """The arrays at positions ``which``, each checked against its own header entry."""
+    out = []
+    for i in which:
+        s = header["arrays"][i]
+        leaf = arrays.get(str(i))
+        if not isinstance(leaf, np.ndarray) or list(leaf.shape) != s["shape"] or str(leaf.dtype) != s["dtype"]:
+            raise CheckpointError(f"{path}: array {s['path']} does not match its own header")
+        out.append(leaf)
+    return out
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The metadata stored in a checkpoint (after checking the file is intact)."""
-    return _read(path)[0]["metadata"]
+    """The metadata stored in a checkpoint (after checking its header)."""
+    return read_header(path)["metadata"]
 
 
 def restore(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
@@ -162,33 +327,31 @@ def restore(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
       ``(state, metadata)``.
 
     Raises:
-      CheckpointError: the file is missing, truncated, corrupted, from a newer format,
-        or its arrays differ from the template's (the message lists the differences).
+      CheckpointError: the file is missing, not a regular file, truncated, corrupted,
+        forged, from a newer format, or its arrays differ from the template's (the
+        message lists the differences).
     """
-    header, payload = _read(path)
     expected, _ = _describe(template)
+
+    def check(header):
+        stored = header["arrays"]
+        have = {s["path"]: s for s in stored}
+        want = {e["path"]: e for e in expected}
+        diffs = [f"{p}: missing from the file" for p in want if p not in have]
+        diffs += [f"{p}: in the file but not expected" for p in have if p not in want]
+        diffs += [
+            f"{p}: file has {have[p]['shape']} {have[p]['dtype']}, expected {e['shape']} {e['dtype']}"
+            for p, e in want.items()
+            if p in have and (have[p]["shape"], have[p]["dtype"]) != (e["shape"], e["dtype"])
+        ]
+        if not diffs and [s["path"] for s in stored] != [e["path"] for e in expected]:
+            diffs.append("the arrays are stored in another order than expected")
+        if diffs:
+            raise CheckpointError(f"{path} does not match this model/optimizer:\n  " + "\n  ".join(diffs[:10]))
+
+    header, arrays = _read(path, check)
     stored = header["arrays"]
-    have = {s["path"]: s for s in stored}
-    want = {e["path"]: e for e in expected}
-    diffs = [f"{p}: missing from the file" for p in want if p not in have]
-    diffs += [f"{p}: in the file but not expected" for p in have if p not in want]
-    diffs += [
-        f"{p}: file has {have[p]['shape']} {have[p]['dtype']}, expected {e['shape']} {e['dtype']}"
-        for p, e in want.items()
-        if p in have and (have[p]["shape"], have[p]["dtype"]) != (e["shape"], e["dtype"])
-    ]
-    if not diffs and [s["path"] for s in stored] != [e["path"] for e in expected]:
-        diffs.append("the arrays are stored in another order than expected")
-    if diffs:
-        raise CheckpointError(f"{path} does not match this model/optimizer:\n  " + "\n  ".join(diffs[:10]))
-    arrays = _payload(path, payload)
-    try:
-        leaves = [np.asarray(arrays[str(i)]) for i in range(len(stored))]
-    except Exception as e:  # checksum passed, so this is a writer bug or a forged file
-        raise CheckpointError(f"{path} has an unreadable payload: {e}") from None
-    for leaf, s in zip(leaves, stored, strict=True):
-        if list(leaf.shape) != s["shape"] or str(leaf.dtype) != s["dtype"]:
-            raise CheckpointError(f"{path}: array {s['path']} does not match its own header")
+    leaves = _leaves(path, header, arrays, range(len(stored)))
     restored = [
         jax.random.wrap_key_data(a, impl=jax.random.key_impl(t)) if s["prng_key"] else a
         for a, s, t in zip(leaves, stored, jax.tree.leaves(template), strict=True)
@@ -196,48 +359,166 @@ def restore(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
     return jax.tree.unflatten(jax.tree.structure(template), restored), header["metadata"]
 
 
+def _scan(folder: Path) -> list[tuple[Path, dict | None, str]]:
+    """Every ``*.jaxnn`` entry in ``folder``: ``(path, metadata, "")``, or ``(path,
+    None, why)`` for one that is not a readable checkpoint."""
+    found = []
+    for path in sorted(folder.glob(f"*{SUFFIX}")):
+        try:
+            found.append((path, read_metadata(path), ""))
+        except CheckpointError as e:
+            found.append((path, None, str(e)))
+    return found
+
+
+def _epoch(meta: dict) -> int:
+    return meta.get("epoch", -1)
+
+
 def latest(path: str | os.PathLike) -> Path:
-    """``path`` itself if it is a file, else the newest checkpoint in the folder."""
+    """``path`` itself if it is not a folder, else the folder's newest checkpoint by the
+    epoch recorded inside (not by file name).
+
+    Raises:
+      CheckpointError: no checkpoint in the folder, a ``.jaxnn`` file in it that is not
+        a readable checkpoint, or checkpoints of more than one run.
+    """
     path = Path(path)
-    if path.is_file():
+    if not path.is_dir():
         return path
-    found = sorted(path.glob(f"*{SUFFIX}")) if path.is_dir() else []
+    found = _scan(path)
     if not found:
         raise CheckpointError(f"no checkpoint ({SUFFIX} file) in {path}")
-    return found[-1]
+    for _, meta, why in found:
+        if meta is None:
+            raise CheckpointError(f"{why}; pass the checkpoint file to resume from instead of the folder")
+    runs = {meta.get("run_id") for _, meta, _ in found}
+    if len(runs) > 1:
+        raise CheckpointError(
+            f"{path} holds checkpoints of {len(runs)} runs ({', '.join(sorted(map(str, runs)))}); "
+            "pass the checkpoint file to resume from"
+        )
+    return max(found, key=lambda f: _epoch(f[1]))[0]
+
+
+def lock_folder(folder: Path) -> int:
+    """Takes ``folder``'s exclusive lock (``.lock``, holding the owner's pid) and returns
+    its file descriptor; closing it, or the process ending in any way, releases it.
+
+    Raises:
+      FolderInUseError: another process holds it (the message names its pid).
+      OSError: the folder cannot be written (the message names the file).
+    """
+    path = folder / ".lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        raise _named(e, path) from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise FolderInUseError(
+            f"{folder} is in use by another process (pid {holder}); wait for it to end or use another folder"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as e:
+        os.close(fd)
+        raise _named(e, path) from e
+    return fd
+
+
+def make_folder(folder: Path, what: str) -> None:
+    """Creates ``folder`` (and its parents); an error says what is in the way."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(f"{what} {folder} is not a folder (a file, or a link to nothing)") from None
+    except OSError as e:
+        raise _named(e, folder) from e
+
+
+def new_run_id() -> str:
+    """A random run id (not from the run's PRNG key: two runs with one seed differ)."""
+    return uuid.uuid4().hex[:16]
 
 
 class Saver:
-    """Used by ``fit`` and ``fit_many``: saves the loop state every ``every`` epochs
-    (and at the end), keeping the newest ``keep`` files ``epoch-000010.jaxnn`` in ``folder``."""
+    """The writer of a run's checkpoint folder, used by ``fit`` and ``fit_many``: saves
+    the loop state every ``every`` epochs (and at the end) into ``epoch-NNNNNNNNNN.jaxnn``
+    and keeps the newest ``keep`` of this run.
 
-    def __init__(self, folder, every: int, keep: int, spec: dict | None, epochs: int, config: dict | None = None):
-        self.folder, self.every, self.keep, self.epochs = Path(folder), every, keep, epochs
-        self.metadata = {"spec": spec, "config": config or {}}
+    Entering it (before anything compiles) creates the folder, takes its lock (a second
+    writer gets ``FolderInUseError``) and claims it: files of another run, files of
+    this run past the epoch it resumes from, and files that are not readable
+    checkpoints raise ``CheckpointError`` unless ``overwrite`` (then they are deleted).
+    Clean-up deletes only this run's files, oldest epoch first.
+    """
 
-    @classmethod
-    def for_run(cls, checkpoints, epochs: int, spec: dict | None) -> "Saver | None":
-        """The saver for a run's (checked) ``jaxnn.Checkpoints``; ``None`` without one,
-        and in every process but process 0 (the one writer)."""
-        if checkpoints is None or jax.process_index() != 0:
-            return None
-        every = checkpoints.every or epochs
-        return cls(checkpoints.dir, every, checkpoints.keep, spec, epochs, checkpoints.metadata)
+    def __init__(self, checkpoints, epochs: int, metadata: dict, run_id: str, resumed_epoch: int = 0):
+        self.folder, self.epochs = Path(checkpoints.dir), epochs
+        self.every, self.keep, self.overwrite = checkpoints.every or epochs, checkpoints.keep, checkpoints.overwrite
+        self.metadata = {**metadata, "config": checkpoints.metadata or {}, "run_id": run_id}
+        self.run_id, self.resumed_epoch = run_id, resumed_epoch
+        self.files: list[tuple[int, Path]] = []  # this run's, oldest first
+        self._lock = None
+
+    def __enter__(self) -> "Saver":
+        make_folder(self.folder, "checkpoints.dir")
+        self._lock = lock_folder(self.folder)
+        try:
+            self._claim()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _claim(self) -> None:
+        theirs = {}
+        for path, meta, why in _scan(self.folder):
+            if meta is not None and meta.get("run_id") == self.run_id and _epoch(meta) <= self.resumed_epoch:
+                self.files.append((_epoch(meta), path))
+            elif meta is None:
+                theirs[path] = f"{path.name} (not a readable checkpoint: {why})"
+            elif meta.get("run_id") == self.run_id:
+                theirs[path] = f"{path.name} (this run's epoch {_epoch(meta)}, past epoch {self.resumed_epoch})"
+            else:
+                theirs[path] = f"{path.name} (run {meta.get('run_id')}, epoch {_epoch(meta)})"
+        if theirs and not self.overwrite:
+            names = list(theirs.values())
+            raise CheckpointError(
+                f"{self.folder} holds checkpoints this run must not mix with: {', '.join(names[:3])}"
+                f"{' ...' if len(names) > 3 else ''}. Resume that run (resume=<folder>), write into "
+                "another folder, or pass Checkpoints(..., overwrite=True) to delete them"
+            )
+        for path in [*theirs, *self.folder.glob(f".*{SUFFIX}.*.tmp")]:  # and what a killed writer left
+            path.unlink()
+        self.files.sort()
 
     def after_chunk(self, carry, epoch: int, history: dict, stopped: bool) -> None:
         if epoch % self.every and epoch < self.epochs and not stopped:
             return
         records = {k: np.asarray(v).tolist() for k, v in history.items() if k != "epoch"}
-        meta = {**self.metadata, "epoch": epoch, "history": records}
-        save(self.folder / f"epoch-{epoch:06d}{SUFFIX}", carry, metadata=meta)
-        for old in sorted(self.folder.glob(f"epoch-*{SUFFIX}"))[: -self.keep]:
-            old.unlink()
+        path = self.folder / f"epoch-{epoch:010d}{SUFFIX}"
+        save(path, carry, metadata={**self.metadata, "epoch": epoch, "history": records})
+        self.files = sorted({*self.files, (epoch, path)})
+        for _, old in self.files[: -self.keep]:
+            old.unlink(missing_ok=True)
+        self.files = self.files[-self.keep :]
 
 
 def restore_carry(path, template):
-    """Restores the loop state of ``fit`` or ``fit_many`` from a checkpoint file or
-    folder; returns ``(carry, history)``."""
-    carry, meta = restore(latest(path), template)
+    """Restores the loop state of ``fit`` or ``fit_many`` from a checkpoint file;
+    returns ``(carry, history)``."""
+    carry, meta = restore(path, template)
     return carry, meta.get("history", {})
 
 
@@ -251,23 +532,26 @@ def load_params(path: str | os.PathLike, params: Any) -> tuple[Any, dict]:
 
     Returns:
       ``(params, metadata)``: the checkpoint's ``state.params`` and its metadata
-      (``epoch``, ``history``, ``config``, ...).
+      (``epoch``, ``history``, ``config``, ``run_id``, ...).
 
     Raises:
       CheckpointError: as :func:`restore`, or the file holds no fit state.
     """
     path = latest(path)
-    header, payload = _read(path)
     prefix = ".state.params"
-    stored = [s for s in header["arrays"] if s["path"].startswith(prefix)]
-    if not stored:
-        raise CheckpointError(f"{path} holds no fit state (no arrays under {prefix})")
     expected, _ = _describe(params)
-    got = [(s["path"][len(prefix) :], s["shape"], s["dtype"]) for s in stored]
     want = [(e["path"], e["shape"], e["dtype"]) for e in expected]
-    if got != want:
-        raise CheckpointError(f"{path}: its params {got[:4]} do not match the given params {want[:4]}")
-    index = {s["path"]: i for i, s in enumerate(header["arrays"])}
-    arrays = _payload(path, payload)
-    leaves = [np.asarray(arrays[str(index[s["path"]])]) for s in stored]
+    which = []
+
+    def check(header):
+        which.extend(i for i, s in enumerate(header["arrays"]) if s["path"].startswith(prefix))
+        if not which:
+            raise CheckpointError(f"{path} holds no fit state (no arrays under {prefix})")
+        stored = [header["arrays"][i] for i in which]
+        got = [(s["path"][len(prefix) :], s["shape"], s["dtype"]) for s in stored]
+        if got != want:
+            raise CheckpointError(f"{path}: its params {got[:4]} do not match the given params {want[:4]}")
+
+    header, arrays = _read(path, check)
+    leaves = _leaves(path, header, arrays, which)
     return jax.tree.unflatten(jax.tree.structure(params), leaves), header["metadata"]

@@ -117,6 +117,20 @@ def diagnose(versions: dict, backend: str, hardware: tuple) -> tuple[tuple, tupl
     return tuple(problems), tuple(fixes)
 
 
+def backend_failure(error: str, platforms: str) -> tuple[tuple, tuple]:
+    """``(problems, fixes)`` when JAX cannot start the backend it was asked for."""
+    first = error.strip().splitlines()[0]
+    problem = f"JAX could not start a backend: {first}"
+    if platforms:
+        wanted = [p.strip() for p in platforms.split(",") if p.strip()]
+        named = next((_FIXES[p] for p in ("tpu", "gpu") if p in wanted or (p == "gpu" and "cuda" in wanted)), None)
+        fix = f"JAX_PLATFORMS={platforms} asks for a backend this installation lacks: unset JAX_PLATFORMS"
+        fix += f", or install it: {named}" if named else ""
+    else:
+        fix = "reinstall jax and jaxlib from one release: pip install -U jax jaxlib"
+    return (problem,), (fix,)
+
+
 def doctor(*, verbose: bool = True, environ=None) -> Report:
     """Checks the JAX installation against the machine; prints and returns a :class:`Report`.
 
@@ -133,16 +147,21 @@ def doctor(*, verbose: bool = True, environ=None) -> Report:
 
     versions = {name: _version(name) for name in ("jax", "jaxlib", "optax", "flax", "chex")}
     versions["jaxnn"] = __version__
-    backend = jax.default_backend()
     hardware = visible_accelerators(environ)
-    problems, fixes = diagnose(versions, backend, hardware)
+    try:
+        backend = jax.default_backend()
+        devices = (jax.devices()[0].device_kind, jax.device_count(), jax.local_device_count(), jax.process_count())
+        problems, fixes = diagnose(versions, backend, hardware)
+    except Exception as e:  # JAX cannot start a backend: that is the diagnosis, not a crash
+        backend, devices = "none", ("no device", 0, 0, 0)
+        problems, fixes = backend_failure(str(e) or type(e).__name__, (environ or os.environ).get("JAX_PLATFORMS", ""))
     report = Report(
         versions=versions,
         backend=backend,
-        device_kind=jax.devices()[0].device_kind,
-        device_count=jax.device_count(),
-        local_device_count=jax.local_device_count(),
-        process_count=jax.process_count(),
+        device_kind=devices[0],
+        device_count=devices[1],
+        local_device_count=devices[2],
+        process_count=devices[3],
         hardware=hardware,
         problems=problems,
         fixes=fixes,

@@ -8,6 +8,7 @@ compiled program. On an accelerator this is the cheapest way to train small netw
 K models cost about as much as one until the chip is full.
 """
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -109,7 +110,8 @@ def fit_many(
         (``learning_rate``, ``momentum``, ``weight_decay``, ``b1``, ``l2``, ...; see
         ``jaxnn.optim.HYPERPARAMS``); a single value is shared. Default learning rate 0.01.
       resume: a checkpoint file or folder written by ``checkpoints``, or an earlier
-        :class:`ManyResult` (its stacked state), to continue from.
+        :class:`ManyResult` (its stacked state), to continue from, by the rules of
+        :func:`jaxnn.fit`'s ``resume``.
       model_devices: the devices the K models are split over (``None``: every device;
         a count; a list). K must divide by their number; the data is replicated, so
         each device trains its share of the models. (``fit``'s ``devices`` instead
@@ -149,12 +151,14 @@ def fit_many(
         early_stopping=early_stopping, tuning=tuning, placement=parallel.OneDevice(), axis_name=AXIS,
         chunk=_plan.epochs_per_call(tuning, epochs, progress, checkpoints),
     )  # fmt: skip
+    path, saver = _plan.checkpointing(checkpoints, path, epochs=epochs, plan=plan, loss=loss, optimizer=optimizer,
+                                      spec=getattr(model, "spec", None))  # fmt: skip
     values = {n: v.copy() for n, v in values.items()}  # numpy: a device copy could be donated with the carry
-    carry, history = _begin(plan, model, init_params, rng.model_keys(key, k), values, path, resume)
-    carry, data = placement.place(carry, data)
-    saver = checkpoint.Saver.for_run(checkpoints, epochs, getattr(model, "spec", None))
-    call = lambda c, d, t: _run_chunk_many(plan, c, d, t)
-    carry, stops = _driver.drive(call, carry, data, epochs=epochs, history=history, progress=progress, saver=saver)
+    with saver or contextlib.nullcontext():  # the checkpoint folder's lock, held while training
+        carry, history = _begin(plan, model, init_params, rng.model_keys(key, k), values, path, resume)
+        carry, data = placement.place(carry, data)
+        call = lambda c, d, t: _run_chunk_many(plan, c, d, t)
+        carry, stops = _driver.drive(call, carry, data, epochs=epochs, history=history, progress=progress, saver=saver)
     return _finish_many(plan, carry, stops, history.arrays(), values)
 
 

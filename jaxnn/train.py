@@ -10,6 +10,7 @@ guard all inside XLA) and only talks to the host between chunks. ``predict`` and
 ``jaxnn._driver``, device placement in ``jaxnn.parallel``.
 """
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import jax
@@ -107,9 +108,12 @@ def fit(
       checkpoints: a :class:`Checkpoints` (folder, interval, how many to keep, metadata).
       resume: continue a run: a checkpoint file or folder (written by ``checkpoints``),
         or an earlier :class:`FitResult` or :class:`TrainState`. Its params, optimizer
-        state, step, epoch, key (and, from a checkpoint, early-stopping state and
-        history) replace ``params`` and ``key``, which must still describe the same
-        model; every other setting, the learning rate included, is this call's.
+        state, step, epoch, key (and, from a checkpoint, early-stopping state, history
+        and run id) replace ``params`` and ``key``, which must still describe the same
+        model. ``epochs``, the hyperparameters, ``batch_size``, the data and the speed
+        settings are this call's; a checkpoint trained with another loss, optimizer,
+        metrics, validation or early stopping is refused, as is ``epochs`` below its
+        epoch (checked before anything compiles).
       devices: ``None`` (every device), a count, or a list of devices. With more than
         one, every batch is split over them (data parallel; params replicated); a
         batch that does not divide evenly is padded and masked, with a warning.
@@ -132,11 +136,11 @@ def fit(
         early_stopping=early_stopping, checkpoints=checkpoints, resume=resume, devices=devices,
         compute_dtype=compute_dtype, progress=progress, tuning=tuning,
     )  # fmt: skip
-    carry, data, history = _begin(s)
-    saver = checkpoint.Saver.for_run(s.checkpoints, s.epochs, getattr(model, "spec", None))
-    carry, stop = _driver.drive(
-        _loop.runner(s.plan), carry, data, epochs=s.epochs, history=history, progress=s.progress, saver=saver
-    )
+    with s.saver or contextlib.nullcontext():  # the checkpoint folder's lock, held while training
+        carry, data, history = _begin(s)
+        carry, stop = _driver.drive(
+            _loop.runner(s.plan), carry, data, epochs=s.epochs, history=history, progress=s.progress, saver=s.saver
+        )
     params, stop = _driver.finish(s.plan.early, carry, stop), Stop(int(stop))
     message = ""
     if stop != Stop.COMPLETED:

@@ -84,12 +84,21 @@ class Checkpoints(NamedTuple):
     keeping the newest ``keep`` files; ``metadata`` (JSON-able) is stored in each.
 
     ``every=None`` saves at the end only. Resume with ``fit(..., resume=dir)``.
+
+    The folder belongs to one run while it trains (an OS lock: a second writer gets
+    ``FolderInUseError``). Every file records the run's id: a new run into a folder
+    holding another run's checkpoints (or this run's past the epoch it resumes from)
+    is refused before training unless ``overwrite=True``, which deletes them.
+    ``run_id``: the id of a new run (default: a random one); a resumed run keeps its
+    checkpoint's, and a ``run_id`` that differs from it is refused.
     """
 
     dir: str | os.PathLike
     every: int | None = None
     keep: int = 3
     metadata: dict | None = None
+    overwrite: bool = False
+    run_id: str | None = None
 
 
 class Tuning(NamedTuple):

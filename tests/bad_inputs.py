@@ -33,6 +33,7 @@ KINDS = {
     "learning_rate": "negative, zero, NaN or inf learning rate",
     "name": "unknown name",
     "bytes": "random, truncated or flipped checkpoint bytes",
+    "header": "a checkpoint header with a valid checksum and a missing, mistyped or forged field",
     "option": "an option value of the wrong type or range",
 }
 CASES = {}

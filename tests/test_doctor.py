@@ -1,8 +1,10 @@
 import json
+import os
 import subprocess
 import sys
 
 import jax
+import pytest
 
 import jaxnn
 from jaxnn.doctor import diagnose, visible_accelerators
@@ -52,3 +54,15 @@ def test_python_m_jaxnn_doctor_json():
     report = json.loads(out.stdout)
     assert report["backend"] == jax.default_backend() and report["versions"]["jax"] == jax.__version__
     assert out.returncode == (0 if report["ok"] else 1)
+
+
+@pytest.mark.parametrize("platform", ["tpu", "cuda"])
+def test_doctor_reports_a_backend_jax_cannot_start(platform):
+    env = {**os.environ, "JAX_PLATFORMS": platform}
+    out = subprocess.run(
+        [sys.executable, "-m", "jaxnn", "doctor", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
+    report = json.loads(out.stdout)  # a report, not a traceback
+    assert out.returncode == 1 and not report["ok"] and report["backend"] == "none"
+    assert "could not start a backend" in report["problems"][0]
+    assert f"JAX_PLATFORMS={platform}" in report["fixes"][0] and "unset JAX_PLATFORMS" in report["fixes"][0]

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -97,12 +98,16 @@ def test_resume_continues_a_finished_config(tmp_path):
 
 
 def test_bad_command_lines(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        run_script("classify_iris", ["--hidden", "4,x"])
-    with pytest.raises(SystemExit, match="error"):
-        run_script("classify_iris", ["--from-run", str(tmp_path / "nothing")])
-    with pytest.raises(SystemExit, match="learning_rate must be a finite number > 0"):
-        run_script("classify_iris", ["--learning-rate", "-1", "--out", str(tmp_path)])
+    for argv, match in [
+        (["--hidden", "4,x"], "expected sizes like 4,4"),
+        (["--from-run", str(tmp_path / "nothing")], "holds no run: cannot read config.json"),
+        (["--learning-rate", "-1"], "learning_rate must be a finite number > 0"),
+        (["--seed", "99999999999999999999"], r"seed must be in \[0, 9223372036854775807\]"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            run_script("classify_iris", [*argv, "--out", str(tmp_path / "run")])
+        assert exit_.value.code == 2 and re.search(f"error: .*{match}", capsys.readouterr().err), argv
+        assert not (tmp_path / "run").exists()
 
 
 def test_compare_sklearn_prints_one_table(tmp_path, capsys):
@@ -132,7 +137,6 @@ from bad_inputs import bad_input_test, case, huge_ints  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
 import contextlib  # noqa: E402
 import io  # noqa: E402
-import re  # noqa: E402
 
 import classify_iris  # noqa: E402
 

@@ -188,7 +188,7 @@ def test_checkpoints_and_resume_continue_a_sweep_exactly(data, tmp_path):
     )  # fmt: skip
     straight = fit_many(model(), x, y, epochs=5, **kw)
     first = fit_many(model(), x, y, epochs=3, checkpoints=jaxnn.Checkpoints(tmp_path, every=1, keep=2), **kw)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-000002.jaxnn", "epoch-000003.jaxnn"]
+    assert sorted(p.name for p in tmp_path.glob("*.jaxnn")) == ["epoch-0000000002.jaxnn", "epoch-0000000003.jaxnn"]
     from_folder = fit_many(model(), x, y, epochs=5, resume=tmp_path, **kw)
     from_result = fit_many(model(), x, y, epochs=5, resume=first, **kw)
     for resumed in (from_folder, from_result):

@@ -312,6 +312,8 @@ def test_bad_data_raises_before_compiling(seed_data):
         (lambda: fit(bad_x, labels, loss="softmax_cross_entropy"), ValueError, "row 5, column 2"),
         (lambda: fit(xtr, labels + 3, loss="softmax_cross_entropy"), ValueError, r"labels must lie in \[0, 3\)"),
         (lambda: fit(xtr, labels.astype(np.float32), loss="softmax_cross_entropy"), ValueError, "integer class"),
+        (lambda: fit(xtr, np.tile([-3.0, 5, -1], (800, 1)), loss="softmax_cross_entropy"), ValueError, "row 0 is"),
+        (lambda: fit(xtr, np.full((800, 3), 0.5), loss="softmax_cross_entropy"), ValueError, "summing to 1"),
         (lambda: fit(xtr, np.zeros((800, 2)), loss="mse"), ValueError, r"expected targets of shape \(n, 3\)"),
         (lambda: fit(xtr, np.full((800, 3), 2.0), loss="binary_cross_entropy"), ValueError, r"targets in \[0, 1\]"),
         (lambda: fit(xtr[:, :2], labels, loss="softmax_cross_entropy"), ValueError, "x has 2 features"),
