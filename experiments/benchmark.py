@@ -87,6 +87,49 @@ def flax_loop(x, y, sizes, loss, lr, bs, epochs, out_act):
     return run
 
 
+def flax_loop_regularized(x, y, sizes, loss, lr, bs, rate):
+    """Flax's training loop for a network with batch norm and dropout (its examples'
+    pattern: a TrainState with batch_stats, mutable=["batch_stats"], a dropout rng)."""
+    from typing import Any
+
+    import flax.linen as nn
+    from flax.training import train_state
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, h, train: bool):
+            for s in sizes[1:-1]:
+                h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(nn.Dense(s)(h))
+                h = nn.Dropout(rate, deterministic=not train)(nn.relu(h))
+            return nn.Dense(sizes[-1])(h)
+
+    class State(train_state.TrainState):
+        batch_stats: Any
+
+    @jax.jit
+    def step(state, xb, yb, key):
+        def loss_fn(p):
+            out, updates = state.apply_fn({"params": p, "batch_stats": state.batch_stats}, xb, train=True,
+                                          rngs={"dropout": key}, mutable=["batch_stats"])  # fmt: skip
+            return loss(out, yb), updates["batch_stats"]
+
+        (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        return state.apply_gradients(grads=grads).replace(batch_stats=stats)
+
+    m = MLP()
+    variables = m.init(jax.random.key(0), x[:1], train=False)
+    root = jax.random.key(1)
+
+    def run():
+        state = State.create(apply_fn=m.apply, params=variables["params"], tx=optax.sgd(lr),
+                             batch_stats=variables["batch_stats"])  # fmt: skip
+        for i in range(0, len(x), bs):
+            state = step(state, x[i : i + bs], y[i : i + bs], jax.random.fold_in(root, i))
+        jax.block_until_ready(state.params)
+
+    return run
+
+
 def jax_loop(x, y, model, loss, lr, bs, epochs):
     tx = optax.sgd(lr)
 
@@ -278,6 +321,27 @@ def work_b(repeats: int, steps: int = 200, bs: int = 128):
     return measure(runs, len(x), repeats)
 
 
+def work_b_regularized(repeats: int, steps: int = 200, bs: int = 128, rate: float = 0.2) -> dict:
+    """Work B with dropout and batch norm in each hidden layer: what they cost per step
+    in jaxnn.fit, beside Flax's loop doing the same (data on the device for both)."""
+    sizes = [784, 512, 512, 10]
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((steps * bs, 784), dtype=np.float32))
+    y = jnp.asarray(rng.integers(0, 10, steps * bs).astype(np.int32))
+    fit = lambda **kw: jaxnn_fit(jaxnn.mlp(sizes, **kw), x, y, "softmax_cross_entropy", 0.01, bs, 1, shuffle=False)
+    runs = {
+        "jaxnn.fit, dropout + batch norm": fit(dropout=rate, norm="batch"),
+        "jaxnn.fit, plain": fit(),
+        "jaxnn.fit, dropout": fit(dropout=rate),
+        "jaxnn.fit, batch norm": fit(norm="batch"),
+        "flax loop, plain": flax_loop(x, y, sizes, jaxnn.losses.softmax_cross_entropy, 0.01, bs, 1, None),
+        "flax loop, dropout + batch norm": flax_loop_regularized(
+            x, y, sizes, jaxnn.losses.softmax_cross_entropy, 0.01, bs, rate
+        ),
+    }
+    return measure(runs, steps * bs, repeats)
+
+
 def gather_sweep(repeats: int, steps: int = 200, bs: int = 128) -> dict:
     """Work B (device data) by ``Tuning.gather`` and ``Tuning.unroll``, beside the
     hand-written scan unrolled the same: where the step loop's cost shows (accelerators)."""
@@ -459,9 +523,12 @@ def markdown(results: dict) -> str:
     """The results as markdown tables (for BENCHMARKS.md)."""
     env = results["environment"]
     lines = [f"jax {env['jax']}, {env['backend']} ({env['device']} x{env['device_count']}), Python {env['python']}", ""]
-    for work in ("A, batch 1", "A, batch 100", "A, batch 100, 30 epochs", "B, batch 128", "B, by gather and unroll"):
+    for work in ("A, batch 1", "A, batch 100", "A, batch 100, 30 epochs", "B, batch 128", "B, dropout and batch norm",
+                 "B, by gather and unroll"):  # fmt: skip
         if work in results:
-            ref_name = "jaxnn.fit" if "jaxnn.fit" in results[work] else "scan, unroll 1"
+            ref_name = next(
+                n for n in ("jaxnn.fit", "jaxnn.fit, dropout + batch norm", "scan, unroll 1") if n in results[work]
+            )
             ref = results[work][ref_name]
             lines += [f"Work {work}", "", f"| peer | samples/s | {ref_name} is |", "|---|---:|---:|"]
             for name, v in sorted(results[work].items(), key=lambda kv: -kv[1]):
@@ -521,6 +588,9 @@ def main(argv=None):
         print(table("Work A, batch 100, 30 epochs", results["A, batch 100, 30 epochs"]))
     results["B, batch 128"] = work_b(repeats, steps=10 if args.quick else 200)
     print(table("Work B, 784-512-512-10, batch 128", results["B, batch 128"]))
+    results["B, dropout and batch norm"] = work_b_regularized(repeats, steps=10 if args.quick else 200)
+    print(table("Work B with dropout 0.2 and batch norm", results["B, dropout and batch norm"],
+                "jaxnn.fit, dropout + batch norm"))  # fmt: skip
     results["many models"] = many_models(8 if args.quick else 1024, 8 if args.quick else 64)
     m = results["many models"]
     print(

@@ -115,7 +115,7 @@ def finish(early, carry, stops: np.ndarray) -> Any:
     Raises:
       ValueError: a model's initial params were not finite.
     """
-    params = carry.state.params
+    params = carry.state.variables
     if (bad := np.flatnonzero(stops == Stop.NON_FINITE_PARAMS)).size:
         raise non_finite_params_error(jax.tree.map(lambda p: p[bad[0]], params) if stops.ndim else params)
     if early is not None and early.restore_best:

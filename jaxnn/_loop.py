@@ -46,7 +46,7 @@ class Carry(NamedTuple):
     """The loop's carry: the train state plus early-stopping and stop bookkeeping."""
 
     state: TrainState
-    best_params: Any  # params of the best epoch so far; () without early stopping
+    best_params: Any  # variables (params and model state) of the best epoch so far; () without early stopping
     best: jax.Array  # shape=(), float32: best monitored value so far
     wait: jax.Array  # shape=(), int32: epochs since the monitored value improved
     stop: jax.Array  # shape=(), int32: a jaxnn.Stop code (COMPLETED while running)
@@ -54,18 +54,29 @@ class Carry(NamedTuple):
 
 
 def make_train_step(apply_fn, loss_fn, tx):
-    """``train_step(state, batch) -> (state, {"loss": ...})``; see ``jaxnn.make_train_step``."""
+    """``train_step(state, batch) -> (state, {"loss": ...})``; see ``jaxnn.make_train_step``.
+
+    A model with a training mode (``apply_fn.train_apply(variables, x, key) -> (y,
+    updated collections)``: dropout, batch norm) runs in it, with the step's key from
+    the ``dropout`` stream (``jaxnn.rng``), and its updated state is carried on."""
+    train_apply = getattr(apply_fn, "train_apply", None)
 
     def train_step(state: TrainState, batch):
         x, y, *weights = batch
 
-        def objective(params):
-            return loss_fn(apply_fn(params, x), y, *weights)  # forward pass, then the loss
+        def objective(params):  # forward pass, then the loss
+            if train_apply is None:
+                return loss_fn(apply_fn(params, x), y, *weights), state.model_state
+            key = jax.random.fold_in(rng.stream(state.key, "dropout"), state.step)
+            pred, updates = train_apply(state._replace(params=params).variables, x, key)
+            model_state = None if state.model_state is None else {**state.model_state, **updates}
+            return loss_fn(pred, y, *weights), model_state
 
-        loss, grads = jax.value_and_grad(objective)(state.params)  # backward pass
+        (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(state.params)  # backward pass
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return state._replace(params=params, opt_state=opt_state, step=state.step + 1), {"loss": loss}
+        new = state._replace(params=params, opt_state=opt_state, step=state.step + 1, model_state=model_state)
+        return new, {"loss": loss}
 
     return train_step
 
@@ -78,10 +89,10 @@ def initial_carry(plan: Plan, state: TrainState, hyperparams: dict) -> Carry:
     opt_state = plan.tx.init(params) if state.opt_state is None else jax.tree.map(jnp.copy, state.opt_state)
     opt_state = optim.set_hyperparams(opt_state, hyperparams)  # hyperparameters as data
     step, epoch = (jnp.copy(jnp.asarray(v, jnp.int32)) for v in (state.step, state.epoch))
-    state = TrainState(params, opt_state, step, epoch, state.key)
+    state = TrainState(params, opt_state, step, epoch, state.key, jax.tree.map(jnp.copy, state.model_state))
     early = plan.early
     best = jnp.float32(np.inf if early is None or early.mode == "min" else -np.inf)
-    best_params = jax.tree.map(jnp.copy, params) if early is not None else ()
+    best_params = jax.tree.map(jnp.copy, state.variables) if early is not None else ()
     wait, stop_step = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
     # Checked here, inside the first compiled call, so a good run pays no extra sync.
     finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree.leaves(params)]))
@@ -180,10 +191,12 @@ def _epoch_batches(plan: Plan, state: TrainState):
     rows = plan.step_rows or bs
     if total <= n and rows == bs:  # every batch full (drop_remainder drops the tail)
         return order[:total].reshape(nb, bs), None
-    order = jnp.concatenate([order, jnp.zeros(max(total - n, 0), jnp.int32)])[:total].reshape(nb, bs)
+    # Padding repeats real rows (the epoch's first ones) with weight 0: they add nothing
+    # to the loss or the gradient, and batch statistics see real data, not a filler row.
+    order = order[jnp.arange(total) % n].reshape(nb, bs)
     mask = (jnp.arange(total) < n).astype(jnp.float32).reshape(nb, bs)
     if rows > bs:  # pad every batch to a multiple of the devices; the pad rows weigh 0
-        order = jnp.pad(order, ((0, 0), (0, rows - bs)))
+        order = jnp.pad(order, ((0, 0), (0, rows - bs)), mode="wrap")
         mask = jnp.pad(mask, ((0, 0), (0, rows - bs)))
     return order, mask
 
@@ -248,6 +261,7 @@ def _last_finite(plan: Plan, step, start: TrainState, batches, first_bad, end: T
             return new._replace(
                 params=jax.tree.map(keep, new.params, state.params),
                 opt_state=jax.tree.map(keep, new.opt_state, state.opt_state),
+                model_state=jax.tree.map(keep, new.model_state, state.model_state),
                 step=keep(new.step, state.step),
             ), None
 
@@ -283,7 +297,7 @@ def _early_stop(plan: Plan, carry: Carry, values: dict) -> Carry:
     v = values[es.monitor].astype(jnp.float32)
     better = v < carry.best - es.min_delta if es.mode == "min" else v > carry.best + es.min_delta
     improved = jnp.isfinite(v) & better
-    params = carry.state.params
+    params = carry.state.variables
     wait = jnp.where(improved, 0, carry.wait + 1)
     stop = jnp.where((carry.stop == Stop.COMPLETED) & (wait >= es.patience), Stop.EARLY_STOPPING, carry.stop)
     return carry._replace(
@@ -310,7 +324,7 @@ def _record_template(plan: Plan) -> dict:
 
 def _one_epoch(plan: Plan, data: dict, carry: Carry):
     carry, train_loss = _train_epoch(plan, data, carry)
-    values = _epoch_values(plan, data, carry.state.params, train_loss)
+    values = _epoch_values(plan, data, carry.state.variables, train_loss)
     if plan.early is not None:
         carry = _early_stop(plan, carry, values)
     record = {k: jnp.asarray(values[k], jnp.float32) for k in _record_template(plan)}

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _driver, _flax, _loop, checkpoint, optim, parallel, precision, rng
+from jaxnn import _driver, _equinox, _flax, _loop, checkpoint, optim, parallel, precision, rng
 from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.data import validate
 from jaxnn.losses import LOSSES, get_loss
@@ -29,6 +29,8 @@ def apply_function(model) -> Callable:
         return model.apply
     if (linen_apply := _flax.linen_apply(model)) is not None:
         return linen_apply
+    if _equinox.is_equinox_module(model):
+        raise TypeError("fit, predict and evaluate take an Equinox module directly (not fit_many, make_train_step)")
     if _flax.is_nnx_module(model):
         raise TypeError(
             "fit, predict and evaluate take a flax.nnx Module directly; elsewhere split it first: "
@@ -44,11 +46,22 @@ def resolve_model(model, params):
     ``model``; an nnx Module also comes back (to write the trained state into)."""
     if (nnx := _flax.split_nnx(model, params)) is not None:
         return *nnx, model
+    if (eqx := _equinox.split_equinox(model, params)) is not None:
+        return *eqx, None
     if params is None:
         raise TypeError("params is None: pass the model's parameters (e.g. model.init(key))")
-    if _flax.linen_apply(model) is not None:
-        _flax.check_linen_variables(params)
+    if (linen := _flax.linen_with_variables(model, params)) is not None:
+        return linen, params, None
     return apply_function(model), params, None
+
+
+def split_variables(apply_fn, variables) -> tuple[Any, dict | None]:
+    """``(params, model_state)``. A model with a training mode (``train_apply``) takes
+    Flax-style variables, ``{"params": ..., **other collections}``: the params train
+    and the other collections are its state. Any other model's variables are its params."""
+    if hasattr(apply_fn, "train_apply") and isinstance(variables, dict) and "params" in variables:
+        return variables["params"], {k: v for k, v in variables.items() if k != "params"}
+    return variables, None
 
 
 def check_host_params(params) -> None:
@@ -72,6 +85,7 @@ def output_shape(apply_fn, params, x: np.ndarray) -> tuple[int, ...]:
     if isinstance(apply_fn, precision.ComputeApply):
         apply_fn = apply_fn.apply_fn  # the same shape in every compute mode
     if isinstance(apply_fn, MLPApply):  # known without tracing: fit's per-call cost matters
+        params = apply_fn.split(params)[0]
         check_mlp_input(params, x, len(apply_fn.activations))
         return tuple(params[-1]["w"].shape[1:])
     out = jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct((1, x.shape[1]), x.dtype))
@@ -212,7 +226,8 @@ def setup_fit(
     epochs = positive_int(epochs, "epochs", MAX_EPOCHS)
     tx, hyperparams = optim.get_optimizer(optimizer, learning_rate)
     checkpoints, tuning = check_checkpoints(checkpoints), check_tuning(tuning)
-    start, path = check_resume(resume, tx, params, key)
+    trainable, model_state = split_variables(apply_fn, params)
+    start, path = check_resume(resume, tx, TrainState(trainable, None, 0, 0, key, model_state))
     placement = parallel.for_fit(devices)
     progress = bool(progress) and jax.process_index() == 0  # one progress bar, one writer
     plan, data = plan_run(
@@ -266,12 +281,12 @@ def checkpointing(checkpoints, resume_path, *, epochs, plan, loss, optimizer, sp
     return file, checkpoint.Saver(checkpoints, epochs, metadata, run_id, meta.get("epoch", 0))
 
 
-def check_resume(resume, tx, params, key) -> tuple[TrainState, Any]:
-    """``(start, checkpoint_path)``: where a run starts. ``resume`` is ``None`` (fresh:
-    ``params``, a new optimizer state, ``key``), a checkpoint file or folder (restored
-    into the fresh state's structure once compiled), or an earlier ``FitResult`` or
-    ``TrainState`` (its params, optimizer state, step, epoch and key)."""
-    fresh = TrainState(params, None, 0, 0, key)
+def check_resume(resume, tx, fresh: TrainState) -> tuple[TrainState, Any]:
+    """``(start, checkpoint_path)``: where a run starts. ``resume`` is ``None`` (the
+    ``fresh`` state: the given variables, a new optimizer state, the given key), a
+    checkpoint file or folder (restored into the fresh state's structure once
+    compiled), or an earlier ``FitResult`` or ``TrainState`` (its params, optimizer
+    state, step, epoch, key and model state)."""
     if resume is None:
         return fresh, None
     if isinstance(resume, str | os.PathLike):
@@ -281,7 +296,7 @@ def check_resume(resume, tx, params, key) -> tuple[TrainState, Any]:
     if not isinstance(resume, TrainState):
         raise TypeError(f"resume must be a checkpoint path, a FitResult or a TrainState, got {type(resume).__name__}")
     shapes = lambda tree: (jax.tree.structure(tree), [jnp.shape(a) for a in jax.tree.leaves(tree)])
-    if shapes(resume.params) != shapes(params):
+    if shapes(resume.variables) != shapes(fresh.variables):
         raise ValueError("resume's params do not have the structure and shapes of params (the model's)")
     check_opt_state(tx, resume.params, resume.opt_state)
     for name in ("step", "epoch"):

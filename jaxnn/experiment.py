@@ -28,7 +28,7 @@ import numpy as np
 from jaxnn import checkpoint, data, distributed, metrics, optim, rng
 from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.losses import get_loss
-from jaxnn.mlp import mlp
+from jaxnn.mlp import NORMS, mlp
 from jaxnn.train import fit, plot_history, predict
 from jaxnn.types import Checkpoints, FitResult
 
@@ -58,6 +58,8 @@ class ExperimentConfig:
     test_fraction: float = 0.2
     standardize: bool = True  # features (and a bundled regression target) by training statistics
     checkpoint_every: int = 0  # 0: a checkpoint at the end only
+    dropout: float = 0.0  # after each hidden layer, in training
+    norm: str | None = None  # "batch" or "layer" normalisation in each hidden layer
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -88,6 +90,10 @@ class ExperimentConfig:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.norm not in (None, *NORMS):
+            raise ValueError(f"norm must be null or one of {list(NORMS)}, got {self.norm!r}")
 
     @classmethod
     def from_json(cls, text: str) -> "ExperimentConfig":
@@ -106,11 +112,11 @@ class ExperimentConfig:
 
 _KINDS = {
     **dict.fromkeys(("name", "dataset", "task", "loss", "activation", "optimizer"), str),
-    "output_activation": str | None,
+    **dict.fromkeys(("output_activation", "norm"), str | None),
     "hidden": tuple,
     "metrics": tuple,
     **dict.fromkeys(("batch_size", "epochs", "seed", "checkpoint_every"), int),
-    **dict.fromkeys(("learning_rate", "test_fraction"), int | float),
+    **dict.fromkeys(("learning_rate", "test_fraction", "dropout"), int | float),
     "standardize": bool,
 }
 _KIND_NAMES = {str: "a string", str | None: "a string or null", tuple: "a list", int: "an int",
@@ -118,7 +124,7 @@ _KIND_NAMES = {str: "a string", str | None: "a string or null", tuple: "a list",
 
 # On --resume (and fit's resume=), the run's identity stays; its schedule is the call's.
 KEPT_ON_RESUME = ("name", "dataset", "task", "loss", "output_activation", "hidden", "activation", "metrics",
-                  "optimizer", "seed", "test_fraction", "standardize")  # fmt: skip
+                  "optimizer", "seed", "test_fraction", "standardize", "dropout", "norm")  # fmt: skip
 TAKEN_ON_RESUME = ("epochs", "learning_rate", "batch_size", "checkpoint_every")
 
 
@@ -174,6 +180,7 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    build=None,
 ) -> RunResult:
     """Trains the config's model and writes its run folder.
 
@@ -191,6 +198,8 @@ def run(
       overwrite: start a new run in a folder that holds another one (its checkpoints
         and outputs are deleted); without it, that is an error.
       progress: show a progress bar.
+      build: ``build(config, n_in, n_out, key) -> (model, variables)``, the network
+        to train (any model ``fit`` takes); default :func:`build_mlp`.
 
     Raises:
       RunFolderError: the folder holds another run, is in use, cannot be written, or
@@ -208,7 +217,8 @@ def run(
             _write_json(folder / "environment.json", environment())
             _write_json(folder / "run.json", record)
         resumed_at = record["resumes"][-1]["from_epoch"] if resume else 0
-        model, result, wall = _train(config, split, folder / "checkpoints", resume, overwrite, record, progress)
+        ckpt = folder / "checkpoints"
+        model, result, wall = _train(config, split, ckpt, resume, overwrite, record, progress, build or build_mlp)
         summary, pred = _summary(config, split, model, result, wall, result.epochs_run - resumed_at)
         if writer:
             _write_json(folder / "summary.json", summary)
@@ -271,18 +281,25 @@ def _claim(folder: Path, resume: bool, overwrite: bool):
         os.close(lock)
 
 
-def _train(config, split: Split, ckpt_dir: Path, resume: bool, overwrite: bool, record: dict, progress: bool):
+def build_mlp(config: ExperimentConfig, n_in: int, n_out: int, key: jax.Array):
+    """The runner's default network: ``(jaxnn.mlp(...), its initial variables)``."""
+    sizes = [n_in, *config.hidden, n_out]
+    model = mlp(sizes, config.activation, config.output_activation, dropout=config.dropout, norm=config.norm)
+    return model, model.init(key)
+
+
+def _train(config, split: Split, ckpt_dir: Path, resume: bool, overwrite: bool, record: dict, progress: bool, build):
     """``(model, fit result, wall seconds)``: the config's network trained on this
     process's rows (all of them in a one-process run)."""
     mine = distributed.local_rows(len(split.x_train))
     n_out = len(split.classes) if config.task == "multiclass" else 1
-    model = mlp([split.x_train.shape[1], *config.hidden, n_out], config.activation, config.output_activation)
     root = jax.random.key(config.seed)
+    model, variables = build(config, split.x_train.shape[1], n_out, rng.stream(root, "init"))
     meta = {"config": dataclasses.asdict(config)}
     start = time.perf_counter()
     result = fit(
         model,
-        model.init(rng.stream(root, "init")),
+        variables,
         split.x_train[mine],
         split.y_train[mine],
         loss=config.loss,
@@ -425,6 +442,8 @@ def parser(defaults: ExperimentConfig, description: str = "") -> argparse.Argume
     for flag, kind, field in flags:
         ap.add_argument(flag, type=kind, help=f"default: {getattr(defaults, field)}")
     ap.add_argument("--optimizer", choices=optim.OPTIMIZERS, help=f"default: {defaults.optimizer}")
+    ap.add_argument("--dropout", type=float, help=f"dropout rate after each hidden layer; default: {defaults.dropout}")
+    ap.add_argument("--norm", choices=NORMS, help=f"normalisation in each hidden layer; default: {defaults.norm}")
     ap.add_argument("--out", help="run folder (default: runs/<name>-<timestamp>)")
     ap.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     ap.add_argument(
@@ -436,7 +455,8 @@ def parser(defaults: ExperimentConfig, description: str = "") -> argparse.Argume
     return ap
 
 
-_OVERRIDES = ("epochs", "batch_size", "learning_rate", "hidden", "seed", "checkpoint_every", "optimizer")
+_OVERRIDES = ("epochs", "batch_size", "learning_rate", "hidden", "seed", "checkpoint_every", "optimizer", "dropout",
+              "norm")  # fmt: skip
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -475,7 +495,7 @@ def config_from_args(args, defaults: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(defaults, **given)
 
 
-def main(argv: list[str] | None, defaults: ExperimentConfig, description: str = "") -> RunResult:
+def main(argv: list[str] | None, defaults: ExperimentConfig, description: str = "", build=None) -> RunResult:
     """Parses the command line, runs the experiment, prints the summary.
 
     Exit status: 2 with ``error: ...`` for a bad flag, config or run folder (before
@@ -488,7 +508,12 @@ def main(argv: list[str] | None, defaults: ExperimentConfig, description: str = 
         config = config_from_args(args, defaults)
         current.append(Path(args.resume or args.out or default_folder(config)))
         result = run(
-            config, current[-1], resume=bool(args.resume), overwrite=args.overwrite, progress=not args.no_progress
+            config,
+            current[-1],
+            resume=bool(args.resume),
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            build=build,
         )
     print(f"run folder: {result.folder}")
     print(json.dumps(result.summary, indent=2))

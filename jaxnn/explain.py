@@ -25,6 +25,8 @@ class Layer(NamedTuple):
     w_shape: tuple[int, int]
     activation: str
     num_params: int
+    norm: str | None = None  # "batch" or "layer" between Z and the activation
+    dropout: float = 0.0  # the rate after the activation (in training only)
 
 
 class Explanation(NamedTuple):
@@ -45,7 +47,9 @@ class Explanation(NamedTuple):
                 f"Z{i} = {prev} · W{i} {layer.w_shape} + b{i} ({layer.w_shape[1]},) -> "
                 f"{tuple(layer.z.shape)}   [{layer.num_params} parameters]"
             )
-            lines.append(f"A{i} = {layer.activation}(Z{i}) -> {tuple(layer.a.shape)}")
+            inner = f"{layer.norm}norm(Z{i})" if layer.norm else f"Z{i}"
+            drop = f"   then dropout {layer.dropout:g} (training only)" if layer.dropout else ""
+            lines.append(f"A{i} = {layer.activation}({inner}) -> {tuple(layer.a.shape)}{drop}")
             prev = f"A{i}"
         lines.append(f"output: A{len(self.layers)}; total parameters: {sum(l.num_params for l in self.layers)}")
         return "\n".join(lines)
@@ -58,11 +62,12 @@ def _activations_of(model: Model) -> tuple:
 
 
 def explain(model: Model, params: Params, x) -> Explanation:
-    """Runs the forward pass layer by layer and records every Z and A.
+    """Runs the forward pass layer by layer and records every Z and A (in inference
+    mode: batch norm by its running statistics, no dropout).
 
     Args:
       model: a model from :func:`jaxnn.mlp`.
-      params: its parameters.
+      params: its parameters (variables, for batch norm).
       x: a batch of shape ``(batch, features)``.
 
     Returns:
@@ -84,16 +89,17 @@ def explain(model: Model, params: Params, x) -> Explanation:
     """
     acts = _activations_of(model)
     x = jnp.asarray(x)
+    variables, params = params, model.apply.split(params)[0]
     check_mlp_input(params, x, len(acts))
     if x.ndim != 2:
         raise ValueError(f"x must be a batch of shape (batch, features), got {x.shape}")
-    layers, a = [], x
-    for layer, f in zip(params, acts, strict=True):
-        z = a @ layer["w"] + layer["b"][None, :]
-        a = f(z)
-        layers.append(
-            Layer(z, a, tuple(layer["w"].shape), act.activation_name(f), int(layer["w"].size + layer["b"].size))
-        )
+    rates = model.apply.dropout or (0.0,) * (len(acts) - 1)
+    layers = []
+    for i, ((z, a), layer, f) in enumerate(zip(model.apply.layers(variables, x), params, acts, strict=True)):
+        hidden = i < len(acts) - 1
+        size = sum(int(v.size) for v in layer.values())
+        norm, rate = (model.apply.norm, rates[i]) if hidden else (None, 0.0)
+        layers.append(Layer(z, a, tuple(layer["w"].shape), act.activation_name(f), size, norm, rate))
     return Explanation(tuple(x.shape), layers)
 
 
@@ -176,6 +182,9 @@ def backprop(model: Model, params: Params, x, y, loss: str = "mse") -> Params:
     Returns:
       Gradients with the structure of ``params`` (equal to ``jax.grad`` of the loss).
     """
+    _activations_of(model)
+    if model.apply.norm is not None or model.apply.dropout:
+        raise ValueError("backprop writes out the plain network only (no norm, no dropout); use jax.grad for this one")
     if loss not in _BACKPROP_LOSSES:
         raise ValueError(f"backprop supports the losses {list(_BACKPROP_LOSSES)}, got {loss!r}")
     trace = explain(model, params, x)

@@ -5,6 +5,14 @@
 ``{"w": (n_in, n_out), "b": (n_out,)}`` dict per layer, so the seed's weight matrix
 W1 is ``params[0]["w"]``. Training lives in ``jaxnn.train``; this module only builds
 and evaluates the network.
+
+Dropout and normalisation make a hidden layer ``Z = A_prev · W + b``, then
+``norm(Z)`` (scaled by ``scale`` and shifted by ``offset``, two more params per
+neuron), then the activation, then dropout. Batch norm keeps running statistics:
+such a network's ``init`` returns Flax-style variables ``{"params": [...],
+"batch_stats": [{"mean", "var"} per hidden layer]}``, ``apply`` is the inference
+mode (running statistics, no dropout), and ``apply.train_apply(variables, x, key)``
+the training mode ``fit`` uses (batch statistics, dropout with ``key``).
 """
 
 import dataclasses
@@ -39,22 +47,90 @@ class Model(NamedTuple):
     spec: dict | None = None
 
 
+NORMS = ("batch", "layer")
+BATCH_NORM_MOMENTUM = 0.9  # running = 0.9 * running + 0.1 * batch (PyTorch's 0.1)
+NORM_EPSILON = 1e-5
+
+
+def _row(v: jax.Array, like: jax.Array) -> jax.Array:
+    """``v`` (features,) shaped to meet ``like`` (..., features): explicit, never a silent broadcast."""
+    return v.reshape((1,) * (like.ndim - 1) + v.shape)
+
+
 @dataclasses.dataclass(frozen=True)
 class MLPApply:
     """``apply(params, x)`` of an MLP. Equal and hashable by value, so two identical
     networks share one compiled training program."""
 
     activations: tuple[Activation, ...]  # one per layer, the last is the output's
+    norm: str | None = None  # "batch", "layer" or None, in every hidden layer
+    dropout: tuple[float, ...] = ()  # a rate per hidden layer (training only)
 
-    def __call__(self, params: Params, x: jax.Array) -> jax.Array:
+    def __call__(self, variables, x: jax.Array) -> jax.Array:
+        return self.layers(variables, x)[-1][1]
+
+    def split(self, variables) -> tuple[Params, Any]:
+        """``(params, batch_stats)``; ``batch_stats`` is ``None`` without batch norm.
+        Variables may also hold ``dropout_rate`` (``fit_many``'s dropout sweep)."""
+        if isinstance(variables, dict) and "params" in variables:
+            params, stats = variables["params"], variables.get("batch_stats")
+        else:
+            params, stats = variables, None
+        if self.norm == "batch" and stats is None:
+            raise ValueError(
+                "a batch-norm MLP takes its variables from model.init(key): {'params': ..., 'batch_stats': ...}, "
+                f"got {type(variables).__name__}"
+            )
+        return params, stats
+
+    def layers(self, variables, x: jax.Array, key=None, batch_stats: bool = False) -> list:
+        """``[(Z, A), ...]`` per layer (``Z = A_prev · W + b``, before any norm), in
+        inference mode by default; ``key`` applies dropout and ``batch_stats``
+        normalises by the batch's statistics (training)."""
+        params, stats = self.split(variables)
+        swept = variables.get("dropout_rate") if isinstance(variables, dict) else None
         check_mlp_input(params, x, len(self.activations))
-        a = x
-        for layer, act in zip(params, self.activations, strict=True):
+        out, a = [], x
+        for i, (layer, act) in enumerate(zip(params, self.activations, strict=True)):
             # Z = A_prev . W + b, then A = act(Z): the seed's forward propagation
             # (b added to every row by an explicit reshape, never a silent broadcast).
             z = a @ layer["w"]
-            a = act(z + layer["b"].reshape((1,) * (z.ndim - 1) + layer["b"].shape))
-        return a
+            z = z + _row(layer["b"], z)
+            hidden, linear = i < len(params) - 1, z
+            if hidden and self.norm is not None:
+                if self.norm == "layer":
+                    mean, var = z.mean(axis=-1, keepdims=True), z.var(axis=-1, keepdims=True)
+                elif batch_stats:
+                    mean, var = _row(z.mean(axis=0), z), _row(z.var(axis=0), z)
+                else:
+                    mean, var = _row(stats[i]["mean"], z), _row(stats[i]["var"], z)
+                z = (z - mean) * jax.lax.rsqrt(var + NORM_EPSILON) * _row(layer["scale"], z) + _row(layer["offset"], z)
+            a = act(z)
+            if hidden and key is not None and self.dropout and self.dropout[i] > 0:
+                keep = 1.0 - (self.dropout[i] if swept is None else swept)
+                a = jnp.where(jax.random.bernoulli(jax.random.fold_in(key, i), keep, a.shape), a / keep, 0.0)
+            out.append((linear, a))
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPTrainApply(MLPApply):
+    """An MLP with dropout or batch norm: ``__call__`` is the inference mode and
+    :meth:`train_apply` the training mode."""
+
+    def train_apply(self, variables, x: jax.Array, key: jax.Array):
+        """``(y, updated collections)``: dropout with ``key``, batch statistics, and
+        the running statistics moved towards them."""
+        train = self.norm == "batch"
+        out = self.layers(variables, x, key, batch_stats=train)
+        if not train:
+            return out[-1][1], {}
+        m = BATCH_NORM_MOMENTUM
+        stats = [
+            {"mean": m * s["mean"] + (1 - m) * z.mean(axis=0), "var": m * s["var"] + (1 - m) * z.var(axis=0)}
+            for s, (z, _) in zip(variables["batch_stats"], out[:-1], strict=True)
+        ]  # of each hidden layer's Z (recomputed here; XLA fuses it with the forward pass)
+        return out[-1][1], {"batch_stats": stats}
 
 
 def check_mlp_input(params: Params, x: jax.Array, depth: int) -> None:
@@ -85,6 +161,8 @@ def mlp(
     init: str | Initializer | None = None,
     bias_init: str | Initializer = "zeros",
     dtype: Any = jnp.float32,
+    dropout: float | Sequence[float] = 0.0,
+    norm: str | None = None,
 ) -> Model:
     """Builds a multilayer perceptron.
 
@@ -99,6 +177,11 @@ def mlp(
         relu-like, Glorot otherwise, see ``jaxnn.initializers``).
       bias_init: bias initializer; zeros.
       dtype: parameter dtype.
+      dropout: the rate of dropout after each hidden layer's activation (one rate, or
+        one per hidden layer), in [0, 1); applied in training only, with the kept
+        activations scaled by 1 / (1 - rate).
+      norm: ``"batch"`` (batch norm: batch statistics in training, running ones in
+        inference) or ``"layer"`` (layer norm) before each hidden activation; ``None``.
 
     Returns:
       A :class:`Model`. ``model.apply(params, x)`` maps ``(batch, sizes[0])`` to
@@ -113,6 +196,9 @@ def mlp(
       (100, 1)
     """
     sizes = _check_sizes(sizes)
+    rates = _check_dropout(dropout, len(sizes) - 2)
+    if norm is not None and norm not in NORMS:
+        raise ValueError(f"norm must be None or one of {list(NORMS)}, got {norm!r}")
     hidden = get_activation(activation)
     out = get_activation(output_activation)
     acts = (hidden,) * (len(sizes) - 2) + (out,)
@@ -121,10 +207,17 @@ def mlp(
 
     def init_fn(key: jax.Array) -> Params:
         keys = jax.random.split(key, len(acts))
-        return [
+        params = [
             {"w": w_init(k, (n_in, n_out), dtype), "b": binit(jax.random.fold_in(k, 1), (n_out,), dtype)}
             for k, w_init, n_in, n_out in zip(keys, inits, sizes[:-1], sizes[1:], strict=True)
         ]
+        for layer, n in zip(params[:-1], sizes[1:-1], strict=True):
+            if norm is not None:
+                layer.update(scale=jnp.ones((n,), dtype), offset=jnp.zeros((n,), dtype))
+        if norm != "batch":
+            return params
+        stats = [{"mean": jnp.zeros((n,), dtype), "var": jnp.ones((n,), dtype)} for n in sizes[1:-1]]
+        return {"params": params, "batch_stats": stats}
 
     spec = {
         "kind": "mlp",
@@ -132,7 +225,20 @@ def mlp(
         "activation": activation_name(hidden),
         "output_activation": activation_name(out),
     }
-    return Model(init_fn, MLPApply(acts), spec)
+    if norm is not None or any(rates):
+        spec.update(norm=norm, dropout=list(rates))
+    kind = MLPTrainApply if norm == "batch" or any(rates) else MLPApply
+    return Model(init_fn, kind(acts, norm, rates if any(rates) else ()), spec)
+
+
+def _check_dropout(dropout, n_hidden: int) -> tuple[float, ...]:
+    rates = (dropout,) * n_hidden if isinstance(dropout, int | float) and not isinstance(dropout, bool) else dropout
+    if isinstance(rates, str | bytes) or not isinstance(rates, Sequence) or len(rates) != n_hidden:
+        raise ValueError(f"dropout must be one rate or one per hidden layer ({n_hidden}), got {dropout!r}")
+    for r in rates:
+        if isinstance(r, bool) or not isinstance(r, int | float) or not 0 <= r < 1:
+            raise ValueError(f"each dropout rate must be a number in [0, 1), got {r!r}")
+    return tuple(float(r) for r in rates)
 
 
 def _check_sizes(sizes: Sequence[int]) -> list[int]:

@@ -68,6 +68,22 @@ class ComputeApply:
             return self.apply_fn(jax.tree.map(cast, params), cast(x)).astype(jnp.float32)
 
 
+class ComputeTrainApply(ComputeApply):
+    """A :class:`ComputeApply` of a model with a training mode (dropout, batch norm)."""
+
+    def train_apply(self, variables, x, key):
+        dtype, matmul = MODES[self.mode]
+        with jax.default_matmul_precision(matmul):
+            if dtype == "float32":
+                return self.apply_fn.train_apply(variables, x, key)
+            cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+            y, updates = self.apply_fn.train_apply(jax.tree.map(cast, variables), cast(x), key)
+            keep = lambda new, old: new.astype(old.dtype)  # state stays in its own dtype, like params
+            updates = {c: jax.tree.map(keep, u, variables[c]) for c, u in updates.items()}
+            return y.astype(jnp.float32), updates
+
+
 def with_compute_dtype(apply_fn: Callable, compute_dtype: str | None) -> ComputeApply:
     """``apply_fn`` in the mode ``compute_dtype`` names (see the table above)."""
-    return ComputeApply(apply_fn, resolve_compute_dtype(compute_dtype))
+    kind = ComputeTrainApply if hasattr(apply_fn, "train_apply") else ComputeApply
+    return kind(apply_fn, resolve_compute_dtype(compute_dtype))

@@ -15,6 +15,10 @@ stream              id   consumer
 ``test_split``      4    the train/test split of the experiment runner
 ``models``          5    ``fit_many``: ``split(stream(key, "models"), K)[i]`` is
                          model ``i``'s own root key
+``dropout``         6    training-mode randomness (dropout): update ``s`` (the
+                         step count before it, from 0) uses
+                         ``fold_in(stream(key, "dropout"), s)``, whatever the
+                         chunking, the devices or a resume
 ==================  ===  ===================================================
 
 This module only names streams; it draws nothing.
@@ -22,7 +26,7 @@ This module only names streams; it draws nothing.
 
 import jax
 
-STREAMS = {"shuffle": 0, "init": 1, "validation": 2, "dataset": 3, "test_split": 4, "models": 5}
+STREAMS = {"shuffle": 0, "init": 1, "validation": 2, "dataset": 3, "test_split": 4, "models": 5, "dropout": 6}
 
 
 def stream(key: jax.Array, name: str) -> jax.Array:

@@ -58,7 +58,13 @@ def _sweep_values(optimizer, hyperparams, num_models) -> tuple[dict, int]:
     if hyperparams is not None and not isinstance(hyperparams, dict):
         raise TypeError(f"hyperparams must be a dict {{name: values}}, got {hyperparams!r}")
     given = {"learning_rate": optim.DEFAULT_LEARNING_RATE, **(hyperparams or {})}
+    dropout = given.pop("dropout", None)
     values = {n: np.atleast_1d(optim.check_hyperparam(optimizer, n, v)).astype(np.float32) for n, v in given.items()}
+    if dropout is not None:
+        rates = np.atleast_1d(np.asarray(dropout, dtype=object))
+        if rates.ndim != 1 or not all(isinstance(r, int | float | np.number) and 0 <= r < 1 for r in rates):
+            raise ValueError(f"dropout must be a rate in [0, 1) or one per model, got {dropout!r}")
+        values["dropout"] = rates.astype(np.float32)
     sizes = {len(a) for a in values.values() if len(a) > 1}
     if num_models is not None:
         sizes.add(positive_int(num_models, "num_models", MAX_ELEMENTS))
@@ -108,7 +114,9 @@ def fit_many(
       optimizer: a name from ``jaxnn.optim.OPTIMIZERS``.
       hyperparams: ``{name: K values}`` for the optimizer's hyperparameters
         (``learning_rate``, ``momentum``, ``weight_decay``, ``b1``, ``l2``, ...; see
-        ``jaxnn.optim.HYPERPARAMS``); a single value is shared. Default learning rate 0.01.
+        ``jaxnn.optim.HYPERPARAMS``) and ``dropout`` (for a ``jaxnn.mlp`` built with
+        dropout: the rate of its dropout layers); a single value is shared. All are
+        data: one compiled program for any values. Default learning rate 0.01.
       resume: a checkpoint file or folder written by ``checkpoints``, or an earlier
         :class:`ManyResult` (its stacked state), to continue from, by the rules of
         :func:`jaxnn.fit`'s ``resume``.
@@ -134,7 +142,10 @@ def fit_many(
     get_loss(loss)
     epochs = positive_int(epochs, "epochs", MAX_EPOCHS)
     values, k = _sweep_values(optimizer, hyperparams, num_models)
-    tx = optim.transform(optimizer, tuple(sorted(values)))
+    tx = optim.transform(optimizer, tuple(sorted(n for n in values if n != "dropout")))
+    if "dropout" in values and not (isinstance(model, Model) and getattr(model.apply, "dropout", ())):
+        raise ValueError("sweeping dropout needs a jaxnn.mlp built with dropout (its layers with a rate > 0 take the "
+                         "swept rate)")  # fmt: skip
     checkpoints, tuning = _plan.check_checkpoints(checkpoints), _plan.check_tuning(tuning)
     if init_params is None and not isinstance(model, Model):
         raise TypeError("fit_many needs init_params when model is a plain apply_fn")
@@ -162,14 +173,22 @@ def fit_many(
     return _finish_many(plan, carry, stops, history.arrays(), values)
 
 
+def _with_dropout(state: TrainState, values: dict) -> TrainState:
+    """``state`` with this call's swept dropout rates (model state, so no recompile per value)."""
+    if "dropout" not in values:
+        return state
+    return state._replace(model_state={**(state.model_state or {}), "dropout_rate": values["dropout"]})
+
+
 def _stacked_start(model, init_params, keys) -> TrainState:
     k = keys.shape[0]
     if init_params is None:
-        params = jax.vmap(lambda kk: model.init(rng.stream(kk, "init")))(keys)
+        variables = jax.vmap(lambda kk: model.init(rng.stream(kk, "init")))(keys)
     else:
-        params = jax.tree.map(lambda p: jnp.broadcast_to(p, (k, *jnp.shape(p))), init_params)
+        variables = jax.tree.map(lambda p: jnp.broadcast_to(p, (k, *jnp.shape(p))), init_params)
+    params, model_state = _plan.split_variables(_plan.apply_function(model), variables)
     zeros = jnp.zeros((k,), jnp.int32)
-    return TrainState(params, None, zeros, zeros, keys)
+    return TrainState(params, None, zeros, zeros, keys, model_state)
 
 
 def _check_resume_many(resume, one_params, k: int):
@@ -179,7 +198,7 @@ def _check_resume_many(resume, one_params, k: int):
     if not isinstance(resume, ManyResult):
         raise TypeError(f"fit_many's resume must be a checkpoint path or a ManyResult, got {type(resume).__name__}")
     shapes = [(k, *jnp.shape(a)) for a in jax.tree.leaves(one_params)]
-    if [jnp.shape(a) for a in jax.tree.leaves(resume.state.params)] != shapes:
+    if [jnp.shape(a) for a in jax.tree.leaves(resume.state.variables)] != shapes:
         raise ValueError("resume's params do not have the shapes of these models' params (same model, same K)")
     return None
 
@@ -191,10 +210,12 @@ def _begin(plan, model, init_params, keys, values, path, resume):
         history = _driver.History(offset=int(np.max(resume.epochs_run)))
     else:
         start, history = _stacked_start(model, init_params, keys), _driver.History()
-    carry = _start_many(plan, start, values)
+    optimizer_values = {n: v for n, v in values.items() if n != "dropout"}
+    carry = _start_many(plan, _with_dropout(start, values), optimizer_values)
     if path is not None:
         carry, prior = checkpoint.restore_carry(path, carry)
-        carry, history = _loop.with_hyperparams(carry, values), _driver.History(prior)
+        carry, history = _loop.with_hyperparams(carry, optimizer_values), _driver.History(prior)
+        carry = carry._replace(state=_with_dropout(carry.state, values))
     return carry, history
 
 

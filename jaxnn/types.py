@@ -23,6 +23,9 @@ class TrainState(NamedTuple):
       step: shape=(), int32: updates applied so far.
       epoch: shape=(), int32: epochs completed so far.
       key: shape=(), PRNG key: the run's root key (fixed; epochs fold into it).
+      model_state: the model's state besides its parameters (Flax's other variable
+        collections, e.g. ``{"batch_stats": ...}``), updated by every training step;
+        ``None`` for a model whose variables are its params.
     """
 
     params: Any
@@ -30,6 +33,13 @@ class TrainState(NamedTuple):
     step: jax.Array
     epoch: jax.Array
     key: jax.Array
+    model_state: Any = None
+
+    @property
+    def variables(self):
+        """What the model's ``apply`` takes: ``params``, or ``{"params": params,
+        **model_state}`` for a model with state."""
+        return self.params if self.model_state is None else {"params": self.params, **self.model_state}
 
 
 class Stop(enum.IntEnum):

@@ -3,10 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import linen as nn
 from flax import nnx
-from helpers import assert_bitwise_equal
+from helpers import assert_bitwise_equal, assert_close
 
 import jaxnn
 
@@ -52,7 +53,49 @@ def test_linen_seed_network_ends_with_the_same_params_as_jaxnn_mlp(regression):
     assert_bitwise_equal(pred, jaxnn.predict(model, ours.params, x))
 
 
-def test_linen_module_with_mutable_state_is_refused(regression):
+class LinenBatchNormDropout(nn.Module):
+    """A linen network with batch norm and dropout, in Flax's usual ``train`` style."""
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.Dense(16)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        x = nn.Dropout(0.3, deterministic=not train)(nn.relu(x))
+        return nn.Dense(1)(x)
+
+
+def test_linen_batch_norm_and_dropout_train_like_a_hand_written_flax_loop(regression):
+    x, y = regression
+    x, y = np.asarray(x[:288]), np.asarray(y[:288])  # 9 full batches of 32
+    module = LinenBatchNormDropout()
+    variables = module.init(jax.random.key(0), x[:2], train=False)
+    key, tx = jax.random.key(1), jaxnn.optim.transform("adam")
+    r = jaxnn.fit(module, variables, x, y, loss="mse", key=key, optimizer="adam", learning_rate=0.01, batch_size=32,
+                  epochs=3, shuffle=False, progress=False)  # fmt: skip
+
+    @jax.jit
+    def step(params, stats, opt_state, i, xb, yb):  # Flax's training loop, with jaxnn's documented step keys
+        def loss(p):
+            dropout_key = jax.random.fold_in(jaxnn.rng.stream(key, "dropout"), i)
+            out, upd = module.apply({"params": p, "batch_stats": stats}, xb, train=True, mutable=["batch_stats"],
+                                    rngs={"dropout": dropout_key})  # fmt: skip
+            return jnp.mean((out - yb) ** 2), upd["batch_stats"]
+
+        (_, stats), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), stats, opt_state
+
+    params, stats = variables["params"], variables["batch_stats"]
+    opt_state = jaxnn.optim.set_hyperparams(tx.init(params), {"learning_rate": 0.01})
+    for i in range(27):
+        b = slice(32 * (i % 9), 32 * (i % 9 + 1))
+        params, stats, opt_state = step(params, stats, opt_state, i, x[b], y[b])
+    assert_close(r.params, {"params": params, "batch_stats": stats}, rtol=1e-5, atol=1e-6)
+    pred = jaxnn.predict(module, r.params, x)  # inference mode: train=False, the running statistics
+    assert_close(pred, module.apply({"params": params, "batch_stats": stats}, x, train=False), rtol=1e-5, atol=1e-6)
+
+
+def test_linen_module_with_state_and_no_train_argument_is_refused(regression):
     x, y = regression
 
     class WithBatchNorm(nn.Module):
@@ -61,7 +104,7 @@ def test_linen_module_with_mutable_state_is_refused(regression):
             return nn.Dense(1)(nn.BatchNorm(use_running_average=True)(x))
 
     variables = WithBatchNorm().init(jax.random.key(0), x[:2])
-    with pytest.raises(ValueError, match="exactly one collection, 'params'; got \\['batch_stats', 'params'\\]"):
+    with pytest.raises(ValueError, match=r"state besides 'params' \(\['batch_stats'\]\).*must take a `train`"):
         jaxnn.fit(WithBatchNorm(), variables, x, y, loss="mse", key=jax.random.key(0), progress=False)
 
 
@@ -90,19 +133,30 @@ def test_nnx_mlp_trains_to_90_percent_on_iris_and_is_updated_in_place():
     assert_bitwise_equal(jnp.argmax(module(jnp.asarray(xte)), 1), jnp.argmax(jaxnn.predict(module, None, xte), 1))
 
 
-def test_nnx_module_with_non_param_state_is_refused(regression):
-    x, y = regression
+class NnxBatchNormDropout(nnx.Module):
+    def __init__(self, rngs):
+        self.hidden = nnx.Linear(64, 64, rngs=rngs)
+        self.norm = nnx.BatchNorm(64, rngs=rngs)
+        self.drop = nnx.Dropout(0.2, rngs=rngs)
+        self.out = nnx.Linear(64, 10, rngs=rngs)
 
-    class WithBatchNorm(nnx.Module):
-        def __init__(self, rngs):
-            self.norm = nnx.BatchNorm(3, rngs=rngs)
-            self.out = nnx.Linear(3, 1, rngs=rngs)
+    def __call__(self, x):
+        return self.out(self.drop(nnx.relu(self.norm(self.hidden(x)))))
 
-        def __call__(self, x):
-            return self.out(self.norm(x))
 
-    with pytest.raises(ValueError, match="nnx.Param state only; this module also holds"):
-        jaxnn.fit(WithBatchNorm(nnx.Rngs(0)), None, x, y, loss="mse", key=jax.random.key(0), progress=False)
+def test_nnx_module_with_batch_norm_and_dropout_trains_to_95_percent_on_digits():
+    ds = jaxnn.load_dataset("digits")
+    xtr, xte, ytr, yte = jaxnn.train_test_split(jax.random.key(0), ds.x / 16, ds.y, 0.25)
+    module = NnxBatchNormDropout(nnx.Rngs(0))
+    kw = dict(loss="softmax_cross_entropy", key=jax.random.key(1), optimizer="adam", learning_rate=1e-3,
+              batch_size=32, epochs=15, validation=(xte, yte), metrics=["accuracy"], progress=False)  # fmt: skip
+    r = jaxnn.fit(module, None, xtr, ytr, **kw)
+    after = jaxnn.evaluate(module, None, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"])
+    assert after["accuracy"] >= 0.95, after
+    np.testing.assert_allclose(after["loss"], r.history["val_loss"][-1], rtol=1e-5)  # eval mode in both
+    assert not np.array_equal(module.norm.mean[...], 0)  # the statistics were written back
+    again = jaxnn.fit(NnxBatchNormDropout(nnx.Rngs(0)), None, xtr, ytr, **kw)
+    assert_bitwise_equal(again.params, r.params)  # dropout masks from the run key: reproducible
     with pytest.raises(TypeError, match="split it first"):
         jaxnn.make_train_step(NnxMLP([3, 1], nnx.Rngs(0)), "mse", jaxnn.optim.transform("sgd"))
 

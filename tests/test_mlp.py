@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import GRAD_TOL, assert_close
+from helpers import GRAD_TOL, assert_bitwise_equal, assert_close
 from jax.test_util import check_grads
 
 import jaxnn
@@ -151,3 +151,83 @@ def _(data, tmp):
 
 
 test_bad_input_gets_a_clear_error = bad_input_test("mlp", "apply")
+
+
+# dropout and normalisation ------------------------------------------------------------
+
+
+def test_dropout_masks_are_reproducible_and_differ_per_step_and_per_row():
+    model = jaxnn.mlp([3, 64, 1], activation="identity", dropout=0.5)
+    params = model.init(jax.random.key(0))
+    x = jnp.ones((8, 3))  # identical rows: any difference between rows is the mask's
+    hidden = lambda key: model.apply.layers(params, x, key)[0][1]
+    a, again, other = hidden(jax.random.key(1)), hidden(jax.random.key(1)), hidden(jax.random.key(2))
+    np.testing.assert_array_equal(a, again)
+    assert not np.array_equal(a, other)
+    assert len({tuple(np.asarray(row != 0)) for row in a}) == 8  # rows (so devices) get their own masks
+    kept = np.asarray(a != 0).mean()
+    assert 0.35 < kept < 0.65
+    np.testing.assert_array_equal(a[a != 0], 2 * model.apply.layers(params, x)[0][1][a != 0])  # scaled by 1/(1-p)
+    assert_bitwise_equal(model.apply(params, x), model.apply(params, x))  # inference: no dropout
+
+
+def test_batch_norm_trains_on_batch_statistics_and_predicts_with_running_ones():
+    model = jaxnn.mlp([3, 4, 1], norm="batch")
+    variables = model.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (256, 3)) * 3 + 5
+    y, updates = model.apply.train_apply(variables, x, jax.random.key(2))
+    z = x @ variables["params"][0]["w"] + variables["params"][0]["b"].reshape(1, -1)
+    np.testing.assert_allclose(updates["batch_stats"][0]["mean"], 0.1 * z.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(updates["batch_stats"][0]["var"], 0.9 + 0.1 * z.var(axis=0), rtol=1e-5)
+    normalised = model.apply.layers(variables, x, batch_stats=True)  # each hidden unit: mean 0, var 1
+    assert_close(model.apply.train_apply(variables, x, jax.random.key(3))[0], y)  # no dropout: key-free
+    h = (z - z.mean(axis=0, keepdims=True)) / jnp.sqrt(z.var(axis=0, keepdims=True) + 1e-5)
+    assert_close(normalised[0][1], jax.nn.relu(h), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="batch-norm MLP takes its variables from model.init"):
+        model.apply(variables["params"], x)
+
+
+def test_layer_norm_normalises_each_row():
+    model = jaxnn.mlp([3, 6, 1], norm="layer", activation="identity")
+    params = model.init(jax.random.key(0))
+    a = model.apply.layers(params, jax.random.normal(jax.random.key(1), (5, 3)) * 10)[0][1]
+    assert_close(a.mean(axis=1), jnp.zeros(5), atol=1e-5)
+    assert_close(a.std(axis=1), jnp.ones(5), atol=1e-3)
+    assert not hasattr(model.apply, "train_apply")  # no state, no randomness: one mode
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [({"dropout": 1.0}, r"in \[0, 1\)"), ({"dropout": -0.1}, r"in \[0, 1\)"), ({"dropout": [0.1]}, "one per hidden"),
+     ({"dropout": "0.5"}, "one per hidden"), ({"norm": "group"}, "norm must be None or one of")],
+)  # fmt: skip
+def test_bad_dropout_and_norm_are_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        jaxnn.mlp([3, 4, 4, 1], **kw)
+
+
+def test_dropout_and_batch_norm_fit_exactly_whatever_the_chunking_and_resume(tmp_path):
+    x, y = jaxnn.make_regression(jax.random.key(0), n=100)
+    model = jaxnn.mlp([3, 16, 16, 1], norm="batch", dropout=[0.3, 0.1], output_activation="sigmoid")
+    x, y, xv, yv = x[:80], y[:80], x[80:], y[80:]
+    kw = dict(loss="mse", key=jax.random.key(2), batch_size=16, validation=(xv, yv), progress=False, optimizer="adam")
+    whole = jaxnn.fit(model, model.init(jax.random.key(1)), x, y, epochs=6, **kw)
+    chunked = jaxnn.fit(model, model.init(jax.random.key(1)), x, y, epochs=6, tuning=jaxnn.Tuning(1), **kw)
+    assert_bitwise_equal(chunked.params, whole.params)
+    ck = jaxnn.Checkpoints(tmp_path, every=1)
+    jaxnn.fit(model, model.init(jax.random.key(1)), x, y, epochs=3, checkpoints=ck, **kw)
+    resumed = jaxnn.fit(model, model.init(jax.random.key(1)), x, y, epochs=6, resume=tmp_path, **kw)
+    assert_bitwise_equal(resumed.params, whole.params)
+    assert set(whole.params) == {"params", "batch_stats"}
+    assert not np.array_equal(whole.params["batch_stats"][0]["mean"], 0)  # the running statistics moved
+    ev = jaxnn.evaluate(model, whole.params, xv, yv, loss="mse")
+    np.testing.assert_allclose(ev["loss"], whole.history["val_loss"][-1], rtol=1e-6)  # inference mode, both
+
+
+def test_explain_shows_norm_and_dropout_and_backprop_says_plain_only():
+    model = jaxnn.mlp([3, 4, 1], norm="batch", dropout=0.5)
+    variables = model.init(jax.random.key(0))
+    text = str(jaxnn.explain(model, variables, jnp.ones((10, 3))))
+    assert "A1 = relu(batchnorm(Z1)) -> (10, 4)   then dropout 0.5 (training only)" in text
+    with pytest.raises(ValueError, match="plain network only"):
+        jaxnn.backprop(model, variables, jnp.ones((10, 3)), jnp.ones((10, 1)))

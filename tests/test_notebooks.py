@@ -30,6 +30,9 @@ def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
         assert "by hand == model.apply: True" in text
         assert "non_finite_loss" in text or "non-finite" in text  # the NaN guard stopped lr=50
         assert re.search(r"largest difference between the chain rule and jax.grad: [0-9.e-]+", text)
+        assert "training mode, two keys, same rows: equal? False" in text
+        assert "inference mode, twice:              equal? True" in text
+        assert "A1 = relu(batchnorm(Z1)) -> (4, 256)   then dropout 0.5 (training only)" in text
     else:
         assert "OK: jaxnn will train on" in text and "identical to an uninterrupted run: True" in text
 

@@ -43,6 +43,12 @@ SCRIPT = textwrap.dedent("""
         r = jaxnn.fit(Net(nnx.Rngs(0)), None, x, y, loss="mse", optimizer="adam", batch_size=32, epochs=2,
                       key=jax.random.key(2), devices=devices, progress=False)
         out[name] = {"params": [np.asarray(l).tolist() for l in jax.tree.leaves(r.params)]}
+    bn = jaxnn.mlp([3, 16, 16, 1], norm="batch", dropout=0.3)  # batch statistics over the whole batch
+    for name, devices in [("bn_all", None), ("bn_one", 1)]:
+        r = jaxnn.fit(bn, bn.init(jax.random.key(1)), x, y, loss="mse", batch_size=32, epochs=3, key=jax.random.key(2),
+                      devices=devices, validation=0.2, progress=False)
+        out[name] = {"variables": [np.asarray(l).tolist() for l in jax.tree.leaves(r.params)],
+                     "val_loss": r.history["val_loss"].tolist()}
     print(json.dumps(out))
 """)
 
@@ -65,6 +71,13 @@ def test_data_parallel_equals_one_device(runs):
 
 def test_nnx_module_data_parallel_equals_one_device(runs):
     assert_close(runs["nnx_all"]["params"], runs["nnx_one"]["params"], rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_and_dropout_data_parallel_equal_one_device(runs):
+    # batch statistics are over the global batch (the devices' rows together, as
+    # Flax's axis_name gives) and dropout masks are drawn per row of the global batch
+    assert_close(runs["bn_all"]["variables"], runs["bn_one"]["variables"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(runs["bn_all"]["val_loss"], runs["bn_one"]["val_loss"], rtol=1e-5)
 
 
 def test_uneven_batch_is_padded_with_a_warning(runs):

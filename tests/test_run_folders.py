@@ -231,7 +231,7 @@ import sys, jax, jaxnn
 from pathlib import Path
 folder = Path(sys.argv[1])
 x, y = jaxnn.make_regression(jax.random.key(0), n=64)
-model = jaxnn.mlp([3, 16, 16, 1], output_activation="sigmoid")
+model = jaxnn.mlp([3, 16, 16, 1], output_activation="sigmoid", norm="batch", dropout=0.2)
 has = folder.is_dir() and any(folder.glob("*.jaxnn"))
 r = jaxnn.fit(model, model.init(jax.random.key(1)), x, y, loss="mse", key=jax.random.key(2), optimizer="adam",
               learning_rate=0.01, batch_size=4, epochs=int(sys.argv[2]), progress=False,
@@ -252,20 +252,24 @@ def test_twenty_random_kills_and_interrupts_then_resume_equals_one_uninterrupted
         before = set(crashed.glob("*.jaxnn"))
         p = subprocess.Popen([sys.executable, "-c", CRASH_LOOP_RUN, str(crashed), str(epochs)], env=env,
                              stderr=subprocess.DEVNULL)  # fmt: skip
-        if rng.random() < 0.25:  # while starting, compiling or restoring
-            time.sleep(rng.uniform(0.2, 2.5))
-        else:  # while training and checkpointing: soon after a new checkpoint appears
-            while p.poll() is None and set(crashed.glob("*.jaxnn")) <= before:
-                time.sleep(0.005)
+        early = rng.random() < 0.25  # while starting, compiling or restoring; else while checkpointing
+        deadline = time.time() + (rng.uniform(0.2, 2.5) if early else 120)
+        while p.poll() is None and time.time() < deadline and set(crashed.glob("*.jaxnn")) <= before:
+            time.sleep(0.005)
+        if not early:  # soon after a new checkpoint appeared
             time.sleep(rng.uniform(0, 0.05))
         p.send_signal(rng.choice([signal.SIGKILL, signal.SIGINT]))
         p.wait()
     kept = checkpoint.read_metadata(checkpoint.latest(crashed))["epoch"]
     assert 0 < kept < epochs, "the kills must land mid-run"
     subprocess.run([sys.executable, "-c", CRASH_LOOP_RUN, str(crashed), str(epochs)], env=env, check=True)
-    model = jaxnn.mlp([3, 16, 16, 1], output_activation="sigmoid")
-    a, meta = checkpoint.load_params(crashed, model.init(jax.random.key(0)))
-    b, _ = checkpoint.load_params(whole, model.init(jax.random.key(0)))
+    model = jaxnn.mlp([3, 16, 16, 1], output_activation="sigmoid", norm="batch", dropout=0.2)
+    template = model.init(jax.random.key(0))["params"]
+    a, meta = checkpoint.load_params(crashed, template)
+    b, _ = checkpoint.load_params(whole, template)
+    # the whole loop state (params, batch statistics, optimizer state, key) bitwise: one payload
+    digests = {checkpoint.read_header(checkpoint.latest(f))["payload_sha256"] for f in (crashed, whole)}
+    assert len(digests) == 1
     assert meta["epoch"] == epochs
     assert_bitwise_equal(a, b)
     assert len(list(crashed.glob("*.jaxnn"))) <= 2 and not list(crashed.glob(".*.tmp"))

@@ -133,6 +133,34 @@ def test_momentum_and_weight_decay_are_swept_as_data(data):
     assert not np.allclose(m.params[0]["w"][0], m.params[0]["w"][1])
 
 
+def test_dropout_and_batch_norm_models_sweep_dropout_as_data(data):
+    x, y, xv, yv = data
+    m = jaxnn.mlp([3, 16, 16, 1], norm="batch", dropout=0.5, output_activation="sigmoid")
+    p = m.init(jax.random.key(5))
+    rates = [0.0, 0.2, 0.6]
+    kw = dict(loss="mse", batch_size=16, epochs=3, validation=(xv, yv), progress=False)
+    # sgd: Adam would blow the float noise in the gradient of a bias before batch norm
+    # (zero in exact arithmetic) up to full steps, which vmapped and plain fits round apart
+    hp = {"dropout": rates, "l2": 1e-3, "learning_rate": 0.1}
+    r = fit_many(m, x, y, key=jax.random.key(1), init_params=p, hyperparams=hp, **kw)
+    keys = jaxnn.rng.model_keys(jax.random.key(1), 3)
+    sgd = jaxnn.optim.Optimizer("sgd", {"learning_rate": 0.1, "l2": 1e-3})
+    for i, rate in enumerate(rates):  # each model is the fit of a network built with its rate
+        mi = jaxnn.mlp([3, 16, 16, 1], norm="batch", dropout=rate, output_activation="sigmoid")
+        one = jaxnn.fit(mi, p, x, y, key=keys[i], optimizer=sgd, **kw)
+        got = jax.tree.map(lambda a, i=i: a[i], {k: v for k, v in r.params.items() if k != "dropout_rate"})
+        assert_close(got, one.params, rtol=1e-4, atol=1e-6)
+    assert [row["dropout"] for row in sorted(r.table, key=lambda row: row["model"])] == pytest.approx(rates)
+    with CompileCounter() as c:  # other rates: the same program
+        hp = {"dropout": [0.1, 0.3, 0.4], "l2": [0.0, 1e-2, 1e-4], "learning_rate": 0.1}
+        fit_many(m, x, y, key=jax.random.key(1), init_params=p, hyperparams=hp, **kw)
+    assert c.count == 0
+    with pytest.raises(ValueError, match="sweeping dropout needs a jaxnn.mlp built with dropout"):
+        fit_many(model(), x, y, key=jax.random.key(1), hyperparams={"dropout": rates}, loss="mse", progress=False)
+    with pytest.raises(ValueError, match=r"dropout must be a rate in \[0, 1\)"):
+        fit_many(m, x, y, key=jax.random.key(1), hyperparams={"dropout": [0.5, 1.0]}, loss="mse", progress=False)
+
+
 def test_divergent_models_stop_alone_and_early_stopping_per_model(data):
     x, y, xv, yv = data
     lin = jaxnn.mlp([3, 8, 1])
