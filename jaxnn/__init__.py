@@ -5,6 +5,7 @@ from jaxnn import cache as cache
 from jaxnn import checkpoint as checkpoint
 from jaxnn import distributed as distributed
 from jaxnn import initializers as initializers
+from jaxnn import logs as logs
 from jaxnn import losses as losses
 from jaxnn import metrics as metrics
 from jaxnn import optim as optim

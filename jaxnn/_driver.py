@@ -72,15 +72,18 @@ class History:
         return float(np.nanmin(self.parts[name][-1][..., -1]))
 
 
-def drive(call: Callable, carry, data, *, epochs: int, history: History, progress: bool, saver=None):
-    """Runs :func:`chunks` with a progress bar and checkpoints. Returns the final
-    carry and its ``stop`` codes on the host (read with the last chunk: no extra sync)."""
+def drive(call: Callable, carry, data, *, epochs: int, history: History, progress: bool, saver=None, log=None):
+    """Runs :func:`chunks` with a progress bar, checkpoints and TensorBoard logs
+    (``jaxnn.logs.EpochLog``). Returns the final carry and its ``stop`` codes on the
+    host (read with the last chunk: no extra sync)."""
     bar = progress_bar(epochs, history.epochs) if progress else None
     stop = None
     for chunk in chunks(call, carry, data, epochs, history.epochs):
         carry, stop = chunk.carry, chunk.stop
         before = history.epochs
         history.add(chunk)
+        if log is not None:
+            log.add({k: v[-1] for k, v in history.parts.items()}, before + 1)
         if bar is not None:
             bar.update(history.epochs - before)
             bar.set_postfix({k: f"{history.latest(k):.4g}" for k in ("loss", "val_loss") if k in history.parts})

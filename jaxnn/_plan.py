@@ -4,6 +4,7 @@ checked here, before anything is compiled or written, with errors that say what 
 wrong and what was expected.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _driver, _equinox, _flax, _loop, checkpoint, optim, parallel, precision, rng
+from jaxnn import _driver, _equinox, _flax, _loop, checkpoint, logs, optim, parallel, precision, rng
 from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.data import validate
 from jaxnn.losses import LOSSES, get_loss
@@ -193,6 +194,8 @@ class Setup(NamedTuple):
     nnx_module: Any  # an nnx Module to write the trained params back into, or None
     epochs: int
     progress: bool
+    log_dir: Any  # a Path for TensorBoard logs, or None
+    run_hparams: dict  # what the logs record as the run's hyperparameters
 
 
 def setup_fit(
@@ -213,6 +216,7 @@ def setup_fit(
     early_stopping,
     checkpoints,
     resume,
+    log_dir,
     devices,
     compute_dtype,
     progress,
@@ -226,6 +230,7 @@ def setup_fit(
     epochs = positive_int(epochs, "epochs", MAX_EPOCHS)
     tx, hyperparams = optim.get_optimizer(optimizer, learning_rate)
     checkpoints, tuning = check_checkpoints(checkpoints), check_tuning(tuning)
+    log_dir = logs.check_log_dir(log_dir) if jax.process_index() == 0 else None  # one writer
     trainable, model_state = split_variables(apply_fn, params)
     start, path = check_resume(resume, tx, TrainState(trainable, None, 0, 0, key, model_state))
     placement = parallel.for_fit(devices)
@@ -238,7 +243,30 @@ def setup_fit(
     )  # fmt: skip
     path, saver = checkpointing(checkpoints, path, epochs=epochs, plan=plan, loss=loss, optimizer=optimizer,
                                 spec=getattr(model, "spec", None))  # fmt: skip
-    return Setup(plan, data, start, hyperparams, path, checkpoints, saver, placement, nnx_module, epochs, progress)
+    run = {"optimizer": optimizer_name(optimizer), **hyperparams, "batch_size": plan.batch_size, "epochs": epochs,
+           "shuffle": plan.shuffle, "compute_dtype": precision.resolve_compute_dtype(compute_dtype)}  # fmt: skip
+    return Setup(
+        plan, data, start, hyperparams, path, checkpoints, saver, placement, nnx_module, epochs, progress, log_dir, run
+    )
+
+
+def optimizer_name(optimizer) -> str:
+    if isinstance(optimizer, optax.GradientTransformation):
+        return "an optax transformation"
+    return getattr(optimizer, "name", optimizer)
+
+
+@contextlib.contextmanager
+def epoch_log(log_dir, plan, hparams: dict, models: int | None = None):
+    """The run's :class:`jaxnn.logs.EpochLog` while it trains (``None`` without ``log_dir``)."""
+    if log_dir is None:
+        yield None
+        return
+    log = logs.EpochLog(log_dir, hparams, _loop.record_names(plan), models)
+    try:
+        yield log
+    finally:
+        log.close()
 
 
 def checkpointing(checkpoints, resume_path, *, epochs, plan, loss, optimizer, spec):
@@ -248,10 +276,9 @@ def checkpointing(checkpoints, resume_path, *, epochs, plan, loss, optimizer, sp
     its state comes from the checkpoint; ``epochs``, the optimizer's hyperparameters,
     the data and every speed setting from the call; the loss, the optimizer, the
     recorded metrics and early stopping must be the checkpoint's (refused otherwise)."""
-    custom = isinstance(optimizer, optax.GradientTransformation)
     settings = {
         "loss": loss_name(loss) or "a custom loss",
-        "optimizer": "an optax transformation" if custom else getattr(optimizer, "name", optimizer),
+        "optimizer": optimizer_name(optimizer),
         "records": _loop.record_names(plan),
         "early_stopping": None if plan.early is None else plan.early._asdict(),
     }

@@ -1,9 +1,10 @@
 """The runner behind the scripts in ``experiments/``: a typed config, one training
 run, and a run folder that is enough to read, compare, reproduce and resume it.
 
-A run folder holds ``config.json``, ``metrics.csv`` (one row per epoch),
+A run folder holds ``config.json``, ``run.json``, ``metrics.csv`` (one row per epoch),
 ``summary.json``, ``environment.json``, ``loss.png``, ``confusion.png`` for
-classification, and ``checkpoints/``. ``main(argv, defaults)`` is the command line
+classification, ``checkpoints/``, and ``tensorboard/`` (event files, when the
+tensorboard package is installed: the ``examples`` extra installs it). ``main(argv, defaults)`` is the command line
 every experiment script shares. The scripts hold only their default config.
 """
 
@@ -11,11 +12,13 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import importlib.util
 import io
 import json
 import os
 import re
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -269,6 +272,7 @@ def _claim(folder: Path, resume: bool, overwrite: bool):
         if not resume:
             held = [p.name for p in map(folder.joinpath, _OUTPUTS) if p.exists()]
             held += [f"checkpoints/{p.name}" for p in (folder / "checkpoints").glob(f"*{checkpoint.SUFFIX}")]
+            held += ["tensorboard/"] if (folder / "tensorboard").exists() else []
             if held and not overwrite:
                 raise RunFolderError(
                     f"{folder} holds another run ({', '.join(held[:4])}); continue it with --resume {folder}, "
@@ -276,6 +280,7 @@ def _claim(folder: Path, resume: bool, overwrite: bool):
                 )
             for name in _OUTPUTS:
                 (folder / name).unlink(missing_ok=True)
+            shutil.rmtree(folder / "tensorboard", ignore_errors=True)  # the other run's logs
         yield
     finally:
         os.close(lock)
@@ -315,6 +320,7 @@ def _train(config, split: Split, ckpt_dir: Path, resume: bool, overwrite: bool, 
             ckpt_dir, config.checkpoint_every or None, metadata=meta, overwrite=overwrite, run_id=record["run_id"]
         ),
         resume=ckpt_dir if resume else None,
+        log_dir=ckpt_dir.parent / "tensorboard" if importlib.util.find_spec("tensorboard") else None,
     )
     jax.block_until_ready(result.params)
     return model, result, time.perf_counter() - start

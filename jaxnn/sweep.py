@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _driver, _loop, _plan, checkpoint, optim, parallel, precision, rng
+from jaxnn import _driver, _loop, _plan, checkpoint, logs, optim, parallel, precision, rng
 from jaxnn._checks import MAX_ELEMENTS, MAX_EPOCHS, check_elements, positive_int
 from jaxnn.data import validate
 from jaxnn.losses import get_loss
@@ -94,6 +94,7 @@ def fit_many(
     early_stopping: EarlyStopping | None = None,
     checkpoints: Checkpoints | None = None,
     resume=None,
+    log_dir=None,
     model_devices=None,
     compute_dtype: str | None = "auto",
     progress: bool = True,
@@ -120,6 +121,8 @@ def fit_many(
       resume: a checkpoint file or folder written by ``checkpoints``, or an earlier
         :class:`ManyResult` (its stacked state), to continue from, by the rules of
         :func:`jaxnn.fit`'s ``resume``.
+      log_dir: a folder for TensorBoard logs: one run per model (``model-000``, ...)
+        with its hyperparameters, for TensorBoard's HParams view (``jaxnn.logs``).
       model_devices: the devices the K models are split over (``None``: every device;
         a count; a list). K must divide by their number; the data is replicated, so
         each device trains its share of the models. (``fit``'s ``devices`` instead
@@ -147,6 +150,7 @@ def fit_many(
         raise ValueError("sweeping dropout needs a jaxnn.mlp built with dropout (its layers with a rate > 0 take the "
                          "swept rate)")  # fmt: skip
     checkpoints, tuning = _plan.check_checkpoints(checkpoints), _plan.check_tuning(tuning)
+    log_dir = logs.check_log_dir(log_dir) if jax.process_index() == 0 else None
     if init_params is None and not isinstance(model, Model):
         raise TypeError("fit_many needs init_params when model is a plain apply_fn")
     _plan.check_host_params(init_params)
@@ -165,11 +169,14 @@ def fit_many(
     path, saver = _plan.checkpointing(checkpoints, path, epochs=epochs, plan=plan, loss=loss, optimizer=optimizer,
                                       spec=getattr(model, "spec", None))  # fmt: skip
     values = {n: v.copy() for n, v in values.items()}  # numpy: a device copy could be donated with the carry
-    with saver or contextlib.nullcontext():  # the checkpoint folder's lock, held while training
+    run = {"optimizer": optimizer, **values, "batch_size": plan.batch_size, "epochs": epochs}
+    with saver or contextlib.nullcontext(), _plan.epoch_log(log_dir, plan, run, k) as log:
         carry, history = _begin(plan, model, init_params, rng.model_keys(key, k), values, path, resume)
         carry, data = placement.place(carry, data)
         call = lambda c, d, t: _run_chunk_many(plan, c, d, t)
-        carry, stops = _driver.drive(call, carry, data, epochs=epochs, history=history, progress=progress, saver=saver)
+        carry, stops = _driver.drive(
+            call, carry, data, epochs=epochs, history=history, progress=progress, saver=saver, log=log
+        )
     return _finish_many(plan, carry, stops, history.arrays(), values)
 
 

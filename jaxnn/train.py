@@ -72,6 +72,7 @@ def fit(
     early_stopping: EarlyStopping | None = None,
     checkpoints: Checkpoints | None = None,
     resume=None,
+    log_dir=None,
     devices=None,
     compute_dtype: str | None = "auto",
     progress: bool = True,
@@ -114,6 +115,9 @@ def fit(
         settings are this call's; a checkpoint trained with another loss, optimizer,
         metrics, validation or early stopping is refused, as is ``epochs`` below its
         epoch (checked before anything compiles).
+      log_dir: a folder for TensorBoard event files (per-epoch loss, validation loss,
+        metrics, learning rate and epoch time; the hyperparameters), see
+        ``jaxnn.logs``; needs ``pip install 'jaxnn[tensorboard]'``.
       devices: ``None`` (every device), a count, or a list of devices. With more than
         one, every batch is split over them (data parallel; params replicated); a
         batch that does not divide evenly is padded and masked, with a warning.
@@ -133,14 +137,15 @@ def fit(
     s = _plan.setup_fit(
         model, params, x, y, loss=loss, key=key, optimizer=optimizer, learning_rate=learning_rate,
         batch_size=batch_size, epochs=epochs, shuffle=shuffle, validation=validation, metrics=metrics,
-        early_stopping=early_stopping, checkpoints=checkpoints, resume=resume, devices=devices,
+        early_stopping=early_stopping, checkpoints=checkpoints, resume=resume, log_dir=log_dir, devices=devices,
         compute_dtype=compute_dtype, progress=progress, tuning=tuning,
     )  # fmt: skip
-    with s.saver or contextlib.nullcontext():  # the checkpoint folder's lock, held while training
+    with s.saver or contextlib.nullcontext(), _plan.epoch_log(s.log_dir, s.plan, s.run_hparams) as log:
         carry, data, history = _begin(s)
         carry, stop = _driver.drive(
-            _loop.runner(s.plan), carry, data, epochs=s.epochs, history=history, progress=s.progress, saver=s.saver
-        )
+            _loop.runner(s.plan), carry, data, epochs=s.epochs, history=history, progress=s.progress, saver=s.saver,
+            log=log,
+        )  # fmt: skip
     params, stop = _driver.finish(s.plan.early, carry, stop), Stop(int(stop))
     message = ""
     if stop != Stop.COMPLETED:

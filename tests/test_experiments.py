@@ -50,7 +50,8 @@ def test_help(name, capsys):
         assert flag in out
 
 
-EXPECTED = {"config.json", "run.json", "metrics.csv", "summary.json", "environment.json", "loss.png", "checkpoints"}
+EXPECTED = {"config.json", "run.json", "metrics.csv", "summary.json", "environment.json", "loss.png", "checkpoints",
+            "tensorboard"}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", SCRIPTS[1:])
@@ -66,6 +67,7 @@ def test_tiny_run_leaves_a_complete_run_folder(name, tmp_path, capsys):
     env = json.loads((tmp_path / "environment.json").read_text())
     assert {"jax", "jaxlib", "optax", "flax", "backend", "device_kind", "device_count"} <= set(env)
     assert checkpoint.read_metadata(checkpoint.latest(tmp_path / "checkpoints"))["epoch"] == 2
+    assert [step for step, _ in jaxnn.logs.read_scalars(tmp_path / "tensorboard")["loss"]] == [1, 2]
     assert "run folder" in capsys.readouterr().out
 
 

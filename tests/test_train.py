@@ -567,7 +567,10 @@ FIT_OPTIONS = {
         (jaxnn.Checkpoints(3), TypeError, "checkpoints.dir must be a folder path"),
         (jaxnn.Checkpoints(CHECKPOINTS, metadata={"f": print}), TypeError, "JSON-serialisable"),
         (jaxnn.Checkpoints(CHECKPOINTS, metadata={"x": float("nan")}), TypeError, "JSON-serialisable"),
+        (jaxnn.Checkpoints(CHECKPOINTS, overwrite="yes"), TypeError, "checkpoints.overwrite must be True or False"),
+        (jaxnn.Checkpoints(CHECKPOINTS, run_id="../x"), ValueError, "checkpoints.run_id must be letters and digits"),
     ],
+    "log_dir": [(3, TypeError, "log_dir must be a folder path")],
     "tuning": [
         ({"unroll": 2}, TypeError, "tuning must be a jaxnn.Tuning"),
         (jaxnn.Tuning(epochs_per_call=0), ValueError, r"tuning.epochs_per_call must be >= 1"),
@@ -606,3 +609,38 @@ def _(data, tmp):
 
 
 test_bad_input_gets_a_clear_error = bad_input_test("fit", "predict")
+
+
+def test_tensorboard_logs_hold_the_history_and_the_hyperparameters(tmp_path):
+    x, y = jaxnn.make_regression(jax.random.key(0), n=80)
+    model = jaxnn.mlp([3, 8, 1], dropout=0.1)
+    kw = dict(loss="mse", key=jax.random.key(1), optimizer="adam", learning_rate=0.01, batch_size=16, progress=False,
+              validation=0.25, metrics=["rmse"], log_dir=tmp_path / "tb")  # fmt: skip
+    r = jaxnn.fit(model, model.init(jax.random.key(2)), x, y, epochs=3, tuning=jaxnn.Tuning(epochs_per_call=2), **kw)
+    scalars = jaxnn.logs.read_scalars(tmp_path / "tb")
+    for name in ("loss", "val_loss", "val_rmse"):
+        assert [s for s, _ in scalars[name]] == [1, 2, 3]
+        np.testing.assert_allclose([v for _, v in scalars[name]], r.history[name], rtol=1e-6)
+    assert [v for _, v in scalars["learning_rate"]] == pytest.approx([0.01] * 3)
+    assert all(v > 0 for _, v in scalars["epoch_seconds"])
+    hp = jaxnn.logs.read_hparams(tmp_path / "tb")
+    assert hp["optimizer"] == "adam" and hp["batch_size"] == 16 and hp["learning_rate"] == pytest.approx(0.01)
+    kw["log_dir"], ck = tmp_path / "b", jaxnn.Checkpoints(tmp_path / "ck")
+    jaxnn.fit(model, model.init(jax.random.key(2)), x, y, epochs=3, checkpoints=ck, **kw)
+    jaxnn.fit(model, model.init(jax.random.key(2)), x, y, epochs=5, resume=tmp_path / "ck", **kw)
+    assert [s for s, _ in jaxnn.logs.read_scalars(tmp_path / "b")["loss"]] == [1, 2, 3, 4, 5]  # resumed: appended
+
+
+@pytest.mark.filterwarnings("ignore:1 of 3 models stopped")  # the third diverges: its log stops there
+def test_fit_many_logs_one_run_per_model_for_the_hparams_view(tmp_path):
+    x, y = jaxnn.make_regression(jax.random.key(0), n=80)
+    r = jaxnn.sweep.fit_many(jaxnn.mlp([3, 8, 1]), x, y, loss="mse", key=jax.random.key(1), epochs=2, progress=False,
+                             hyperparams={"learning_rate": [0.01, 0.1, 1e4]}, log_dir=tmp_path)  # fmt: skip
+    runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert runs == ["model-000", "model-001", "model-002"]
+    for i, run in enumerate(runs):
+        lr = jaxnn.logs.read_hparams(tmp_path / run)["learning_rate"]
+        assert lr == pytest.approx(r.hyperparams["learning_rate"][i])
+        logged = jaxnn.logs.read_scalars(tmp_path / run)["loss"]
+        ran = np.isfinite(r.history["loss"][i])
+        np.testing.assert_allclose([v for _, v in logged], r.history["loss"][i][ran], rtol=1e-6)

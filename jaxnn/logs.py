@@ -1,0 +1,143 @@
+"""TensorBoard logs of a run: ``fit(..., log_dir=...)``, ``fit_many(..., log_dir=...)``
+and every experiment run folder write event files that ``tensorboard --logdir`` reads.
+
+Per epoch: the training loss, the validation loss and metrics (the history's names),
+the learning rate when it is a number, and the epoch's wall time (a chunk's time over
+its epochs; the first chunk's includes compiling). Once per run: its hyperparameters
+(TensorBoard's HParams view). ``fit_many`` writes one run per model
+(``model-000``, ...) under ``log_dir`` with that model's swept values, so a sweep is
+compared in the HParams view. Everything is written on the host from the history of
+each compiled chunk: no per-step sync, nothing added to the compiled loop. Resuming
+into the same folder appends new event files whose epochs continue the run.
+
+The writer and the protocol buffers are the ``tensorboard`` package's own (an
+optional extra: ``pip install 'jaxnn[tensorboard]'``); :func:`read_scalars` reads a
+folder back with the same package.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+INSTALL = "TensorBoard logs need the tensorboard package: pip install 'jaxnn[tensorboard]'"
+
+
+def _tb():
+    try:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.plugins.hparams import summary_v2 as hp
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    except ImportError:
+        raise ImportError(INSTALL) from None
+    return Event, Summary, hp, EventFileWriter
+
+
+def check_log_dir(log_dir) -> Path | None:
+    """``log_dir`` as a Path (``None`` stays ``None``); raises unless the package is
+    installed and the path is a folder path. Nothing is created here."""
+    if log_dir is None:
+        return None
+    if not isinstance(log_dir, str | os.PathLike):
+        raise TypeError(f"log_dir must be a folder path, got {log_dir!r}")
+    _tb()
+    return Path(log_dir)
+
+
+def _hparam_value(value):
+    """A value the HParams plugin takes: a bool, a number or a string."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float | np.number):
+        return float(value)
+    return str(value)
+
+
+class EpochLog:
+    """Event files for one run, or one per model of a sweep (``models=K``).
+
+    Args:
+      folder: the log folder (created, with its parents).
+      hparams: the run's hyperparameters; with ``models``, values may be sequences of
+        K (one per model).
+      models: ``None`` for one run; K for ``fit_many``.
+      metrics: the history names, listed in the HParams view's columns.
+    """
+
+    def __init__(self, folder: Path, hparams: dict, metrics: list[str], models: int | None = None):
+        from jaxnn.checkpoint import make_folder
+
+        Event, Summary, hp, EventFileWriter = _tb()
+        self._event, self._summary = Event, Summary
+        make_folder(folder, "log_dir")
+        runs = [folder] if models is None else [folder / f"model-{i:03d}" for i in range(models)]
+        self.writers = [EventFileWriter(str(run)) for run in runs]
+        now = time.time()
+        tags = [*metrics, "learning_rate", "epoch_seconds"]
+        if models is not None:  # the sweep's columns, in the folder above its runs
+            top = EventFileWriter(str(folder))
+            names = {name: hp.HParam(name) for name in hparams}
+            config = hp.hparams_config_pb(list(names.values()), [hp.Metric(tag) for tag in tags])
+            top.add_event(Event(wall_time=now, summary=config))
+            top.close()
+        for i, writer in enumerate(self.writers):
+            mine = {k: _hparam_value(v if models is None or np.ndim(v) == 0 else v[i]) for k, v in hparams.items()}
+            writer.add_event(Event(wall_time=now, summary=hp.hparams_pb(mine, trial_id=runs[i].name)))
+            writer.flush()
+        self.learning_rates = np.broadcast_to(np.asarray(hparams.get("learning_rate", np.nan), np.float64),
+                                              (len(self.writers),))  # fmt: skip
+        self.last = time.perf_counter()
+
+    def add(self, records: dict[str, np.ndarray], first_epoch: int) -> None:
+        """Writes the epochs ``first_epoch, ...`` of ``records`` (``name -> (..., E)``;
+        with models, NaN where a model did not run)."""
+        now, wall = time.perf_counter(), time.time()
+        records = {k: np.asarray(v).reshape(len(self.writers), -1) for k, v in records.items()}  # (runs, E)
+        span = next(iter(records.values())).shape[1]
+        seconds, self.last = (now - self.last) / max(span, 1), now
+        for i, writer in enumerate(self.writers):
+            for j in range(span):
+                values = {k: float(v[i, j]) for k, v in records.items()}
+                if len(self.writers) > 1 and np.isnan(values["loss"]):
+                    continue  # this model had stopped
+                values["epoch_seconds"] = seconds
+                if np.isfinite(self.learning_rates[i]):
+                    values["learning_rate"] = float(self.learning_rates[i])
+                items = [self._summary.Value(tag=k, simple_value=v) for k, v in values.items()]
+                step = first_epoch + j
+                writer.add_event(self._event(wall_time=wall, step=step, summary=self._summary(value=items)))
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+
+def read_scalars(folder: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of one run's event files: ``{tag: [(epoch, value), ...]}``, read
+    back with the tensorboard package."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        raise ImportError(INSTALL) from None
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def read_hparams(folder: str | os.PathLike) -> dict:
+    """The hyperparameters a run's event files record (the HParams plugin's session start)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    data = plugin_data_pb2.HParamsPluginData.FromString(content)
+    out = {}
+    for name, value in data.session_start_info.hparams.items():
+        kind = value.WhichOneof("kind")
+        out[name] = getattr(value, kind)
+    return out
