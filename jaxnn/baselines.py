@@ -6,7 +6,7 @@ from jaxnn.data import validate
 
 
 def linear_regression(x_train, y_train):
-    """Fits ordinary least squares ``y = x . W + b``; returns ``predict(x)``.
+    """Fits ordinary least squares ``y = x @ W + b``; returns ``predict(x)``.
 
     The seed's network must beat this line to be worth its hidden layers.
 

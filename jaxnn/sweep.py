@@ -104,8 +104,9 @@ def fit_many(
 
     Args:
       model: a :class:`jaxnn.Model` (``init`` is used unless ``init_params`` is given).
-      x, y, loss, batch_size, epochs, shuffle, validation, metrics, early_stopping,
-        checkpoints, compute_dtype, progress, tuning: as in :func:`jaxnn.fit`, per model.
+      x, y, loss: as in :func:`jaxnn.fit`; so are ``batch_size``, ``epochs``, ``shuffle``,
+        ``validation``, ``metrics``, ``early_stopping``, ``checkpoints``,
+        ``compute_dtype``, ``progress`` and ``tuning``, per model.
       key: the sweep's key; model ``i``'s own key is ``jaxnn.rng.model_keys(key, K)[i]``:
         its initial params come from that key's ``"init"`` stream, its data order
         from its ``"shuffle"`` stream (as ``fit``'s would).
