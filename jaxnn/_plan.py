@@ -276,6 +276,8 @@ def checkpointing(checkpoints, resume_path, *, epochs, plan, loss, optimizer, sp
     its state comes from the checkpoint; ``epochs``, the optimizer's hyperparameters,
     the data and every speed setting from the call; the loss, the optimizer, the
     recorded metrics and early stopping must be the checkpoint's (refused otherwise)."""
+    if checkpoints is None and resume_path is None:  # the common call: no work on fit's per-call path
+        return None, None
     settings = {
         "loss": loss_name(loss) or "a custom loss",
         "optimizer": optimizer_name(optimizer),

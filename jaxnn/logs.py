@@ -115,29 +115,28 @@ class EpochLog:
             writer.close()
 
 
-def read_scalars(folder: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
-    """The scalars of one run's event files: ``{tag: [(epoch, value), ...]}``, read
-    back with the tensorboard package."""
+def _accumulator(folder):
+    """The tensorboard package's reader, loaded with ``folder``'s event files."""
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     except ImportError:
         raise ImportError(INSTALL) from None
     acc = EventAccumulator(str(folder))
     acc.Reload()
+    return acc
+
+
+def read_scalars(folder: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of one run's event files: ``{tag: [(epoch, value), ...]}``, read
+    back with the tensorboard package."""
+    acc = _accumulator(folder)
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def read_hparams(folder: str | os.PathLike) -> dict:
     """The hyperparameters a run's event files record (the HParams plugin's session start)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    acc = EventAccumulator(str(folder))
-    acc.Reload()
-    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
-    data = plugin_data_pb2.HParamsPluginData.FromString(content)
-    out = {}
-    for name, value in data.session_start_info.hparams.items():
-        kind = value.WhichOneof("kind")
-        out[name] = getattr(value, kind)
-    return out
+    content = _accumulator(folder).PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    return {name: getattr(value, value.WhichOneof("kind")) for name, value in info.hparams.items()}
