@@ -279,8 +279,8 @@ def work_a(bs: int, repeats: int, epochs: int = 3):
         "jaxnn.fit (shuffle + validation)": jaxnn_fit(
             model, x, y, "mse", lr, bs, epochs, shuffle=True, validation=(xv, yv)
         ),
-        "jaxnn.fit (gather per epoch)": jaxnn_fit(
-            model, x, y, "mse", lr, bs, epochs, shuffle=False, tuning=jaxnn.Tuning(gather="epoch")
+        "jaxnn.fit (gather per step)": jaxnn_fit(
+            model, x, y, "mse", lr, bs, epochs, shuffle=False, tuning=jaxnn.Tuning(gather="step")
         ),
         "scan (hand-written)": scan_reference(x, y, model, loss, lr, bs, epochs),
         "scan, unroll 4": scan_reference(x, y, model, loss, lr, bs, epochs, unroll=4),
@@ -342,6 +342,41 @@ def work_b_regularized(repeats: int, steps: int = 200, bs: int = 128, rate: floa
     return measure(runs, steps * bs, repeats)
 
 
+def work_b_parts(repeats: int, steps: int = 200, bs: int = 128) -> dict:
+    """Where a work-B fit's time goes (ms per call, data on the device): the whole
+    call, its boundary checks and planning (``setup_fit``), its compiled program
+    alone, and the hand-written scan."""
+    from jaxnn import _loop, _plan
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((steps * bs, 784), dtype=np.float32))
+    y = jnp.asarray(rng.integers(0, 10, steps * bs).astype(np.int32))
+    model = jaxnn.mlp([784, 512, 512, 10])
+    params = model.init(jax.random.key(0))
+    kw = dict(loss="softmax_cross_entropy", learning_rate=0.01, batch_size=bs, epochs=1, key=jax.random.key(1),
+              shuffle=False, progress=False)  # fmt: skip
+
+    def setup():
+        return _plan.setup_fit(model, params, x, y, optimizer="sgd", validation=None, metrics=(), early_stopping=None,
+                               checkpoints=None, resume=None, log_dir=None, devices=None, compute_dtype="auto",
+                               tuning=None, **kw)  # fmt: skip
+
+    s = setup()
+
+    def program():
+        start = s.start._replace(key=_loop.copy_key(s.start.key))
+        jax.block_until_ready(_loop.run_fresh(s.plan, start, s.hyperparams, s.data, np.int32(1)))
+
+    t = best_times({
+        "jaxnn.fit": lambda: jax.block_until_ready(jaxnn.fit(model, params, x, y, **kw).params),
+        "setup_fit (checks and plan)": setup,
+        "compiled program alone": program,
+        "scan (hand-written)": scan_reference(np.asarray(x), np.asarray(y), model, jaxnn.losses.softmax_cross_entropy,
+                                              0.01, bs, 1),
+    }, repeats)  # fmt: skip
+    return {k: v * 1e3 for k, v in t.items()}
+
+
 def gather_sweep(repeats: int, steps: int = 200, bs: int = 128) -> dict:
     """Work B (device data) by ``Tuning.gather`` and ``Tuning.unroll``, beside the
     hand-written scan unrolled the same: where the step loop's cost shows (accelerators)."""
@@ -393,53 +428,56 @@ def many_models(count: int, timed_sequential: int) -> dict:
 
 def work_c(repeats: int, steps: int = 20, bs: int = 8192, width: int = 4096) -> dict:
     """4 layers of 4096 and a 10-way head, bfloat16 compute, batch 8192: TFLOP/s of
-    jaxnn.fit, of torch eager (autocast), and of one bf16 8192^3 matmul."""
+    jaxnn.fit (each gather mode), of a hand-written bf16 scan with float32 master
+    params (what fit computes, without fit), of torch eager (autocast), and of one
+    bf16 8192^3 matmul."""
     sizes = [width] * 5 + [10]
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    flops_per_sample = 6 * n_params  # forward 2, backward 4 per weight
+    flops = 6 * n_params * bs * steps  # forward 2, backward 4 per weight and row
     rows = bs * min(4, steps)
     x = jax.random.normal(jax.random.key(0), (rows, width), jnp.float32)
     y = jax.random.randint(jax.random.key(1), (rows,), 0, 10)
     model = jaxnn.mlp(sizes)
     params = model.init(jax.random.key(2))
-    key = jax.random.key(3)
+    loss = jaxnn.losses.softmax_cross_entropy
     epochs = steps * bs // rows
+    bf16 = lambda t: jax.tree.map(lambda a: a.astype(jnp.bfloat16), t)
 
-    def fit():
-        r = jaxnn.fit(
-            model,
-            params,
-            x,
-            y,
-            loss="softmax_cross_entropy",
-            learning_rate=0.01,
-            batch_size=bs,
-            epochs=epochs,
-            key=key,
-            shuffle=False,
-            compute_dtype="bfloat16",
-            progress=False,
-        )
-        jax.block_until_ready(r.params)
+    def fit(**kw):
+        def run():
+            r = jaxnn.fit(model, params, x, y, loss="softmax_cross_entropy", learning_rate=0.01, batch_size=bs,
+                          epochs=epochs, key=jax.random.key(3), shuffle=False, compute_dtype="bfloat16",
+                          progress=False, **kw)  # fmt: skip
+            jax.block_until_ready(r.params)
+
+        return run
+
+    @jax.jit
+    def scan(params):
+        xb, yb = x.reshape(-1, bs, width), y.reshape(-1, bs)
+
+        def step(p, b):
+            f = lambda q: loss(model.apply(bf16(q), b[0].astype(jnp.bfloat16)).astype(jnp.float32), b[1])
+            return jax.tree.map(lambda a, g: a - 0.01 * g, p, jax.grad(f)(p)), None
+
+        return jax.lax.scan(lambda p, _: (jax.lax.scan(step, p, (xb, yb))[0], None), params, None, length=epochs)[0]
 
     a = jax.random.normal(jax.random.key(4), (8192, 8192), jnp.bfloat16)
     b = jax.random.normal(jax.random.key(5), (8192, 8192), jnp.bfloat16)
     mm = jax.jit(lambda a, b: a @ b)
 
-    def matmul():
-        jax.block_until_ready([mm(a, b) for _ in range(10)])
-
-    runs = {"jaxnn.fit": fit, "matmul": matmul}
+    runs = {
+        "jaxnn.fit": fit(),
+        "jaxnn.fit, gather epoch": fit(tuning=jaxnn.Tuning(gather="epoch")),
+        "scan (hand-written, bf16)": lambda: jax.block_until_ready(scan(params)),
+        "matmul": lambda: jax.block_until_ready([mm(a, b) for _ in range(10)]),
+    }
     torch_run = optional("torch", lambda: _torch_bf16(np.asarray(x), np.asarray(y), sizes, bs, steps))
     if torch_run is not None:
         runs["torch eager"] = torch_run
     t = best_times(runs, repeats)
-    out = {
-        "jaxnn.fit": flops_per_sample * bs * steps / t["jaxnn.fit"] / 1e12,
-        "bf16 matmul 8192^3": 10 * 2 * 8192**3 / t["matmul"] / 1e12,
-    }
-    if "torch eager" in t:
-        out["torch eager"] = flops_per_sample * bs * steps / t["torch eager"] / 1e12
+    out = {k: flops / v / 1e12 for k, v in t.items() if k != "matmul"}
+    out["bf16 matmul 8192^3"] = 10 * 2 * 8192**3 / t["matmul"] / 1e12
     return out
 
 
@@ -542,6 +580,10 @@ def markdown(results: dict) -> str:
             f"**{m['speedup']:.0f}x**",
             "",
         ]
+    if "B, where a fit's time goes (ms)" in results:
+        parts = results["B, where a fit's time goes (ms)"]
+        lines += ["Work B, where a fit's time goes (ms per call, data on the device): "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()), ""]  # fmt: skip
     if "C, bf16 TFLOP/s" in results:
         c = results["C, bf16 TFLOP/s"]
         lines += ["Work C (TFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in c.items()), ""]
@@ -579,45 +621,47 @@ def main(argv=None):
     }
     print(f"jax {env['jax']} on {env['backend']} ({env['device']} x{env['device_count']})")
     results = {"environment": env}
-    results["A, batch 1"] = work_a(1, repeats)
-    print(table("Work A, batch 1 (seed network)", results["A, batch 1"]))
-    results["A, batch 100"] = work_a(100, repeats)
-    print(table("Work A, batch 100", results["A, batch 100"]))
+
+    def record(name: str, value):  # saved as it comes: a run cut short keeps what it measured
+        results[name] = value
+        if args.out:
+            atomic_write(args.out, json.dumps(results, indent=2).encode())
+        if args.markdown:
+            atomic_write(args.markdown, markdown(results).encode())
+        return value
+
+    steps = 10 if args.quick else 200
+    print(table("Work B, 784-512-512-10, batch 128", record("B, batch 128", work_b(repeats, steps=steps))))
+    parts = record("B, where a fit's time goes (ms)", work_b_parts(repeats, steps=steps))
+    print("Work B, where a fit's time goes (ms per call):", ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
+    print(table("Work A, batch 1 (seed network)", record("A, batch 1", work_a(1, repeats))))
+    print(table("Work A, batch 100", record("A, batch 100", work_a(100, repeats))))
     if not args.quick:  # the same work, long enough that per-call costs stop mattering
-        results["A, batch 100, 30 epochs"] = work_a(100, max(3, repeats // 4), epochs=30)
-        print(table("Work A, batch 100, 30 epochs", results["A, batch 100, 30 epochs"]))
-    results["B, batch 128"] = work_b(repeats, steps=10 if args.quick else 200)
-    print(table("Work B, 784-512-512-10, batch 128", results["B, batch 128"]))
-    results["B, dropout and batch norm"] = work_b_regularized(repeats, steps=10 if args.quick else 200)
-    print(table("Work B with dropout 0.2 and batch norm", results["B, dropout and batch norm"],
-                "jaxnn.fit, dropout + batch norm"))  # fmt: skip
-    results["many models"] = many_models(8 if args.quick else 1024, 8 if args.quick else 64)
-    m = results["many models"]
-    print(
-        f"Many models: {m['models']} seed networks at batch size 1, fit_many {m['fit_many_s']:.3f} s vs "
-        f"sequential fit {m['sequential_fit_s']:.2f} s: {m['speedup']:.0f}x ({m['samples_per_s']:,.0f} samples/s)"
-    )
+        a30 = record("A, batch 100, 30 epochs", work_a(100, max(3, repeats // 4), epochs=30))
+        print(table("Work A, batch 100, 30 epochs", a30))
     if jax.default_backend() != "cpu":  # work C is sized for an accelerator
-        results["C, bf16 TFLOP/s"] = c = work_c(repeats)
+        c = record("C, bf16 TFLOP/s", work_c(repeats))
         print(
             "Work C, 4 x 4096 + 10, bf16, batch 8192 (TFLOP/s): "
             + ", ".join(f"{k} {v:.0f}" for k, v in c.items())
             + f"; jaxnn.fit is {c['jaxnn.fit'] / c['bf16 matmul 8192^3']:.2f}x the matmul"
         )
+    m = record("many models", many_models(8 if args.quick else 1024, 8 if args.quick else 64))
+    print(
+        f"Many models: {m['models']} seed networks at batch size 1, fit_many {m['fit_many_s']:.3f} s vs "
+        f"sequential fit {m['sequential_fit_s']:.2f} s: {m['speedup']:.0f}x ({m['samples_per_s']:,.0f} samples/s)"
+    )
+    reg = record("B, dropout and batch norm", work_b_regularized(repeats, steps=steps))
+    print(table("Work B with dropout 0.2 and batch norm", reg, "jaxnn.fit, dropout + batch norm"))
     if jax.default_backend() != "cpu":
-        results["B, by gather and unroll"] = sweep = gather_sweep(repeats)
-        print(table("Work B (device data, shuffled) by gather and unroll", sweep, "scan, unroll 1"))
+        sweep = record("B, by gather and unroll", gather_sweep(repeats))
+        print(table("Work B (device data) by gather and unroll", sweep, "scan, unroll 1"))
     if not args.quick and args.memory_records and jax.default_backend() == "cpu":
-        results["memory"] = memory(args.memory_records)
-        m = results["memory"]
+        m = record("memory", memory(args.memory_records))
         print(
             f"Memory: fit on {m['records']:,} x 3 records peaks at {m['peak_above_baseline_x']:.2f}x the "
             f"dataset's bytes above the baseline before the data ({m['peak_above_data_x']:.2f}x above it after)"
         )
-    if args.out:
-        atomic_write(args.out, json.dumps(results, indent=2).encode())
-    if args.markdown:
-        atomic_write(args.markdown, markdown(results).encode())
     return results
 
 

@@ -9,7 +9,7 @@ early stopping kept them), for one model or a stacked axis of models alike, and
 """
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -30,15 +30,19 @@ class Chunk(NamedTuple):
     stop: np.ndarray  # () or (K,) int32: Stop codes
 
 
-def chunks(call: Callable, carry, data, epochs: int, done: int) -> Iterator[Chunk]:
-    """Calls ``call(carry, data, epochs) -> (carry, records, (epoch, stop))`` until
-    every model has run ``epochs`` epochs or stopped; ``done`` epochs ran before."""
+def chunks(run, carry, data, epochs: int, done: int) -> Iterator[Chunk]:
+    """Calls ``run.chunk(carry, data, epochs) -> (carry, records, (epoch, stop),
+    (start, first_bad))`` until every model has run ``epochs`` epochs or stopped;
+    ``done`` epochs ran before. A chunk that went non-finite is rewound to its last
+    finite step (``run.replay``, a program compiled only when that happens)."""
     if done >= epochs:
         return
     target = np.int32(epochs)
     while True:
-        carry, rec, status = call(carry, data, target)
-        rec, (epoch, stop) = fetch((rec, status))  # the one sync per chunk
+        carry, rec, status, (start, first_bad) = run.chunk(carry, data, target)
+        rec, (epoch, stop), bad = fetch((rec, status, first_bad))  # the one sync per chunk
+        if (bad >= 0).any():
+            carry = run.replay(carry, data, start, first_bad)
         ran = rec.pop("ran")
         if ran.ndim > 1:  # many models: NaN where a model had stopped
             rec = {k: np.where(ran, v, np.float32(np.nan)) for k, v in rec.items()}
@@ -72,13 +76,13 @@ class History:
         return float(np.nanmin(self.parts[name][-1][..., -1]))
 
 
-def drive(call: Callable, carry, data, *, epochs: int, history: History, progress: bool, saver=None, log=None):
+def drive(run, carry, data, *, epochs: int, history: History, progress: bool, saver=None, log=None):
     """Runs :func:`chunks` with a progress bar, checkpoints and TensorBoard logs
     (``jaxnn.logs.EpochLog``). Returns the final carry and its ``stop`` codes on the
     host (read with the last chunk: no extra sync)."""
     bar = progress_bar(epochs, history.epochs) if progress else None
     stop = None
-    for chunk in chunks(call, carry, data, epochs, history.epochs):
+    for chunk in chunks(run, carry, data, epochs, history.epochs):
         carry, stop = chunk.carry, chunk.stop
         before = history.epochs
         history.add(chunk)

@@ -1,7 +1,7 @@
 """The compiled training loop behind ``jaxnn.fit`` (private; ``jaxnn.train`` is the API).
 
 One call of ``run_chunk`` trains ``plan.chunk`` epochs inside XLA: per epoch a
-permutation from ``fold_in(stream(key, "shuffle"), epoch)``, a ``lax.scan`` over fixed-shape
+permutation from ``stream(key, "shuffle")`` and the epoch, a ``lax.scan`` over fixed-shape
 batches gathered on the device (the last one padded and masked), validation, early
 stopping and the NaN guard. Epochs past the target or after a stop are skipped with
 ``lax.cond``, so the number of epochs is data and never causes a recompile.
@@ -118,6 +118,8 @@ def forward_rows(apply_fn, params, x, batch_size: int):
     is ever materialised. Returns predictions for the ``n`` rows."""
     n = x.shape[0]
     n_chunks = math.ceil(n / batch_size)
+    if n_chunks == 1:
+        return apply_fn(params, x)
 
     def chunk(i):
         idx = jnp.minimum(i * batch_size + jnp.arange(batch_size), n - 1)
@@ -155,36 +157,46 @@ def _mix32(h: jax.Array) -> jax.Array:
     return h ^ (h >> 16)
 
 
-def shuffled_order(key: jax.Array, n: int) -> jax.Array:
-    """A pseudo-random permutation of ``range(n)`` (int32), by the swap-or-not shuffle
-    (Hoang, Morris and Rogaway, CRYPTO 2012).
+def shuffled_order(key: jax.Array, n: int, salt: jax.Array | int = 0) -> jax.Array:
+    """A pseudo-random permutation of ``range(n)`` (int32) for ``key`` and ``salt``
+    (the epoch), by the swap-or-not shuffle (Hoang, Morris and Rogaway, CRYPTO 2012).
 
     Each round pairs ``x`` with ``(K - x) mod n`` and swaps the pair when a keyed hash
     of the larger one says so; every round is a bijection, so the result is a
     permutation, and about 2 log2(n) + 8 rounds mix it well. Unlike a sort-based
     ``jax.random.permutation`` (which peaked at 3x the dataset's bytes for 10M rows
-    on the CPU) it works elementwise in place: a few int32 arrays of length n.
+    on the CPU) it works elementwise in place: a few int32 arrays of length n. The
+    round keys come from hashing the key's words with ``salt`` (murmur3's finaliser),
+    not from the PRNG: a compiled fit then holds no PRNG code per epoch, which on a
+    CPU was a fifth of its compile time.
     """
     rounds = 2 * max(1, math.ceil(math.log2(max(n, 2)))) + 8
-    k_key, h_key = jax.random.split(key)
-    ks = jax.random.randint(k_key, (rounds,), 0, n, dtype=jnp.int32)
-    seeds = jax.random.bits(h_key, (rounds,), jnp.uint32)
+    h = _mix32(jnp.asarray(salt, jnp.uint32) ^ jnp.uint32(0x9E3779B9))
+    for word in jax.random.key_data(key).reshape(-1):  # 2 words (threefry) or 4 (rbg)
+        h = _mix32(h ^ word.astype(jnp.uint32))
+    r = jnp.arange(rounds, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9)
+    ks = (_mix32(h ^ r) % jnp.uint32(n)).astype(jnp.int32)
+    seeds = _mix32(_mix32(h + r) ^ jnp.uint32(0x5BD1E995))
 
-    def round_(x, r):  # int32 throughout: no second n-sized array for a cast
-        partner = jnp.where(ks[r] >= x, ks[r] - x, ks[r] - x + n)  # (K - x) mod n, without overflow
-        swap = (_mix32(jnp.maximum(x, partner).astype(jnp.uint32) ^ seeds[r]) & 1) == 1
+    def round_(x, key_seed):  # int32 throughout: no second n-sized array for a cast
+        k, seed = key_seed
+        partner = jnp.where(k >= x, k - x, k - x + n)  # (K - x) mod n, without overflow
+        swap = (_mix32(jnp.maximum(x, partner).astype(jnp.uint32) ^ seed) & 1) == 1
         return jnp.where(swap, partner, x), None
 
-    order, _ = jax.lax.scan(round_, jnp.arange(n, dtype=jnp.int32), jnp.arange(rounds))
+    # On an accelerator the rounds are unrolled, and XLA fuses them into one elementwise
+    # kernel (a loop of 30 tiny kernels cost more than an epoch of small steps); on a
+    # CPU a loop compiles faster and runs as fast.
+    unroll = 1 if jax.default_backend() == "cpu" else rounds
+    order, _ = jax.lax.scan(round_, jnp.arange(n, dtype=jnp.int32), (ks, seeds), unroll=unroll)
     return order
 
 
-def _epoch_batches(plan: Plan, state: TrainState):
-    """Row indices ``(n_batches, batch_size)`` for this epoch, and the padding mask."""
+def _epoch_batches(plan: Plan, key: jax.Array, epoch: jax.Array):
+    """Row indices ``(n_batches, batch_size)`` for ``epoch``, and the padding mask."""
     n, bs, nb = plan.n, plan.batch_size, plan.n_batches
     if plan.shuffle:
-        epoch_key = jax.random.fold_in(rng.stream(state.key, "shuffle"), state.epoch)
-        order = shuffled_order(epoch_key, n)
+        order = shuffled_order(rng.stream(key, "shuffle"), n, epoch)
     else:
         order = jnp.arange(n, dtype=jnp.int32)
     total = nb * bs
@@ -201,18 +213,19 @@ def _epoch_batches(plan: Plan, state: TrainState):
     return order, mask
 
 
-def _train_epoch(plan: Plan, data: dict, carry: Carry):
-    """One pass over the data. The hot loop carries only the train state; the NaN
-    guard reads the per-step losses afterwards and, only if one is non-finite, replays
-    the epoch from its start up to the last finite step (inside ``lax.cond``)."""
+def _batches_and_step(plan: Plan, data: dict, start: TrainState):
+    """``batches(e)``: the batches of epoch ``start.epoch + e``; ``step(state, batch)``:
+    one update, returning the new state and the batch's loss."""
     step_fn = make_train_step(plan.apply_fn, plan.loss_fn, plan.tx)
     x, y = data["x"], data["y"]
-    idx, mask = _epoch_batches(plan, carry.state)
-    # Each step takes a batch of row indices and gathers its rows, or (gather_epoch)
-    # the rows of the whole epoch are gathered once, in batch order, and each step
-    # slices its batch, as a hand-written scan over pre-batched arrays does.
-    batches = (x[idx], y[idx]) if plan.gather_epoch else (idx,)
-    batches = batches if mask is None else (*batches, mask)
+
+    def batches(e):
+        idx, mask = _epoch_batches(plan, start.key, start.epoch + e)
+        # Each step takes a batch of row indices and gathers its rows, or (gather_epoch)
+        # the rows of the whole epoch are gathered once, in batch order, and each step
+        # slices its batch, as a hand-written scan over pre-batched arrays does.
+        out = (x[idx], y[idx]) if plan.gather_epoch else (idx,)
+        return out if mask is None else (*out, mask)
 
     def step(state, batch):
         xb, yb, *m = batch if plan.gather_epoch else (x[batch[0]], y[batch[0]], *batch[1:])
@@ -221,18 +234,23 @@ def _train_epoch(plan: Plan, data: dict, carry: Carry):
         state, metrics = step_fn(state, (xb, yb, *m))
         return state, metrics["loss"]
 
-    start = carry.state
-    end, losses = jax.lax.scan(step, start, batches, unroll=plan.unroll)
-    finite = jnp.isfinite(losses)
-    nb = plan.n_batches
-    # first_bad: the first step whose loss was non-finite (nb: the last update made
-    # the params non-finite), or -1 when the whole epoch was fine.
-    first_bad = jnp.where(finite.all(), jnp.where(_all_finite(end.params), -1, nb), jnp.argmin(finite))
+    return batches, step
 
-    state = jax.lax.cond(
-        _any(plan, first_bad >= 0), lambda: _last_finite(plan, step, start, batches, first_bad, end), lambda: end
-    )
-    counts = mask.sum(axis=1) if mask is not None else jnp.full(nb, float(plan.batch_size))
+
+def _train_epoch(plan: Plan, data: dict, carry: Carry):
+    """One pass over the data. The hot loop carries only the train state, and nothing
+    here branches: the NaN guard reads the per-step losses afterwards, and a run that
+    went non-finite stops, keeping its last state until :func:`replay` rewinds it to
+    its last finite step. Returns the carry, the epoch's training loss and
+    ``first_bad``: the first step whose loss was non-finite (``n_batches``: only the
+    last update made the params non-finite), or -1."""
+    start, nb = carry.state, plan.n_batches
+    batches, step = _batches_and_step(plan, data, start)
+    idx_mask = _epoch_batches(plan, start.key, start.epoch)[1]
+    end, losses = jax.lax.scan(step, start, batches(0), unroll=plan.unroll)
+    finite = jnp.isfinite(losses)
+    first_bad = jnp.where(finite.all(), jnp.where(_all_finite(end.params), -1, nb), jnp.argmin(finite))
+    counts = idx_mask.sum(axis=1) if idx_mask is not None else jnp.full(nb, float(plan.batch_size))
     counts = jnp.where((first_bad < 0) | (jnp.arange(nb) < first_bad), counts, 0.0)
     total = counts.sum()
     train_loss = jnp.where(
@@ -240,40 +258,30 @@ def _train_epoch(plan: Plan, data: dict, carry: Carry):
     )
     bad = first_bad >= 0
     carry = carry._replace(
-        state=state._replace(epoch=state.epoch + 1),
+        state=end._replace(epoch=end.epoch + 1),
         stop=jnp.where(bad, Stop.NON_FINITE_LOSS, carry.stop),
         stop_step=jnp.where(bad, start.step + jnp.minimum(first_bad + 1, nb), carry.stop_step),
     )
-    return carry, train_loss
+    return carry, train_loss, first_bad
 
 
-def _last_finite(plan: Plan, step, start: TrainState, batches, first_bad, end: TrainState) -> TrainState:
-    """The state after the last step of this epoch whose params are finite (only run
-    when a step went non-finite): the epoch replayed from ``start``, masked after
-    ``first_bad`` steps."""
-    nb = plan.n_batches
+def replay(plan: Plan, carry: Carry, data: dict, start: TrainState, first_bad: jax.Array) -> Carry:
+    """``carry`` with the state after the last step whose params are finite: the epoch
+    that went non-finite replayed from ``start`` (its first state), taking its first
+    ``first_bad - 1`` steps, then step ``first_bad`` only if its params stay finite
+    (its loss was non-finite, its update may not be). A separate program, run only
+    after a run went non-finite, so a fit's compiled loop holds the step once."""
+    batches, step = _batches_and_step(plan, data, start)
 
-    def rewind(k):  # the state after the first k steps of this epoch
-        def masked(state, xs):
-            j, batch = xs
-            new, _ = step(state, batch)
-            keep = lambda a, b: jnp.where(j < k, a, b)
-            return new._replace(
-                params=jax.tree.map(keep, new.params, state.params),
-                opt_state=jax.tree.map(keep, new.opt_state, state.opt_state),
-                model_state=jax.tree.map(keep, new.model_state, state.model_state),
-                step=keep(new.step, state.step),
-            ), None
+    def masked(state, xs):
+        j, batch = xs
+        new, _ = step(state, batch)
+        take = (j < first_bad - 1) | ((j == first_bad - 1) & _all_finite(new.params))
+        return _select(take, new, state), None
 
-        return jax.lax.scan(masked, start, (jnp.arange(nb), batches))[0]
-
-    s = rewind(first_bad)  # its params gave a non-finite loss but may be finite
-    s = jax.lax.cond(
-        _any(plan, ~_all_finite(s.params)),
-        lambda: _select(_all_finite(s.params), s, rewind(jnp.maximum(first_bad - 1, 0))),
-        lambda: s,
-    )
-    return _select(first_bad >= 0, s, end)  # in a sweep, the other models keep their epoch
+    s = jax.lax.scan(masked, start, (jnp.arange(plan.n_batches), batches(0)))[0]
+    s = s._replace(epoch=carry.state.epoch)
+    return carry._replace(state=_select(first_bad >= 0, s, carry.state))  # in a sweep, the others keep theirs
 
 
 def _epoch_values(plan: Plan, data: dict, params, train_loss) -> dict:
@@ -322,34 +330,44 @@ def _record_template(plan: Plan) -> dict:
     return {n: jnp.float32(jnp.nan) for n in record_names(plan)}
 
 
-def _one_epoch(plan: Plan, data: dict, carry: Carry):
-    carry, train_loss = _train_epoch(plan, data, carry)
+def _one_epoch(plan: Plan, data: dict, carry: Carry, rewind):
+    start = carry.state
+    carry, train_loss, first_bad = _train_epoch(plan, data, carry)
     values = _epoch_values(plan, data, carry.state.variables, train_loss)
     if plan.early is not None:
         carry = _early_stop(plan, carry, values)
     record = {k: jnp.asarray(values[k], jnp.float32) for k in _record_template(plan)}
-    return carry, {**record, "ran": jnp.bool_(True)}
+    return carry, {**record, "ran": jnp.bool_(True)}, (start, first_bad)
 
 
-def _skip_epoch(plan: Plan, carry: Carry):
-    return carry, {**_record_template(plan), "ran": jnp.bool_(False)}
+def _skip_epoch(plan: Plan, carry: Carry, rewind):
+    return carry, {**_record_template(plan), "ran": jnp.bool_(False)}, rewind
 
 
 def train_chunk(plan: Plan, carry: Carry, data: dict, target_epochs: jax.Array):
     """Up to ``plan.chunk`` epochs (those before ``target_epochs`` while not stopped).
-    Returns the carry, the per-epoch records and ``(epoch, stop)``."""
+    Returns the carry, the per-epoch records, ``(epoch, stop)`` and ``(start,
+    first_bad)``: the first state of the last epoch run and the step where it went
+    non-finite (-1: it did not), for :func:`replay`."""
 
-    def body(carry, _):
+    def body(loop, _):
+        carry, rewind = loop
         active = (carry.state.epoch < target_epochs) & (carry.stop == Stop.COMPLETED)
-        new, rec = jax.lax.cond(
-            _any(plan, active), lambda c: _one_epoch(plan, data, c), lambda c: _skip_epoch(plan, c), carry
+        new, rec, new_rewind = jax.lax.cond(
+            _any(plan, active),
+            lambda c, r: _one_epoch(plan, data, c, r),
+            lambda c, r: _skip_epoch(plan, c, r),
+            carry,
+            rewind,
         )
-        if plan.axis_name is None:
-            return new, rec
-        return _select(active, new, carry), {**rec, "ran": rec["ran"] & active}  # models already done
+        if plan.axis_name is not None:  # models already done
+            new, rec = _select(active, new, carry), {**rec, "ran": rec["ran"] & active}
+            new_rewind = _select(active, new_rewind, rewind)
+        return (new, new_rewind), rec
 
-    carry, records = jax.lax.scan(body, carry, None, length=plan.chunk)
-    return carry, records, (carry.state.epoch, carry.stop)
+    rewind = (carry.state, jnp.int32(-1))
+    (carry, rewind), records = jax.lax.scan(body, (carry, rewind), None, length=plan.chunk)
+    return carry, records, (carry.state.epoch, carry.stop), rewind
 
 
 def start_and_train_chunk(plan: Plan, state: TrainState, hyperparams: dict, data: dict, target_epochs: jax.Array):
@@ -361,6 +379,7 @@ def start_and_train_chunk(plan: Plan, state: TrainState, hyperparams: dict, data
 start = jax.jit(initial_carry, static_argnums=0)
 run_chunk = jax.jit(train_chunk, static_argnums=0, donate_argnums=1)
 run_fresh = jax.jit(start_and_train_chunk, static_argnums=0)
+run_replay = jax.jit(replay, static_argnums=0, donate_argnums=1)
 
 
 class Fresh(NamedTuple):
@@ -371,12 +390,21 @@ class Fresh(NamedTuple):
     hyperparams: dict
 
 
-def runner(plan: Plan) -> Callable:
-    """``call(carry, data, target_epochs)`` for ``jaxnn._driver``: one compiled chunk."""
+class Runner(NamedTuple):
+    """What ``jaxnn._driver`` calls: ``chunk(carry, data, target_epochs)`` trains one
+    compiled chunk; ``replay(carry, data, start, first_bad)`` rewinds a run that went
+    non-finite to its last finite step (see :func:`replay`)."""
 
-    def call(carry, data, target):
+    chunk: Callable
+    replay: Callable
+
+
+def runner(plan: Plan) -> Runner:
+    """The :class:`Runner` of ``fit``: one compiled chunk per call."""
+
+    def chunk(carry, data, target):
         if isinstance(carry, Fresh):
             return run_fresh(plan, carry.state, carry.hyperparams, data, target)
         return run_chunk(plan, carry, data, target)
 
-    return call
+    return Runner(chunk, lambda carry, data, start, first_bad: run_replay(plan, carry, data, start, first_bad))

@@ -18,11 +18,11 @@ import optax
 
 from jaxnn import _driver, _equinox, _flax, _loop, checkpoint, logs, optim, parallel, precision, rng
 from jaxnn._checks import MAX_EPOCHS, positive_int
-from jaxnn.data import validate
+from jaxnn.data import summary, validate
 from jaxnn.losses import LOSSES, get_loss
 from jaxnn.metrics import get_metric
 from jaxnn.mlp import MLPApply, Model, check_mlp_input
-from jaxnn.types import Checkpoints, EarlyStopping, FitResult, TrainState, Tuning
+from jaxnn.types import GATHER_EPOCH_MAX_BYTES, Checkpoints, EarlyStopping, FitResult, TrainState, Tuning
 
 
 def apply_function(model) -> Callable:
@@ -101,10 +101,10 @@ def prepare_targets(loss_name: str | None, y: np.ndarray, out_shape: tuple[int, 
         if y.ndim == 1:
             if not np.issubdtype(y.dtype, np.integer):
                 raise ValueError(f"{name}: softmax_cross_entropy needs integer class labels, got dtype {y.dtype}")
-            if y.min() < 0 or y.max() >= k:
+            _, low, high = summary(y)
+            if low < 0 or high >= k:
                 raise ValueError(
-                    f"{name}: labels must lie in [0, {k}) for a model with {k} outputs, "
-                    f"got values in [{y.min()}, {y.max()}]"
+                    f"{name}: labels must lie in [0, {k}) for a model with {k} outputs, got values in [{low}, {high}]"
                 )
             return y
         if y.shape[1:] != out_shape:
@@ -125,10 +125,10 @@ def prepare_targets(loss_name: str | None, y: np.ndarray, out_shape: tuple[int, 
             f"{name} has shape {y.shape} but the model outputs (n, {', '.join(map(str, out_shape))}); "
             f"expected targets of shape (n, {', '.join(map(str, out_shape))})"
         )
-    if loss_name in ("binary_cross_entropy", "binary_cross_entropy_with_logits") and (y.min() < 0 or y.max() > 1):
-        raise ValueError(
-            f"{name}: {loss_name} needs targets in [0, 1] (0/1 labels), got values in [{y.min()}, {y.max()}]"
-        )
+    if loss_name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        _, low, high = summary(y)
+        if low < 0 or high > 1:
+            raise ValueError(f"{name}: {loss_name} needs targets in [0, 1] (0/1 labels), got values in [{low}, {high}]")
     return y.astype(jnp.result_type(float))
 
 
@@ -143,7 +143,7 @@ def plan_run(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, vali
     host arrays ``x``, ``y`` and, with validation, ``x_val``, ``y_val``."""
     if y is None:
         raise TypeError("fit needs targets y (an array with one row per row of x), got None")
-    x, y = validate(x, y)
+    x, y = validate(x, y, to_device=True)
     processes = jax.process_count()
     if processes > 1:
         _check_multiprocess(x, placement, validation)
@@ -175,7 +175,8 @@ def plan_run(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, vali
         step_rows=placement.step_rows(batch_size),
         batch_sharding=placement.batch,
         axis_name=axis_name,
-        gather_epoch=tuning.gather == "epoch",
+        gather_epoch=tuning.gather == "epoch"
+        or (tuning.gather == "auto" and axis_name is None and x.nbytes + y.nbytes <= GATHER_EPOCH_MAX_BYTES),
     )
     return plan, data
 
@@ -371,8 +372,8 @@ def check_tuning(tuning) -> Tuning:
     positive_int(tuning.eval_batch_size, "tuning.eval_batch_size")
     if not isinstance(tuning.drop_remainder, bool):
         raise TypeError(f"tuning.drop_remainder must be a bool, got {tuning.drop_remainder!r}")
-    if tuning.gather not in ("step", "epoch"):
-        raise ValueError(f"tuning.gather must be 'step' or 'epoch', got {tuning.gather!r}")
+    if tuning.gather not in ("auto", "step", "epoch"):
+        raise ValueError(f"tuning.gather must be 'auto', 'step' or 'epoch', got {tuning.gather!r}")
     return tuning
 
 
@@ -460,7 +461,8 @@ def _default_unroll(params, batch_size: int) -> int:
     # an accelerator, where each loop iteration is a round of kernel launches);
     # unrolling a few steps per iteration amortises it. On an H200, work B (a
     # 784-512-512-10 step at batch 128, 86M weight-rows) ran 13% faster unrolled 8 times.
+    # On a CPU, 2 runs as fast as 4 on the seed network and compiles 0.4 s faster.
     work = batch_size * sum(getattr(p, "size", 1) for p in jax.tree.leaves(params))
     if jax.default_backend() == "cpu":
-        return 4 if work <= 4096 else 1
+        return 2 if work <= 4096 else 1
     return 8 if work <= 2**27 else 1

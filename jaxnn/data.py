@@ -5,6 +5,10 @@ and column; everything after this trusts its inputs. Batching and shuffling happ
 the device inside the compiled training loop (``jaxnn.train``), not here.
 """
 
+import hashlib
+import os
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import jax
@@ -39,16 +43,107 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
         return arr.astype(dtype)
 
 
+class Summary(NamedTuple):
+    """What the boundary checks read from an array: whether every value is finite,
+    and its smallest and largest value."""
+
+    finite: bool
+    low: float
+    high: float
+
+
+@jax.jit
+def _device_summary(a):
+    finite = jnp.isfinite(a).all() if jnp.issubdtype(a.dtype, jnp.floating) else jnp.bool_(True)
+    return finite, a.min(), a.max()
+
+
+# id -> (weak reference, Summary) of jax arrays checked before: they are immutable, so
+# an array passed again (a training loop, cross-validation) costs no device round trip.
+_summaries: dict[int, tuple[weakref.ref, Summary]] = {}
+
+
+def _forget(store: dict, key: int):
+    """A weak reference's callback: drops ``store[key]`` when its array dies."""
+    return lambda _: store.pop(key, None)
+
+
+def summary(arr) -> Summary:
+    """The :class:`Summary` of a non-empty numeric array. A ``jax.Array`` is reduced on
+    its device in one compiled call and one transfer, and remembered while it lives."""
+    if not isinstance(arr, jax.Array):
+        finite = not np.issubdtype(arr.dtype, np.floating) or bool(np.isfinite(arr).all())
+        return Summary(finite, arr.min().item(), arr.max().item())
+    hit = _summaries.get(id(arr))
+    if hit is not None and hit[0]() is arr:
+        return hit[1]
+    finite, low, high = jax.device_get(_device_summary(arr))
+    out = Summary(bool(finite), low.item(), high.item())
+    _summaries[id(arr)] = (weakref.ref(arr, _forget(_summaries, id(arr))), out)
+    return out
+
+
+# Host arrays that fit uploaded to an accelerator: id -> (weak reference to the array,
+# digest of its bytes, the checked device copy). Passing the same data again (a
+# training loop, a sweep) skips the upload and the checks when the bytes are unchanged.
+UPLOAD_CACHE_ENTRIES = 4
+UPLOAD_CACHE_MIN_BYTES = 1 << 20
+_uploads: dict[int, tuple[weakref.ref, bytes, jax.Array]] = {}
+_hash_pool: ThreadPoolExecutor | None = None
+
+
+def caches_uploads() -> bool:
+    """Whether host data is uploaded through the cache: off on the CPU (no upload) and
+    in multi-process runs (each process feeds its own rows)."""
+    return jax.default_backend() != "cpu" and jax.process_count() == 1
+
+
+def clear_uploads() -> None:
+    """Forgets every cached upload (their device memory is freed with them)."""
+    _uploads.clear()
+
+
+def _digest(arr: np.ndarray) -> bytes:
+    """SHA-256 of the array's dtype, shape and bytes, hashed in 8 MiB pieces on a
+    thread pool (hashlib releases the GIL), so on a many-core host it costs a fraction
+    of the upload it saves."""
+    global _hash_pool
+    buf = memoryview(np.ascontiguousarray(arr)).cast("B")
+    piece = 8 << 20
+    if _hash_pool is None:
+        _hash_pool = ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="jaxnn-hash")
+    parts = _hash_pool.map(lambda i: hashlib.sha256(buf[i : i + piece]).digest(), range(0, len(buf), piece))
+    return hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode() + b"".join(parts)).digest()
+
+
+def _upload(arr: np.ndarray, name: str) -> jax.Array:
+    """``arr`` (float converted, checked) on the default device; the same bytes passed
+    again return the same device array without a transfer or a check."""
+    digest = _digest(arr)
+    hit = _uploads.get(id(arr))
+    if hit is not None and hit[0]() is arr and hit[1] == digest:
+        _uploads[id(arr)] = _uploads.pop(id(arr))  # most recently used last
+        return hit[2]
+    on_device = jax.device_put(_to_float(arr))
+    _check_finite(on_device, name)  # on the device: one reduction, no host pass over the data
+    _uploads.pop(id(arr), None)
+    while len(_uploads) >= UPLOAD_CACHE_ENTRIES:
+        _uploads.pop(next(iter(_uploads)))
+    _uploads[id(arr)] = (weakref.ref(arr, _forget(_uploads, id(arr))), digest, on_device)
+    return on_device
+
+
 def _check_finite(arr, name: str) -> None:
-    xp = jnp if isinstance(arr, jax.Array) else np
-    if np.issubdtype(arr.dtype, np.floating) and not bool(xp.isfinite(arr).all()):
+    if np.issubdtype(arr.dtype, np.floating) and not (
+        summary(arr).finite if isinstance(arr, jax.Array) else np.isfinite(arr).all()
+    ):
         arr = np.asarray(arr)
         pos = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         where = f"row {pos[0]}" + (f", column {pos[1]}" if len(pos) > 1 else "")
         raise ValueError(f"{name} has a non-finite value ({arr[pos]}) at {where}; expected finite numbers")
 
 
-def validate(x, y=None, *, x_name: str = "x", y_name: str = "y"):
+def validate(x, y=None, *, x_name: str = "x", y_name: str = "y", to_device: bool = False):
     """Checks and converts training data; returns ``(x, y)``.
 
     NumPy inputs (and lists) come back as NumPy arrays; JAX arrays stay JAX arrays on
@@ -59,6 +154,8 @@ def validate(x, y=None, *, x_name: str = "x", y_name: str = "y"):
         (float64 when ``jax_enable_x64`` is on).
       y: optional targets with ``samples`` rows: float targets become float32,
         integer labels stay integers (int32).
+      to_device: on an accelerator, return large float NumPy arrays as checked device
+        copies, uploaded once per content (``fit`` does this; see ``_upload``).
 
     Returns:
       ``(x, y)``; ``y`` is ``None`` when not given.
@@ -74,8 +171,7 @@ def validate(x, y=None, *, x_name: str = "x", y_name: str = "y"):
         raise ValueError(f"{x_name} must be 2-D (samples, features), got shape {x.shape}{hint}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{x_name} must have at least one row and one column, got shape {x.shape}")
-    x = _to_float(x)
-    _check_finite(x, x_name)  # after the cast, so float64 values that overflow are caught
+    x = _float_checked(x, x_name, to_device)
     if y is None:
         return x, None
     y = _as_numeric(y, y_name)
@@ -85,13 +181,22 @@ def validate(x, y=None, *, x_name: str = "x", y_name: str = "y"):
             f"{x_name} {x.shape}, got {y.shape}"
         )
     if np.issubdtype(y.dtype, np.integer):
-        if y.size and (y.min() < np.iinfo(np.int32).min or y.max() > np.iinfo(np.int32).max):
-            raise ValueError(f"{y_name} has integer labels outside the int32 range")
-        y = y.astype(np.int32)
+        if y.dtype != np.int32:
+            low, high = summary(y)[1:]
+            if low < np.iinfo(np.int32).min or high > np.iinfo(np.int32).max:
+                raise ValueError(f"{y_name} has integer labels outside the int32 range")
+            y = y.astype(np.int32)
     else:
-        y = _to_float(y)
-        _check_finite(y, y_name)
+        y = _float_checked(y, y_name, to_device)
     return x, y
+
+
+def _float_checked(arr, name: str, to_device: bool):
+    if to_device and isinstance(arr, np.ndarray) and arr.nbytes >= UPLOAD_CACHE_MIN_BYTES and caches_uploads():
+        return _upload(arr, name)
+    arr = _to_float(arr)
+    _check_finite(arr, name)  # after the cast, so float64 values that overflow are caught
+    return arr
 
 
 def train_test_split(key: jax.Array, x, y, test_fraction: float = 0.2):

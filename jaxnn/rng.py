@@ -8,7 +8,7 @@ source of randomness (dropout, say) never changes the numbers of another:
 stream              id   consumer
 ==================  ===  ===================================================
 ``shuffle``         0    ``fit``'s data order: epoch ``e`` permutes with
-                         ``fold_in(stream(key, "shuffle"), e)``
+                         ``shuffled_order(stream(key, "shuffle"), n, e)``
 ``init``            1    initial parameters (experiment runner, ``fit_many``)
 ``validation``      2    the rows ``validation=<fraction>`` holds out
 ``dataset``         3    synthetic data (``make_regression`` in the runner)

@@ -174,9 +174,11 @@ def fit_many(
     with saver or contextlib.nullcontext(), _plan.epoch_log(log_dir, plan, run, k) as log:
         carry, history = _begin(plan, model, init_params, rng.model_keys(key, k), values, path, resume)
         carry, data = placement.place(carry, data)
-        call = lambda c, d, t: _run_chunk_many(plan, c, d, t)
+        run = _loop.Runner(
+            lambda c, d, t: _run_chunk_many(plan, c, d, t), lambda c, d, s, b: _run_replay_many(plan, c, d, s, b)
+        )
         carry, stops = _driver.drive(
-            call, carry, data, epochs=epochs, history=history, progress=progress, saver=saver, log=log
+            run, carry, data, epochs=epochs, history=history, progress=progress, saver=saver, log=log
         )
     return _finish_many(plan, carry, stops, history.arrays(), values)
 
@@ -235,6 +237,13 @@ def _chunk_many(plan, carry, data, target):
 
 
 _run_chunk_many = jax.jit(_chunk_many, static_argnums=0, donate_argnums=1)
+
+
+def _replay_many(plan, carry, data, start, first_bad):
+    return jax.vmap(lambda c, s, b: _loop.replay(plan, c, data, s, b), axis_name=AXIS)(carry, start, first_bad)
+
+
+_run_replay_many = jax.jit(_replay_many, static_argnums=0, donate_argnums=1)
 
 
 def _finish_many(plan, carry, stops, history, values) -> ManyResult:

@@ -87,7 +87,10 @@ def fit(
         ``flax.nnx`` Module (``params=None`` trains its ``nnx.Param`` state, which
         is written back into the module at the end; ``FitResult.params`` holds it).
       params: initial parameters (not modified).
-      x: inputs, shape ``(n, features)``.
+      x: inputs, shape ``(n, features)``: NumPy (or lists) or ``jax.Array``. On an
+        accelerator a float NumPy array of 1 MiB or more is uploaded once per
+        content: passed again with the same bytes, its checked device copy is reused
+        (``jaxnn.data.clear_uploads`` frees them). A ``jax.Array`` is checked once.
       y: targets: ``(n, outputs)`` (``(n,)`` is taken as ``(n, 1)`` for a
         one-output model), or integer labels ``(n,)`` for softmax_cross_entropy.
       loss: a loss name from ``jaxnn.losses.LOSSES`` or a callable

@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_bitwise_equal
 
 import jaxnn
 from jaxnn import data as D
@@ -111,6 +112,60 @@ def test_validate_keeps_device_arrays_on_device():
         D.validate(jnp.ones((4, 2)).at[2, 1].set(jnp.nan))
     with pytest.raises(TypeError, match="PRNG keys"):
         D.validate(jax.random.split(jax.random.key(0), 4))
+
+
+def test_device_arrays_are_checked_once_while_they_live(monkeypatch):
+    calls = []
+    reduce = D._device_summary
+    monkeypatch.setattr(D, "_device_summary", lambda a: calls.append(a.shape) or reduce(a))
+    x = jnp.ones((8, 3))
+    for _ in range(3):
+        D.validate(x)
+    assert calls == [(8, 3)]  # jax arrays are immutable: one device round trip
+    assert D.summary(jnp.array([3, -2, 7])) == (True, -2, 7)
+    assert not D.summary(x.at[1, 1].set(jnp.inf)).finite
+    key = id(x)
+    del x
+    assert key not in D._summaries  # forgotten with the array
+
+
+def test_host_data_is_uploaded_once_per_content(monkeypatch):
+    monkeypatch.setattr(D, "caches_uploads", lambda: True)  # what an accelerator does
+    D.clear_uploads()
+    x = np.random.default_rng(0).standard_normal((2048, 128))  # float64, 2 MiB
+    first, _ = D.validate(x, to_device=True)
+    assert isinstance(first, jax.Array) and first.dtype == jnp.float32
+    assert D.validate(x, to_device=True)[0] is first  # same bytes: no upload, no check
+    assert isinstance(D.validate(x)[0], np.ndarray)  # only when asked (fit asks)
+    x[5, 3] = np.nan  # changed in place: uploaded and checked again
+    with pytest.raises(ValueError, match="row 5, column 3"):
+        D.validate(x, to_device=True)
+    x[5, 3] = 2.5
+    again, _ = D.validate(x, to_device=True)
+    assert again is not first and float(again[5, 3]) == 2.5
+    np.testing.assert_array_equal(np.asarray(again), x.astype(np.float32))
+    small = np.ones((4, 3))
+    assert isinstance(D.validate(small, to_device=True)[0], np.ndarray)  # below the size worth caching
+    # float64, so each upload is a float32 copy (a float32 array's CPU "device copy" would alias it)
+    arrays = [np.full((2048, 128), float(i)) for i in range(D.UPLOAD_CACHE_ENTRIES + 2)]
+    for a in arrays:
+        D.validate(a, to_device=True)
+    assert len(D._uploads) == D.UPLOAD_CACHE_ENTRIES  # bounded: the oldest go first
+    del arrays, a, x
+    assert not D._uploads  # an upload lives only as long as its host array
+
+
+def test_fit_from_cached_uploads_equals_fit_from_host(monkeypatch, key):
+    x, y = jaxnn.make_regression(key, n=4096, features=64)
+    x, y = np.asarray(x, np.float64), np.asarray(y)
+    model = jaxnn.mlp([64, 8, 1])
+    kw = dict(loss="mse", batch_size=256, epochs=2, key=key, progress=False)
+    plain = jaxnn.fit(model, model.init(key), x, y, **kw)
+    monkeypatch.setattr(D, "caches_uploads", lambda: True)
+    cached = [jaxnn.fit(model, model.init(key), x, y, **kw) for _ in range(2)]
+    assert id(x) in D._uploads
+    for r in cached:
+        assert_bitwise_equal(r.params, plain.params)
 
 
 # bad inputs ---------------------------------------------------------------------------

@@ -223,6 +223,27 @@ def test_nan_guard_stops_at_once_and_keeps_finite_params(seed_data):
     assert int(r.state.step) in (stop_step - 1, stop_step - 2)  # the last finite step's params
 
 
+@pytest.mark.filterwarnings("ignore:the loss became non-finite")
+def test_a_run_that_diverges_late_is_rewound_alike_however_its_epochs_are_split(key):
+    import optax
+
+    x, y = jaxnn.make_regression(key, n=200)
+    model = jaxnn.mlp([3, 16, 1])
+    rising = optax.exponential_decay(0.05, 10, 1.5)  # the learning rate grows until the run diverges
+
+    def run(epochs_per_call):
+        return jaxnn.fit(model, model.init(key), x, y, loss="mse", learning_rate=rising, batch_size=32, epochs=40,
+                         key=key, progress=False, tuning=jaxnn.Tuning(epochs_per_call=epochs_per_call))  # fmt: skip
+
+    first, *others = [run(e) for e in (1, 3, 40)]
+    assert first.stop_reason == jaxnn.Stop.NON_FINITE_LOSS and 2 < first.epochs_run < 40
+    assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(first.params))
+    for r in others:
+        assert (r.epochs_run, r.message) == (first.epochs_run, first.message)
+        assert_bitwise_equal(r.state, first.state)
+        np.testing.assert_array_equal(r.history["loss"], first.history["loss"])
+
+
 def test_single_row_batches_and_a_plain_apply_fn(key):
     x, y = jaxnn.make_regression(key, n=20)
 
@@ -577,7 +598,7 @@ FIT_OPTIONS = {
         (jaxnn.Tuning(unroll=1.5), TypeError, "tuning.unroll must be an int"),
         (jaxnn.Tuning(eval_batch_size=-1), ValueError, "tuning.eval_batch_size must be >= 1"),
         (jaxnn.Tuning(drop_remainder="yes"), TypeError, "tuning.drop_remainder must be a bool"),
-        (jaxnn.Tuning(gather="batch"), ValueError, "tuning.gather must be 'step' or 'epoch'"),
+        (jaxnn.Tuning(gather="batch"), ValueError, "tuning.gather must be 'auto', 'step' or 'epoch'"),
     ],
     "validation": [
         (True, TypeError, "validation must be a pair"),
