@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 import jaxnn
@@ -56,6 +57,27 @@ def test_every_public_name_has_a_page(site):
     assert not missing, missing
     fit_page = (site / "generated" / "jaxnn.train.fit.html").read_text()
     assert "log_dir" in fit_page and "&gt;&gt;&gt;" in (site / "generated" / "jaxnn.mlp.mlp.html").read_text()
+
+
+@pytest.mark.slow
+def test_notebooks_run_top_to_bottom_in_the_build(site):
+    """The build runs every notebook (small settings; an error fails the build) once:
+    what they print is checked here, in the executed copies myst-nb keeps."""
+    executed = site.parent / "jupyter_execute" / "notebooks"
+
+    def printed(stem):
+        nb = nbformat.read(executed / f"{stem}.ipynb", as_version=4)
+        return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+    text = printed("01_intro_to_deep_learning")
+    assert "by hand == model.apply: True" in text
+    assert "non_finite_loss" in text or "non-finite" in text  # the NaN guard stopped lr=50
+    assert re.search(r"largest difference between the chain rule and jax.grad: [0-9.e-]+", text)
+    assert "training mode, two keys, same rows: equal? False" in text
+    assert "inference mode, twice:              equal? True" in text
+    assert "A1 = relu(batchnorm(Z1)) -> (4, 256)   then dropout 0.5 (training only)" in text
+    text = printed("02_colab_tpu")
+    assert "OK: jaxnn will train on" in text and "identical to an uninterrupted run: True" in text
 
 
 @pytest.mark.slow
