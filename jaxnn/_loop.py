@@ -214,18 +214,18 @@ def _epoch_batches(plan: Plan, key: jax.Array, epoch: jax.Array):
 
 
 def _batches_and_step(plan: Plan, data: dict, start: TrainState):
-    """``batches(e)``: the batches of epoch ``start.epoch + e``; ``step(state, batch)``:
-    one update, returning the new state and the batch's loss."""
+    """``batches(e)``: the scan inputs of epoch ``start.epoch + e`` and its padding
+    mask; ``step(state, batch)``: one update, returning the new state and the loss."""
     step_fn = make_train_step(plan.apply_fn, plan.loss_fn, plan.tx)
     x, y = data["x"], data["y"]
 
-    def batches(e):
+    def batches(e):  # the scan's inputs, and the padding mask (None: every row real)
         idx, mask = _epoch_batches(plan, start.key, start.epoch + e)
         # Each step takes a batch of row indices and gathers its rows, or (gather_epoch)
         # the rows of the whole epoch are gathered once, in batch order, and each step
         # slices its batch, as a hand-written scan over pre-batched arrays does.
         out = (x[idx], y[idx]) if plan.gather_epoch else (idx,)
-        return out if mask is None else (*out, mask)
+        return (out if mask is None else (*out, mask)), mask
 
     def step(state, batch):
         xb, yb, *m = batch if plan.gather_epoch else (x[batch[0]], y[batch[0]], *batch[1:])
@@ -246,11 +246,11 @@ def _train_epoch(plan: Plan, data: dict, carry: Carry):
     last update made the params non-finite), or -1."""
     start, nb = carry.state, plan.n_batches
     batches, step = _batches_and_step(plan, data, start)
-    idx_mask = _epoch_batches(plan, start.key, start.epoch)[1]
-    end, losses = jax.lax.scan(step, start, batches(0), unroll=plan.unroll)
+    inputs, mask = batches(0)
+    end, losses = jax.lax.scan(step, start, inputs, unroll=plan.unroll)
     finite = jnp.isfinite(losses)
     first_bad = jnp.where(finite.all(), jnp.where(_all_finite(end.params), -1, nb), jnp.argmin(finite))
-    counts = idx_mask.sum(axis=1) if idx_mask is not None else jnp.full(nb, float(plan.batch_size))
+    counts = mask.sum(axis=1) if mask is not None else jnp.full(nb, float(plan.batch_size))
     counts = jnp.where((first_bad < 0) | (jnp.arange(nb) < first_bad), counts, 0.0)
     total = counts.sum()
     train_loss = jnp.where(
@@ -279,7 +279,7 @@ def replay(plan: Plan, carry: Carry, data: dict, start: TrainState, first_bad: j
         take = (j < first_bad - 1) | ((j == first_bad - 1) & _all_finite(new.params))
         return _select(take, new, state), None
 
-    s = jax.lax.scan(masked, start, (jnp.arange(plan.n_batches), batches(0)))[0]
+    s = jax.lax.scan(masked, start, (jnp.arange(plan.n_batches), batches(0)[0]))[0]
     s = s._replace(epoch=carry.state.epoch)
     return carry._replace(state=_select(first_bad >= 0, s, carry.state))  # in a sweep, the others keep theirs
 
