@@ -213,19 +213,18 @@ def _epoch_batches(plan: Plan, key: jax.Array, epoch: jax.Array):
     return order, mask
 
 
-def _batches_and_step(plan: Plan, data: dict, start: TrainState):
-    """``batches(e)``: the scan inputs of epoch ``start.epoch + e`` and its padding
-    mask; ``step(state, batch)``: one update, returning the new state and the loss."""
+def _epoch_inputs(plan: Plan, data: dict, start: TrainState):
+    """The scan inputs of the epoch ``start`` begins, its padding mask (None: every
+    row is real), and ``step(state, batch)``: one update, returning the new state and
+    the batch's loss."""
     step_fn = make_train_step(plan.apply_fn, plan.loss_fn, plan.tx)
     x, y = data["x"], data["y"]
-
-    def batches(e):  # the scan's inputs, and the padding mask (None: every row real)
-        idx, mask = _epoch_batches(plan, start.key, start.epoch + e)
-        # Each step takes a batch of row indices and gathers its rows, or (gather_epoch)
-        # the rows of the whole epoch are gathered once, in batch order, and each step
-        # slices its batch, as a hand-written scan over pre-batched arrays does.
-        out = (x[idx], y[idx]) if plan.gather_epoch else (idx,)
-        return (out if mask is None else (*out, mask)), mask
+    idx, mask = _epoch_batches(plan, start.key, start.epoch)
+    # Each step takes a batch of row indices and gathers its rows, or (gather_epoch)
+    # the rows of the whole epoch are gathered once, in batch order, and each step
+    # slices its batch, as a hand-written scan over pre-batched arrays does.
+    inputs = (x[idx], y[idx]) if plan.gather_epoch else (idx,)
+    inputs = inputs if mask is None else (*inputs, mask)
 
     def step(state, batch):
         xb, yb, *m = batch if plan.gather_epoch else (x[batch[0]], y[batch[0]], *batch[1:])
@@ -234,7 +233,7 @@ def _batches_and_step(plan: Plan, data: dict, start: TrainState):
         state, metrics = step_fn(state, (xb, yb, *m))
         return state, metrics["loss"]
 
-    return batches, step
+    return inputs, mask, step
 
 
 def _train_epoch(plan: Plan, data: dict, carry: Carry):
@@ -245,8 +244,7 @@ def _train_epoch(plan: Plan, data: dict, carry: Carry):
     ``first_bad``: the first step whose loss was non-finite (``n_batches``: only the
     last update made the params non-finite), or -1."""
     start, nb = carry.state, plan.n_batches
-    batches, step = _batches_and_step(plan, data, start)
-    inputs, mask = batches(0)
+    inputs, mask, step = _epoch_inputs(plan, data, start)
     end, losses = jax.lax.scan(step, start, inputs, unroll=plan.unroll)
     finite = jnp.isfinite(losses)
     first_bad = jnp.where(finite.all(), jnp.where(_all_finite(end.params), -1, nb), jnp.argmin(finite))
@@ -271,7 +269,7 @@ def replay(plan: Plan, carry: Carry, data: dict, start: TrainState, first_bad: j
     ``first_bad - 1`` steps, then step ``first_bad`` only if its params stay finite
     (its loss was non-finite, its update may not be). A separate program, run only
     after a run went non-finite, so a fit's compiled loop holds the step once."""
-    batches, step = _batches_and_step(plan, data, start)
+    inputs, _, step = _epoch_inputs(plan, data, start)
 
     def masked(state, xs):
         j, batch = xs
@@ -279,7 +277,7 @@ def replay(plan: Plan, carry: Carry, data: dict, start: TrainState, first_bad: j
         take = (j < first_bad - 1) | ((j == first_bad - 1) & _all_finite(new.params))
         return _select(take, new, state), None
 
-    s = jax.lax.scan(masked, start, (jnp.arange(plan.n_batches), batches(0)[0]))[0]
+    s = jax.lax.scan(masked, start, (jnp.arange(plan.n_batches), inputs))[0]
     s = s._replace(epoch=carry.state.epoch)
     return carry._replace(state=_select(first_bad >= 0, s, carry.state))  # in a sweep, the others keep theirs
 

@@ -47,7 +47,8 @@ class Stop(enum.IntEnum):
 
     COMPLETED = 0  # every epoch asked for ran
     EARLY_STOPPING = 1  # the monitored value stopped improving
-    NON_FINITE_LOSS = 2  # the loss became NaN or inf; the last finite params are kept
+    NON_FINITE_LOSS = 2  # the loss became NaN or inf; the last finite params are kept (that
+    # epoch's validation values come from the params that diverged, before the rewind)
     NON_FINITE_PARAMS = 3  # the initial params were not finite: fit raises instead
 
 
