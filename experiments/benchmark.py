@@ -279,8 +279,8 @@ def work_a(bs: int, repeats: int, epochs: int = 3):
         "jaxnn.fit (shuffle + validation)": jaxnn_fit(
             model, x, y, "mse", lr, bs, epochs, shuffle=True, validation=(xv, yv)
         ),
-        "jaxnn.fit (gather per step)": jaxnn_fit(
-            model, x, y, "mse", lr, bs, epochs, shuffle=False, tuning=jaxnn.Tuning(gather="step")
+        "jaxnn.fit (gather per epoch)": jaxnn_fit(
+            model, x, y, "mse", lr, bs, epochs, shuffle=False, tuning=jaxnn.Tuning(gather="epoch")
         ),
         "scan (hand-written)": scan_reference(x, y, model, loss, lr, bs, epochs),
         "scan, unroll 4": scan_reference(x, y, model, loss, lr, bs, epochs, unroll=4),

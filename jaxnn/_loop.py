@@ -328,7 +328,7 @@ def _record_template(plan: Plan) -> dict:
     return {n: jnp.float32(jnp.nan) for n in record_names(plan)}
 
 
-def _one_epoch(plan: Plan, data: dict, carry: Carry, rewind):
+def _one_epoch(plan: Plan, data: dict, carry: Carry):
     start = carry.state
     carry, train_loss, first_bad = _train_epoch(plan, data, carry)
     values = _epoch_values(plan, data, carry.state.variables, train_loss)
@@ -338,7 +338,7 @@ def _one_epoch(plan: Plan, data: dict, carry: Carry, rewind):
     return carry, {**record, "ran": jnp.bool_(True)}, (start, first_bad)
 
 
-def _skip_epoch(plan: Plan, carry: Carry, rewind):
+def _skip_epoch(plan: Plan, carry: Carry, rewind):  # keeps the last epoch's rewind point
     return carry, {**_record_template(plan), "ran": jnp.bool_(False)}, rewind
 
 
@@ -353,7 +353,7 @@ def train_chunk(plan: Plan, carry: Carry, data: dict, target_epochs: jax.Array):
         active = (carry.state.epoch < target_epochs) & (carry.stop == Stop.COMPLETED)
         new, rec, new_rewind = jax.lax.cond(
             _any(plan, active),
-            lambda c, r: _one_epoch(plan, data, c, r),
+            lambda c, _: _one_epoch(plan, data, c),
             lambda c, r: _skip_epoch(plan, c, r),
             carry,
             rewind,

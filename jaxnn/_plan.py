@@ -22,7 +22,7 @@ from jaxnn.data import summary, validate
 from jaxnn.losses import LOSSES, get_loss
 from jaxnn.metrics import get_metric
 from jaxnn.mlp import MLPApply, Model, check_mlp_input
-from jaxnn.types import GATHER_EPOCH_MAX_BYTES, Checkpoints, EarlyStopping, FitResult, TrainState, Tuning
+from jaxnn.types import Checkpoints, EarlyStopping, FitResult, TrainState, Tuning
 
 
 def apply_function(model) -> Callable:
@@ -175,8 +175,7 @@ def plan_run(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, vali
         step_rows=placement.step_rows(batch_size),
         batch_sharding=placement.batch,
         axis_name=axis_name,
-        gather_epoch=tuning.gather == "epoch"
-        or (tuning.gather == "auto" and axis_name is None and x.nbytes + y.nbytes <= GATHER_EPOCH_MAX_BYTES),
+        gather_epoch=tuning.gather == "epoch",
     )
     return plan, data
 
@@ -372,8 +371,8 @@ def check_tuning(tuning) -> Tuning:
     positive_int(tuning.eval_batch_size, "tuning.eval_batch_size")
     if not isinstance(tuning.drop_remainder, bool):
         raise TypeError(f"tuning.drop_remainder must be a bool, got {tuning.drop_remainder!r}")
-    if tuning.gather not in ("auto", "step", "epoch"):
-        raise ValueError(f"tuning.gather must be 'auto', 'step' or 'epoch', got {tuning.gather!r}")
+    if tuning.gather not in ("step", "epoch"):
+        raise ValueError(f"tuning.gather must be 'step' or 'epoch', got {tuning.gather!r}")
     return tuning
 
 

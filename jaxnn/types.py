@@ -112,9 +112,6 @@ class Checkpoints(NamedTuple):
     run_id: str | None = None
 
 
-GATHER_EPOCH_MAX_BYTES = 64 << 20
-
-
 class Tuning(NamedTuple):
     """Speed and memory knobs; the defaults suit most runs.
 
@@ -126,14 +123,13 @@ class Tuning(NamedTuple):
     ``gather``: ``"step"`` gathers each batch's rows from the data as the step needs
     them; ``"epoch"`` gathers the whole epoch's rows once, in batch order (one more
     copy of the training data in device memory), so each step reads a contiguous
-    batch, one kernel fewer per step; ``"auto"`` (default) is ``"epoch"`` for a ``fit``
-    whose training arrays take at most ``GATHER_EPOCH_MAX_BYTES`` (64 MiB) and
-    ``"step"`` otherwise (and in ``fit_many``, whose models would each hold a copy).
-    The modes train bitwise alike.
+    batch. The two train bitwise alike; neither was consistently faster across the
+    benchmark's works on an H200, an H100 or the CPU (BENCHMARKS.md), so the default
+    costs no memory.
     """
 
     epochs_per_call: int | None = None
     unroll: int | None = None
     eval_batch_size: int = 1024
     drop_remainder: bool = False
-    gather: str = "auto"
+    gather: str = "step"

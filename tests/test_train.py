@@ -162,24 +162,6 @@ def test_gathering_per_epoch_equals_gathering_per_step(seed_data, batch_size):
     np.testing.assert_array_equal(epoch.history["val_loss"], step.history["val_loss"])
 
 
-def test_gather_auto_gathers_small_training_data_once_per_epoch(seed_data, monkeypatch):
-    from jaxnn import _plan
-
-    xtr, _, ytr, _ = seed_data
-    model = seed_model()
-
-    def gathers_per_epoch():
-        s = _plan.setup_fit(model, model.init(jax.random.key(0)), xtr, ytr, loss="mse", key=jax.random.key(1),
-                            optimizer="sgd", learning_rate=0.1, batch_size=16, epochs=1, shuffle=True,
-                            validation=None, metrics=(), early_stopping=None, checkpoints=None, resume=None,
-                            log_dir=None, devices=None, compute_dtype="auto", progress=False, tuning=None)  # fmt: skip
-        return s.plan.gather_epoch
-
-    assert gathers_per_epoch()  # 800 x 3 rows: well under the budget
-    monkeypatch.setattr(_plan, "GATHER_EPOCH_MAX_BYTES", xtr.nbytes)  # x and y together exceed it
-    assert not gathers_per_epoch()
-
-
 def test_history_and_validation_split(seed_data):
     xtr, _, ytr, _ = seed_data
     r = quick_fit(xtr, ytr, batch_size=20, epochs=3, validation=0.25, metrics=["rmse", "r2"])
@@ -616,7 +598,7 @@ FIT_OPTIONS = {
         (jaxnn.Tuning(unroll=1.5), TypeError, "tuning.unroll must be an int"),
         (jaxnn.Tuning(eval_batch_size=-1), ValueError, "tuning.eval_batch_size must be >= 1"),
         (jaxnn.Tuning(drop_remainder="yes"), TypeError, "tuning.drop_remainder must be a bool"),
-        (jaxnn.Tuning(gather="batch"), ValueError, "tuning.gather must be 'auto', 'step' or 'epoch'"),
+        (jaxnn.Tuning(gather="batch"), ValueError, "tuning.gather must be 'step' or 'epoch'"),
     ],
     "validation": [
         (True, TypeError, "validation must be a pair"),
