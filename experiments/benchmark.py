@@ -358,8 +358,8 @@ def work_b_parts(repeats: int, steps: int = 200, bs: int = 128) -> dict:
 
     def setup():
         return _plan.setup_fit(model, params, x, y, optimizer="sgd", validation=None, metrics=(), early_stopping=None,
-                               checkpoints=None, resume=None, log_dir=None, devices=None, compute_dtype="auto",
-                               tuning=None, **kw)  # fmt: skip
+                               sample_weight=None, checkpoints=None, resume=None, log_dir=None, devices=None,
+                               compute_dtype="auto", tuning=None, **kw)  # fmt: skip
 
     s = setup()
 

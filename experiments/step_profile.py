@@ -124,8 +124,8 @@ def fit_hlo(model, params, x, y, **kw) -> str:
     s = _plan.setup_fit(
         model, params, x, y, loss="softmax_cross_entropy", key=jax.random.key(1), optimizer="sgd",
         learning_rate=0.01, batch_size=128, epochs=1, shuffle=False, validation=None, metrics=(),
-        early_stopping=None, checkpoints=None, resume=None, log_dir=None, devices=None, compute_dtype="auto",
-        progress=False, tuning=jaxnn.Tuning(**kw),
+        early_stopping=None, sample_weight=None, checkpoints=None, resume=None, log_dir=None, devices=None,
+        compute_dtype="auto", progress=False, tuning=jaxnn.Tuning(**kw),
     )  # fmt: skip
     return _loop.run_fresh.lower(s.plan, s.start, s.hyperparams, s.data, np.int32(1)).compile().as_text()
 

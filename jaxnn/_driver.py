@@ -82,7 +82,8 @@ def drive(run, carry, data, *, epochs: int, history: History, progress: bool, sa
     host (read with the last chunk: no extra sync)."""
     bar = progress_bar(epochs, history.epochs) if progress else None
     stop = None
-    for chunk in chunks(run, carry, data, epochs, history.epochs):
+    iterate = getattr(run, "iterate", None) or (lambda *a: chunks(run, *a))  # a streamed fit's runner iterates
+    for chunk in iterate(carry, data, epochs, history.epochs):
         carry, stop = chunk.carry, chunk.stop
         before = history.epochs
         history.add(chunk)

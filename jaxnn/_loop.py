@@ -195,7 +195,7 @@ def shuffled_order(key: jax.Array, n: int, salt: jax.Array | int = 0) -> jax.Arr
 def _epoch_batches(plan: Plan, key: jax.Array, epoch: jax.Array):
     """Row indices ``(n_batches, batch_size)`` for ``epoch``, and the padding mask."""
     n, bs, nb = plan.n, plan.batch_size, plan.n_batches
-    if plan.shuffle:
+    if plan.shuffle and nb > 1:  # one whole batch has the same gradient in any order
         order = shuffled_order(rng.stream(key, "shuffle"), n, epoch)
     else:
         order = jnp.arange(n, dtype=jnp.int32)
@@ -218,13 +218,14 @@ def _epoch_inputs(plan: Plan, data: dict, start: TrainState):
     row is real), and ``step(state, batch)``: one update, returning the new state and
     the batch's loss."""
     step_fn = make_train_step(plan.apply_fn, plan.loss_fn, plan.tx)
-    x, y = data["x"], data["y"]
+    x, y, w = data["x"], data["y"], data.get("w")
     idx, mask = _epoch_batches(plan, start.key, start.epoch)
     # Each step takes a batch of row indices and gathers its rows, or (gather_epoch)
     # the rows of the whole epoch are gathered once, in batch order, and each step
     # slices its batch, as a hand-written scan over pre-batched arrays does.
     inputs = (x[idx], y[idx]) if plan.gather_epoch else (idx,)
-    inputs = inputs if mask is None else (*inputs, mask)
+    weights = mask if w is None else w[idx] if mask is None else w[idx] * mask  # sample weights, padding 0
+    inputs = inputs if weights is None else (*inputs, weights)
 
     def step(state, batch):
         xb, yb, *m = batch if plan.gather_epoch else (x[batch[0]], y[batch[0]], *batch[1:])
@@ -243,9 +244,16 @@ def _train_epoch(plan: Plan, data: dict, carry: Carry):
     its last finite step. Returns the carry, the epoch's training loss and
     ``first_bad``: the first step whose loss was non-finite (``n_batches``: only the
     last update made the params non-finite), or -1."""
+    inputs, mask, step = _epoch_inputs(plan, data, carry.state)
+    end, losses = jax.lax.scan(step, carry.state, inputs, unroll=plan.unroll)
+    return epoch_result(plan, carry, end, losses, mask)
+
+
+def epoch_result(plan: Plan, carry: Carry, end: TrainState, losses: jax.Array, mask):
+    """The carry after an epoch that began at ``carry.state`` and ended at ``end``
+    with per-step ``losses`` and padding ``mask`` (``None``: every batch full); also
+    the epoch's training loss and ``first_bad`` (see :func:`_train_epoch`)."""
     start, nb = carry.state, plan.n_batches
-    inputs, mask, step = _epoch_inputs(plan, data, start)
-    end, losses = jax.lax.scan(step, start, inputs, unroll=plan.unroll)
     finite = jnp.isfinite(losses)
     first_bad = jnp.where(finite.all(), jnp.where(_all_finite(end.params), -1, nb), jnp.argmin(finite))
     counts = mask.sum(axis=1) if mask is not None else jnp.full(nb, float(plan.batch_size))
@@ -285,32 +293,41 @@ def replay(plan: Plan, carry: Carry, data: dict, start: TrainState, first_bad: j
 def _epoch_values(plan: Plan, data: dict, params, train_loss) -> dict:
     values = {"loss": train_loss}
     if plan.n_val:
-        xs, ys, prefix = data["x_val"], data["y_val"], "val_"
+        xs, ys, ws, prefix = data["x_val"], data["y_val"], data.get("w_val"), "val_"
     elif plan.metrics:
-        xs, ys, prefix = data["x"], data["y"], ""
+        xs, ys, ws, prefix = data["x"], data["y"], data.get("w"), ""
     else:
         return values
     pred = forward_rows(plan.apply_fn, params, xs, min(plan.eval_batch, xs.shape[0]))
+    weights = () if ws is None else (ws,)
     if plan.n_val:
-        values["val_loss"] = plan.loss_fn(pred, ys)
+        values["val_loss"] = plan.loss_fn(pred, ys, *weights)
     for name, fn in plan.metrics:
-        values[prefix + name] = fn(pred, ys)
+        values[prefix + name] = fn(pred, ys, *weights)
     return values
 
 
 def _early_stop(plan: Plan, carry: Carry, values: dict) -> Carry:
     es = plan.early
     v = values[es.monitor].astype(jnp.float32)
-    better = v < carry.best - es.min_delta if es.mode == "min" else v > carry.best + es.min_delta
-    improved = jnp.isfinite(v) & better
-    params = carry.state.variables
+    sign = 1.0 if es.mode == "min" else -1.0  # compare as a loss: lower is better
+    improved = jnp.isfinite(v) & (sign * v < sign * carry.best - es.min_delta)
+    moves = improved if es.best == "significant" else jnp.isfinite(v) & (sign * v < sign * carry.best)
     wait = jnp.where(improved, 0, carry.wait + 1)
-    stop = jnp.where((carry.stop == Stop.COMPLETED) & (wait >= es.patience), Stop.EARLY_STOPPING, carry.stop)
+    out_of_patience = wait >= es.patience
+    state = carry.state
+    if es.reduce_lr is not None:  # a plateau lowers the learning rate until it reaches min_lr, then stops
+        reduce = out_of_patience & (optim.learning_rate_of(state.opt_state) > es.min_lr)
+        factor = jnp.where(reduce, jnp.float32(es.reduce_lr), jnp.float32(1.0))
+        state = state._replace(opt_state=optim.scale_learning_rate(state.opt_state, factor))
+        wait, out_of_patience = jnp.where(reduce, 0, wait), out_of_patience & ~reduce
+    stop = jnp.where((carry.stop == Stop.COMPLETED) & out_of_patience, Stop.EARLY_STOPPING, carry.stop)
     return carry._replace(
-        best=jnp.where(improved, v, carry.best),
+        state=state,
+        best=jnp.where(moves, v, carry.best),
         wait=wait,
         stop=stop,
-        best_params=jax.tree.map(lambda a, b: jnp.where(improved, a, b), params, carry.best_params),
+        best_params=jax.tree.map(lambda a, b: jnp.where(moves, a, b), carry.state.variables, carry.best_params),
     )
 
 
@@ -331,11 +348,18 @@ def _record_template(plan: Plan) -> dict:
 def _one_epoch(plan: Plan, data: dict, carry: Carry):
     start = carry.state
     carry, train_loss, first_bad = _train_epoch(plan, data, carry)
+    carry, record = epoch_end(plan, data, carry, train_loss)
+    return carry, record, (start, first_bad)
+
+
+def epoch_end(plan: Plan, data: dict, carry: Carry, train_loss: jax.Array):
+    """After an epoch's updates: its validation values and metrics, early stopping,
+    and its record."""
     values = _epoch_values(plan, data, carry.state.variables, train_loss)
     if plan.early is not None:
         carry = _early_stop(plan, carry, values)
     record = {k: jnp.asarray(values[k], jnp.float32) for k in _record_template(plan)}
-    return carry, {**record, "ran": jnp.bool_(True)}, (start, first_bad)
+    return carry, {**record, "ran": jnp.bool_(True)}
 
 
 def _skip_epoch(plan: Plan, carry: Carry, rewind):  # keeps the last epoch's rewind point

@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _driver, _equinox, _flax, _loop, checkpoint, logs, optim, parallel, precision, rng
+from jaxnn import _driver, _equinox, _flax, _loop, _stream, checkpoint, logs, optim, parallel, precision, rng
 from jaxnn._checks import MAX_EPOCHS, positive_int
-from jaxnn.data import summary, validate
+from jaxnn.data import summary, validate, validate_targets
 from jaxnn.losses import LOSSES, get_loss
 from jaxnn.metrics import get_metric
 from jaxnn.mlp import MLPApply, Model, check_mlp_input
@@ -137,27 +137,42 @@ def loss_name(loss) -> str | None:
 
 
 def plan_run(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, validation, metrics, early_stopping,
-             tuning, chunk, placement, axis_name=None):  # fmt: skip
+             tuning, chunk, placement, axis_name=None, sample_weight=None):  # fmt: skip
     """Checks the data and settings ``fit`` and ``fit_many`` share, and builds the
     static :class:`jaxnn._loop.Plan`. Returns ``(plan, data)``: ``data`` holds the
-    host arrays ``x``, ``y`` and, with validation, ``x_val``, ``y_val``."""
+    host arrays ``x``, ``y``, with validation ``x_val``, ``y_val``, and with sample
+    weights ``w`` (and ``w_val``)."""
     if y is None:
         raise TypeError("fit needs targets y (an array with one row per row of x), got None")
-    x, y = validate(x, y, to_device=True)
     processes = jax.process_count()
+    if _stream.is_stream(x):  # read from disk as it trains (jaxnn._stream)
+        if axis_name is not None:
+            raise TypeError("fit_many takes x in memory; a streamed x (a memmap) trains with fit")
+        x = _stream.Source(x)
+        _stream.check_plan_inputs(x, validation=validation, metrics=metrics, placement=placement, processes=processes)
+        y = validate_targets(y, x.shape, to_device=True)
+    else:
+        x, y = validate(x, y, to_device=True)
     if processes > 1:
         _check_multiprocess(x, placement, validation)
-    x, y, x_val, y_val = _split_validation(key, x, y, validation)
-    out_shape = output_shape(apply_fn, params, x)
+    w = None if sample_weight is None else check_sample_weight(sample_weight, x.shape[0], "sample_weight")
+    x, y, w, x_val, y_val, w_val = _split_validation(key, x, y, w, validation)
+    out_shape = output_shape(apply_fn, params, x.sample() if isinstance(x, _stream.Source) else x)
     y = prepare_targets(loss_name(loss), y, out_shape, "y")
-    data = {"x": x, "y": y}
+    data = {"x": x, "y": y}  # x: a jaxnn._stream.Source when streamed (setup_fit takes it out)
     if x_val is not None:
         data.update(x_val=x_val, y_val=prepare_targets(loss_name(loss), y_val, out_shape, "validation y"))
+    data.update({k: v for k, v in (("w", w), ("w_val", w_val)) if v is not None})
     n = x.shape[0] * processes  # the global rows (each process holds an equal share)
     batch_size = positive_int(batch_size, "batch_size", n)
     metric_fns = tuple(get_metric(m) for m in metrics)
     if early_stopping is not None:
         early_stopping = _check_early_stopping(early_stopping, x_val is not None, metric_fns)
+        if early_stopping.reduce_lr is not None and optim.learning_rate_of(jax.eval_shape(tx.init, params)) is None:
+            raise ValueError(
+                "early_stopping.reduce_lr needs the learning rate in the optimizer state: pass an optimizer "
+                "name or jaxnn.optim.Optimizer (an optax transformation with a schedule has none to reduce)"
+            )
     plan = _loop.Plan(
         apply_fn=apply_fn,
         loss_fn=get_loss(loss),
@@ -185,6 +200,7 @@ class Setup(NamedTuple):
 
     plan: _loop.Plan
     data: dict  # host arrays
+    stream: Any  # a jaxnn._stream.Source the run reads x from, or None (x is data["x"])
     start: TrainState  # opt_state None: a fresh optimizer state
     hyperparams: dict  # the optimizer's hyperparameters, written into its state
     checkpoint: Any  # the checkpoint file to resume from, or None
@@ -214,6 +230,7 @@ def setup_fit(
     validation,
     metrics,
     early_stopping,
+    sample_weight,
     checkpoints,
     resume,
     log_dir,
@@ -239,15 +256,22 @@ def setup_fit(
         precision.with_compute_dtype(apply_fn, compute_dtype), params, x, y, key=key, loss=loss, tx=tx,
         batch_size=batch_size, shuffle=shuffle, validation=validation, metrics=metrics,
         early_stopping=early_stopping, tuning=tuning, chunk=epochs_per_call(tuning, epochs, progress, checkpoints),
-        placement=placement,
+        placement=placement, sample_weight=sample_weight,
     )  # fmt: skip
+    stream = data.pop("x") if isinstance(data["x"], _stream.Source) else None
+    if stream is None and checkpoints is not None and checkpoints.every_steps is not None:
+        raise ValueError(
+            "checkpoints.every_steps saves within an epoch of a fit that streams x from disk; an in-memory "
+            "epoch is one compiled call: use checkpoints.every (epochs)"
+        )
     path, saver = checkpointing(checkpoints, path, epochs=epochs, plan=plan, loss=loss, optimizer=optimizer,
                                 spec=getattr(model, "spec", None))  # fmt: skip
     run = {"optimizer": optimizer_name(optimizer), **hyperparams, "batch_size": plan.batch_size, "epochs": epochs,
            "shuffle": plan.shuffle, "compute_dtype": precision.resolve_compute_dtype(compute_dtype)}  # fmt: skip
     return Setup(
-        plan, data, start, hyperparams, path, checkpoints, saver, placement, nnx_module, epochs, progress, log_dir, run
-    )
+        plan, data, stream, start, hyperparams, path, checkpoints, saver, placement, nnx_module, epochs, progress,
+        log_dir, run,
+    )  # fmt: skip
 
 
 def optimizer_name(optimizer) -> str:
@@ -296,7 +320,7 @@ def checkpointing(checkpoints, resume_path, *, epochs, plan, loss, optimizer, sp
                     f"resume: {file} was trained with {name} {saved[name]!r}, this call has {value!r}; a resumed "
                     f"run keeps its {name} (start a new run to change it)"
                 )
-        if meta.get("epoch", 0) > epochs:
+        if meta.get("epoch", 0) + (1 if meta.get("step") else 0) > epochs:
             raise ValueError(
                 f"resume: {file} is at epoch {meta['epoch']}, past epochs={epochs}; epochs is the epoch to train "
                 f"up to, counting the resumed ones: pass epochs >= {meta['epoch']}"
@@ -307,7 +331,7 @@ def checkpointing(checkpoints, resume_path, *, epochs, plan, loss, optimizer, sp
         return file, None
     run_id = meta.get("run_id") or checkpoints.run_id or checkpoint.new_run_id()
     metadata = {"spec": spec, "settings": settings}
-    return file, checkpoint.Saver(checkpoints, epochs, metadata, run_id, meta.get("epoch", 0))
+    return file, checkpoint.Saver(checkpoints, epochs, metadata, run_id, (meta.get("epoch", 0), meta.get("step", 0)))
 
 
 def check_resume(resume, tx, fresh: TrainState) -> tuple[TrainState, Any]:
@@ -344,6 +368,8 @@ def check_checkpoints(ck) -> Checkpoints | None:
         raise TypeError(f"checkpoints.dir must be a folder path, got {ck.dir!r}")
     if ck.every is not None:
         positive_int(ck.every, "checkpoints.every")
+    if ck.every_steps is not None:
+        positive_int(ck.every_steps, "checkpoints.every_steps")
     positive_int(ck.keep, "checkpoints.keep")
     if not isinstance(ck.overwrite, bool):
         raise TypeError(f"checkpoints.overwrite must be True or False, got {ck.overwrite!r}")
@@ -402,18 +428,37 @@ def _check_multiprocess(x, placement, validation) -> None:
         raise ValueError(f"every process must feed the same number of rows, got {np.ravel(rows).tolist()}")
 
 
-def _split_validation(key, x, y, validation):
-    """``validation`` is ``None``, ``(x_val, y_val)``, or the fraction of ``(x, y)``
-    to hold out at random (stream ``"validation"`` of the run key)."""
+def check_sample_weight(weights, n: int, name: str) -> np.ndarray:
+    """``weights`` as float32 ``(n,)``: finite, >= 0, not all 0."""
+    w = np.asarray(weights)
+    if w.dtype == bool or not (np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)):
+        raise TypeError(f"{name} must be numbers, one per row, got dtype {w.dtype}")
+    if w.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) (one weight per row), got {w.shape}")
+    w = w.astype(np.float32)
+    if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+        raise ValueError(f"{name} must be finite and >= 0, and not all 0")
+    return w
+
+
+def _split_validation(key, x, y, w, validation):
+    """``validation`` is ``None``, ``(x_val, y_val)``, ``(x_val, y_val, w_val)``, or
+    the fraction of ``(x, y)`` (and the weights ``w``) to hold out at random (stream
+    ``"validation"`` of the run key). Returns ``x, y, w, x_val, y_val, w_val``."""
     if validation is None:
-        return x, y, None, None
+        return x, y, w, None, None, None
     if isinstance(validation, tuple | list):
-        if len(validation) != 2:
-            raise TypeError("validation must be a pair (x_val, y_val) or a fraction in (0, 1)")
-        x_val, y_val = validate(*validation, x_name="validation x", y_name="validation y")
+        if len(validation) not in (2, 3):
+            raise TypeError(
+                "validation must be a pair (x_val, y_val), a triple (x_val, y_val, weights) or a fraction in (0, 1)"
+            )
+        x_val, y_val = validate(*validation[:2], x_name="validation x", y_name="validation y")
         if x_val.shape[1] != x.shape[1]:
             raise ValueError(f"validation x has {x_val.shape[1]} features, x has {x.shape[1]}")
-        return x, y, x_val, y_val
+        w_val = None
+        if len(validation) == 3:
+            w_val = check_sample_weight(validation[2], x_val.shape[0], "validation weights")
+        return x, y, w, x_val, y_val, w_val
     if isinstance(validation, bool) or not isinstance(validation, float | int | np.floating):
         raise TypeError(f"validation must be a pair (x_val, y_val) or a fraction in (0, 1), got {validation!r}")
     if not 0 < validation < 1:
@@ -423,7 +468,9 @@ def _split_validation(key, x, y, validation):
         raise ValueError(f"validation={validation} of {x.shape[0]} rows leaves an empty split")
     perm = np.asarray(jax.random.permutation(rng.stream(key, "validation"), x.shape[0]))
     val, train = perm[:n_val], perm[n_val:]
-    return x[train], y[train], x[val], y[val]
+    if w is None:
+        return x[train], y[train], None, x[val], y[val], None
+    return x[train], y[train], w[train], x[val], y[val], w[val]
 
 
 def _check_early_stopping(es: EarlyStopping, has_val: bool, metric_fns) -> EarlyStopping:
@@ -436,6 +483,12 @@ def _check_early_stopping(es: EarlyStopping, has_val: bool, metric_fns) -> Early
     positive_int(es.patience, "early_stopping.patience")
     if not es.min_delta >= 0:
         raise ValueError(f"early_stopping.min_delta must be >= 0, got {es.min_delta}")
+    if es.best not in ("significant", "any"):
+        raise ValueError(f"early_stopping.best must be 'significant' or 'any', got {es.best!r}")
+    if es.reduce_lr is not None and not (isinstance(es.reduce_lr, float | int) and 0 < es.reduce_lr < 1):
+        raise ValueError(f"early_stopping.reduce_lr must be None or a factor in (0, 1), got {es.reduce_lr!r}")
+    if not (isinstance(es.min_lr, float | int) and es.min_lr >= 0):
+        raise ValueError(f"early_stopping.min_lr must be a number >= 0, got {es.min_lr!r}")
     mode = es.mode
     if mode == "auto":
         mode = "max" if es.monitor.removeprefix("val_") in ("accuracy", "r2") else "min"

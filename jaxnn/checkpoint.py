@@ -375,6 +375,11 @@ def _epoch(meta: dict) -> int:
     return meta.get("epoch", -1)
 
 
+def _position(meta: dict) -> tuple[int, int]:
+    """``(epochs completed, updates into the next epoch)``: how far a checkpoint is."""
+    return _epoch(meta), meta.get("step", 0)
+
+
 def latest(path: str | os.PathLike) -> Path:
     """``path`` itself if it is not a folder, else the folder's newest checkpoint by the
     epoch recorded inside (not by file name).
@@ -398,7 +403,7 @@ def latest(path: str | os.PathLike) -> Path:
             f"{path} holds checkpoints of {len(runs)} runs ({', '.join(sorted(map(str, runs)))}); "
             "pass the checkpoint file to resume from"
         )
-    return max(found, key=lambda f: _epoch(f[1]))[0]
+    return max(found, key=lambda f: _position(f[1]))[0]
 
 
 def lock_folder(folder: Path) -> int:
@@ -458,12 +463,13 @@ class Saver:
     Clean-up deletes only this run's files, oldest epoch first.
     """
 
-    def __init__(self, checkpoints, epochs: int, metadata: dict, run_id: str, resumed_epoch: int = 0):
+    def __init__(self, checkpoints, epochs: int, metadata: dict, run_id: str, resumed=(0, 0)):
         self.folder, self.epochs = Path(checkpoints.dir), epochs
         self.every, self.keep, self.overwrite = checkpoints.every or epochs, checkpoints.keep, checkpoints.overwrite
+        self.every_steps = checkpoints.every_steps
         self.metadata = {**metadata, "config": checkpoints.metadata or {}, "run_id": run_id}
-        self.run_id, self.resumed_epoch = run_id, resumed_epoch
-        self.files: list[tuple[int, Path]] = []  # this run's, oldest first
+        self.run_id, self.resumed = run_id, tuple(resumed)
+        self.files: list[tuple[tuple[int, int], Path]] = []  # this run's, oldest first
         self._lock = None
 
     def __enter__(self) -> "Saver":
@@ -484,12 +490,13 @@ class Saver:
     def _claim(self) -> None:
         theirs = {}
         for path, meta, why in _scan(self.folder):
-            if meta is not None and meta.get("run_id") == self.run_id and _epoch(meta) <= self.resumed_epoch:
-                self.files.append((_epoch(meta), path))
+            if meta is not None and meta.get("run_id") == self.run_id and _position(meta) <= self.resumed:
+                self.files.append((_position(meta), path))
             elif meta is None:
                 theirs[path] = f"{path.name} (not a readable checkpoint: {why})"
             elif meta.get("run_id") == self.run_id:
-                theirs[path] = f"{path.name} (this run's epoch {_epoch(meta)}, past epoch {self.resumed_epoch})"
+                at = f"epoch {self.resumed[0]}" + (f" step {self.resumed[1]}" if self.resumed[1] else "")
+                theirs[path] = f"{path.name} (this run's epoch {_epoch(meta)}, past {at})"
             else:
                 theirs[path] = f"{path.name} (run {meta.get('run_id')}, epoch {_epoch(meta)})"
         if theirs and not self.overwrite:
@@ -506,10 +513,21 @@ class Saver:
     def after_chunk(self, carry, epoch: int, history: dict, stopped: bool) -> None:
         if epoch % self.every and epoch < self.epochs and not stopped:
             return
+        self._save(f"epoch-{epoch:010d}", carry, (epoch, 0), history)
+
+    def within_epoch(self, progress, epoch: int, step: int, steps_before: int, history: dict) -> None:
+        """A streamed fit's save after ``step`` updates of the epoch after ``epoch``
+        (``steps_before`` at the chunk before): when it passed a multiple of
+        ``every_steps``. ``progress``: ``{"carry", "start", "losses"}``."""
+        if self.every_steps and step // self.every_steps > steps_before // self.every_steps:
+            self._save(f"epoch-{epoch:010d}-step-{step:010d}", progress, (epoch, step), history)
+
+    def _save(self, name: str, tree, position: tuple[int, int], history: dict) -> None:
         records = {k: np.asarray(v).tolist() for k, v in history.items() if k != "epoch"}
-        path = self.folder / f"epoch-{epoch:010d}{SUFFIX}"
-        save(path, carry, metadata={**self.metadata, "epoch": epoch, "history": records})
-        self.files = sorted({*self.files, (epoch, path)})
+        path = self.folder / f"{name}{SUFFIX}"
+        epoch, step = position
+        save(path, tree, metadata={**self.metadata, "epoch": epoch, "step": step, "history": records})
+        self.files = sorted({*self.files, (position, path)})
         for _, old in self.files[: -self.keep]:
             old.unlink(missing_ok=True)
         self.files = self.files[-self.keep :]
@@ -517,9 +535,16 @@ class Saver:
 
 def restore_carry(path, template):
     """Restores the loop state of ``fit`` or ``fit_many`` from a checkpoint file;
-    returns ``(carry, history)``."""
-    carry, meta = restore(path, template)
-    return carry, meta.get("history", {})
+    returns ``(carry, history, progress)``: ``progress`` is ``None``, or for a
+    streamed fit's file saved within an epoch ``(start, losses, step)``: the epoch's
+    first state, the losses of its first ``step`` updates (the carry's state is after them)."""
+    step = read_metadata(path).get("step", 0)
+    if not step:
+        carry, meta = restore(path, template)
+        return carry, meta.get("history", {}), None
+    tree = {"carry": template, "start": template.state, "losses": np.zeros(step, np.float32)}
+    tree, meta = restore(path, tree)
+    return tree["carry"], meta.get("history", {}), (tree["start"], tree["losses"], step)
 
 
 def load_params(path: str | os.PathLike, params: Any) -> tuple[Any, dict]:

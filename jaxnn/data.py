@@ -172,13 +172,16 @@ def validate(x, y=None, *, x_name: str = "x", y_name: str = "y", to_device: bool
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{x_name} must have at least one row and one column, got shape {x.shape}")
     x = _float_checked(x, x_name, to_device)
-    if y is None:
-        return x, None
+    return x, None if y is None else validate_targets(y, x.shape, x_name=x_name, y_name=y_name, to_device=to_device)
+
+
+def validate_targets(y, x_shape: tuple, *, x_name: str = "x", y_name: str = "y", to_device: bool = False):
+    """:func:`validate`'s checks of ``y`` alone, for inputs of shape ``x_shape``."""
     y = _as_numeric(y, y_name)
-    if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
+    if y.ndim not in (1, 2) or y.shape[0] != x_shape[0]:
         raise ValueError(
-            f"{y_name} must have shape ({x.shape[0]},) or ({x.shape[0]}, outputs) to match "
-            f"{x_name} {x.shape}, got {y.shape}"
+            f"{y_name} must have shape ({x_shape[0]},) or ({x_shape[0]}, outputs) to match "
+            f"{x_name} {tuple(x_shape)}, got {y.shape}"
         )
     if np.issubdtype(y.dtype, np.integer):
         if y.dtype != np.int32:
@@ -188,7 +191,7 @@ def validate(x, y=None, *, x_name: str = "x", y_name: str = "y", to_device: bool
             y = y.astype(np.int32)
     else:
         y = _float_checked(y, y_name, to_device)
-    return x, y
+    return y
 
 
 def _float_checked(arr, name: str, to_device: bool):

@@ -63,7 +63,9 @@ mae = losses.mae
 
 def r2(predictions, targets, weights=None):
     """Coefficient of determination: ``1 - SS_res / SS_tot`` (1 is perfect, 0 is as
-    good as predicting the mean). Averaged over output columns."""
+    good as predicting the mean). Averaged over output columns. A constant target
+    column scores 1 if predicted exactly and 0 otherwise (scikit-learn's
+    ``force_finite``); predictions whose squared errors overflow score NaN."""
     losses.check_same_shape(predictions, targets, "r2")
     p = _columns(predictions)
     t = _columns(targets)
@@ -72,7 +74,8 @@ def r2(predictions, targets, weights=None):
     mean = (w * t).sum(0, keepdims=True) / jnp.maximum(w.sum(), 1e-12)
     ss_res = (w * jnp.square(t - p)).sum(0)
     ss_tot = (w * jnp.square(t - mean)).sum(0)
-    return jnp.mean(1.0 - ss_res / jnp.maximum(ss_tot, 1e-12))
+    score = jnp.where(ss_tot > 0, 1.0 - ss_res / jnp.where(ss_tot > 0, ss_tot, 1.0), jnp.where(ss_res == 0, 1.0, 0.0))
+    return jnp.mean(jnp.where(jnp.isfinite(ss_res), score, jnp.nan))
 
 
 def _columns(a):

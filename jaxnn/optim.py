@@ -178,3 +178,31 @@ def set_hyperparams(opt_state, values: dict):
     if not isinstance(last, LearningRateState) or set(values) != {"learning_rate"}:
         raise ValueError("set_hyperparams needs the state of a jaxnn named optimizer")
     return (*core, LearningRateState(jnp.asarray(values["learning_rate"], jnp.float32)))
+
+
+def _map_learning_rate(opt_state, fn):
+    """``opt_state`` with ``fn`` applied to every learning rate it holds: an
+    ``inject_hyperparams`` state's, or a NamedTuple state's ``learning_rate`` field."""
+    hp = getattr(opt_state, "hyperparams", None)
+    if isinstance(hp, dict) and "learning_rate" in hp:
+        return opt_state._replace(hyperparams={**hp, "learning_rate": fn(hp["learning_rate"])})
+    fields = getattr(opt_state, "_fields", None)
+    if fields is not None and "learning_rate" in fields:
+        return opt_state._replace(learning_rate=fn(opt_state.learning_rate))
+    if isinstance(opt_state, tuple):
+        parts = [_map_learning_rate(s, fn) for s in opt_state]
+        return type(opt_state)(*parts) if fields is not None else tuple(parts)
+    return opt_state
+
+
+def learning_rate_of(opt_state):
+    """The learning rate held in ``opt_state`` (a named optimizer's, or any NamedTuple
+    state with a ``learning_rate`` field), or ``None`` when it holds none."""
+    found = []
+    _map_learning_rate(opt_state, lambda lr: found.append(lr) or lr)
+    return found[0] if found else None
+
+
+def scale_learning_rate(opt_state, factor):
+    """``opt_state`` with its learning rate multiplied by ``factor``."""
+    return _map_learning_rate(opt_state, lambda lr: (lr * factor).astype(lr.dtype))

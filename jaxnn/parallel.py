@@ -87,7 +87,7 @@ class DataParallel:
 
     def place(self, carry, data: dict, *, in_call: bool = False):
         """``(carry, data)``: the carry replicated, the training rows as :meth:`put_rows`."""
-        rows = {k: v for k, v in data.items() if k in ("x", "y")}
+        rows = {k: v for k, v in data.items() if k in ("x", "y", "w")}
         rest = {k: v for k, v in data.items() if k not in rows}
         return self.put(carry), {**self.put_rows(rows), **self.put(rest)}
 

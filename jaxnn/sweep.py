@@ -223,7 +223,7 @@ def _begin(plan, model, init_params, keys, values, path, resume):
     optimizer_values = {n: v for n, v in values.items() if n != "dropout"}
     carry = _start_many(plan, _with_dropout(start, values), optimizer_values)
     if path is not None:
-        carry, prior = checkpoint.restore_carry(path, carry)
+        carry, prior, _ = checkpoint.restore_carry(path, carry)  # within an epoch: only streamed fits
         carry, history = _loop.with_hyperparams(carry, optimizer_values), _driver.History(prior)
         carry = carry._replace(state=_with_dropout(carry.state, values))
     return carry, history

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _driver, _flax, _loop, _plan, checkpoint, optim, parallel, precision
+from jaxnn import _driver, _flax, _loop, _plan, _stream, checkpoint, optim, parallel, precision
 from jaxnn._checks import positive_int
-from jaxnn.data import validate
+from jaxnn.data import validate, validate_targets
 from jaxnn.losses import Loss, get_loss
 from jaxnn.metrics import get_metric
 from jaxnn.mlp import Model, Params
@@ -70,6 +70,7 @@ def fit(
     validation: tuple | float | None = None,
     metrics: Sequence = (),
     early_stopping: EarlyStopping | None = None,
+    sample_weight=None,
     checkpoints: Checkpoints | None = None,
     resume=None,
     log_dir=None,
@@ -91,6 +92,11 @@ def fit(
         accelerator a float NumPy array of 1 MiB or more is uploaded once per
         content: passed again with the same bytes, its checked device copy is reused
         (``jaxnn.data.clear_uploads`` frees them). A ``jax.Array`` is checked once.
+        Data bigger than memory: a NumPy memmap (``np.load(path, mmap_mode="r")``),
+        any 2-D row-indexable array that is not a NumPy array, or a Grain dataset of
+        rows is read from disk a chunk of steps at a time while training, and trains
+        bit for bit as the same data in memory (one device and process; validation
+        as a pair in memory; rows checked as read).
       y: targets: ``(n, outputs)`` (``(n,)`` is taken as ``(n, 1)`` for a
         one-output model), or integer labels ``(n,)`` for softmax_cross_entropy.
       loss: a loss name from ``jaxnn.losses.LOSSES`` or a callable
@@ -103,12 +109,17 @@ def fit(
       batch_size: rows per update, in ``[1, n]``; 1 updates after every row. The
         last partial batch is padded and masked (no row dropped, no new shape).
       epochs: the epoch to train up to (counting the epochs of a resumed run).
-      shuffle: reshuffle rows every epoch, on the device.
-      validation: ``(x_val, y_val)``, evaluated after every epoch, or a fraction in
-        (0, 1) of ``(x, y)`` to hold out at random.
+      shuffle: reshuffle rows every epoch, on the device (not when one batch holds
+        every row: its gradient is the same sum in any order).
+      validation: ``(x_val, y_val)`` or ``(x_val, y_val, weights_val)``, evaluated
+        after every epoch, or a fraction in (0, 1) of ``(x, y)`` (and
+        ``sample_weight``) to hold out at random.
       metrics: names (``"accuracy"``, ``"rmse"``, ``"mae"``, ``"r2"``) or callables,
         computed on validation data after every epoch (on training data if none).
       early_stopping: an :class:`EarlyStopping`, or ``None``.
+      sample_weight: ``None`` or one weight >= 0 per row of ``x`` (shape ``(n,)``):
+        each batch's loss is then the weighted mean over its rows (the loss's
+        ``weights``); the epoch's recorded loss averages the batches by rows.
       checkpoints: a :class:`Checkpoints` (folder, interval, how many to keep, metadata).
       resume: continue a run: a checkpoint file or folder (written by ``checkpoints``),
         or an earlier :class:`FitResult` or :class:`TrainState`. Its params, optimizer
@@ -140,13 +151,17 @@ def fit(
     s = _plan.setup_fit(
         model, params, x, y, loss=loss, key=key, optimizer=optimizer, learning_rate=learning_rate,
         batch_size=batch_size, epochs=epochs, shuffle=shuffle, validation=validation, metrics=metrics,
-        early_stopping=early_stopping, checkpoints=checkpoints, resume=resume, log_dir=log_dir, devices=devices,
+        early_stopping=early_stopping, sample_weight=sample_weight, checkpoints=checkpoints, resume=resume,
+        log_dir=log_dir, devices=devices,
         compute_dtype=compute_dtype, progress=progress, tuning=tuning,
     )  # fmt: skip
     with s.saver or contextlib.nullcontext(), _plan.epoch_log(s.log_dir, s.plan, s.run_hparams) as log:
-        carry, data, history = _begin(s)
+        carry, data, history, progress = _begin(s)
+        run = _loop.runner(s.plan)
+        if s.stream is not None:
+            run = _stream.Runner(s.plan, s.stream, s.saver, history, progress)
         carry, stop = _driver.drive(
-            _loop.runner(s.plan), carry, data, epochs=s.epochs, history=history, progress=s.progress, saver=s.saver,
+            run, carry, data, epochs=s.epochs, history=history, progress=s.progress, saver=s.saver,
             log=log,
         )  # fmt: skip
     params, stop = _driver.finish(s.plan.early, carry, stop), Stop(int(stop))
@@ -162,22 +177,26 @@ def fit(
 
 
 def _begin(s: _plan.Setup):
-    """The initial carry, the placed data and the history so far. A run of one
-    compiled call on one device builds its carry inside that call."""
+    """The initial carry, the placed data, the history so far and, resuming a
+    streamed fit saved within an epoch, that epoch's progress. A run of one compiled
+    call on one device builds its carry inside that call."""
     done = int(s.start.epoch)  # epochs run before: 0, or a resumed TrainState's
     history = _driver.History(offset=done)
-    one_call = s.plan.chunk >= s.epochs > done and s.checkpoints is None and s.checkpoint is None
+    one_call = s.plan.chunk >= s.epochs > done and s.checkpoints is None and s.checkpoint is None and not s.stream
     if one_call and isinstance(s.placement, parallel.OneDevice):
         carry, data = s.placement.place(_loop.Fresh(s.start, s.hyperparams), s.data, in_call=True)
-        return carry, data, history
+        return carry, data, history, None
     # The key goes through start unchanged and the carry is donated: start gets a copy.
     carry = _loop.start(s.plan, s.start._replace(key=_loop.copy_key(s.start.key)), s.hyperparams)
+    progress = None
     if s.checkpoint is not None:
-        carry, prior = checkpoint.restore_carry(s.checkpoint, carry)
+        carry, prior, progress = checkpoint.restore_carry(s.checkpoint, carry)
         carry = _loop.with_hyperparams(carry, s.hyperparams)  # this call's settings win (documented in fit)
+        if progress is not None:  # the epoch's first state gets them too (a replay starts there)
+            progress = (_loop.with_hyperparams(carry._replace(state=progress[0]), s.hyperparams).state, *progress[1:])
         history = _driver.History(prior)
     carry, data = s.placement.place(carry, s.data)
-    return carry, data, history
+    return carry, data, history, progress
 
 
 _predict_chunks = jax.jit(_loop.forward_rows, static_argnums=(0, 3))
@@ -194,8 +213,14 @@ def predict(
       Predictions of shape ``(n, outputs)``.
     """
     apply_fn, params, _ = _plan.resolve_model(model, params)
-    x, _ = validate(x)
     batch_size = positive_int(batch_size, "batch_size")
+    if _stream.is_stream(x):  # read from disk a chunk at a time
+        source = _stream.Source(x)
+        _plan.output_shape(apply_fn, params, source.sample())
+        apply_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
+        run = lambda rows: _predict_chunks(apply_fn, params, jnp.asarray(rows), min(batch_size, rows.shape[0]))
+        return jnp.asarray(_stream.predict_rows(source, run, batch_size))
+    x, _ = validate(x)
     _plan.output_shape(apply_fn, params, x)  # a shape error now, not inside a compile
     apply_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
     return _predict_chunks(apply_fn, params, jnp.asarray(x), min(batch_size, x.shape[0]))
@@ -217,9 +242,11 @@ def evaluate(
     With the ``batch_size`` and ``compute_dtype`` of a fit (its ``Tuning.eval_batch_size``)
     it reproduces that fit's ``history["val_loss"]`` and validation metrics.
     """
-    x, y = validate(x, y)
+    streamed = _stream.is_stream(x)
+    x, y = (x, validate_targets(y, x.shape)) if streamed else validate(x, y)
     apply_fn, params, _ = _plan.resolve_model(model, params)
-    y = _plan.prepare_targets(_plan.loss_name(loss), y, _plan.output_shape(apply_fn, params, x), "y")
+    sample = _stream.Source(x).sample() if streamed else x
+    y = _plan.prepare_targets(_plan.loss_name(loss), y, _plan.output_shape(apply_fn, params, sample), "y")
     pred = predict(apply_fn, params, x, batch_size=batch_size, compute_dtype=compute_dtype)
     out = {"loss": float(get_loss(loss)(pred, jnp.asarray(y)))}
     for name, fn in (get_metric(m) for m in metrics):

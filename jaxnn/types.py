@@ -81,6 +81,16 @@ class EarlyStopping(NamedTuple):
     ``"val_accuracy"``); ``mode`` is ``"min"``, ``"max"`` or ``"auto"`` (max for
     accuracy and r2, min otherwise). ``restore_best`` returns the best epoch's params.
     The decision is made inside the compiled loop, so fusing epochs never overshoots.
+
+    ``best``: which values become the best one that later epochs must beat by
+    ``min_delta``: ``"significant"`` (Keras's rule: only improvements by more than
+    ``min_delta``, so slow steady progress adds up) or ``"any"`` (scikit-learn's rule:
+    every improvement, so each epoch must beat the best so far by ``min_delta``).
+
+    ``reduce_lr``: a factor in (0, 1), or ``None``. When patience runs out, the
+    learning rate held in the optimizer state (a named optimizer's) is multiplied by
+    it and the wait starts again; the run stops once patience runs out with the rate
+    at or below ``min_lr`` (scikit-learn's ``learning_rate="adaptive"``: 0.2 and 1e-6).
     """
 
     monitor: str = "val_loss"
@@ -88,6 +98,9 @@ class EarlyStopping(NamedTuple):
     min_delta: float = 0.0
     mode: str = "auto"
     restore_best: bool = True
+    best: str = "significant"
+    reduce_lr: float | None = None
+    min_lr: float = 0.0
 
 
 class Checkpoints(NamedTuple):
@@ -102,6 +115,11 @@ class Checkpoints(NamedTuple):
     is refused before training unless ``overwrite=True``, which deletes them.
     ``run_id``: the id of a new run (default: a random one); a resumed run keeps its
     checkpoint's, and a ``run_id`` that differs from it is refused.
+
+    ``every_steps``: a fit that streams ``x`` from disk (long epochs) also saves every
+    ``every_steps`` updates within an epoch, at the end of the chunk of steps that
+    reaches it (``epoch-E-step-S.jaxnn``, with the epoch's progress); resumed, it goes
+    on from that step, bit for bit as if never stopped.
     """
 
     dir: str | os.PathLike
@@ -110,6 +128,7 @@ class Checkpoints(NamedTuple):
     metadata: dict | None = None
     overwrite: bool = False
     run_id: str | None = None
+    every_steps: int | None = None
 
 
 class Tuning(NamedTuple):

@@ -19,7 +19,8 @@ def _fit_program(compute_dtype: str) -> str:
     s = _plan.setup_fit(
         model, model.init(jax.random.key(1)), x, y, loss="mse", key=jax.random.key(2), optimizer="sgd",
         learning_rate=0.1, batch_size=8, epochs=2, shuffle=True, validation=(x[:16], y[:16]), metrics=(),
-        early_stopping=None, checkpoints=None, resume=None, log_dir=None, devices=1, compute_dtype=compute_dtype,
+        early_stopping=None, sample_weight=None, checkpoints=None, resume=None, log_dir=None, devices=1,
+        compute_dtype=compute_dtype,
         progress=False, tuning=None,
     )  # fmt: skip
     return _loop.run_fresh.lower(s.plan, s.start, s.hyperparams, s.data, np.int32(2)).as_text()

@@ -69,7 +69,7 @@ def test_a_second_writer_gets_the_holders_pid_and_a_crash_releases_the_lock(tmp_
 
 def test_clean_up_and_latest_go_by_the_recorded_epoch_not_the_name(tmp_path):
     state = {"w": np.zeros(3, np.float32)}
-    saver = checkpoint.Saver(jaxnn.Checkpoints(tmp_path, 1, keep=2), 2_000_000, {}, "run1", 0)
+    saver = checkpoint.Saver(jaxnn.Checkpoints(tmp_path, 1, keep=2), 2_000_000, {}, "run1", (0, 0))
     with saver:
         for epoch in (999_998, 999_999, 1_000_000, 1_000_001):
             saver.after_chunk(state, epoch, {"loss": [0.0]}, False)
@@ -81,7 +81,7 @@ def test_clean_up_and_latest_go_by_the_recorded_epoch_not_the_name(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="checkpoints of 2 runs"):
         checkpoint.latest(tmp_path)
     with pytest.raises(checkpoint.CheckpointError, match=r"a\.jaxnn \(run run2, epoch 5\)"):
-        with checkpoint.Saver(jaxnn.Checkpoints(tmp_path, 1, keep=2), 2_000_000, {}, "run1", 1_000_001):
+        with checkpoint.Saver(jaxnn.Checkpoints(tmp_path, 1, keep=2), 2_000_000, {}, "run1", (1_000_001, 0)):
             pass
     (tmp_path / "a.jaxnn").unlink()
     (tmp_path / "z.jaxnn").write_bytes(b"not a checkpoint")
@@ -206,14 +206,24 @@ def test_ctrl_c_says_how_to_resume_and_that_command_finishes_the_run_bitwise(tmp
     whole = tmp_path / "whole"
     subprocess.run([sys.executable, script, *flags, "--out", str(whole)], check=True, env=ENV, capture_output=True)
     run = tmp_path / "run"
-    victim = subprocess.Popen(
-        [sys.executable, script, *flags, "--out", str(run)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((run / "checkpoints").glob("*.jaxnn"))) < 2:
-        time.sleep(0.02)
-    victim.send_signal(signal.SIGINT)
-    err = victim.communicate(timeout=60)[1].decode()
+    victim = subprocess.Popen(  # -X faulthandler: SIGABRT prints every thread's stack
+        [sys.executable, "-X", "faulthandler", script, *flags, "--out", str(run)],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list((run / "checkpoints").glob("*.jaxnn"))) < 2:
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGINT)
+        try:
+            err = victim.communicate(timeout=180)[1].decode()
+        except subprocess.TimeoutExpired:  # a hang: fail with where each thread was
+            victim.send_signal(signal.SIGABRT)
+            pytest.fail("still running 180 s after Ctrl-C:\n" + victim.communicate(timeout=60)[1].decode())
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.communicate()
     assert victim.returncode == 130 and "Traceback" not in err, err
     command = re.search(r"Continue with:\n  (python .*)", err).group(1)
     assert command == f"python {script} --resume {run}"

@@ -14,10 +14,35 @@ from jaxnn.sklearn import MLPClassifier, MLPRegressor
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
+# Training is float32: a weight of 2 and a repeated row round differently, and these
+# checks compare predictions at rtol=1e-7 (float64's precision). test_sample_weights_*
+# below check the weighting itself.
+FLOAT32 = "float32 training rounds a weight of 2 and a repeated row differently; rtol=1e-7 is float64 precision"
+WEIGHT_CHECKS = ["check_sample_weight_equivalence_on_dense_data", "check_sample_weight_equivalence_on_sparse_data"]
+
+
 @pytest.mark.slow
-@parametrize_with_checks([MLPClassifier(), MLPRegressor()])
+@parametrize_with_checks(
+    [MLPClassifier(), MLPRegressor()], expected_failed_checks=lambda est: dict.fromkeys(WEIGHT_CHECKS, FLOAT32)
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+def test_sample_weights_equal_repeated_rows_and_zero_weights_drop_rows(solver):
+    x, y = make_regression(40, 3, random_state=0)
+    y = y / y.std()
+    w = np.r_[np.full(10, 2.0), np.ones(20), np.zeros(10)]
+    repeated = np.r_[np.arange(10), np.arange(30)]  # rows 0-9 twice, 10-29 once, 30-39 never
+    kw = dict(hidden_layer_sizes=(6,), solver=solver, random_state=0, shuffle=False, tol=0.0, max_iter=30)
+    kw |= {"batch_size": 40} if solver == "sgd" else {}
+    weighted = MLPRegressor(**kw).fit(x, y, sample_weight=w)
+    kw |= {"batch_size": 40} if solver == "sgd" else {}
+    rows = MLPRegressor(**kw).fit(x[repeated], y[repeated])
+    np.testing.assert_allclose(weighted.predict(x), rows.predict(x), rtol=1e-4, atol=1e-4)
+    plain = MLPRegressor(**kw).fit(x, y)
+    assert np.abs(weighted.predict(x) - plain.predict(x)).max() > 1e-2  # the weights did something
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +125,15 @@ def test_partial_fit_continues_and_needs_classes(iris):
         clf.partial_fit(xtr, ytr)
     for _ in range(30):
         clf.partial_fit(xtr, ytr, classes=["setosa", "versicolor", "virginica"])
-    assert clf.n_iter_ == 30 and len(clf.loss_curve_) == 30
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 30 and clf.t_ == 30 * len(xtr)  # n_iter_: this call's
     assert clf.loss_curve_[-1] < 0.5 * clf.loss_curve_[0]
     with pytest.raises(ValueError, match="not in classes_"):
         clf.partial_fit(xtr[:2], ["setosa", "tulip"])
+    with pytest.raises(ValueError, match="is not the same as on the last call"):
+        clf.partial_fit(xtr, ytr, classes=["setosa", "versicolor"])
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        clf.set_params(early_stopping=True).partial_fit(xtr, ytr)
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
 
 
 def test_warm_start_continues_and_random_state_reproduces():
@@ -113,7 +143,7 @@ def test_warm_start_continues_and_random_state_reproduces():
     b = MLPRegressor((8,), max_iter=5, random_state=3).fit(x, y)
     np.testing.assert_array_equal(a.predict(x), b.predict(x))
     a.set_params(warm_start=True).fit(x, y)
-    assert a.n_iter_ == 10 and len(a.loss_curve_) == 10
+    assert a.n_iter_ == 5 and len(a.loss_curve_) == 10 and a.t_ == 1000  # n_iter_ counts this fit's epochs
     with pytest.raises(ValueError, match="hidden_layer_sizes changed"):
         a.set_params(hidden_layer_sizes=(9,)).fit(x, y)
 
@@ -124,7 +154,8 @@ def test_fitted_estimator_pickles_and_predicts_the_same(iris):
     clone = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(clone.predict_proba(xte), clf.predict_proba(xte))
     clone.partial_fit(xtr, ytr)  # the optimizer state survived too
-    assert clone.n_iter_ == clf.n_iter_ + 1
+    assert clone.n_iter_ == 1 and len(clone.loss_curve_) == len(clf.loss_curve_) + 1
+    assert int(clone._opt_state.count) == int(clf._opt_state.count) + 1
 
 
 def test_convergence_warning_when_max_iter_is_reached():
@@ -136,7 +167,11 @@ def test_convergence_warning_when_max_iter_is_reached():
 @pytest.mark.parametrize(
     ("params", "error", "match"),
     [
-        ({"solver": "lbfgs"}, ValueError, "'lbfgs' is not supported"),
+        ({"solver": "newton"}, ValueError, "solver must be 'adam', 'sgd' or 'lbfgs'"),
+        ({"learning_rate": "cosine"}, ValueError, "learning_rate must be one of"),
+        ({"n_iter_no_change": 0}, ValueError, "n_iter_no_change must be an int >= 1 or np.inf"),
+        ({"verbose": -1}, TypeError, "verbose must be True, False or an int >= 0"),
+        ({"max_fun": 0}, ValueError, "max_fun must be >= 1"),
         ({"hidden_layer_sizes": (4, 0)}, ValueError, "hidden layer size must be >= 1"),
         ({"hidden_layer_sizes": "wide"}, TypeError, "each hidden layer size must be an int"),
         ({"activation": "swish"}, ValueError, "activation must be one of"),

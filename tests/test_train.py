@@ -310,6 +310,21 @@ BAD = [
     (dict(metrics=["f1"]), ValueError, "unknown metric 'f1'"),
     (dict(early_stopping=jaxnn.EarlyStopping()), ValueError, "monitor='val_loss' is not recorded"),
     (dict(tuning=jaxnn.Tuning(epochs_per_call=0)), ValueError, "epochs_per_call"),
+    (dict(early_stopping=jaxnn.EarlyStopping("loss", best="all")), ValueError, "best must be 'significant' or 'any'"),
+    (
+        dict(early_stopping=jaxnn.EarlyStopping("loss", reduce_lr=1.5)),
+        ValueError,
+        r"reduce_lr must be None or a factor",
+    ),
+    (
+        dict(early_stopping=jaxnn.EarlyStopping("loss", reduce_lr=0.5), optimizer=optax.sgd(0.1)),
+        ValueError,
+        "reduce_lr needs the learning rate in the optimizer state",
+    ),
+    (dict(sample_weight=np.ones(3)), ValueError, r"sample_weight must have shape \(800,\)"),
+    (dict(sample_weight=-np.ones(800)), ValueError, "sample_weight must be finite and >= 0"),
+    (dict(sample_weight=np.zeros(800)), ValueError, "not all 0"),
+    (dict(validation=(np.ones((2, 3)), np.ones(2), np.ones(3))), ValueError, r"validation weights must have shape"),
 ]
 
 
@@ -665,3 +680,75 @@ def test_fit_many_logs_one_run_per_model_for_the_hparams_view(tmp_path):
         logged = jaxnn.logs.read_scalars(tmp_path / run)["loss"]
         ran = np.isfinite(r.history["loss"][i])
         np.testing.assert_allclose([v for _, v in logged], r.history["loss"][i][ran], rtol=1e-6)
+
+
+def _rule_stop(values, patience, min_delta, best_rule):
+    """The epoch (1-based) at which EarlyStopping's rule stops on ``values`` (a loss), or None."""
+    best, wait = np.inf, 0
+    for epoch, v in enumerate(values, 1):
+        improved = v < best - min_delta
+        wait = 0 if improved else wait + 1
+        if improved or (best_rule == "any" and v < best):
+            best = v
+        if wait >= patience:
+            return epoch
+    return None
+
+
+@pytest.mark.parametrize("best", ["significant", "any"])
+def test_early_stopping_best_rule_is_keras_or_sklearn(seed_data, best):
+    xtr, _, ytr, _ = seed_data  # slow steady progress: each epoch improves a little
+    es = jaxnn.EarlyStopping("loss", patience=3, min_delta=2e-4, best=best, restore_best=False)
+    r = quick_fit(xtr, ytr, batch_size=100, epochs=300, learning_rate=0.05, early_stopping=es)
+    free = quick_fit(xtr, ytr, batch_size=100, epochs=300, learning_rate=0.05)
+    assert_bitwise_equal(r.history["loss"], free.history["loss"][: r.epochs_run])
+    assert r.epochs_run == _rule_stop(free.history["loss"], 3, 2e-4, best)
+    if best == "any":  # scikit-learn's rule stops well before Keras's on the same run
+        assert r.epochs_run + 10 < (_rule_stop(free.history["loss"], 3, 2e-4, "significant") or 301)
+
+
+def test_reduce_lr_on_plateau_then_stop_at_min_lr():
+    x = np.random.default_rng(0).standard_normal((64, 3)).astype(np.float32)
+    y = np.random.default_rng(1).standard_normal((64, 1)).astype(np.float32)  # noise: plateaus soon
+    es = jaxnn.EarlyStopping("loss", patience=2, min_delta=1e-3, best="any", reduce_lr=0.5, min_lr=0.1 / 2**3)
+    r = quick_fit(x, y, model=jaxnn.mlp([3, 8, 1]), batch_size=64, epochs=500, learning_rate=0.1,
+                  optimizer="momentum", early_stopping=es)  # fmt: skip
+    assert r.stop_reason == jaxnn.Stop.EARLY_STOPPING
+    # three plateaus halve the rate 0.1 -> 0.0125 (= min_lr); the fourth stops the run
+    assert float(jaxnn.optim.learning_rate_of(r.state.opt_state)) == pytest.approx(0.0125)
+    lr, wait, reductions, best, stopped = 0.1, 0, 0, np.inf, None
+    for epoch, v in enumerate(r.history["loss"], 1):
+        wait = 0 if v < best - 1e-3 else wait + 1
+        best = min(best, v)
+        if wait >= 2 and lr <= 0.0125 + 1e-9:
+            stopped = epoch
+            break
+        if wait >= 2:
+            lr, wait, reductions = lr * 0.5, 0, reductions + 1
+    assert (stopped, reductions) == (r.epochs_run, 3)
+
+
+def test_sample_weights_are_a_weighted_mean_and_repeat_rows(seed_data):
+    xtr, xv, ytr, yv = seed_data
+    x, y = xtr[:40], ytr[:40]
+    w = np.r_[np.full(10, 2.0), np.ones(20), np.zeros(10)].astype(np.float32)
+    rows = np.r_[np.arange(10), np.arange(30)]  # rows 0-9 twice, 10-29 once, 30-39 never
+    kw = dict(batch_size=40, epochs=20, learning_rate=0.5, shuffle=False)
+    weighted = quick_fit(x, y, sample_weight=w, **kw)
+    repeated = quick_fit(x[rows], y[rows], **kw)
+    assert_close(weighted.params, repeated.params, atol=1e-6)
+    plain = quick_fit(x, y, **kw)
+    assert not np.allclose(jax.tree.leaves(plain.params)[0], jax.tree.leaves(weighted.params)[0], atol=1e-4)
+    # validation weights: the validation loss is their weighted mean
+    wv = np.r_[np.zeros(100), np.ones(100)].astype(np.float32)
+    r = quick_fit(x, y, sample_weight=w, validation=(xv, yv, wv), **kw)
+    want = jaxnn.evaluate(seed_model(), r.params, xv[100:], yv[100:], loss="mse")["loss"]
+    assert float(r.history["val_loss"][-1]) == pytest.approx(want, rel=1e-5)
+
+
+def test_one_whole_batch_is_not_reshuffled(seed_data):
+    xtr, _, ytr, _ = seed_data
+    kw = dict(batch_size=len(xtr), epochs=5)
+    assert_bitwise_equal(
+        quick_fit(xtr, ytr, shuffle=True, **kw).params, quick_fit(xtr, ytr, shuffle=False, **kw).params
+    )
