@@ -149,7 +149,7 @@ def plan_run(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, vali
         if axis_name is not None:
             raise TypeError("fit_many takes x in memory; a streamed x (a memmap) trains with fit")
         x = _stream.Source(x)
-        _stream.check_plan_inputs(x, validation=validation, metrics=metrics, placement=placement, processes=processes)
+        _stream.check_plan_inputs(x, validation=validation, metrics=metrics)
         y = validate_targets(y, x.shape, to_device=True)
     else:
         x, y = validate(x, y, to_device=True)
@@ -163,7 +163,8 @@ def plan_run(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, vali
     if x_val is not None:
         data.update(x_val=x_val, y_val=prepare_targets(loss_name(loss), y_val, out_shape, "validation y"))
     data.update({k: v for k, v in (("w", w), ("w_val", w_val)) if v is not None})
-    n = x.shape[0] * processes  # the global rows (each process holds an equal share)
+    # the global rows: each process holds an equal share in memory, or reads the whole file (streamed)
+    n = x.n if isinstance(x, _stream.Source) else x.shape[0] * processes
     batch_size = positive_int(batch_size, "batch_size", n)
     metric_fns = tuple(get_metric(m) for m in metrics)
     if early_stopping is not None:

@@ -16,7 +16,9 @@ Rows are checked as they are read, every epoch: a NaN or inf raises naming its r
 and column, with no separate pass over the file. A memmap's rows are read with
 ``pread`` (runs of consecutive rows in one call), not through its mapping: the
 process holds a few chunks, not the pages of the file it has read. Targets, sample
-weights and validation data are in memory (they are small next to ``x``).
+weights and validation data are in memory (they are small next to ``x``). Over
+several devices a chunk is a global array split along each batch's rows, and a
+process reads only the rows of its own devices (every process opens the whole file).
 """
 
 import mmap
@@ -27,6 +29,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxnn import _loop
 from jaxnn.distributed import fetch
@@ -150,11 +153,18 @@ def _steps(plan: _loop.Plan, state, xb, idx, mask, data: dict):
 
     def step(s, batch):
         x_b, i, *m = batch
-        s, metrics = step_fn(s, (x_b, y[i], *m))
+        s, metrics = step_fn(s, _split(plan, (x_b, y[i], *m)))
         return s, metrics["loss"]
 
     inputs = (xb, idx) if weights is None else (xb, idx, weights)
     return jax.lax.scan(step, state, inputs, unroll=plan.unroll)
+
+
+def _split(plan: _loop.Plan, batch: tuple) -> tuple:
+    """Over several devices, each takes its rows of the batch (as the in-memory loop's step)."""
+    if plan.batch_sharding is None:
+        return batch
+    return tuple(jax.lax.with_sharding_constraint(a, plan.batch_sharding) for a in batch)
 
 
 def _replay_steps(plan: _loop.Plan, state, xb, idx, mask, data: dict, j0, first_bad):
@@ -166,7 +176,7 @@ def _replay_steps(plan: _loop.Plan, state, xb, idx, mask, data: dict, j0, first_
 
     def step(s, batch):
         j, x_b, i, *m = batch
-        new, _ = step_fn(s, (x_b, y[i], *m))
+        new, _ = step_fn(s, _split(plan, (x_b, y[i], *m)))
         take = (j < first_bad - 1) | ((j == first_bad - 1) & _loop._all_finite(new.params))
         return _loop._select(take, new, s), None
 
@@ -198,6 +208,7 @@ class Runner(NamedTuple):
     saver: Any = None
     history: Any = None
     progress: Any = None
+    placement: Any = None  # jaxnn.parallel's OneDevice or DataParallel
 
     def _chunks(self, idx, mask, last: int):
         """``(j0, rows idx, mask)`` of the chunks of steps ``[0, last)``."""
@@ -205,8 +216,17 @@ class Runner(NamedTuple):
         for j0, j1 in zip(bounds[:-1], bounds[1:], strict=False):
             yield j0, idx[j0:j1], None if mask is None else mask[j0:j1]
 
-    def _read(self, rows: np.ndarray) -> np.ndarray:
-        return self.source.rows(rows.reshape(-1)).reshape(*rows.shape, self.source.features)
+    def _read(self, rows: np.ndarray):
+        """The inputs ``(steps, rows, features)`` of a chunk. Over several devices a
+        global array split along the rows: each process reads only its devices' rows."""
+        shape = (*rows.shape, self.source.features)
+        if self.placement is None or self.placement.batch is None:
+            return self.source.rows(rows.reshape(-1)).reshape(shape)
+        sharding = NamedSharding(self.placement.mesh, PartitionSpec(None, "data"))
+        mine = [index[1] for index in sharding.addressable_devices_indices_map(shape).values()]
+        a, b = min(s.indices(shape[1])[0] for s in mine), max(s.indices(shape[1])[1] for s in mine)
+        local = self.source.rows(rows[:, a:b].reshape(-1)).reshape(shape[0], b - a, shape[2])
+        return jax.make_array_from_process_local_data(sharding, local, shape)
 
     def iterate(self, carry, data: dict, epochs: int, done: int):
         from jaxnn._driver import Chunk
@@ -250,12 +270,8 @@ class Runner(NamedTuple):
         return carry._replace(state=state._replace(epoch=carry.state.epoch))
 
 
-def check_plan_inputs(source: Source, *, validation, metrics, placement, processes: int) -> None:
-    """What a streamed fit does not take (yet), refused with what to do instead."""
-    if processes > 1:
-        raise ValueError("a streamed x (a memmap or on-disk array) trains in one process; load it per process")
-    if placement.batch is not None:
-        raise ValueError(f"a streamed {source.name} trains on one device: pass devices=1")
+def check_plan_inputs(source: Source, *, validation, metrics) -> None:
+    """What a streamed fit does not take, refused with what to do instead."""
     if validation is not None and not isinstance(validation, tuple | list):
         raise ValueError(
             f"with a streamed {source.name}, pass validation=(x_val, y_val) in memory, not a fraction of the data"

@@ -95,8 +95,9 @@ def fit(
         Data bigger than memory: a NumPy memmap (``np.load(path, mmap_mode="r")``),
         any 2-D row-indexable array that is not a NumPy array, or a Grain dataset of
         rows is read from disk a chunk of steps at a time while training, and trains
-        bit for bit as the same data in memory (one device and process; validation
-        as a pair in memory; rows checked as read).
+        bit for bit as the same data in memory (validation as a pair in memory; rows
+        checked as read; over several processes each passes the same file and all
+        of ``y``, and reads only its devices' rows of each batch).
       y: targets: ``(n, outputs)`` (``(n,)`` is taken as ``(n, 1)`` for a
         one-output model), or integer labels ``(n,)`` for softmax_cross_entropy.
       loss: a loss name from ``jaxnn.losses.LOSSES`` or a callable
@@ -159,7 +160,7 @@ def fit(
         carry, data, history, progress = _begin(s)
         run = _loop.runner(s.plan)
         if s.stream is not None:
-            run = _stream.Runner(s.plan, s.stream, s.saver, history, progress)
+            run = _stream.Runner(s.plan, s.stream, s.saver, history, progress, s.placement)
         carry, stop = _driver.drive(
             run, carry, data, epochs=s.epochs, history=history, progress=s.progress, saver=s.saver,
             log=log,
@@ -195,6 +196,9 @@ def _begin(s: _plan.Setup):
         if progress is not None:  # the epoch's first state gets them too (a replay starts there)
             progress = (_loop.with_hyperparams(carry._replace(state=progress[0]), s.hyperparams).state, *progress[1:])
         history = _driver.History(prior)
+    if s.stream is not None and isinstance(s.placement, parallel.DataParallel):  # every process has all of y
+        progress = None if progress is None else s.placement.put(progress[:2]) + progress[2:]
+        return s.placement.put(carry), s.placement.put(s.data), history, progress
     carry, data = s.placement.place(carry, s.data)
     return carry, data, history, progress
 

@@ -38,12 +38,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(nproc: int, devices_each: int) -> list[dict]:
+def _launch(nproc: int, devices_each: int, worker: str = WORKER, args: tuple = ()) -> list[dict]:
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": str(devices_each)}
     port = _free_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(port), str(i), str(nproc)],
+            [sys.executable, "-c", worker, str(port), str(i), str(nproc), *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -66,6 +66,52 @@ def test_two_processes_train_like_one_process_with_four_devices():
     assert one["devices"] == 4 and one["processes"] == 1
     assert all(t["devices"] == 4 and t["processes"] == 2 for t in two)
     assert two[0]["steps"] == one["steps"] == 3 * 8
+    for t in two:
+        assert_close(t["params"], one["params"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(t["val_loss"], one["val_loss"], rtol=1e-5)
+
+
+STREAM_WORKER = textwrap.dedent("""
+    import json, sys
+    import jaxnn
+    port, pid, nproc, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    if nproc > 1:
+        jaxnn.distributed.initialize(f"localhost:{port}", nproc, pid)
+    import jax, numpy as np
+    read, rows = [0], jaxnn._stream.Source.rows
+    jaxnn._stream.Source.rows = lambda self, idx: read.__setitem__(0, read[0] + len(idx)) or rows(self, idx)
+    x = np.load(path, mmap_mode="r")  # every process opens the whole file and reads its devices' rows
+    y = np.load(path.replace(".npy", ".y.npy"))
+    xv, yv = np.asarray(x[:40]), y[:40]
+    model = jaxnn.mlp([3, 8, 1])
+    kw = dict(loss="mse", learning_rate=0.1, batch_size=32, epochs=3, key=jax.random.key(2), validation=(xv, yv),
+              progress=False)
+    r = jaxnn.fit(model, model.init(jax.random.key(1)), x, y, **kw)
+    params, rows_read = jaxnn.distributed.fetch(r.params), read[0]
+    same = None
+    if nproc == 1:  # the same data in memory, over the same devices
+        m = jaxnn.fit(model, model.init(jax.random.key(1)), np.asarray(x), y, **kw)
+        same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(m.params)))
+    print(json.dumps({"devices": jax.device_count(), "processes": jax.process_count(), "same_as_memory": same,
+                      "rows_read": rows_read,
+                      "params": [np.asarray(a).tolist() for a in jax.tree.leaves(params)],
+                      "val_loss": r.history["val_loss"].tolist()}))
+""")
+
+
+@pytest.mark.slow
+def test_a_streamed_fit_on_two_processes_equals_one_process(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((250, 3)).astype(np.float32)  # 250: the last batch is padded
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "x.y.npy", x.sum(axis=1, keepdims=True) * 0.1)
+    args = [str(tmp_path / "x.npy")]
+    (one,) = _launch(1, 4, STREAM_WORKER, args)
+    two = _launch(2, 2, STREAM_WORKER, args)
+    assert one["devices"] == 4 and all(t["devices"] == 4 and t["processes"] == 2 for t in two)
+    assert one["same_as_memory"]  # bit for bit, over four devices
+    assert one["rows_read"] == 1 + 3 * 8 * 32  # a first row for shapes, then 3 epochs of 8 batches of 32
+    assert all(t["rows_read"] == 1 + 3 * 8 * 16 for t in two)  # each process reads only its half of each batch
     for t in two:
         assert_close(t["params"], one["params"], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(t["val_loss"], one["val_loss"], rtol=1e-5)
