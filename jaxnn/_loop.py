@@ -224,7 +224,7 @@ def _epoch_inputs(plan: Plan, data: dict, start: TrainState):
     # the rows of the whole epoch are gathered once, in batch order, and each step
     # slices its batch, as a hand-written scan over pre-batched arrays does.
     inputs = (x[idx], y[idx]) if plan.gather_epoch else (idx,)
-    weights = mask if w is None else w[idx] if mask is None else w[idx] * mask  # sample weights, padding 0
+    weights = batch_weights(w, idx, mask)
     inputs = inputs if weights is None else (*inputs, weights)
 
     def step(state, batch):
@@ -235,6 +235,14 @@ def _epoch_inputs(plan: Plan, data: dict, start: TrainState):
         return state, metrics["loss"]
 
     return inputs, mask, step
+
+
+def batch_weights(w, idx, mask):
+    """The loss weights of batches of rows ``idx``: the sample weights ``w`` (or
+    ``None``) times the padding ``mask`` (or ``None``); ``None`` when both are."""
+    if w is None:
+        return mask
+    return w[idx] if mask is None else w[idx] * mask
 
 
 def _train_epoch(plan: Plan, data: dict, carry: Carry):

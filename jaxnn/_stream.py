@@ -145,19 +145,18 @@ def chunk_bounds(plan: _loop.Plan, features: int, last: int) -> list[int]:
     return bounds
 
 
-def _steps(plan: _loop.Plan, state, xb, idx, mask, data: dict):
-    """``len(xb)`` updates on pre-read batches ``xb`` (rows ``idx`` of the data)."""
+def _update(plan: _loop.Plan, data: dict):
+    """``update(state, (rows, idx, *weights)) -> (state, loss)``: the in-memory loop's
+    step on a batch of pre-read rows (``idx``: their indices, for the targets)."""
     step_fn = _loop.make_train_step(plan.apply_fn, plan.loss_fn, plan.tx)
-    y, w = data["y"], data.get("w")
-    weights = mask if w is None else w[idx] if mask is None else w[idx] * mask  # as the in-memory loop
+    y = data["y"]
 
-    def step(s, batch):
+    def update(s, batch):
         x_b, i, *m = batch
         s, metrics = step_fn(s, _split(plan, (x_b, y[i], *m)))
         return s, metrics["loss"]
 
-    inputs = (xb, idx) if weights is None else (xb, idx, weights)
-    return jax.lax.scan(step, state, inputs, unroll=plan.unroll)
+    return update
 
 
 def _split(plan: _loop.Plan, batch: tuple) -> tuple:
@@ -167,21 +166,28 @@ def _split(plan: _loop.Plan, batch: tuple) -> tuple:
     return tuple(jax.lax.with_sharding_constraint(a, plan.batch_sharding) for a in batch)
 
 
+def _inputs(data: dict, xb, idx, mask) -> tuple:
+    weights = _loop.batch_weights(data.get("w"), idx, mask)
+    return (xb, idx) if weights is None else (xb, idx, weights)
+
+
+def _steps(plan: _loop.Plan, state, xb, idx, mask, data: dict):
+    """``len(xb)`` updates on pre-read batches ``xb`` (rows ``idx`` of the data)."""
+    return jax.lax.scan(_update(plan, data), state, _inputs(data, xb, idx, mask), unroll=plan.unroll)
+
+
 def _replay_steps(plan: _loop.Plan, state, xb, idx, mask, data: dict, j0, first_bad):
     """:func:`_steps` taking only the updates the in-memory replay takes (see
     ``jaxnn._loop.replay``); ``j0`` is the chunk's first step in its epoch."""
-    step_fn = _loop.make_train_step(plan.apply_fn, plan.loss_fn, plan.tx)
-    y, w = data["y"], data.get("w")
-    weights = mask if w is None else w[idx] if mask is None else w[idx] * mask
+    update = _update(plan, data)
 
-    def step(s, batch):
-        j, x_b, i, *m = batch
-        new, _ = step_fn(s, _split(plan, (x_b, y[i], *m)))
+    def step(s, xs):
+        j, batch = xs
+        new, _ = update(s, batch)
         take = (j < first_bad - 1) | ((j == first_bad - 1) & _loop._all_finite(new.params))
         return _loop._select(take, new, s), None
 
-    inputs = (j0 + jnp.arange(len(xb)), xb, idx) + (() if weights is None else (weights,))
-    return jax.lax.scan(step, state, inputs)[0]
+    return jax.lax.scan(step, state, (j0 + jnp.arange(len(xb)), _inputs(data, xb, idx, mask)))[0]
 
 
 def _end(plan: _loop.Plan, carry: _loop.Carry, end, losses, mask, data: dict):
