@@ -1,11 +1,22 @@
 """Shared fixtures and test settings."""
 
+import atexit
+import ctypes
+import gc
 import os
+import shutil
+import tempfile
 
-# No persistent compilation cache in tests: a program served from it is not compiled,
-# and the tests that assert "nothing compiled" would pass without meaning it.
-# tests/test_cache.py turns it on in subprocesses of its own.
-os.environ["JAXNN_COMPILATION_CACHE"] = "0"
+# One persistent compilation cache for the whole test session: every xdist worker and
+# every subprocess a test starts (the CLI, the experiments, the docs build) shares the
+# programs any of them compiled, as one user's processes do. The session that made the
+# folder deletes it. A program served from the cache still counts as compiled for
+# tests.helpers.CompileCounter (JAX reports its backend compile event for a cache hit
+# too), so "nothing compiled before the error" keeps its meaning.
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="jaxnn-tests-xla-")
+    os.environ["JAXNN_COMPILATION_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 import jax
 import pytest
@@ -18,6 +29,30 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # jit compiles on first use: wall-clock deadlines would flag the compile, not the code.
 settings.register_profile("jaxnn", deadline=None, max_examples=50)
 settings.load_profile("jaxnn")
+
+# A test process keeps every program it compiled (JAX's in-memory caches), about 1 MB
+# each on a CPU; over the suite a worker grew past 4 GB. Past this size, between two
+# tests, the caches are cleared (a program needed again is loaded from the session's
+# persistent cache, not compiled) and freed memory goes back to the OS.
+_MAX_RSS_BYTES = 1024 * 2**20
+_libc = ctypes.CDLL(None) if os.name == "posix" else None
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: no bound
+        return 0
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    if _rss_bytes() > _MAX_RSS_BYTES:
+        jax.clear_caches()
+        gc.collect()
+        if hasattr(_libc, "malloc_trim"):  # glibc: return freed heap pages
+            _libc.malloc_trim(0)
 
 
 @pytest.fixture

@@ -44,17 +44,20 @@ def test_off_by_environment_and_default_folder_outside_the_project(tmp_path, mon
 
 
 def test_configure_respects_an_existing_choice_and_the_functions_switch(tmp_path):
-    assert jaxnn.cache.folder() is None  # tests run with JAXNN_COMPILATION_CACHE=0 (conftest)
-    assert jaxnn.cache.configure_from_environment({"JAXNN_COMPILATION_CACHE": "off"}) is None
+    session = jaxnn.cache.folder()  # the test session's own cache (conftest)
+    jaxnn.cache.disable()
     try:
+        assert jaxnn.cache.folder() is None
+        assert jaxnn.cache.configure_from_environment({"JAXNN_COMPILATION_CACHE": "off"}) is None
         assert jaxnn.cache.configure_from_environment({"JAXNN_COMPILATION_CACHE": str(tmp_path)}) == str(tmp_path)
         assert jax.config.jax_persistent_cache_min_compile_time_secs == jaxnn.cache.MIN_COMPILE_SECONDS
         elsewhere = str(tmp_path / "mine")
         jax.config.update("jax_compilation_cache_dir", elsewhere)  # the user's own setting wins
         assert jaxnn.cache.configure_from_environment({}) == elsewhere
         assert jaxnn.doctor(verbose=False).compilation_cache == elsewhere
-    finally:
         jaxnn.cache.disable()
-    assert jaxnn.cache.folder() is None
+        assert jaxnn.cache.folder() is None
+    finally:
+        jaxnn.cache.enable(session)
     with pytest.raises(TypeError, match="path must be a folder path"):
         jaxnn.cache.enable(3)
