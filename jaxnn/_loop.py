@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from jaxnn import optim, rng
+from jaxnn.distributed import fetch
 from jaxnn.types import Stop, TrainState
 
 
@@ -402,8 +403,14 @@ def train_chunk(plan: Plan, carry: Carry, data: dict, target_epochs: jax.Array):
 
 def start_and_train_chunk(plan: Plan, state: TrainState, hyperparams: dict, data: dict, target_epochs: jax.Array):
     """:func:`initial_carry` and :func:`train_chunk` in one program: a run of one call
-    (one dispatch, no separate start program)."""
-    return train_chunk(plan, initial_carry(plan, state, hyperparams), data, target_epochs)
+    (one dispatch, no separate start program). It returns no rewind state, only
+    ``first_bad`` (eleven output buffers fewer for the seed network): a run that went
+    non-finite trains again up to that epoch's start (see :func:`runner`). Nor does
+    it return the key, which training never changes: the caller's goes back in."""
+    carry, records, status, (_, first_bad) = train_chunk(
+        plan, initial_carry(plan, state, hyperparams), data, target_epochs
+    )
+    return carry._replace(state=carry.state._replace(key=None)), records, status, first_bad
 
 
 start = jax.jit(initial_carry, static_argnums=0)
@@ -431,10 +438,23 @@ class Runner(NamedTuple):
 
 def runner(plan: Plan) -> Runner:
     """The :class:`Runner` of ``fit``: one compiled chunk per call."""
+    fresh = []  # the Fresh carry of a run of one call
+
+    def one_call(run: Fresh, data, target):
+        carry, records, status, first_bad = run_fresh(plan, run.state, run.hyperparams, data, target)
+        return carry._replace(state=carry.state._replace(key=run.state.key)), records, status, first_bad
 
     def chunk(carry, data, target):
         if isinstance(carry, Fresh):
-            return run_fresh(plan, carry.state, carry.hyperparams, data, target)
+            fresh.append(carry)
+            carry, records, status, first_bad = one_call(carry, data, target)
+            return carry, records, status, (None, first_bad)
         return run_chunk(plan, carry, data, target)
 
-    return Runner(chunk, lambda carry, data, start, first_bad: run_replay(plan, carry, data, start, first_bad))
+    def replay(carry, data, start, first_bad):
+        if start is None:  # the epoch's first state, from the same program stopped before that epoch
+            start = one_call(fresh[0], data, np.int32(fetch(carry.state.epoch) - 1))[0].state
+            carry = carry._replace(state=carry.state._replace(key=copy_key(carry.state.key)))  # it is donated
+        return run_replay(plan, carry, data, start, first_bad)
+
+    return Runner(chunk, replay)

@@ -18,7 +18,7 @@ import optax
 
 from jaxnn import _driver, _equinox, _flax, _loop, _stream, checkpoint, logs, optim, parallel, precision, rng
 from jaxnn._checks import MAX_EPOCHS, positive_int
-from jaxnn.data import summary, validate, validate_targets
+from jaxnn.data import float_dtype, summary, validate, validate_targets
 from jaxnn.losses import LOSSES, get_loss
 from jaxnn.metrics import get_metric
 from jaxnn.mlp import MLPApply, Model, check_mlp_input
@@ -129,7 +129,7 @@ def prepare_targets(loss_name: str | None, y: np.ndarray, out_shape: tuple[int, 
         _, low, high = summary(y)
         if low < 0 or high > 1:
             raise ValueError(f"{name}: {loss_name} needs targets in [0, 1] (0/1 labels), got values in [{low}, {high}]")
-    return y.astype(jnp.result_type(float))
+    return y.astype(float_dtype())
 
 
 def loss_name(loss) -> str | None:
@@ -169,7 +169,7 @@ def plan_run(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, vali
     metric_fns = tuple(get_metric(m) for m in metrics)
     if early_stopping is not None:
         early_stopping = _check_early_stopping(early_stopping, x_val is not None, metric_fns)
-        if early_stopping.reduce_lr is not None and optim.learning_rate_of(jax.eval_shape(tx.init, params)) is None:
+        if early_stopping.reduce_lr is not None and optim.learning_rate_of(opt_state_shapes(tx, params)) is None:
             raise ValueError(
                 "early_stopping.reduce_lr needs the learning rate in the optimizer state: pass an optimizer "
                 "name or jaxnn.optim.Optimizer (an optax transformation with a schedule has none to reduce)"
@@ -405,7 +405,7 @@ def check_tuning(tuning) -> Tuning:
 
 def check_opt_state(tx, params, opt_state) -> None:
     """Raises unless ``opt_state`` has the structure, shapes and dtypes ``tx.init(params)`` would."""
-    want = jax.eval_shape(tx.init, params)
+    want = opt_state_shapes(tx, params)
     got = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), opt_state)
     if jax.tree.structure(want) != jax.tree.structure(got) or jax.tree.leaves(want) != jax.tree.leaves(got):
         raise ValueError(
@@ -413,6 +413,27 @@ def check_opt_state(tx, params, opt_state) -> None:
             f"optimizer.init(params) gives, {want}; got {got}. Pass the state of an earlier fit with the "
             "same optimizer and model (FitResult.state.opt_state)"
         )
+
+
+_OPT_STATE_SHAPES: dict = {}  # (tx, params' structure and leaf types) -> tx.init's output shapes
+
+
+def opt_state_shapes(tx, params):
+    """``jax.eval_shape(tx.init, params)``, remembered for the last 64 optimizers and
+    params structures: tracing ``tx.init`` costs about half a millisecond, on every
+    ``fit(resume=...)`` and ``partial_fit`` call."""
+    leaves, tree = jax.tree.flatten(params)
+    kind = lambda a: (type(a), np.shape(a), getattr(a, "dtype", None), getattr(a, "weak_type", None))
+    key = (tx, tree, tuple(map(kind, leaves)))
+    try:
+        hit = _OPT_STATE_SHAPES.get(key)
+    except TypeError:  # a transformation that cannot be hashed
+        return jax.eval_shape(tx.init, params)
+    if hit is None:
+        if len(_OPT_STATE_SHAPES) >= 64:
+            _OPT_STATE_SHAPES.pop(next(iter(_OPT_STATE_SHAPES)))
+        hit = _OPT_STATE_SHAPES[key] = jax.eval_shape(tx.init, params)
+    return hit
 
 
 def _check_multiprocess(x, placement, validation) -> None:

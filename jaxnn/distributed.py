@@ -57,8 +57,12 @@ def fetch(tree):
     """Host copies of a pytree of arrays, also of arrays replicated over processes
     (each process reads its own replica)."""
 
-    if all(not isinstance(a, jax.Array) or a.is_fully_addressable for a in jax.tree.leaves(tree)):
-        return jax.device_get(tree)  # one batched transfer
+    leaves = jax.tree.leaves(tree)
+    if jax.process_count() == 1 or all(not isinstance(a, jax.Array) or a.is_fully_addressable for a in leaves):
+        numeric = all(not isinstance(a, jax.Array) or isinstance(a.dtype, np.dtype) for a in leaves)  # no PRNG keys
+        if numeric and jax.default_backend() == "cpu":  # a copy each: 1-2 us, against 10-15 us through device_get
+            return jax.tree.map(lambda a: np.array(a) if isinstance(a, jax.Array) else a, tree)
+        return jax.device_get(tree)  # one batched transfer from an accelerator
 
     def one(a):
         if isinstance(a, jax.Array) and not a.is_fully_addressable:

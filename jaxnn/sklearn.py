@@ -69,6 +69,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 from jaxnn import losses, optim
 from jaxnn._checks import positive_int
+from jaxnn.distributed import fetch
 from jaxnn.mlp import mlp
 from jaxnn.train import fit, predict
 from jaxnn.types import EarlyStopping, Stop, TrainState
@@ -503,7 +504,7 @@ class _BaseMLP(BaseEstimator):
     def _store(self, result, n_rows: int, early: bool, adaptive: bool, patience: float) -> None:
         self.coefs_ = [np.asarray(p["w"]) for p in result.params]
         self.intercepts_ = [np.asarray(p["b"]) for p in result.params]
-        self._opt_state = jax.device_get(result.state.opt_state)  # numpy: the estimator pickles
+        self._opt_state = fetch(result.state.opt_state)  # numpy: the estimator pickles
         losses_now = [float(v) for v in result.history["loss"]]
         self.loss_curve_ = [*getattr(self, "loss_curve_", []), *losses_now]
         self.loss_ = self.loss_curve_[-1]
@@ -539,9 +540,9 @@ class _BaseMLP(BaseEstimator):
         # Every row goes through the same compiled chunk shape, so a row's prediction
         # does not depend on how many rows come with it.
         n = X.shape[0]
-        X = np.pad(X, ((0, -n % _PREDICT_CHUNK), (0, 0)))
+        X = np.concatenate([X, np.zeros((-n % _PREDICT_CHUNK, X.shape[1]), X.dtype)])
         out = predict(self._model(X.shape[1])[0], self._params(), X, batch_size=_PREDICT_CHUNK)
-        return np.asarray(out[:n], np.float64), dtype
+        return np.asarray(out)[:n].astype(np.float64), dtype
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -227,7 +227,7 @@ def predict(
     x, _ = validate(x)
     _plan.output_shape(apply_fn, params, x)  # a shape error now, not inside a compile
     apply_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
-    return _predict_chunks(apply_fn, params, jnp.asarray(x), min(batch_size, x.shape[0]))
+    return _predict_chunks(apply_fn, params, x, min(batch_size, x.shape[0]))
 
 
 def evaluate(

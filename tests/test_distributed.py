@@ -115,3 +115,23 @@ def test_a_streamed_fit_on_two_processes_equals_one_process(tmp_path):
     for t in two:
         assert_close(t["params"], one["params"], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(t["val_loss"], one["val_loss"], rtol=1e-5)
+
+
+def test_fetch_copies_cpu_arrays_to_the_host_and_keeps_other_leaves():
+    """On a CPU, ``fetch`` copies each array (1-2 us, not ``device_get``'s 10-15 us):
+    the copy owns its memory, so donating the array afterwards cannot change it."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxnn.distributed import fetch
+
+    a, b = jnp.arange(4.0), jnp.int32(7)
+    tree = {"a": a, "b": b, "n": 3, "h": np.ones(2), "key": jax.random.key(0)}
+    out = fetch(tree)
+    assert out["a"].tolist() == [0.0, 1.0, 2.0, 3.0] and out["b"] == 7 and out["b"].dtype == np.int32
+    assert out["n"] == 3 and out["h"] is tree["h"]  # not jax arrays: as they were
+    assert jax.dtypes.issubdtype(out["key"].dtype, jax.dtypes.prng_key)  # keys go through device_get
+    host = fetch(a)
+    assert isinstance(host, np.ndarray) and host.flags.owndata
+    jax.jit(lambda v: v * 0, donate_argnums=0)(a)
+    assert host.tolist() == [0.0, 1.0, 2.0, 3.0]

@@ -242,6 +242,8 @@ def test_a_run_that_diverges_late_is_rewound_alike_however_its_epochs_are_split(
         assert (r.epochs_run, r.message) == (first.epochs_run, first.message)
         assert_bitwise_equal(r.state, first.state)
         np.testing.assert_array_equal(r.history["loss"], first.history["loss"])
+    # the run of one call (40 epochs per call) replayed without deleting the caller's key
+    np.testing.assert_array_equal(jax.random.key_data(others[-1].state.key), jax.random.key_data(key))
 
 
 def test_single_row_batches_and_a_plain_apply_fn(key):
@@ -752,3 +754,27 @@ def test_one_whole_batch_is_not_reshuffled(seed_data):
     assert_bitwise_equal(
         quick_fit(xtr, ytr, shuffle=True, **kw).params, quick_fit(xtr, ytr, shuffle=False, **kw).params
     )
+
+
+def test_a_resumed_fit_traces_the_optimizer_init_once_per_params_shapes(seed_data):
+    """Checking a resumed optimizer state traces ``tx.init`` (about half a millisecond
+    on every ``partial_fit``): it is remembered per transformation and params shapes."""
+    from jaxnn import _plan
+
+    x, _, y, _ = seed_data
+    inits = []
+    adam = optax.adam(0.01)
+    tx = optax.GradientTransformation(lambda p: inits.append(1) or adam.init(p), adam.update)
+    kw = dict(loss="mse", key=jax.random.key(1), optimizer=tx, batch_size=800, progress=False)
+    model = seed_model()
+    first = jaxnn.fit(model, model.init(jax.random.key(0)), x, y, epochs=1, **kw)
+    before = len(inits)
+    second = jaxnn.fit(model, first.params, x, y, epochs=2, resume=first, **kw)
+    assert len(inits) == before + 1  # traced once to check the state's shapes
+    jaxnn.fit(model, second.params, x, y, epochs=3, resume=second, **kw)
+    assert len(inits) == before + 1
+    wider = jaxnn.mlp([3, 8, 1]).init(jax.random.key(0))
+    assert jax.tree.structure(_plan.opt_state_shapes(tx, wider)) == jax.tree.structure(adam.init(wider))
+    assert len(inits) == before + 2  # other shapes: traced again
+    with pytest.raises(ValueError, match="opt_state does not match this optimizer"):
+        jaxnn.fit(model, first.params, x, y, epochs=2, resume=first.state._replace(opt_state=adam.init(wider)), **kw)
