@@ -430,7 +430,8 @@ class Fresh(NamedTuple):
 class Runner(NamedTuple):
     """What ``jaxnn._driver`` calls: ``chunk(carry, data, target_epochs)`` trains one
     compiled chunk; ``replay(carry, data, start, first_bad)`` rewinds a run that went
-    non-finite to its last finite step (see :func:`replay`)."""
+    non-finite to its last finite step (see :func:`replay`; ``start`` is ``None``
+    after a run of one call, which returns no rewind state)."""
 
     chunk: Callable
     replay: Callable
