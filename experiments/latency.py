@@ -77,8 +77,19 @@ print(one, long)
 """
 
 
+# The best of many calls, after a first one: goes before FIXED and SKLEARN_CALLS.
+BEST = """
+import time
+def best(f, calls):
+    f()
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
+    return min(times)
+"""
+
 FIXED = """
-import time, jax, jax.numpy as jnp, numpy as np, optax, jaxnn
+import jax, jax.numpy as jnp, numpy as np, optax, jaxnn
 x, y = jaxnn.make_regression(jax.random.key(0), n=100)
 m = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
 p = m.init(jax.random.key(1))
@@ -86,35 +97,23 @@ kw = dict(loss="mse", learning_rate=0.1, batch_size=100, epochs=1, shuffle=False
 tx = optax.sgd(0.1)
 step = jax.jit(jaxnn.make_train_step(m.apply, "mse", tx))
 state = jaxnn.train.init_state(p, tx, jax.random.key(2))
-def best(f):
-    f()
-    times = []
-    for _ in range(500):
-        t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
-    return min(times)
 fit = lambda: jax.block_until_ready(jaxnn.fit(m, p, x, y, **kw).params)
 hand = lambda: np.asarray(jax.block_until_ready(step(state, (x, y)))[1]["loss"])
-print(best(fit), best(hand))
+print(best(fit, 500), best(hand, 500))
 """
 
 SKLEARN_CALLS = """
-import time, warnings, numpy as np
+import warnings, numpy as np
 from sklearn.datasets import load_iris
 from sklearn.neural_network import MLPClassifier as SkMLP
 from sklearn.exceptions import ConvergenceWarning
 warnings.simplefilter("ignore", ConvergenceWarning)
 from jaxnn.sklearn import MLPClassifier
 x, y = load_iris(return_X_y=True)
-def best(f):
-    f()
-    times = []
-    for _ in range(200):
-        t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
-    return min(times)
 out = []
 for cls in (MLPClassifier, SkMLP):
     clf = cls(random_state=0, max_iter=5).fit(x, y)
-    out += [best(lambda: clf.predict(x)), best(lambda: clf.partial_fit(x, y))]
+    out += [best(lambda: clf.predict(x), 200), best(lambda: clf.partial_fit(x, y), 200)]
 print(*out)
 """
 
@@ -164,10 +163,10 @@ def main(argv=None) -> dict:
     one, long = python(PER_CALL, None)
     results["fit per-call cost (us): 3-epoch call minus 1/100 of a 300-epoch call"] = 1e6 * (one - long / 100)
     results["work A batch 100, 3 epochs (samples/s)"] = 3000 / one
-    fit_once, hand = python(FIXED, None)
+    fit_once, hand = python(BEST + FIXED, None)
     results["fit of one step (us, best of 500 calls)"] = 1e6 * fit_once
     results["jitted make_train_step, one call and its loss fetched (us, best of 500)"] = 1e6 * hand
-    jx_predict, jx_partial, sk_predict, sk_partial = python(SKLEARN_CALLS, None)
+    jx_predict, jx_partial, sk_predict, sk_partial = python(BEST + SKLEARN_CALLS, None)
     results["iris, one predict call: jaxnn.sklearn / scikit-learn time"] = jx_predict / sk_predict
     results["iris, one partial_fit call: jaxnn.sklearn / scikit-learn time"] = jx_partial / sk_partial
     results["iris, one call (us): predict, partial_fit"] = {
