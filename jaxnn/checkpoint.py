@@ -57,6 +57,15 @@ class FolderInUseError(OSError):
     """Another process holds a checkpoint folder's lock."""
 
 
+def _serialization():
+    """``flax.serialization``, imported on first use rather than with jaxnn (flax's
+    import is a fifth of jaxnn's). A run with checkpoints imports it as it starts
+    (:class:`Saver`), so no import runs mid-training, where a Ctrl-C could land in it."""
+    from flax import serialization
+
+    return serialization
+
+
 def _is_key(leaf) -> bool:
     return isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
@@ -125,10 +134,8 @@ def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None) -
     Returns:
       The path written.
     """
-    from flax import serialization  # here, not at import: flax's import is a fifth of jaxnn's
-
     entries, arrays = _describe(state)
-    payload = serialization.msgpack_serialize({str(i): a for i, a in enumerate(arrays)})
+    payload = _serialization().msgpack_serialize({str(i): a for i, a in enumerate(arrays)})
     header = json.dumps(
         {
             "format_version": FORMAT_VERSION,
@@ -290,10 +297,8 @@ def _read(path, check=None) -> tuple[dict, dict]:
         raise CheckpointError(f"{path} was truncated while it was read")
     if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
         raise CheckpointError(f"{path} is corrupted: its checksum does not match")
-    from flax import serialization
-
     try:
-        arrays = serialization.msgpack_restore(payload)
+        arrays = _serialization().msgpack_restore(payload)
     except Exception as e:  # checksum passed, so this is a writer bug or a forged file
         raise CheckpointError(f"{path} has an unreadable payload: {e}") from None
     if not isinstance(arrays, dict):
@@ -473,6 +478,7 @@ class Saver:
         self.metadata = {**metadata, "config": checkpoints.metadata or {}, "run_id": run_id}
         self.run_id, self.resumed = run_id, tuple(resumed)
         self.files: list[tuple[tuple[int, int], Path]] = []  # this run's, oldest first
+        _serialization()
         self._lock = None
 
     def __enter__(self) -> "Saver":
