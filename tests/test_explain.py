@@ -57,20 +57,28 @@ def test_backprop_equals_jax_grad_on_random_networks(hidden, loss, out_act, kind
     sizes = [int(rng.integers(1, 7)) for _ in range(depth)]
     n_out = 3 if kind in ("labels", "onehot") else int(rng.integers(1, 4))
     model = jaxnn.mlp([int(rng.integers(1, 6)), *sizes, n_out], activation=hidden, output_activation=out_act)
-    key = jax.random.key(seed)
-    params = model.init(key)
+    # Random weights (scaled by fan-in) and biases, and data, drawn on the host: the case's
+    # random shapes would otherwise compile model.init's initializers op by op.
+    f32 = lambda a: jnp.asarray(np.asarray(a, np.float32))
+    scale = lambda shape: 1 / np.sqrt(shape[0]) if len(shape) == 2 else 0.3
+    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    params = jax.tree.map(lambda s: f32(rng.standard_normal(s.shape) * scale(s.shape)), shapes)
     n = int(rng.integers(1, 20))
-    x = jax.random.normal(jax.random.fold_in(key, 1), (n, model.spec["sizes"][0]))
+    x = f32(rng.standard_normal((n, model.spec["sizes"][0])))
     labels = rng.integers(0, n_out, n)
     y = {
-        "regression": jnp.asarray(rng.uniform(0.1, 0.9, (n, n_out)), jnp.float32),
-        "binary": jnp.asarray(rng.integers(0, 2, (n, n_out)), jnp.float32),
-        "labels": jnp.asarray(labels, jnp.int32),
-        "onehot": jax.nn.one_hot(labels, n_out),
+        "regression": f32(rng.uniform(0.1, 0.9, (n, n_out))),
+        "binary": f32(rng.integers(0, 2, (n, n_out))),
+        "labels": jnp.asarray(labels.astype(np.int32)),
+        "onehot": f32(np.eye(n_out)[labels]),
     }[kind]
-    # jitted: one compile per case instead of one per eager op on these random shapes
-    by_hand = jax.jit(lambda p: jaxnn.backprop(model, p, x, y, loss))(params)
-    by_jax = jax.jit(jax.grad(lambda p: jaxnn.losses.get_loss(loss)(model.apply(p, x), y)))(params)
+
+    @jax.jit  # both gradients in one compile
+    def gradients(params):
+        by_jax = jax.grad(lambda p: jaxnn.losses.get_loss(loss)(model.apply(p, x), y))(params)
+        return jaxnn.backprop(model, params, x, y, loss), by_jax
+
+    by_hand, by_jax = gradients(params)
     assert_close(by_hand, by_jax, **BACKPROP_TOL)
 
 
