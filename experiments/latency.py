@@ -45,15 +45,20 @@ first = once()
 print(first, min(once() for _ in range(5)))
 """
 
-CV = """
+# Iris, jaxnn.sklearn's MLPClassifier and scikit-learn's (SkMLP): goes before the
+# snippets that compare them.
+IRIS = """
 import time, warnings, numpy as np
 from sklearn.datasets import load_iris
-from sklearn.model_selection import cross_val_score, StratifiedKFold
 from sklearn.neural_network import MLPClassifier as SkMLP
 from sklearn.exceptions import ConvergenceWarning
 warnings.simplefilter("ignore", ConvergenceWarning)
 from jaxnn.sklearn import MLPClassifier
 x, y = load_iris(return_X_y=True)
+"""
+
+CV = """
+from sklearn.model_selection import cross_val_score, StratifiedKFold
 def cv(cls):
     t = time.perf_counter(); scores = []
     for seed in range(5):
@@ -105,13 +110,6 @@ print(best(fit, 500), best(hand, 500))
 """
 
 SKLEARN_CALLS = """
-import warnings, numpy as np
-from sklearn.datasets import load_iris
-from sklearn.neural_network import MLPClassifier as SkMLP
-from sklearn.exceptions import ConvergenceWarning
-warnings.simplefilter("ignore", ConvergenceWarning)
-from jaxnn.sklearn import MLPClassifier
-x, y = load_iris(return_X_y=True)
 out = []
 for cls in (MLPClassifier, SkMLP):
     clf = cls(random_state=0, max_iter=5).fit(x, y)
@@ -120,13 +118,6 @@ print(*out)
 """
 
 LBFGS = """
-import time, warnings
-from sklearn.datasets import load_iris
-from sklearn.neural_network import MLPClassifier as SkMLP
-from sklearn.exceptions import ConvergenceWarning
-warnings.simplefilter("ignore", ConvergenceWarning)
-from jaxnn.sklearn import MLPClassifier
-x, y = load_iris(return_X_y=True)
 def once(cls):
     t = time.perf_counter(); cls(solver="lbfgs", random_state=0).fit(x, y); return time.perf_counter() - t
 print(once(MLPClassifier), once(MLPClassifier), once(SkMLP))
@@ -168,12 +159,12 @@ def main(argv=None) -> dict:
         run1, run2 = script_time(cache), script_time(cache)
         results["main job: first run (s)"], results["main job: second run (s)"] = run1, run2
         results["main job: second run / first run"] = run2 / run1
-    jx, jx_score, sk, sk_score = python(CV, None)
+    jx, jx_score, sk, sk_score = python(IRIS + CV, None)
     results["iris CV 5x5: jaxnn.sklearn / scikit-learn time"] = jx / sk
     results["iris CV 5x5 (s, mean accuracy)"] = {"jaxnn.sklearn": [jx, jx_score], "scikit-learn": [sk, sk_score]}
     with tempfile.TemporaryDirectory() as cache:
-        python(CV, cache)  # fills the cache
-        jx, _, sk, _ = python(CV, cache)
+        python(IRIS + CV, cache)  # fills the cache
+        jx, _, sk, _ = python(IRIS + CV, cache)
         results["iris CV 5x5: jaxnn.sklearn / scikit-learn time, second process with the cache"] = jx / sk
     one, long = python(PER_CALL, None)
     results["fit per-call cost (us): 3-epoch call minus 1/100 of a 300-epoch call"] = 1e6 * (one - long / 100)
@@ -181,14 +172,14 @@ def main(argv=None) -> dict:
     fit_once, hand = python(BEST + FIXED, None)
     results["fit of one step (us, best of 500 calls)"] = 1e6 * fit_once
     results["jitted make_train_step, one call and its loss fetched (us, best of 500)"] = 1e6 * hand
-    jx_predict, jx_partial, sk_predict, sk_partial = python(BEST + SKLEARN_CALLS, None)
+    jx_predict, jx_partial, sk_predict, sk_partial = python(BEST + IRIS + SKLEARN_CALLS, None)
     results["iris, one predict call: jaxnn.sklearn / scikit-learn time"] = jx_predict / sk_predict
     results["iris, one partial_fit call: jaxnn.sklearn / scikit-learn time"] = jx_partial / sk_partial
     results["iris, one call (us): predict, partial_fit"] = {
         "jaxnn.sklearn": [1e6 * jx_predict, 1e6 * jx_partial],
         "scikit-learn": [1e6 * sk_predict, 1e6 * sk_partial],
     }
-    first, repeat, sk = python(LBFGS, None)
+    first, repeat, sk = python(IRIS + LBFGS, None)
     results["iris, solver='lbfgs' (s): first fit in a process, a repeat, scikit-learn"] = [first, repeat, sk]
     for k, v in results.items():
         print(f"{k:80s} {v if isinstance(v, str | dict | list) else f'{v:.3g}'}")

@@ -478,7 +478,7 @@ class Saver:
         self.metadata = {**metadata, "config": checkpoints.metadata or {}, "run_id": run_id}
         self.run_id, self.resumed = run_id, tuple(resumed)
         self.files: list[tuple[tuple[int, int], Path]] = []  # this run's, oldest first
-        _serialization()
+        _serialization()  # flax imported now, not at the first save
         self._lock = None
 
     def __enter__(self) -> "Saver":
