@@ -1,0 +1,79 @@
+"""The seed fit's trained params, pinned bit for bit (SHA-256 of their bytes).
+
+Refactoring the setup, the loop or the driver must not move a single bit of what
+``fit`` and ``fit_many`` compute on the CPU. The hashes were recorded before the
+redesign (jaxnn 0.1.0) and depend on XLA's CPU code generation, so they are kept per
+jax version; a jax version without a recorded hash prints the value to record.
+"""
+
+import hashlib
+
+import jax
+import numpy as np
+import pytest
+
+import jaxnn
+
+PINNED = {  # jax version -> {case: sha256 of the trained params' bytes}
+    "0.10.2": {
+        "batch-1": "78fe4e12dd26250d204e1a8b0f1a8a979cb46f6cd113341adb76ee8c356debc1",
+        "batch-100-chunked": "ad097b5982485e5a2151dec7b123a34b936f8e1d1c5141a98c1ea9063c34d454",
+        "batch-32-validation-early-stopping": "98920e56ab3a3cbdb5be3fe40505fddd7309ed4ecfedcf9f8051adf4e9dded83",
+        "fit-many-3-models": "829a03a446a266994d0d4caef79f09f7a5b53b1e12a396d162ca3609efa63eac",
+    },
+}
+
+X, Y = jaxnn.make_regression(jax.random.key(0))  # the seed's 1000 x 3 records
+MODEL = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
+
+
+def _digest(tree) -> str:
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(tree):
+        a = np.asarray(leaf)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _fit(**kw):
+    settings = dict(loss="rmse", key=jax.random.key(1), progress=False, **kw)
+    return jaxnn.fit(MODEL, MODEL.init(jax.random.key(2)), X, Y, **settings).params
+
+
+CASES = {
+    "batch-1": lambda: _fit(optimizer="sgd", learning_rate=0.02, batch_size=1, epochs=3),
+    "batch-100-chunked": lambda: _fit(
+        learning_rate=0.5, batch_size=100, epochs=40, tuning=jaxnn.Tuning(epochs_per_call=7)
+    ),
+    "batch-32-validation-early-stopping": lambda: _fit(
+        learning_rate=0.3,
+        batch_size=32,
+        epochs=60,
+        validation=0.2,
+        metrics=["r2"],
+        early_stopping=jaxnn.EarlyStopping(patience=3, min_delta=1e-4),
+    ),
+    "fit-many-3-models": lambda: (
+        jaxnn.sweep.fit_many(
+            MODEL,
+            X,
+            Y,
+            loss="rmse",
+            key=jax.random.key(3),
+            batch_size=50,
+            epochs=5,
+            progress=False,
+            hyperparams={"learning_rate": [0.05, 0.2, 0.8]},
+        ).params
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_seed_fit_params_are_bitwise_the_pinned_ones(case):
+    got = _digest(CASES[case]())
+    pinned = PINNED.get(jax.__version__)
+    if pinned is None:
+        pytest.skip(f"no hashes recorded for jax {jax.__version__}; this one's {case}: {got}")
+    assert got == pinned[case], f"{case}: the trained params moved (sha256 {got})"
