@@ -256,8 +256,7 @@ def setup_fit(
     plan, data = plan_run(
         precision.with_compute_dtype(apply_fn, compute_dtype), params, x, y, key=key, loss=loss, tx=tx,
         batch_size=batch_size, shuffle=shuffle, validation=validation, metrics=metrics,
-        early_stopping=early_stopping, tuning=tuning, chunk=epochs_per_call(tuning, epochs, progress, checkpoints),
-        placement=placement, sample_weight=sample_weight,
+        early_stopping=early_stopping, tuning=tuning, chunk=1, placement=placement, sample_weight=sample_weight,
     )  # fmt: skip
     stream = data.pop("x") if isinstance(data["x"], _stream.Source) else None
     if stream is None and checkpoints is not None and checkpoints.every_steps is not None:
@@ -265,8 +264,10 @@ def setup_fit(
             "checkpoints.every_steps saves within an epoch of a fit that streams x from disk; an in-memory "
             "epoch is one compiled call: use checkpoints.every (epochs)"
         )
-    path, saver = checkpointing(checkpoints, path, epochs=epochs, plan=plan, loss=loss, optimizer=optimizer,
-                                spec=getattr(model, "spec", None))  # fmt: skip
+    path, saver, done = checkpointing(checkpoints, path, epochs=epochs, plan=plan, loss=loss, optimizer=optimizer,
+                                      spec=getattr(model, "spec", None))  # fmt: skip
+    done = done if path is not None else int(start.epoch)
+    plan = plan._replace(chunk=epochs_per_call(tuning, epochs - done, progress, checkpoints))
     run = {"optimizer": optimizer_name(optimizer), **hyperparams, "batch_size": plan.batch_size, "epochs": epochs,
            "shuffle": plan.shuffle, "compute_dtype": precision.resolve_compute_dtype(compute_dtype)}  # fmt: skip
     return Setup(
@@ -295,14 +296,15 @@ def epoch_log(log_dir, plan, hparams: dict, models: int | None = None):
 
 
 def checkpointing(checkpoints, resume_path, *, epochs, plan, loss, optimizer, spec):
-    """``(file, saver)``: the checkpoint file a run resumes from (or ``None``) and the
-    :class:`checkpoint.Saver` of its checkpoints (or ``None``), checked against this
+    """``(file, saver, epoch)``: the checkpoint file a run resumes from (or ``None``),
+    the :class:`checkpoint.Saver` of its checkpoints (or ``None``) and the checkpoint's
+    epoch (0 without one), checked against this
     call before anything compiles. The rules for a resumed run (``fit``'s docstring):
     its state comes from the checkpoint; ``epochs``, the optimizer's hyperparameters,
     the data and every speed setting from the call; the loss, the optimizer, the
     recorded metrics and early stopping must be the checkpoint's (refused otherwise)."""
     if checkpoints is None and resume_path is None:  # the common call: no work on fit's per-call path
-        return None, None
+        return None, None, 0
     settings = {
         "loss": loss_name(loss) or "a custom loss",
         "optimizer": optimizer_name(optimizer),
@@ -328,11 +330,12 @@ def checkpointing(checkpoints, resume_path, *, epochs, plan, loss, optimizer, sp
             )
         if checkpoints is not None and checkpoints.run_id not in (None, meta.get("run_id")):
             raise ValueError(f"resume: {file} belongs to run {meta.get('run_id')}, not checkpoints.run_id")
+    done = meta.get("epoch", 0)
     if checkpoints is None or jax.process_index() != 0:  # process 0 is the one writer
-        return file, None
+        return file, None, done
     run_id = meta.get("run_id") or checkpoints.run_id or checkpoint.new_run_id()
     metadata = {"spec": spec, "settings": settings}
-    return file, checkpoint.Saver(checkpoints, epochs, metadata, run_id, (meta.get("epoch", 0), meta.get("step", 0)))
+    return file, checkpoint.Saver(checkpoints, epochs, metadata, run_id, (done, meta.get("step", 0))), done
 
 
 def check_resume(resume, tx, fresh: TrainState) -> tuple[TrainState, Any]:
@@ -519,12 +522,23 @@ def _check_early_stopping(es: EarlyStopping, has_val: bool, metric_fns) -> Early
     return es._replace(mode=mode)
 
 
-def epochs_per_call(tuning: Tuning, epochs: int, progress: bool, checkpoints: Checkpoints | None) -> int:
-    """Epochs per compiled call: the tuning's, else a tenth of ``epochs`` with a progress
-    bar and all of them without; a divisor of the checkpoint interval."""
+MAX_EPOCHS_PER_CALL = 1024  # the compiled chunk's length: the host syncs at least this often
+
+
+def epochs_per_call(tuning: Tuning, remaining: int, progress: bool, checkpoints: Checkpoints | None) -> int:
+    """Epochs per compiled call: the tuning's, else a tenth of the ``remaining`` epochs
+    (those this call trains) with a progress bar and all of them without, rounded up to
+    a power of two and at most ``MAX_EPOCHS_PER_CALL``; a divisor of the checkpoint
+    interval. The chunk's length is static (a compiled program per length), so it
+    follows the epochs left, not the epoch count: training on one epoch at a time
+    (``fit(..., epochs=e, resume=previous)``) reuses one program, other counts share a
+    few, and a huge ``epochs`` bound that early stopping cuts short costs a chunk, not
+    a scan as long as the bound. Epochs past the target are skipped inside the chunk
+    (``lax.cond``), so the chunk's length never changes a result."""
     value = tuning.epochs_per_call
     if value is None:
-        value = max(1, math.ceil(epochs / 10)) if progress else epochs
+        want = max(1, math.ceil(remaining / 10)) if progress else max(1, remaining)
+        value = min(1 << (want - 1).bit_length(), MAX_EPOCHS_PER_CALL)
     if checkpoints is not None and checkpoints.every is not None:
         value = math.gcd(value, checkpoints.every)
     return value

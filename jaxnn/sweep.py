@@ -164,11 +164,12 @@ def fit_many(
     plan, data = _plan.plan_run(
         precision.with_compute_dtype(apply_fn, compute_dtype), one_shape, x, y,
         key=key, loss=loss, tx=tx, batch_size=batch_size, shuffle=shuffle, validation=validation, metrics=metrics,
-        early_stopping=early_stopping, tuning=tuning, placement=parallel.OneDevice(), axis_name=AXIS,
-        chunk=_plan.epochs_per_call(tuning, epochs, progress, checkpoints),
+        early_stopping=early_stopping, tuning=tuning, placement=parallel.OneDevice(), axis_name=AXIS, chunk=1,
     )  # fmt: skip
-    path, saver = _plan.checkpointing(checkpoints, path, epochs=epochs, plan=plan, loss=loss, optimizer=optimizer,
-                                      spec=getattr(model, "spec", None))  # fmt: skip
+    path, saver, done = _plan.checkpointing(checkpoints, path, epochs=epochs, plan=plan, loss=loss,
+                                            optimizer=optimizer, spec=getattr(model, "spec", None))  # fmt: skip
+    done = int(np.max(resume.epochs_run)) if isinstance(resume, ManyResult) else done
+    plan = plan._replace(chunk=_plan.epochs_per_call(tuning, epochs - done, progress, checkpoints))
     values = {n: v.copy() for n, v in values.items()}  # numpy: a device copy could be donated with the carry
     run = {"optimizer": optimizer, **values, "batch_size": plan.batch_size, "epochs": epochs}
     with saver or contextlib.nullcontext(), _plan.epoch_log(log_dir, plan, run, k) as log:

@@ -183,7 +183,7 @@ def _begin(s: _plan.Setup):
     call on one device builds its carry inside that call."""
     done = int(s.start.epoch)  # epochs run before: 0, or a resumed TrainState's
     history = _driver.History(offset=done)
-    one_call = s.plan.chunk >= s.epochs > done and s.checkpoints is None and s.checkpoint is None and not s.stream
+    one_call = s.plan.chunk >= s.epochs - done > 0 and s.checkpoints is None and s.checkpoint is None and not s.stream
     if one_call and isinstance(s.placement, parallel.OneDevice):
         carry, data = s.placement.place(_loop.Fresh(s.start, s.hyperparams), s.data, in_call=True)
         return carry, data, history, None

@@ -152,6 +152,30 @@ def test_no_recompilation_between_calls(seed_data):
     assert c.count == 0
 
 
+@pytest.mark.parametrize("progress", [False, True], ids=["no-progress-bar", "progress-bar"])
+def test_resuming_one_epoch_at_a_time_compiles_nothing_after_the_first_resume(seed_data, progress):
+    # The loop of Optuna's pruning and of "train one more epoch": the epoch count is data.
+    xtr, _, ytr, _ = seed_data
+    kw = dict(batch_size=100, learning_rate=0.1, progress=progress)
+    r = quick_fit(xtr, ytr, epochs=1, **kw)
+    r = quick_fit(xtr, ytr, epochs=2, resume=r, **kw)
+    with CompileCounter() as c:
+        for e in range(3, 13):
+            r = quick_fit(xtr, ytr, epochs=e, resume=r, **kw)
+    assert c.count == 0 and r.epochs_run == 12
+    assert_bitwise_equal(r.params, quick_fit(xtr, ytr, epochs=12, **{**kw, "progress": False}).params)
+
+
+def test_an_epochs_bound_cut_short_by_early_stopping_costs_the_epochs_trained(seed_data):
+    # The bound used to set the compiled scan's length: 2**31 - 1 epochs aborted XLA.
+    xtr, xte, ytr, yte = seed_data
+    r = quick_fit(
+        xtr, ytr, batch_size=200, learning_rate=0.1, epochs=2**31 - 1, validation=(xte, yte),
+        early_stopping=jaxnn.EarlyStopping(patience=2, min_delta=1.0),
+    )  # fmt: skip
+    assert r.stop_reason == jaxnn.Stop.EARLY_STOPPING and r.epochs_run == 3 and r.history["loss"].shape == (3,)
+
+
 @pytest.mark.parametrize("batch_size", [16, 37])  # 800 rows: full batches, and a masked last one
 def test_gathering_per_epoch_equals_gathering_per_step(seed_data, batch_size):
     xtr, xte, ytr, yte = seed_data
