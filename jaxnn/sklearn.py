@@ -30,7 +30,8 @@ Differences from scikit-learn, all deliberate:
 - Sparse ``X`` is densified (the compiled loop gathers dense rows).
 - ``loss`` (regressor) also takes jaxnn's ``"mse"``, ``"rmse"``, ``"mae"``,
   ``"huber"``; ``activation`` also takes jaxnn's names (``"gelu"``, ``"elu"``, ...);
-  ``compute_dtype`` and ``devices`` are passed to ``jaxnn.fit``.
+  ``compute_dtype`` and ``devices`` are passed to ``jaxnn.fit``; ``"lbfgs"`` computes
+  in ``compute_dtype`` too, on one device (more devices are refused).
 
 Example:
   >>> import numpy as np
@@ -68,7 +69,7 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("jaxnn.sklearn needs scikit-learn>=1.6: pip install scikit-learn") from err
 
-from jaxnn import losses, optim
+from jaxnn import losses, optim, parallel, precision
 from jaxnn._checks import positive_int
 from jaxnn.distributed import fetch
 from jaxnn.mlp import mlp
@@ -330,6 +331,13 @@ class _BaseMLP(BaseEstimator):
         _number(self.alpha, "alpha", 0)
         _number(self.momentum, "momentum", 0, 1)
         _number(self.power_t, "power_t", 0)
+        precision.resolve_compute_dtype(self.compute_dtype)
+        devices = parallel.resolve_devices(self.devices)
+        if self.solver == "lbfgs" and self.devices is not None and len(devices) > 1:
+            raise ValueError(
+                f"solver='lbfgs' trains full-batch on one device, got devices={self.devices!r} ({len(devices)} "
+                "devices); pass devices=None or one device, or solver='sgd'/'adam' to split batches over devices"
+            )
         n = self.n_iter_no_change
         if not (n == np.inf or (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1)):
             raise ValueError(f"n_iter_no_change must be an int >= 1 or np.inf, got {n!r}")
@@ -427,10 +435,13 @@ class _BaseMLP(BaseEstimator):
 
     def _train_lbfgs(self, model, params, X, y, sample_weight) -> bool:
         total = X.shape[0] if sample_weight is None else float(sample_weight.sum())
-        params, info = _lbfgs(
-            model.apply, losses.get_loss(self._loss()), params, X, y, sample_weight, np.float32(self.alpha / total),
-            np.int32(self.max_iter), np.int32(self.max_fun), np.float32(self.tol),
-        )  # fmt: skip
+        apply_fn = precision.with_compute_dtype(model.apply, self.compute_dtype)
+        device = None if self.devices is None else parallel.resolve_devices(self.devices)[0]
+        with jax.default_device(device):
+            params, info = _lbfgs(
+                apply_fn, losses.get_loss(self._loss()), params, X, y, sample_weight, np.float32(self.alpha / total),
+                np.int32(self.max_iter), np.int32(self.max_fun), np.float32(self.tol),
+            )  # fmt: skip
         self.coefs_ = [np.asarray(p["w"]) for p in params]
         self.intercepts_ = [np.asarray(p["b"]) for p in params]
         self.n_iter_, self.loss_ = int(info.iterations), float(info.loss)

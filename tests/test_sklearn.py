@@ -190,6 +190,9 @@ def test_convergence_warning_when_max_iter_is_reached():
         ({"loss": "hinge"}, ValueError, "loss must be one of"),
         ({"shuffle": "yes"}, TypeError, "shuffle must be True or False"),
         ({"compute_dtype": "float8"}, ValueError, "compute_dtype"),
+        ({"solver": "lbfgs", "compute_dtype": "int8"}, ValueError, "compute_dtype must be 'auto' or one of"),
+        ({"solver": "lbfgs", "devices": "gpu"}, TypeError, "devices must be None, a count or a sequence"),
+        ({"solver": "sgd", "devices": 0}, ValueError, r"devices=0: expected a count in \[1, "),
     ],
 )
 def test_bad_hyperparameters_fail_at_fit_with_a_clear_message(params, error, match):
@@ -199,6 +202,14 @@ def test_bad_hyperparameters_fail_at_fit_with_a_clear_message(params, error, mat
         reg.fit(x, y)
     with pytest.raises(NotFittedError):
         reg.predict(x)
+
+
+def test_lbfgs_computes_in_the_compute_dtype_asked_for():
+    x, y = make_regression(60, 3, random_state=0)
+    fit = lambda dtype: MLPRegressor((8,), solver="lbfgs", max_iter=30, random_state=0, compute_dtype=dtype).fit(x, y)
+    f32, bf16 = fit("float32"), fit("bfloat16")
+    assert not np.array_equal(f32.coefs_[0], bf16.coefs_[0])  # bfloat16 rounding moved the iterates
+    assert abs(f32.score(x, y) - bf16.score(x, y)) < 0.2
 
 
 def test_a_failed_fit_leaves_the_fitted_estimator_as_it_was(iris):
