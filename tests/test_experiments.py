@@ -6,7 +6,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from jaxnn import checkpoint, experiment
@@ -112,34 +111,6 @@ def test_bad_command_lines(tmp_path, capsys):
             run_script("classify_iris", [*argv, "--out", str(tmp_path / "run")])
         assert exit_.value.code == 2 and re.search(f"error: .*{match}", capsys.readouterr().err), argv
         assert not (tmp_path / "run").exists()
-
-
-def test_compare_sklearn_prints_one_table(tmp_path, capsys):
-    module = load("compare_sklearn")
-    rows = module.main(["--epochs-scale", "0.02", "--markdown", str(tmp_path / "t.md")])
-    assert [r[0] for r in rows] == SCRIPTS[:-1]  # the MLP scripts (scikit-learn has no CNN)
-    assert (tmp_path / "t.md").read_text().count("\n") == len(SCRIPTS) + 1
-
-
-@pytest.mark.slow
-def test_stream_memmap_writes_a_dataset_and_trains_from_it_and_from_memory(tmp_path):
-    module = load("stream_memmap")
-    out = tmp_path / "stream.json"
-    results = module.main(["--gb", "0.004", "--compare", "--file", str(tmp_path / "x.npy"), "--no-progress",
-                           "--out", str(out)])  # fmt: skip
-    assert np.load(tmp_path / "x.npy", mmap_mode="r").shape == (1369, 784)
-    assert results["memmap"]["loss"] == results["memory"]["loss"]  # bit for bit, from disk and from memory
-    assert results["ratio"] > 0 and json.loads(out.read_text())["memmap"]["peak_rss_bytes"] > 0
-
-
-@pytest.mark.slow
-def test_benchmark_smoke(tmp_path, capsys):
-    module = load("benchmark")
-    results = module.main(["--quick", "--out", str(tmp_path / "b.json")])
-    assert {"A, batch 1", "A, batch 100", "B, batch 128"} <= set(results)
-    a1 = results["A, batch 1"]
-    assert a1["jaxnn.fit"] > 0 and a1["scan (hand-written)"] > 0 and a1["flax loop"] > 0  # peers side by side
-    assert json.loads((tmp_path / "b.json").read_text())["environment"]["jax"]
 
 
 # bad inputs ---------------------------------------------------------------------------

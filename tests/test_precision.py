@@ -72,12 +72,12 @@ def test_evaluate_reproduces_the_validation_history_in_every_mode():
 
 
 def test_float32_mode_follows_float64_sgd(tmp_path):
-    """experiments/precision_check.py, end to end: the device check, here on the CPU."""
+    """benchmarks/precision_check.py, end to end: the device check, here on the CPU."""
     import importlib.util
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "experiments" / "precision_check.py"
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "precision_check.py"
     spec = importlib.util.spec_from_file_location("precision_check", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -5,7 +5,7 @@ data on the device) to ``jaxnn.fit``, adding one of fit's features per rung, eac
 timed in one process; the compiled HLO and a profiler trace of the scan and of fit's
 program; the cost of a host upload. Writes everything under ``--out``.
 
-    python experiments/step_profile.py --out /tmp/profile
+    python benchmarks/step_profile.py --out /tmp/profile
 """
 
 import argparse

@@ -18,7 +18,7 @@ with a private cache folder, and prints ratios:
 - a first ``solver="lbfgs"`` fit on iris in a fresh process (mostly compiling), a
   repeat, and scikit-learn's.
 
-    python experiments/latency.py [--out latency.json]
+    python benchmarks/latency.py [--out latency.json]
 """
 
 import argparse

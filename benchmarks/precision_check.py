@@ -8,7 +8,7 @@ batch 32 (the last batch of each epoch has 8 rows), no shuffling, 20 epochs. Pri
 the largest absolute difference of the final parameters from the float64 run; float32
 rounding alone stays near 1e-6, TF32 near 1e-3.
 
-    python experiments/precision_check.py [--out precision.json]
+    python benchmarks/precision_check.py [--out precision.json]
 """
 
 import argparse

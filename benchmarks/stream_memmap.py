@@ -3,8 +3,8 @@ features, 10 classes; 2 GB by default) to a .npy file in chunks, then trains the
 benchmark's 784-512-512-10 network (batch 128, SGD) on it from a memmap with
 ``jaxnn.fit``, which reads the rows chunk by chunk while it trains.
 
-    python experiments/stream_memmap.py --gb 2 --epochs 1
-    python experiments/stream_memmap.py --gb 2 --compare --out stream.json
+    python benchmarks/stream_memmap.py --gb 2 --epochs 1
+    python benchmarks/stream_memmap.py --gb 2 --compare --out stream.json
 
 ``--compare`` trains from the memmap and from memory, each in a fresh process, and
 reports samples per second (of an epoch after the first, so compiling is excluded)

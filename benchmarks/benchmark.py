@@ -6,8 +6,8 @@ cross-entropy, batch 128, 200 steps of random data (see ../shared/PEERS.md). Pee
 are written the way their tutorials write them. Prints samples/s and ratios to
 jaxnn, with the jax version and device, and writes JSON.
 
-    python experiments/benchmark.py --out BENCHMARKS.json
-    python experiments/benchmark.py --quick          # a smoke run (tests use it)
+    python benchmarks/benchmark.py --out BENCHMARKS.json
+    python benchmarks/benchmark.py --quick          # a smoke run (tests use it)
 """
 
 import argparse

@@ -3,17 +3,17 @@
 # an accelerator (JAX with CUDA, flax, optax, chex, torch, scikit-learn and tqdm
 # installed there; jaxnn runs from this checkout):
 #
-#     bash experiments/device_run.sh OUT_FOLDER          # on the GPU machine: at most 9.5 minutes
-#     QUICK=1 bash experiments/device_run.sh /tmp/dry    # a dry run of every step, on any machine
+#     bash benchmarks/device_run.sh OUT_FOLDER          # on the GPU machine: at most 9.5 minutes
+#     QUICK=1 bash benchmarks/device_run.sh /tmp/dry    # a dry run of every step, on any machine
 #
 # Steps, each with its own time limit (one slow step cannot take the others' time)
 # and its log and JSON in OUT_FOLDER:
-#   precision  experiments/precision_check.py: "float32" against float64 SGD, each compute mode
-#   benchmark  experiments/benchmark.py --repeats 5: works A, B, C, fit_many, against the peers
-#   stream     experiments/stream_memmap.py --gb 2 --compare: from disk against from memory
+#   precision  benchmarks/precision_check.py: "float32" against float64 SGD, each compute mode
+#   benchmark  benchmarks/benchmark.py --repeats 5: works A, B, C, fit_many, against the peers
+#   stream     benchmarks/stream_memmap.py --gb 2 --compare: from disk against from memory
 # The 2 GB dataset is written under /tmp, not OUT_FOLDER (files there come back).
 set -uo pipefail
-out=${1:?usage: bash experiments/device_run.sh OUT_FOLDER}
+out=${1:?usage: bash benchmarks/device_run.sh OUT_FOLDER}
 out=$(mkdir -p "$out" && cd "$out" && pwd)
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 JAXNN_COMPILATION_CACHE=0
@@ -35,14 +35,14 @@ step() {  # $1: time limit in seconds, $2: name, $3...: the command
 }
 
 if [ "$quick" = 1 ]; then
-    step 300 precision python3 experiments/precision_check.py --out "$out/precision.json"
-    step 600 benchmark python3 experiments/benchmark.py --quick --out "$out/results.json"
-    step 300 stream python3 experiments/stream_memmap.py --gb 0.02 --compare --no-progress \
+    step 300 precision python3 benchmarks/precision_check.py --out "$out/precision.json"
+    step 600 benchmark python3 benchmarks/benchmark.py --quick --out "$out/results.json"
+    step 300 stream python3 benchmarks/stream_memmap.py --gb 0.02 --compare --no-progress \
         --file /tmp/jaxnn_device_run/x.npy --out "$out/stream.json"
 else
-    step 90 precision python3 experiments/precision_check.py --out "$out/precision.json"
-    step 360 benchmark python3 experiments/benchmark.py --repeats 5 --out "$out/results.json"
-    step 120 stream python3 experiments/stream_memmap.py --gb 2 --compare --no-progress \
+    step 90 precision python3 benchmarks/precision_check.py --out "$out/precision.json"
+    step 360 benchmark python3 benchmarks/benchmark.py --repeats 5 --out "$out/results.json"
+    step 120 stream python3 benchmarks/stream_memmap.py --gb 2 --compare --no-progress \
         --file /tmp/jaxnn_device_run/x.npy --out "$out/stream.json"
 fi
 exit $failed

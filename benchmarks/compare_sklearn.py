@@ -11,7 +11,7 @@ training split, timed from cold: it is the first thing each task runs, with jaxn
 persistent compilation cache switched off, so jaxnn's time includes compiling every
 program the folds need (a user's second run would find them in the cache).
 
-    python experiments/compare_sklearn.py --markdown sklearn_table.md
+    python benchmarks/compare_sklearn.py --markdown sklearn_table.md
 """
 
 import argparse
@@ -29,12 +29,12 @@ import jaxnn
 from jaxnn import experiment
 from jaxnn.checkpoint import atomic_write
 
-HERE = Path(__file__).parent
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"  # the scripts it compares
 SCRIPTS = ["seed_network", "classify_breast_cancer", "classify_iris", "classify_digits", "regress_diabetes"]
 
 
 def load_config(script: str) -> experiment.ExperimentConfig:
-    spec = importlib.util.spec_from_file_location(script, HERE / f"{script}.py")
+    spec = importlib.util.spec_from_file_location(script, EXPERIMENTS / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return getattr(module, "CONFIG", None) or module.BATCH_1

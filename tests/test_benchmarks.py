@@ -1,0 +1,47 @@
+"""The benchmark scripts in ``benchmarks/``, run small: each still measures what it
+claims (the peers side by side), and writes its results file."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_experiments import SCRIPTS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_sklearn_prints_one_table(tmp_path, capsys):
+    module = load("compare_sklearn")
+    rows = module.main(["--epochs-scale", "0.02", "--markdown", str(tmp_path / "t.md")])
+    assert [r[0] for r in rows] == SCRIPTS[:-1]  # the MLP scripts (scikit-learn has no CNN)
+    assert (tmp_path / "t.md").read_text().count("\n") == len(SCRIPTS) + 1
+
+
+@pytest.mark.slow
+def test_stream_memmap_writes_a_dataset_and_trains_from_it_and_from_memory(tmp_path):
+    module = load("stream_memmap")
+    out = tmp_path / "stream.json"
+    results = module.main(["--gb", "0.004", "--compare", "--file", str(tmp_path / "x.npy"), "--no-progress",
+                           "--out", str(out)])  # fmt: skip
+    assert np.load(tmp_path / "x.npy", mmap_mode="r").shape == (1369, 784)
+    assert results["memmap"]["loss"] == results["memory"]["loss"]  # bit for bit, from disk and from memory
+    assert results["ratio"] > 0 and json.loads(out.read_text())["memmap"]["peak_rss_bytes"] > 0
+
+
+@pytest.mark.slow
+def test_benchmark_smoke(tmp_path, capsys):
+    module = load("benchmark")
+    results = module.main(["--quick", "--out", str(tmp_path / "b.json")])
+    assert {"A, batch 1", "A, batch 100", "B, batch 128"} <= set(results)
+    a1 = results["A, batch 1"]
+    assert a1["jaxnn.fit"] > 0 and a1["scan (hand-written)"] > 0 and a1["flax loop"] > 0  # peers side by side
+    assert json.loads((tmp_path / "b.json").read_text())["environment"]["jax"]
