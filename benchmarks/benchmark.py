@@ -11,7 +11,6 @@ jaxnn, with the jax version and device, and writes JSON.
 """
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -23,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from common import write_json, write_text
 
 import jaxnn
-from jaxnn.checkpoint import atomic_write
 
 SEED_SIZES = [3, 4, 4, 1]
 
@@ -235,7 +234,7 @@ def jaxnn_fit(model, x, y, loss, lr, bs, epochs, **kw):
             x,
             y,
             loss=loss,
-            learning_rate=lr,
+            optimizer=jaxnn.optim.sgd(lr),
             batch_size=bs,
             epochs=epochs,
             key=jax.random.key(1),
@@ -307,13 +306,29 @@ def work_b(repeats: int, steps: int = 200, bs: int = 128):
         ),
         "scan (hand-written)": scan_reference(x, y, model, loss, lr, bs, 1),
         "jaxnn.fit (device data, tensorfloat32)": jaxnn_fit(
-            model, xd, yd, "softmax_cross_entropy", lr, bs, 1, shuffle=False, compute_dtype="tensorfloat32"
+            model,
+            xd,
+            yd,
+            "softmax_cross_entropy",
+            lr,
+            bs,
+            1,
+            shuffle=False,
+            tuning=jaxnn.Tuning(compute_dtype="tensorfloat32"),
         ),
         "scan (hand-written, tensorfloat32)": _with_precision(
             "tensorfloat32", scan_reference, x, y, model, loss, lr, bs, 1
         ),
         "jaxnn.fit (device data, bfloat16)": jaxnn_fit(
-            model, xd, yd, "softmax_cross_entropy", lr, bs, 1, shuffle=False, compute_dtype="bfloat16"
+            model,
+            xd,
+            yd,
+            "softmax_cross_entropy",
+            lr,
+            bs,
+            1,
+            shuffle=False,
+            tuning=jaxnn.Tuning(compute_dtype="bfloat16"),
         ),
         "flax loop": flax_loop(x, y, sizes, loss, lr, bs, 1, None),
         "torch eager": optional("torch", lambda: torch_eager(x, y, sizes, lr, bs, 1, None, True)),
@@ -344,33 +359,29 @@ def work_b_regularized(repeats: int, steps: int = 200, bs: int = 128, rate: floa
 
 def work_b_parts(repeats: int, steps: int = 200, bs: int = 128) -> dict:
     """Where a work-B fit's time goes (ms per call, data on the device): the whole
-    call, its boundary checks and planning (``setup_fit``), its compiled program
-    alone, and the hand-written scan."""
-    from jaxnn import _loop, _plan
-
+    call, its boundary checks, planning and lowering (``jaxnn.lower``), its compiled
+    program alone, and the hand-written scan."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((steps * bs, 784), dtype=np.float32))
     y = jnp.asarray(rng.integers(0, 10, steps * bs).astype(np.int32))
     model = jaxnn.mlp([784, 512, 512, 10])
     params = model.init(jax.random.key(0))
-    kw = dict(loss="softmax_cross_entropy", learning_rate=0.01, batch_size=bs, epochs=1, key=jax.random.key(1),
-              shuffle=False, progress=False)  # fmt: skip
+    kw = dict(
+        loss="softmax_cross_entropy",
+        optimizer=jaxnn.optim.sgd(0.01),
+        batch_size=bs,
+        epochs=1,
+        key=jax.random.key(1),
+        shuffle=False,
+        progress=False,
+    )
 
-    def setup():
-        return _plan.setup_fit(model, params, x, y, optimizer="sgd", validation=None, metrics=(), early_stopping=None,
-                               sample_weight=None, checkpoints=None, resume=None, log_dir=None, devices=None,
-                               compute_dtype="auto", tuning=None, **kw)  # fmt: skip
-
-    s = setup()
-
-    def program():
-        start = s.start._replace(key=_loop.copy_key(s.start.key))
-        jax.block_until_ready(_loop.run_fresh(s.plan, start, s.hyperparams, s.data, np.int32(1)))
+    program = jaxnn.lower(model, params, x, y, **kw)
 
     t = best_times({
         "jaxnn.fit": lambda: jax.block_until_ready(jaxnn.fit(model, params, x, y, **kw).params),
-        "setup_fit (checks and plan)": setup,
-        "compiled program alone": program,
+        "jaxnn.lower (checks, plan, lowering)": lambda: jaxnn.lower(model, params, x, y, **kw),
+        "compiled program alone": program.run,
         "scan (hand-written)": scan_reference(np.asarray(x), np.asarray(y), model, jaxnn.losses.softmax_cross_entropy,
                                               0.01, bs, 1),
     }, repeats)  # fmt: skip
@@ -399,7 +410,7 @@ def gather_sweep(repeats: int, steps: int = 200, bs: int = 128) -> dict:
 def many_models(count: int, timed_sequential: int) -> dict:
     """``count`` seed networks at batch size 1 (work A): one fit_many call against
     sequential fit calls (``timed_sequential`` of them timed, scaled to ``count``)."""
-    from jaxnn.sweep import fit_many
+    from jaxnn import fit_many
 
     x, y = jaxnn.make_regression(jax.random.key(0), n=1000)
     model = jaxnn.mlp(SEED_SIZES, output_activation="sigmoid")
@@ -407,12 +418,14 @@ def many_models(count: int, timed_sequential: int) -> dict:
     keys = jaxnn.rng.model_keys(jax.random.key(1), count)
 
     def many():
-        r = fit_many(model, x, y, key=jax.random.key(1), num_models=count, hyperparams={"learning_rate": 0.1}, **kw)
+        r = fit_many(model, None, x, y, key=jax.random.key(1), num_models=count, optimizer=jaxnn.optim.sgd(0.1), **kw)
         jax.block_until_ready(r.params)
 
     def sequential():
         for k in keys[:timed_sequential]:
-            r = jaxnn.fit(model, model.init(jaxnn.rng.stream(k, "init")), x, y, key=k, learning_rate=0.1, **kw)
+            r = jaxnn.fit(
+                model, model.init(jaxnn.rng.stream(k, "init")), x, y, key=k, optimizer=jaxnn.optim.sgd(0.1), **kw
+            )
         jax.block_until_ready(r.params)
 
     t = best_times({"many": many, "sequential": sequential}, 3)
@@ -445,9 +458,21 @@ def work_c(repeats: int, steps: int = 20, bs: int = 8192, width: int = 4096) -> 
 
     def fit(**kw):
         def run():
-            r = jaxnn.fit(model, params, x, y, loss="softmax_cross_entropy", learning_rate=0.01, batch_size=bs,
-                          epochs=epochs, key=jax.random.key(3), shuffle=False, compute_dtype="bfloat16",
-                          progress=False, **kw)  # fmt: skip
+            r = jaxnn.fit(
+                model,
+                params,
+                x,
+                y,
+                loss="softmax_cross_entropy",
+                optimizer=jaxnn.optim.sgd(0.01),
+                batch_size=bs,
+                epochs=epochs,
+                key=jax.random.key(3),
+                shuffle=False,
+                tuning=jaxnn.Tuning(compute_dtype="bfloat16"),
+                progress=False,
+                **kw,
+            )
             jax.block_until_ready(r.params)
 
         return run
@@ -625,9 +650,9 @@ def main(argv=None):
     def record(name: str, value):  # saved as it comes: a run cut short keeps what it measured
         results[name] = value
         if args.out:
-            atomic_write(args.out, json.dumps(results, indent=2).encode())
+            write_json(args.out, results)
         if args.markdown:
-            atomic_write(args.markdown, markdown(results).encode())
+            write_text(args.markdown, markdown(results))
         return value
 
     steps = 10 if args.quick else 200

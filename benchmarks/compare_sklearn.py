@@ -24,10 +24,10 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from common import write_text
 
 import jaxnn
 from jaxnn import experiment
-from jaxnn.checkpoint import atomic_write
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"  # the scripts it compares
 SCRIPTS = ["seed_network", "classify_breast_cancer", "classify_iris", "classify_digits", "regress_diabetes"]
@@ -103,7 +103,7 @@ def jaxnn_run(config, split) -> tuple[float, float]:
     params = model.init(jax.random.fold_in(jax.random.key(config.seed), 2))
     kw = dict(
         loss=config.loss,
-        learning_rate=config.learning_rate,
+        optimizer=jaxnn.optim.sgd(config.learning_rate),
         batch_size=config.batch_size,
         epochs=config.epochs,
         key=jax.random.key(config.seed),
@@ -152,7 +152,7 @@ def main(argv=None):
     print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind})")
     print(table)
     if args.markdown:
-        atomic_write(args.markdown, (table + "\n").encode())
+        write_text(args.markdown, table + "\n")
     return rows
 
 

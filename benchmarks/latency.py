@@ -22,7 +22,6 @@ with a private cache folder, and prints ratios:
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -31,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SEED_FIT = """
@@ -38,7 +39,7 @@ import time, jax, jaxnn
 x, y = jaxnn.make_regression(jax.random.key(0), n=1000)
 m = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
 p = m.init(jax.random.key(1))
-kw = dict(loss="rmse", learning_rate=0.02, batch_size=1, epochs=100, key=jax.random.key(2), progress=False)
+kw = dict(loss="rmse", optimizer=jaxnn.optim.sgd(0.02), batch_size=1, epochs=100, key=jax.random.key(2), progress=False)
 def once():
     t = time.perf_counter(); jax.block_until_ready(jaxnn.fit(m, p, x, y, **kw).params); return time.perf_counter() - t
 first = once()
@@ -73,7 +74,8 @@ import time, jax, jaxnn
 x, y = jaxnn.make_regression(jax.random.key(0), n=1000)
 m = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
 p = m.init(jax.random.key(1))
-kw = dict(loss="mse", learning_rate=0.1, batch_size=100, epochs=3, shuffle=False, key=jax.random.key(2), progress=False)
+kw = dict(loss="mse", optimizer=jaxnn.optim.sgd(0.1), batch_size=100, epochs=3, shuffle=False, key=jax.random.key(2),
+          progress=False)
 def once():
     t = time.perf_counter(); jax.block_until_ready(jaxnn.fit(m, p, x, y, **kw).params); return time.perf_counter() - t
 once()
@@ -100,7 +102,8 @@ import jax, jax.numpy as jnp, numpy as np, optax, jaxnn
 x, y = jaxnn.make_regression(jax.random.key(0), n=100)
 m = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
 p = m.init(jax.random.key(1))
-kw = dict(loss="mse", learning_rate=0.1, batch_size=100, epochs=1, shuffle=False, key=jax.random.key(2), progress=False)
+kw = dict(loss="mse", optimizer=jaxnn.optim.sgd(0.1), batch_size=100, epochs=1, shuffle=False, key=jax.random.key(2),
+          progress=False)
 tx = optax.sgd(0.1)
 step = jax.jit(jaxnn.make_train_step(m.apply, "mse", tx))
 state = jaxnn.train.init_state(p, tx, jax.random.key(2))
@@ -184,7 +187,7 @@ def main(argv=None) -> dict:
     for k, v in results.items():
         print(f"{k:80s} {v if isinstance(v, str | dict | list) else f'{v:.3g}'}")
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        write_json(args.out, results)
     return results
 
 

@@ -12,11 +12,10 @@ rounding alone stays near 1e-6, TF32 near 1e-3.
 """
 
 import argparse
-import json
-from pathlib import Path
 
 import jax
 import numpy as np
+from common import write_json
 
 import jaxnn
 
@@ -79,15 +78,26 @@ def main(argv=None) -> dict:
     results = {"jax": jax.__version__, "backend": jax.default_backend(), "device": jax.devices()[0].device_kind}
     for mode in jaxnn.precision.COMPUTE_DTYPES:
         r = jaxnn.fit(
-            model, params, x, y, loss="mse", learning_rate=LR, batch_size=BATCH, epochs=EPOCHS, shuffle=False,
-            key=jax.random.key(2), compute_dtype=mode, progress=False, devices=1,
-        )  # fmt: skip
+            model,
+            params,
+            x,
+            y,
+            loss="mse",
+            optimizer=jaxnn.optim.sgd(LR),
+            batch_size=BATCH,
+            epochs=EPOCHS,
+            shuffle=False,
+            key=jax.random.key(2),
+            tuning=jaxnn.Tuning(compute_dtype=mode),
+            progress=False,
+            devices=1,
+        )
         diff = max(float(np.abs(np.asarray(a, np.float64) - b).max()) for a, b in zip(
             jax.tree.leaves(r.params), jax.tree.leaves(reference), strict=True))  # fmt: skip
         results[f"max |params - float64| ({mode})"] = diff
         print(f"{mode:14s} max |params - float64 SGD| = {diff:.2e}")
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        write_json(args.out, results)
     return results
 
 

@@ -9,7 +9,6 @@ program; the cost of a host upload. Writes everything under ``--out``.
 """
 
 import argparse
-import json
 import os
 import time
 
@@ -17,10 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from common import write_json
 
 import jaxnn
-from jaxnn import _loop, _plan, optim, precision
-from jaxnn.types import TrainState
+from jaxnn import optim, precision
+from jaxnn.options import TrainState
 
 
 def best(fn, repeats: int) -> float:
@@ -65,7 +65,7 @@ def ladder(x, y, unroll: int):
     def jaxnn_step(compute: bool):
         apply = precision.with_compute_dtype(model.apply, "float32") if compute else model.apply
         tx = optim.transform("sgd")
-        step_fn = _loop.make_train_step(apply, loss, tx)
+        step_fn = jaxnn.make_train_step(apply, loss, tx)
 
         @jax.jit
         def train(params):
@@ -113,21 +113,31 @@ def timed(rungs: dict, params) -> dict:
 
 def fit_runner(model, params, x, y, **kw):
     def run():
-        r = jaxnn.fit(model, params, x, y, loss="softmax_cross_entropy", learning_rate=0.01, batch_size=128,
-                      epochs=1, key=jax.random.key(1), shuffle=False, progress=False, **kw)  # fmt: skip
+        r = jaxnn.fit(
+            model,
+            params,
+            x,
+            y,
+            loss="softmax_cross_entropy",
+            optimizer=jaxnn.optim.sgd(0.01),
+            batch_size=128,
+            epochs=1,
+            key=jax.random.key(1),
+            shuffle=False,
+            progress=False,
+            **kw,
+        )
         jax.block_until_ready(r.params)
 
     return run
 
 
 def fit_hlo(model, params, x, y, **kw) -> str:
-    s = _plan.setup_fit(
-        model, params, x, y, loss="softmax_cross_entropy", key=jax.random.key(1), optimizer="sgd",
-        learning_rate=0.01, batch_size=128, epochs=1, shuffle=False, validation=None, metrics=(),
-        early_stopping=None, sample_weight=None, checkpoints=None, resume=None, log_dir=None, devices=None,
-        compute_dtype="auto", progress=False, tuning=jaxnn.Tuning(**kw),
+    program = jaxnn.lower(
+        model, params, x, y, loss="softmax_cross_entropy", key=jax.random.key(1), optimizer=jaxnn.optim.sgd(0.01),
+        batch_size=128, epochs=1, shuffle=False, tuning=jaxnn.Tuning(**kw),
     )  # fmt: skip
-    return _loop.run_fresh.lower(s.plan, s.start, s.hyperparams, s.data, np.int32(1)).compile().as_text()
+    return program.lowered.compile().as_text()
 
 
 def main():
@@ -181,8 +191,7 @@ def main():
     except ImportError as e:
         out["host"]["xxhash"] = repr(e)
     print(out["host"])
-    with open(os.path.join(args.out, "profile.json"), "w") as f:
-        json.dump(out, f, indent=2)
+    write_json(os.path.join(args.out, "profile.json"), out)
 
 
 if __name__ == "__main__":

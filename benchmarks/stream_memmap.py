@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import write_json
 
 FEATURES, CLASSES, BATCH = 784, 10, 128
 
@@ -58,8 +59,13 @@ def train(path: Path, source: str, epochs: int, progress: bool) -> dict:
         x = np.array(x)  # the whole file in memory
     y = np.load(path.with_suffix(".labels.npy"))
     model = jaxnn.mlp([FEATURES, 512, 512, CLASSES])
-    kw = dict(loss="softmax_cross_entropy", key=jax.random.key(1), batch_size=BATCH, learning_rate=0.01,
-              progress=progress)  # fmt: skip
+    kw = dict(
+        loss="softmax_cross_entropy",
+        key=jax.random.key(1),
+        batch_size=BATCH,
+        optimizer=jaxnn.optim.sgd(0.01),
+        progress=progress,
+    )
     first = jaxnn.fit(model, model.init(jax.random.key(0)), x, y, epochs=1, **kw)  # compiles
     start = time.perf_counter()
     result = jaxnn.fit(model, first.params, x, y, epochs=1 + epochs, resume=first, **kw)
@@ -107,9 +113,7 @@ def main(argv=None):
         print(f"memmap / memory samples/s: {ratio:.2f}x")
         results["ratio"] = ratio
     if args.out:
-        from jaxnn.checkpoint import atomic_write
-
-        atomic_write(args.out, json.dumps(results, indent=2).encode())
+        write_json(args.out, results)
     return results
 
 

@@ -1,5 +1,6 @@
 """Sphinx configuration: myst-nb pages and notebooks, the book theme, and an API
-reference generated from the docstrings (a page per public function and class).
+reference: the names ``api.md`` lists by hand, a page each, generated from their
+docstrings.
 
 Build: ``sphinx-build -W -b html docs docs/_build/html``. The notebooks are executed at
 build time; ``JAXNN_NOTEBOOK_SMALL=1`` (what CI sets) runs them with tiny settings.
@@ -9,44 +10,14 @@ import shutil
 from pathlib import Path
 
 HERE = Path(__file__).parent
+# autosummary writes a page per name api.md lists into generated/ (not committed): made
+# anew each build, so a name taken off the list leaves no page behind
+shutil.rmtree(HERE / "generated", ignore_errors=True)
 # myst-nb reads notebooks from inside the source folder: copy them in (not committed)
 (HERE / "notebooks").mkdir(exist_ok=True)
 for nb in sorted((HERE.parent / "notebooks").glob("*.ipynb")):
     shutil.copyfile(nb, HERE / "notebooks" / nb.name)
 
-
-def _module_pages() -> None:
-    """A page per public module of jaxnn (``api/``, not committed), each with an
-    autosummary table that gives every function and class defined there its own page
-    (``generated/``). Written here rather than by autosummary from module names,
-    which would take ``jaxnn.doctor`` and ``jaxnn.explain`` for the functions that
-    ``jaxnn/__init__.py`` re-exports under those names."""
-    import importlib
-    import inspect
-    import pkgutil
-
-    import jaxnn
-
-    out = HERE / "api"
-    out.mkdir(exist_ok=True)
-    for info in pkgutil.iter_modules(jaxnn.__path__):
-        if info.name.startswith("_"):
-            continue
-        name = f"jaxnn.{info.name}"
-        module = importlib.import_module(name)
-        defined = [
-            n
-            for n, obj in vars(module).items()
-            if not n.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == name
-        ]
-        table = "".join(f"   {n}\n" for n in defined)
-        text = f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n   :no-members:\n\n.. currentmodule:: {name}\n\n"
-        if defined:
-            text += f".. autosummary::\n   :toctree: ../generated\n\n{table}"
-        (out / f"{name}.rst").write_text(text)
-
-
-_module_pages()
 
 project = "jaxnn"
 author = "the jaxnn authors"

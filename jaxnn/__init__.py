@@ -11,7 +11,6 @@ from jaxnn import metrics as metrics
 from jaxnn import optim as optim
 from jaxnn import precision as precision
 from jaxnn import rng as rng
-from jaxnn import sweep as sweep
 from jaxnn.baselines import linear_regression as linear_regression
 from jaxnn.data import Dataset as Dataset
 from jaxnn.data import Standardizer as Standardizer
@@ -27,18 +26,23 @@ from jaxnn.explain import explain as explain
 from jaxnn.mlp import Model as Model
 from jaxnn.mlp import count_params as count_params
 from jaxnn.mlp import mlp as mlp
+from jaxnn.options import Checkpoints as Checkpoints
+from jaxnn.options import EarlyStopping as EarlyStopping
+from jaxnn.options import FitResult as FitResult
+from jaxnn.options import ManyResult as ManyResult
+from jaxnn.options import Stop as Stop
+from jaxnn.options import TrainState as TrainState
+from jaxnn.options import Tuning as Tuning
+from jaxnn.sweep import best_params as best_params
+from jaxnn.sweep import fit_many as fit_many
+from jaxnn.sweep import predict_ensemble as predict_ensemble
 from jaxnn.train import evaluate as evaluate
 from jaxnn.train import fit as fit
 from jaxnn.train import init_state as init_state
+from jaxnn.train import lower as lower
 from jaxnn.train import make_train_step as make_train_step
 from jaxnn.train import plot_history as plot_history
 from jaxnn.train import predict as predict
-from jaxnn.types import Checkpoints as Checkpoints
-from jaxnn.types import EarlyStopping as EarlyStopping
-from jaxnn.types import FitResult as FitResult
-from jaxnn.types import Stop as Stop
-from jaxnn.types import TrainState as TrainState
-from jaxnn.types import Tuning as Tuning
 
 __version__ = "0.1.0"
 
@@ -49,6 +53,7 @@ __all__ = [
     "Dataset",
     "EarlyStopping",
     "FitResult",
+    "ManyResult",
     "Model",
     "Standardizer",
     "Stop",
@@ -56,17 +61,20 @@ __all__ = [
     "Tuning",
     "activations",
     "backprop",
+    "best_params",
     "cache",
     "count_params",
     "doctor",
     "evaluate",
     "explain",
     "fit",
+    "fit_many",
     "init_state",
     "initializers",
     "linear_regression",
     "load_dataset",
     "losses",
+    "lower",
     "make_regression",
     "make_train_step",
     "metrics",
@@ -76,6 +84,7 @@ __all__ = [
     "plot_history",
     "precision",
     "predict",
+    "predict_ensemble",
     "rng",
     "standardize",
     "train_test_split",

@@ -1,54 +1,23 @@
 """The host side of training, shared by ``fit`` and ``fit_many`` (private).
 
-:func:`chunks` calls a compiled chunk of epochs until every model is done, reading
-one small record per chunk (the per-epoch losses) and nothing per step.
-:func:`drive` is the plain Python around it: the history, the progress bar and the
+:func:`train` runs a checked run (``jaxnn._setup.Run``) through its runner (the
+``jaxnn._loop.Runner`` protocol: one small record per compiled chunk, nothing per
+step). :func:`drive` is the plain Python around the chunks: the history, the progress bar and the
 checkpoints. :func:`finish` turns the final carry into params (the best epoch's where
 early stopping kept them), for one model or a stacked axis of models alike, and
 :func:`stop_message` says why a model stopped. This module compiles nothing.
 """
 
 import warnings
-from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn import _models
 from jaxnn.distributed import fetch
-from jaxnn.types import Stop
-
-
-class Chunk(NamedTuple):
-    """What one compiled call gives back, on the host."""
-
-    carry: Any
-    records: dict  # name -> (..., chunk) float32; with many models NaN where one did not run
-    ran: np.ndarray  # (..., chunk) bool
-    epoch: np.ndarray  # () or (K,) int32: epochs completed
-    stop: np.ndarray  # () or (K,) int32: Stop codes
-
-
-def chunks(run, carry, data, epochs: int, done: int) -> Iterator[Chunk]:
-    """Calls ``run.chunk(carry, data, epochs) -> (carry, records, (epoch, stop),
-    (start, first_bad))`` until every model has run ``epochs`` epochs or stopped;
-    ``done`` epochs ran before. A chunk that went non-finite is rewound to its last
-    finite step (``run.replay``, a program compiled only when that happens)."""
-    if done >= epochs:
-        return
-    target = np.int32(epochs)
-    while True:
-        carry, rec, status, (start, first_bad) = run.chunk(carry, data, target)
-        rec, (epoch, stop), bad = fetch((rec, status, first_bad))  # the one sync per chunk
-        if (bad >= 0).any():
-            carry = run.replay(carry, data, start, first_bad)
-        ran = rec.pop("ran")
-        if ran.ndim > 1:  # many models: NaN where a model had stopped
-            rec = {k: np.where(ran, v, np.float32(np.nan)) for k, v in rec.items()}
-        yield Chunk(carry, rec, ran, epoch, stop)
-        if not ((epoch < epochs) & (stop == Stop.COMPLETED)).any():
-            return
+from jaxnn.options import Stop
 
 
 class History:
@@ -61,7 +30,7 @@ class History:
         self.offset = offset
         self.epochs = offset + (next(iter(self.parts.values()))[0].shape[-1] if self.parts else 0)
 
-    def add(self, chunk: Chunk) -> None:
+    def add(self, chunk) -> None:  # a jaxnn._loop.Chunk
         keep = chunk.ran if chunk.ran.ndim == 1 else chunk.ran.any(axis=0)  # epochs some model ran
         for k, v in chunk.records.items():
             self.parts.setdefault(k, []).append(v[..., keep])
@@ -76,14 +45,24 @@ class History:
         return float(np.nanmin(self.parts[name][-1][..., -1]))
 
 
+def train(run) -> tuple:
+    """Trains a ``jaxnn._setup.Run`` (entered) to its end: ``(carry, stop codes on
+    the host, history)``."""
+    carry, data, history, progress = run.begin()
+    runner = run.runner(history, progress)
+    carry, stop = drive(runner, carry, data, epochs=run.epochs, history=history, progress=run.progress,
+                        saver=run.saver, log=run.log)  # fmt: skip
+    return carry, stop, history
+
+
 def drive(run, carry, data, *, epochs: int, history: History, progress: bool, saver=None, log=None):
-    """Runs :func:`chunks` with a progress bar, checkpoints and TensorBoard logs
+    """Trains through the runner ``run`` (the ``jaxnn._loop.Runner`` protocol), chunk
+    by chunk, with a progress bar, checkpoints and TensorBoard logs
     (``jaxnn.logs.EpochLog``). Returns the final carry and its ``stop`` codes on the
     host (read with the last chunk: no extra sync)."""
     bar = progress_bar(epochs, history.epochs) if progress else None
     stop = None
-    iterate = getattr(run, "iterate", None) or (lambda *a: chunks(run, *a))  # a streamed fit's runner iterates
-    for chunk in iterate(carry, data, epochs, history.epochs):
+    for chunk in run.chunks(carry, data, epochs, history.epochs):
         carry, stop = chunk.carry, chunk.stop
         before = history.epochs
         history.add(chunk)
@@ -105,17 +84,6 @@ def progress_bar(total: int, initial: int):
     return tqdm(total=total, initial=min(initial, total), unit="epoch")
 
 
-def non_finite_params_error(params) -> ValueError:
-    """The error for initial params with NaN or inf, naming the first bad leaf."""
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        if not np.isfinite(np.asarray(leaf)).all():
-            return ValueError(
-                f"params{jax.tree_util.keystr(path)} has non-finite values (NaN or inf); expected finite "
-                "initial parameters (e.g. from model.init(key))"
-            )
-    return ValueError("params have non-finite values (NaN or inf); expected finite initial parameters")
-
-
 def finish(early, carry, stops: np.ndarray) -> Any:
     """The params of a finished run: the best epoch's where ``early.restore_best``
     found one. ``stops``: the Stop codes on the host, shape () or (K,).
@@ -125,7 +93,7 @@ def finish(early, carry, stops: np.ndarray) -> Any:
     """
     params = carry.state.variables
     if (bad := np.flatnonzero(stops == Stop.NON_FINITE_PARAMS)).size:
-        raise non_finite_params_error(jax.tree.map(lambda p: p[bad[0]], params) if stops.ndim else params)
+        raise _models.non_finite_params_error(jax.tree.map(lambda p: p[bad[0]], params) if stops.ndim else params)
     if early is not None and early.restore_best:
         has_best = np.isfinite(np.asarray(fetch(carry.best)))
         pick = lambda b, p: jnp.where(has_best.reshape(has_best.shape + (1,) * (p.ndim - has_best.ndim)), b, p)

@@ -7,8 +7,7 @@ stopping and the NaN guard. Epochs past the target or after a stop are skipped w
 ``lax.cond``, so the number of epochs is data and never causes a recompile.
 """
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -17,8 +16,10 @@ import numpy as np
 import optax
 
 from jaxnn import optim, rng
+from jaxnn._records import epoch_end, record_template
+from jaxnn._shuffle import shuffled_order
 from jaxnn.distributed import fetch
-from jaxnn.types import Stop, TrainState
+from jaxnn.options import Stop, TrainState
 
 
 class Plan(NamedTuple):
@@ -113,24 +114,7 @@ def with_hyperparams(carry: Carry, hyperparams: dict) -> Carry:
     return carry._replace(state=state._replace(opt_state=optim.set_hyperparams(state.opt_state, hyperparams)))
 
 
-def forward_rows(apply_fn, params, x, batch_size: int):
-    """``apply_fn`` over the rows of ``x`` in chunks of ``batch_size`` (the last chunk
-    repeats the final row to keep its shape), so no activation bigger than a chunk
-    is ever materialised. Returns predictions for the ``n`` rows."""
-    n = x.shape[0]
-    n_chunks = math.ceil(n / batch_size)
-    if n_chunks == 1:
-        return apply_fn(params, x)
-
-    def chunk(i):
-        idx = jnp.minimum(i * batch_size + jnp.arange(batch_size), n - 1)
-        return apply_fn(params, x[idx])
-
-    out = jax.lax.map(chunk, jnp.arange(n_chunks))
-    return out.reshape(n_chunks * batch_size, *out.shape[2:])[:n]
-
-
-def _select(pred, new, old):
+def select(pred, new, old):
     """``new`` where ``pred`` else ``old``, leaf by leaf (PRNG keys never change here)."""
     pick = lambda a, b: b if jax.dtypes.issubdtype(b.dtype, jax.dtypes.prng_key) else jnp.where(pred, a, b)
     return jax.tree.map(pick, new, old)
@@ -144,56 +128,12 @@ def _any(plan: Plan, pred: jax.Array) -> jax.Array:
     return jax.lax.pmax(pred.astype(jnp.int32), plan.axis_name) > 0
 
 
-def _all_finite(tree) -> jax.Array:
+def all_finite(tree) -> jax.Array:
     # One fused reduction: NaN and inf propagate through a sum.
     return jnp.isfinite(sum(jnp.sum(leaf) for leaf in jax.tree.leaves(tree)))
 
 
-def _mix32(h: jax.Array) -> jax.Array:
-    # murmur3's finaliser: every input bit flips about half the output bits.
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
-def shuffled_order(key: jax.Array, n: int, salt: jax.Array | int = 0) -> jax.Array:
-    """A pseudo-random permutation of ``range(n)`` (int32) for ``key`` and ``salt``
-    (the epoch), by the swap-or-not shuffle (Hoang, Morris and Rogaway, CRYPTO 2012).
-
-    Each round pairs ``x`` with ``(K - x) mod n`` and swaps the pair when a keyed hash
-    of the larger one says so; every round is a bijection, so the result is a
-    permutation, and about 2 log2(n) + 8 rounds mix it well. Unlike a sort-based
-    ``jax.random.permutation`` (which peaked at 3x the dataset's bytes for 10M rows
-    on the CPU) it works elementwise in place: a few int32 arrays of length n. The
-    round keys come from hashing the key's words with ``salt`` (murmur3's finaliser),
-    not from the PRNG: a compiled fit then holds no PRNG code per epoch, which on a
-    CPU was a fifth of its compile time.
-    """
-    rounds = 2 * max(1, math.ceil(math.log2(max(n, 2)))) + 8
-    h = _mix32(jnp.asarray(salt, jnp.uint32) ^ jnp.uint32(0x9E3779B9))
-    for word in jax.random.key_data(key).reshape(-1):  # 2 words (threefry) or 4 (rbg)
-        h = _mix32(h ^ word.astype(jnp.uint32))
-    r = jnp.arange(rounds, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9)
-    ks = (_mix32(h ^ r) % jnp.uint32(n)).astype(jnp.int32)
-    seeds = _mix32(_mix32(h + r) ^ jnp.uint32(0x5BD1E995))
-
-    def round_(x, key_seed):  # int32 throughout: no second n-sized array for a cast
-        k, seed = key_seed
-        partner = jnp.where(k >= x, k - x, k - x + n)  # (K - x) mod n, without overflow
-        swap = (_mix32(jnp.maximum(x, partner).astype(jnp.uint32) ^ seed) & 1) == 1
-        return jnp.where(swap, partner, x), None
-
-    # On an accelerator the rounds are unrolled, and XLA fuses them into one elementwise
-    # kernel (a loop of 30 tiny kernels cost more than an epoch of small steps); on a
-    # CPU a loop compiles faster and runs as fast.
-    unroll = 1 if jax.default_backend() == "cpu" else rounds
-    order, _ = jax.lax.scan(round_, jnp.arange(n, dtype=jnp.int32), (ks, seeds), unroll=unroll)
-    return order
-
-
-def _epoch_batches(plan: Plan, key: jax.Array, epoch: jax.Array):
+def epoch_batches(plan: Plan, key: jax.Array, epoch: jax.Array):
     """Row indices ``(n_batches, batch_size)`` for ``epoch``, and the padding mask."""
     n, bs, nb = plan.n, plan.batch_size, plan.n_batches
     if plan.shuffle and nb > 1:  # one whole batch has the same gradient in any order
@@ -214,13 +154,13 @@ def _epoch_batches(plan: Plan, key: jax.Array, epoch: jax.Array):
     return order, mask
 
 
-def _epoch_inputs(plan: Plan, data: dict, start: TrainState):
+def _epoch_inputs(plan: Plan, data, start: TrainState):
     """The scan inputs of the epoch ``start`` begins, its padding mask (None: every
     row is real), and ``step(state, batch)``: one update, returning the new state and
     the batch's loss."""
     step_fn = make_train_step(plan.apply_fn, plan.loss_fn, plan.tx)
-    x, y, w = data["x"], data["y"], data.get("w")
-    idx, mask = _epoch_batches(plan, start.key, start.epoch)
+    x, y, w = data.x, data.y, data.w
+    idx, mask = epoch_batches(plan, start.key, start.epoch)
     # Each step takes a batch of row indices and gathers its rows, or (gather_epoch)
     # the rows of the whole epoch are gathered once, in batch order, and each step
     # slices its batch, as a hand-written scan over pre-batched arrays does.
@@ -246,7 +186,7 @@ def batch_weights(w, idx, mask):
     return w[idx] if mask is None else w[idx] * mask
 
 
-def _train_epoch(plan: Plan, data: dict, carry: Carry):
+def _train_epoch(plan: Plan, data, carry: Carry):
     """One pass over the data. The hot loop carries only the train state, and nothing
     here branches: the NaN guard reads the per-step losses afterwards, and a run that
     went non-finite stops, keeping its last state until :func:`replay` rewinds it to
@@ -264,7 +204,7 @@ def epoch_result(plan: Plan, carry: Carry, end: TrainState, losses: jax.Array, m
     the epoch's training loss and ``first_bad`` (see :func:`_train_epoch`)."""
     start, nb = carry.state, plan.n_batches
     finite = jnp.isfinite(losses)
-    first_bad = jnp.where(finite.all(), jnp.where(_all_finite(end.params), -1, nb), jnp.argmin(finite))
+    first_bad = jnp.where(finite.all(), jnp.where(all_finite(end.params), -1, nb), jnp.argmin(finite))
     counts = mask.sum(axis=1) if mask is not None else jnp.full(nb, float(plan.batch_size))
     counts = jnp.where((first_bad < 0) | (jnp.arange(nb) < first_bad), counts, 0.0)
     total = counts.sum()
@@ -280,7 +220,7 @@ def epoch_result(plan: Plan, carry: Carry, end: TrainState, losses: jax.Array, m
     return carry, train_loss, first_bad
 
 
-def replay(plan: Plan, carry: Carry, data: dict, start: TrainState, first_bad: jax.Array) -> Carry:
+def replay(plan: Plan, carry: Carry, data, start: TrainState, first_bad: jax.Array) -> Carry:
     """``carry`` with the state after the last step whose params are finite: the epoch
     that went non-finite replayed from ``start`` (its first state), taking its first
     ``first_bad - 1`` steps, then step ``first_bad`` only if its params stay finite
@@ -291,91 +231,26 @@ def replay(plan: Plan, carry: Carry, data: dict, start: TrainState, first_bad: j
     def masked(state, xs):
         j, batch = xs
         new, _ = step(state, batch)
-        take = (j < first_bad - 1) | ((j == first_bad - 1) & _all_finite(new.params))
-        return _select(take, new, state), None
+        take = (j < first_bad - 1) | ((j == first_bad - 1) & all_finite(new.params))
+        return select(take, new, state), None
 
     s = jax.lax.scan(masked, start, (jnp.arange(plan.n_batches), inputs))[0]
     s = s._replace(epoch=carry.state.epoch)
-    return carry._replace(state=_select(first_bad >= 0, s, carry.state))  # in a sweep, the others keep theirs
+    return carry._replace(state=select(first_bad >= 0, s, carry.state))  # in a sweep, the others keep theirs
 
 
-def _epoch_values(plan: Plan, data: dict, params, train_loss) -> dict:
-    values = {"loss": train_loss}
-    if plan.n_val:
-        xs, ys, ws, prefix = data["x_val"], data["y_val"], data.get("w_val"), "val_"
-    elif plan.metrics:
-        xs, ys, ws, prefix = data["x"], data["y"], data.get("w"), ""
-    else:
-        return values
-    pred = forward_rows(plan.apply_fn, params, xs, min(plan.eval_batch, xs.shape[0]))
-    weights = () if ws is None else (ws,)
-    if plan.n_val:
-        values["val_loss"] = plan.loss_fn(pred, ys, *weights)
-    for name, fn in plan.metrics:
-        values[prefix + name] = fn(pred, ys, *weights)
-    return values
-
-
-def _early_stop(plan: Plan, carry: Carry, values: dict) -> Carry:
-    es = plan.early
-    v = values[es.monitor].astype(jnp.float32)
-    sign = 1.0 if es.mode == "min" else -1.0  # compare as a loss: lower is better
-    improved = jnp.isfinite(v) & (sign * v < sign * carry.best - es.min_delta)
-    moves = improved if es.best == "significant" else jnp.isfinite(v) & (sign * v < sign * carry.best)
-    wait = jnp.where(improved, 0, carry.wait + 1)
-    out_of_patience = wait >= es.patience
-    state = carry.state
-    if es.reduce_lr is not None:  # a plateau lowers the learning rate until it reaches min_lr, then stops
-        reduce = out_of_patience & (optim.learning_rate_of(state.opt_state) > es.min_lr)
-        factor = jnp.where(reduce, jnp.float32(es.reduce_lr), jnp.float32(1.0))
-        state = state._replace(opt_state=optim.scale_learning_rate(state.opt_state, factor))
-        wait, out_of_patience = jnp.where(reduce, 0, wait), out_of_patience & ~reduce
-    stop = jnp.where((carry.stop == Stop.COMPLETED) & out_of_patience, Stop.EARLY_STOPPING, carry.stop)
-    return carry._replace(
-        state=state,
-        best=jnp.where(moves, v, carry.best),
-        wait=wait,
-        stop=stop,
-        best_params=jax.tree.map(lambda a, b: jnp.where(moves, a, b), carry.state.variables, carry.best_params),
-    )
-
-
-def record_names(plan: Plan) -> list[str]:
-    """The history's names, in order: loss, val_loss, then the metrics."""
-    names = ["loss"]
-    if plan.n_val:
-        names.append("val_loss")
-    if plan.n_val or plan.metrics:
-        names += [("val_" if plan.n_val else "") + n for n, _ in plan.metrics]
-    return names
-
-
-def _record_template(plan: Plan) -> dict:
-    return {n: jnp.float32(jnp.nan) for n in record_names(plan)}
-
-
-def _one_epoch(plan: Plan, data: dict, carry: Carry):
+def _one_epoch(plan: Plan, data, carry: Carry):
     start = carry.state
     carry, train_loss, first_bad = _train_epoch(plan, data, carry)
     carry, record = epoch_end(plan, data, carry, train_loss)
     return carry, record, (start, first_bad)
 
 
-def epoch_end(plan: Plan, data: dict, carry: Carry, train_loss: jax.Array):
-    """After an epoch's updates: its validation values and metrics, early stopping,
-    and its record."""
-    values = _epoch_values(plan, data, carry.state.variables, train_loss)
-    if plan.early is not None:
-        carry = _early_stop(plan, carry, values)
-    record = {k: jnp.asarray(values[k], jnp.float32) for k in _record_template(plan)}
-    return carry, {**record, "ran": jnp.bool_(True)}
-
-
 def _skip_epoch(plan: Plan, carry: Carry, rewind):  # keeps the last epoch's rewind point
-    return carry, {**_record_template(plan), "ran": jnp.bool_(False)}, rewind
+    return carry, {**record_template(plan), "ran": jnp.bool_(False)}, rewind
 
 
-def train_chunk(plan: Plan, carry: Carry, data: dict, target_epochs: jax.Array):
+def train_chunk(plan: Plan, carry: Carry, data, target_epochs: jax.Array):
     """Up to ``plan.chunk`` epochs (those before ``target_epochs`` while not stopped).
     Returns the carry, the per-epoch records, ``(epoch, stop)`` and ``(start,
     first_bad)``: the first state of the last epoch run and the step where it went
@@ -392,8 +267,8 @@ def train_chunk(plan: Plan, carry: Carry, data: dict, target_epochs: jax.Array):
             rewind,
         )
         if plan.axis_name is not None:  # models already done
-            new, rec = _select(active, new, carry), {**rec, "ran": rec["ran"] & active}
-            new_rewind = _select(active, new_rewind, rewind)
+            new, rec = select(active, new, carry), {**rec, "ran": rec["ran"] & active}
+            new_rewind = select(active, new_rewind, rewind)
         return (new, new_rewind), rec
 
     rewind = (carry.state, jnp.int32(-1))
@@ -401,7 +276,7 @@ def train_chunk(plan: Plan, carry: Carry, data: dict, target_epochs: jax.Array):
     return carry, records, (carry.state.epoch, carry.stop), rewind
 
 
-def start_and_train_chunk(plan: Plan, state: TrainState, hyperparams: dict, data: dict, target_epochs: jax.Array):
+def start_and_train_chunk(plan: Plan, state: TrainState, hyperparams: dict, data, target_epochs: jax.Array):
     """:func:`initial_carry` and :func:`train_chunk` in one program: a run of one call
     (one dispatch, no separate start program). It returns no rewind state, only
     ``first_bad`` (eleven output buffers fewer for the seed network): a run that went
@@ -427,14 +302,44 @@ class Fresh(NamedTuple):
     hyperparams: dict
 
 
+class Chunk(NamedTuple):
+    """What one compiled call (or one streamed epoch) gives back, on the host."""
+
+    carry: Any
+    records: dict  # name -> (..., chunk) float32; with many models NaN where one did not run
+    ran: np.ndarray  # (..., chunk) bool
+    epoch: np.ndarray  # () or (K,) int32: epochs completed
+    stop: np.ndarray  # () or (K,) int32: Stop codes
+
+
 class Runner(NamedTuple):
-    """What ``jaxnn._driver`` calls: ``chunk(carry, data, target_epochs)`` trains one
-    compiled chunk; ``replay(carry, data, start, first_bad)`` rewinds a run that went
-    non-finite to its last finite step (see :func:`replay`; ``start`` is ``None``
-    after a run of one call, which returns no rewind state)."""
+    """The protocol ``jaxnn._driver`` trains through: ``chunks(carry, data, epochs,
+    done)`` yields one :class:`Chunk` per compiled call until every model has run
+    ``epochs`` epochs or stopped (``done`` ran before). This one calls
+    ``chunk(carry, data, target_epochs)`` for whole chunks of epochs in memory, and
+    rewinds a chunk that went non-finite to its last finite step with ``replay(carry,
+    data, start, first_bad)`` (see :func:`replay`; ``start`` is ``None`` after a run of
+    one call, which returns no rewind state). ``jaxnn._stream.Streamed`` is the same
+    protocol for data read from disk."""
 
     chunk: Callable
     replay: Callable
+
+    def chunks(self, carry, data, epochs: int, done: int) -> Iterator[Chunk]:
+        if done >= epochs:
+            return
+        target = np.int32(epochs)
+        while True:
+            carry, rec, status, (start, first_bad) = self.chunk(carry, data, target)
+            rec, (epoch, stop), bad = fetch((rec, status, first_bad))  # the one sync per chunk
+            if (bad >= 0).any():
+                carry = self.replay(carry, data, start, first_bad)
+            ran = rec.pop("ran")
+            if ran.ndim > 1:  # many models: NaN where a model had stopped
+                rec = {k: np.where(ran, v, np.float32(np.nan)) for k, v in rec.items()}
+            yield Chunk(carry, rec, ran, epoch, stop)
+            if not ((epoch < epochs) & (stop == Stop.COMPLETED)).any():
+                return
 
 
 def runner(plan: Plan) -> Runner:
@@ -452,10 +357,31 @@ def runner(plan: Plan) -> Runner:
             return carry, records, status, (None, first_bad)
         return run_chunk(plan, carry, data, target)
 
-    def replay(carry, data, start, first_bad):
+    def replay_(carry, data, start, first_bad):
         if start is None:  # the epoch's first state, from the same program stopped before that epoch
             start = one_call(fresh[0], data, np.int32(fetch(carry.state.epoch) - 1))[0].state
             carry = carry._replace(state=carry.state._replace(key=copy_key(carry.state.key)))  # it is donated
         return run_replay(plan, carry, data, start, first_bad)
 
-    return Runner(chunk, replay)
+    return Runner(chunk, replay_)
+
+
+# fit_many: the same programs vmapped over the models' axis (plan.axis_name).
+start_many = jax.jit(jax.vmap(initial_carry, in_axes=(None, 0, 0)), static_argnums=0)
+
+
+def _chunk_many(plan: Plan, carry, data, target):
+    return jax.vmap(lambda c: train_chunk(plan, c, data, target), axis_name=plan.axis_name)(carry)
+
+
+def _replay_many(plan: Plan, carry, data, start, first_bad):
+    return jax.vmap(lambda c, s, b: replay(plan, c, data, s, b), axis_name=plan.axis_name)(carry, start, first_bad)
+
+
+run_chunk_many = jax.jit(_chunk_many, static_argnums=0, donate_argnums=1)
+run_replay_many = jax.jit(_replay_many, static_argnums=0, donate_argnums=1)
+
+
+def many_runner(plan: Plan) -> Runner:
+    """The :class:`Runner` of ``fit_many``: K models in each compiled chunk."""
+    return Runner(lambda c, d, t: run_chunk_many(plan, c, d, t), lambda c, d, s, b: run_replay_many(plan, c, d, s, b))

@@ -31,9 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxnn import _loop
+from jaxnn import _loop, _records
 from jaxnn.distributed import fetch
-from jaxnn.types import Stop
+from jaxnn.options import Stop
 
 CHUNK_BYTES = 32 << 20  # rows read per chunk: about this many bytes of float32
 
@@ -136,6 +136,8 @@ def chunk_bounds(plan: _loop.Plan, features: int, last: int) -> list[int]:
     ``u + 1 .. 2u - 1`` steps (one unrolled trip and a remainder) is merged into the
     one before: XLA inlines such a scan and fuses its steps differently, which
     changed the last bit of some params against the in-memory loop (CPU, u = 2)."""
+    if last <= 0:  # nothing to read: a replay of an epoch whose first step went non-finite
+        return [0]
     u = plan.unroll
     k = max(u, CHUNK_BYTES // (4 * features * plan.batch_size) // u * u)
     bounds = [*range(0, last, k), last]
@@ -145,11 +147,11 @@ def chunk_bounds(plan: _loop.Plan, features: int, last: int) -> list[int]:
     return bounds
 
 
-def _update(plan: _loop.Plan, data: dict):
+def _update(plan: _loop.Plan, data):
     """``update(state, (rows, idx, *weights)) -> (state, loss)``: the in-memory loop's
     step on a batch of pre-read rows (``idx``: their indices, for the targets)."""
     step_fn = _loop.make_train_step(plan.apply_fn, plan.loss_fn, plan.tx)
-    y = data["y"]
+    y = data.y
 
     def update(s, batch):
         x_b, i, *m = batch
@@ -166,17 +168,17 @@ def _split(plan: _loop.Plan, batch: tuple) -> tuple:
     return tuple(jax.lax.with_sharding_constraint(a, plan.batch_sharding) for a in batch)
 
 
-def _inputs(data: dict, xb, idx, mask) -> tuple:
-    weights = _loop.batch_weights(data.get("w"), idx, mask)
+def _inputs(data, xb, idx, mask) -> tuple:
+    weights = _loop.batch_weights(data.w, idx, mask)
     return (xb, idx) if weights is None else (xb, idx, weights)
 
 
-def _steps(plan: _loop.Plan, state, xb, idx, mask, data: dict):
+def _steps(plan: _loop.Plan, state, xb, idx, mask, data):
     """``len(xb)`` updates on pre-read batches ``xb`` (rows ``idx`` of the data)."""
     return jax.lax.scan(_update(plan, data), state, _inputs(data, xb, idx, mask), unroll=plan.unroll)
 
 
-def _replay_steps(plan: _loop.Plan, state, xb, idx, mask, data: dict, j0, first_bad):
+def _replay_steps(plan: _loop.Plan, state, xb, idx, mask, data, j0, first_bad):
     """:func:`_steps` taking only the updates the in-memory replay takes (see
     ``jaxnn._loop.replay``); ``j0`` is the chunk's first step in its epoch."""
     update = _update(plan, data)
@@ -184,27 +186,27 @@ def _replay_steps(plan: _loop.Plan, state, xb, idx, mask, data: dict, j0, first_
     def step(s, xs):
         j, batch = xs
         new, _ = update(s, batch)
-        take = (j < first_bad - 1) | ((j == first_bad - 1) & _loop._all_finite(new.params))
-        return _loop._select(take, new, s), None
+        take = (j < first_bad - 1) | ((j == first_bad - 1) & _loop.all_finite(new.params))
+        return _loop.select(take, new, s), None
 
     return jax.lax.scan(step, state, (j0 + jnp.arange(len(xb)), _inputs(data, xb, idx, mask)))[0]
 
 
-def _end(plan: _loop.Plan, carry: _loop.Carry, end, losses, mask, data: dict):
+def _end(plan: _loop.Plan, carry: _loop.Carry, end, losses, mask, data):
     carry, train_loss, first_bad = _loop.epoch_result(plan, carry, end, losses, mask)
-    carry, record = _loop.epoch_end(plan, data, carry, train_loss)
+    carry, record = _records.epoch_end(plan, data, carry, train_loss)
     return carry, record, (carry.state.epoch, carry.stop), first_bad
 
 
-epoch_order = jax.jit(_loop._epoch_batches, static_argnums=0)
+epoch_order = jax.jit(_loop.epoch_batches, static_argnums=0)
 train_steps = jax.jit(_steps, static_argnums=0, donate_argnums=1)
 replay_steps = jax.jit(_replay_steps, static_argnums=0, donate_argnums=1)
 end_epoch = jax.jit(_end, static_argnums=0)
 
 
-class Runner(NamedTuple):
-    """What ``jaxnn._driver.drive`` calls for a streamed fit: ``iterate(carry, data,
-    epochs, done)`` yields one ``Chunk`` per epoch. ``saver`` (a
+class Streamed(NamedTuple):
+    """The ``jaxnn._loop.Runner`` protocol for a fit streamed from disk: ``chunks(carry,
+    data, epochs, done)`` yields one ``Chunk`` per epoch, read a chunk of steps at a time. ``saver`` (a
     ``jaxnn.checkpoint.Saver`` or None) also saves within epochs (``every_steps``),
     with ``history``'s epochs; ``progress`` resumes within the first epoch:
     ``(start, losses, step)`` (see ``jaxnn.checkpoint.restore_carry``)."""
@@ -234,9 +236,7 @@ class Runner(NamedTuple):
         local = self.source.rows(rows[:, a:b].reshape(-1)).reshape(shape[0], b - a, shape[2])
         return jax.make_array_from_process_local_data(sharding, local, shape)
 
-    def iterate(self, carry, data: dict, epochs: int, done: int):
-        from jaxnn._driver import Chunk
-
+    def chunks(self, carry, data, epochs: int, done: int):
         plan, resumed = self.plan, self.progress
         for completed in range(done, epochs):
             idx, mask = fetch(epoch_order(plan, carry.state.key, carry.state.epoch))
@@ -264,11 +264,11 @@ class Runner(NamedTuple):
             if bad >= 0:
                 carry = self._replay(carry, start, idx, mask, data, int(bad))
             record.pop("ran")
-            yield Chunk(carry, {k: v[None] for k, v in record.items()}, np.ones(1, bool), epoch, stop)
+            yield _loop.Chunk(carry, {k: v[None] for k, v in record.items()}, np.ones(1, bool), epoch, stop)
             if stop != Stop.COMPLETED:
                 return
 
-    def _replay(self, carry, start, idx, mask, data: dict, first_bad: int):
+    def _replay(self, carry, start, idx, mask, data, first_bad: int):
         """The in-memory replay (``jaxnn._loop.replay``), reading the epoch's rows again."""
         state, bad = start, np.int32(first_bad)
         for j0, rows, m in self._chunks(idx, mask, min(first_bad, self.plan.n_batches)):

@@ -15,21 +15,16 @@ every array's path, shape and dtype against a template before reading the payloa
 truncated, corrupted, forged, foreign or mismatched file raises ``CheckpointError``
 and never yields a half-restored state. Nothing in a file is ever executed.
 
-A folder of checkpoints belongs to one run (see :class:`Saver`): each file records
+A folder of checkpoints belongs to one run (``fit``'s writer, ``jaxnn._saver``): each file records
 the run's id and its epoch, a writer holds an exclusive lock on the folder, and
 clean-up and :func:`latest` go by what the files record, never by their names.
 """
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import re
-import stat
 import struct
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn import _files
+from jaxnn._files import FolderInUseError as FolderInUseError
 from jaxnn.distributed import fetch
 
 MAGIC = b"JAXNNCKPT\x00"
@@ -53,14 +50,10 @@ class CheckpointError(ValueError):
     or a checkpoint folder holds files this run must not touch."""
 
 
-class FolderInUseError(OSError):
-    """Another process holds a checkpoint folder's lock."""
-
-
 def _serialization():
     """``flax.serialization``, imported on first use rather than with jaxnn (flax's
     import is a fifth of jaxnn's). A run with checkpoints imports it as it starts
-    (:class:`Saver`), so no import runs mid-training, where a Ctrl-C could land in it."""
+    (``jaxnn._saver.Saver``), so no import runs mid-training, where a Ctrl-C could land in it."""
     from flax import serialization
 
     return serialization
@@ -81,46 +74,6 @@ def _describe(tree) -> tuple[list, list]:
         )
         arrays.append(arr)
     return entries, arrays
-
-
-def _named(error: OSError, path) -> OSError:
-    """``error`` again, naming ``path`` (full disk, file too large, permission, ...)."""
-    return type(error)(error.errno, f"{error.strerror or error} (writing {path})", str(path))
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` so that a reader sees the old file or the new one,
-    never a mix: temporary file in the same folder, fsync, rename, fsync the folder.
-    The file's mode follows the umask, as ``open`` would make it; an ``OSError``
-    names the file."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as e:
-        raise _named(e, path) from e
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None) -> Path:
@@ -146,26 +99,12 @@ def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None) -
         }
     ).encode()
     blob = MAGIC + _FIXED.pack(FORMAT_VERSION, len(header), hashlib.sha256(header).digest()) + header + payload
-    atomic_write(path, blob)
+    _files.atomic_write(path, blob)
     return Path(path)
 
 
-@contextlib.contextmanager
 def _open(path: Path):
-    """The file at ``path`` opened for reading, if it is a regular file (a link to one
-    is followed); ``(file, size)``. A FIFO is opened without blocking, then refused."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}") from None
-    except OSError as e:
-        raise CheckpointError(f"cannot open {path}: {e.strerror}") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise CheckpointError(f"{path} is not a regular file (a folder, device, FIFO or socket); not a checkpoint")
-    with os.fdopen(fd, "rb") as f:
-        yield f, st.st_size
+    return _files.open_regular(path, CheckpointError, "a checkpoint")
 
 
 def _int(value, lo: int = 0, hi: int | None = None) -> bool:
@@ -367,9 +306,10 @@ def restore(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
     return jax.tree.unflatten(jax.tree.structure(template), restored), header["metadata"]
 
 
-def _scan(folder: Path) -> list[tuple[Path, dict | None, str]]:
-    """Every ``*.jaxnn`` entry in ``folder``: ``(path, metadata, "")``, or ``(path,
-    None, why)`` for one that is not a readable checkpoint."""
+def scan(folder: str | os.PathLike) -> list[tuple[Path, dict | None, str]]:
+    """Every ``*.jaxnn`` entry in ``folder``, by name: ``(path, metadata, "")``, or
+    ``(path, None, why)`` for one that is not a readable checkpoint."""
+    folder = Path(folder)
     found = []
     for path in sorted(folder.glob(f"*{SUFFIX}")):
         try:
@@ -379,13 +319,9 @@ def _scan(folder: Path) -> list[tuple[Path, dict | None, str]]:
     return found
 
 
-def _epoch(meta: dict) -> int:
-    return meta.get("epoch", -1)
-
-
-def _position(meta: dict) -> tuple[int, int]:
+def position(meta: dict) -> tuple[int, int]:
     """``(epochs completed, updates into the next epoch)``: how far a checkpoint is."""
-    return _epoch(meta), meta.get("step", 0)
+    return meta.get("epoch", -1), meta.get("step", 0)
 
 
 def latest(path: str | os.PathLike) -> Path:
@@ -399,7 +335,7 @@ def latest(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_dir():
         return path
-    found = _scan(path)
+    found = scan(path)
     if not found:
         raise CheckpointError(f"no checkpoint ({SUFFIX} file) in {path}")
     for _, meta, why in found:
@@ -411,149 +347,7 @@ def latest(path: str | os.PathLike) -> Path:
             f"{path} holds checkpoints of {len(runs)} runs ({', '.join(sorted(map(str, runs)))}); "
             "pass the checkpoint file to resume from"
         )
-    return max(found, key=lambda f: _position(f[1]))[0]
-
-
-def lock_folder(folder: Path) -> int:
-    """Takes ``folder``'s exclusive lock (``.lock``, holding the owner's pid) and returns
-    its file descriptor; closing it, or the process ending in any way, releases it.
-
-    Raises:
-      FolderInUseError: another process holds it (the message names its pid).
-      OSError: the folder cannot be written (the message names the file).
-    """
-    path = folder / ".lock"
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    except OSError as e:
-        raise _named(e, path) from e
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise FolderInUseError(
-            f"{folder} is in use by another process (pid {holder}); wait for it to end or use another folder"
-        ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    except OSError as e:
-        os.close(fd)
-        raise _named(e, path) from e
-    return fd
-
-
-def make_folder(folder: Path, what: str) -> None:
-    """Creates ``folder`` (and its parents); an error says what is in the way."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise NotADirectoryError(f"{what} {folder} is not a folder (a file, or a link to nothing)") from None
-    except OSError as e:
-        raise _named(e, folder) from e
-
-
-def new_run_id() -> str:
-    """A random run id (not from the run's PRNG key: two runs with one seed differ)."""
-    return uuid.uuid4().hex[:16]
-
-
-class Saver:
-    """The writer of a run's checkpoint folder, used by ``fit`` and ``fit_many``: saves
-    the loop state every ``every`` epochs (and at the end) into ``epoch-NNNNNNNNNN.jaxnn``
-    and keeps the newest ``keep`` of this run.
-
-    Entering it (before anything compiles) creates the folder, takes its lock (a second
-    writer gets ``FolderInUseError``) and claims it: files of another run, files of
-    this run past the epoch it resumes from, and files that are not readable
-    checkpoints raise ``CheckpointError`` unless ``overwrite`` (then they are deleted).
-    Clean-up deletes only this run's files, oldest epoch first.
-    """
-
-    def __init__(self, checkpoints, epochs: int, metadata: dict, run_id: str, resumed=(0, 0)):
-        self.folder, self.epochs = Path(checkpoints.dir), epochs
-        self.every, self.keep, self.overwrite = checkpoints.every or epochs, checkpoints.keep, checkpoints.overwrite
-        self.every_steps = checkpoints.every_steps
-        self.metadata = {**metadata, "config": checkpoints.metadata or {}, "run_id": run_id}
-        self.run_id, self.resumed = run_id, tuple(resumed)
-        self.files: list[tuple[tuple[int, int], Path]] = []  # this run's, oldest first
-        _serialization()  # flax imported now, not at the first save
-        self._lock = None
-
-    def __enter__(self) -> "Saver":
-        make_folder(self.folder, "checkpoints.dir")
-        self._lock = lock_folder(self.folder)
-        try:
-            self._claim()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
-
-    def _claim(self) -> None:
-        theirs = {}
-        for path, meta, why in _scan(self.folder):
-            if meta is not None and meta.get("run_id") == self.run_id and _position(meta) <= self.resumed:
-                self.files.append((_position(meta), path))
-            elif meta is None:
-                theirs[path] = f"{path.name} (not a readable checkpoint: {why})"
-            elif meta.get("run_id") == self.run_id:
-                at = f"epoch {self.resumed[0]}" + (f" step {self.resumed[1]}" if self.resumed[1] else "")
-                theirs[path] = f"{path.name} (this run's epoch {_epoch(meta)}, past {at})"
-            else:
-                theirs[path] = f"{path.name} (run {meta.get('run_id')}, epoch {_epoch(meta)})"
-        if theirs and not self.overwrite:
-            names = list(theirs.values())
-            raise CheckpointError(
-                f"{self.folder} holds checkpoints this run must not mix with: {', '.join(names[:3])}"
-                f"{' ...' if len(names) > 3 else ''}. Resume that run (resume=<folder>), write into "
-                "another folder, or pass Checkpoints(..., overwrite=True) to delete them"
-            )
-        for path in [*theirs, *self.folder.glob(f".*{SUFFIX}.*.tmp")]:  # and what a killed writer left
-            path.unlink()
-        self.files.sort()
-
-    def after_chunk(self, carry, epoch: int, history: dict, stopped: bool) -> None:
-        if epoch % self.every and epoch < self.epochs and not stopped:
-            return
-        self._save(f"epoch-{epoch:010d}", carry, (epoch, 0), history)
-
-    def within_epoch(self, progress, epoch: int, step: int, steps_before: int, history: dict) -> None:
-        """A streamed fit's save after ``step`` updates of the epoch after ``epoch``
-        (``steps_before`` at the chunk before): when it passed a multiple of
-        ``every_steps``. ``progress``: ``{"carry", "start", "losses"}``."""
-        if self.every_steps and step // self.every_steps > steps_before // self.every_steps:
-            self._save(f"epoch-{epoch:010d}-step-{step:010d}", progress, (epoch, step), history)
-
-    def _save(self, name: str, tree, position: tuple[int, int], history: dict) -> None:
-        records = {k: np.asarray(v).tolist() for k, v in history.items() if k != "epoch"}
-        path = self.folder / f"{name}{SUFFIX}"
-        epoch, step = position
-        save(path, tree, metadata={**self.metadata, "epoch": epoch, "step": step, "history": records})
-        self.files = sorted({*self.files, (position, path)})
-        for _, old in self.files[: -self.keep]:
-            old.unlink(missing_ok=True)
-        self.files = self.files[-self.keep :]
-
-
-def restore_carry(path, template):
-    """Restores the loop state of ``fit`` or ``fit_many`` from a checkpoint file;
-    returns ``(carry, history, progress)``: ``progress`` is ``None``, or for a
-    streamed fit's file saved within an epoch ``(start, losses, step)``: the epoch's
-    first state, the losses of its first ``step`` updates (the carry's state is after them)."""
-    step = read_metadata(path).get("step", 0)
-    if not step:
-        carry, meta = restore(path, template)
-        return carry, meta.get("history", {}), None
-    tree = {"carry": template, "start": template.state, "losses": np.zeros(step, np.float32)}
-    tree, meta = restore(path, tree)
-    return tree["carry"], meta.get("history", {}), (tree["start"], tree["losses"], step)
+    return max(found, key=lambda f: position(f[1]))[0]
 
 
 def load_params(path: str | os.PathLike, params: Any) -> tuple[Any, dict]:

@@ -67,7 +67,7 @@ class EpochLog:
     """
 
     def __init__(self, folder: Path, hparams: dict, metrics: list[str], models: int | None = None):
-        from jaxnn.checkpoint import make_folder
+        from jaxnn._files import make_folder
 
         Event, Summary, hp, EventFileWriter = _tb()
         self._event, self._summary = Event, Summary

@@ -31,7 +31,8 @@ DEFAULT_LEARNING_RATE = 0.01
 
 
 class Optimizer(NamedTuple):
-    """A named optimizer with hyperparameters, e.g. ``Optimizer("adam", {"learning_rate": 1e-3, "b1": 0.8})``."""
+    """A named optimizer and its hyperparameters, as :func:`sgd`, :func:`adam`, ...
+    make it (they check the values; build it with them)."""
 
     name: str
     hyperparams: Mapping[str, float]
@@ -104,28 +105,26 @@ def transform(name: str, names: tuple[str, ...] = ("learning_rate",)) -> optax.G
     return optax.inject_hyperparams(FACTORIES[name])(**placeholders)
 
 
-def get_optimizer(optimizer, learning_rate=None) -> tuple[optax.GradientTransformation, dict]:
-    """Resolves ``optimizer`` (a name, an :class:`Optimizer` or a GradientTransformation).
+def get_optimizer(optimizer) -> tuple[optax.GradientTransformation, dict]:
+    """Resolves ``optimizer``: a name (its default hyperparameters), an
+    :class:`Optimizer` value (from :func:`sgd`, :func:`adam`, ...) or any
+    ``optax.GradientTransformation``.
 
     Returns:
       ``(tx, values)``: the transformation, and the hyperparameters to write into its
-      state with :func:`set_hyperparams` (``{}`` when ``tx`` carries its own).
+      state with :func:`set_hyperparams` (``{}`` when ``tx`` carries its own). A value
+      may be 1-D: one per model, for ``fit_many``.
     """
     if isinstance(optimizer, optax.GradientTransformation):
-        if learning_rate is not None:
-            raise ValueError(
-                "learning_rate is used only with an optimizer name; an optax "
-                "GradientTransformation carries its own learning rate"
-            )
         return optimizer, {}
-    if isinstance(optimizer, Optimizer):
-        if learning_rate is not None:
-            raise ValueError("give the learning rate inside Optimizer(name, hyperparams), not as learning_rate")
-        name, values = optimizer.name, dict(optimizer.hyperparams)
-    elif isinstance(optimizer, str):
-        name, values = optimizer, {"learning_rate": DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate}
-    else:
-        raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {optimizer!r}")
+    if isinstance(optimizer, str):
+        optimizer = Optimizer(optimizer, {})
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"optimizer must be a name {list(OPTIMIZERS)}, a jaxnn.optim value (jaxnn.optim.sgd(0.1), "
+            f"jaxnn.optim.adam(1e-3), ...) or an optax GradientTransformation, got {optimizer!r}"
+        )
+    name, values = optimizer.name, dict(optimizer.hyperparams)
     check_name(name)
     if callable(values.get("learning_rate")):  # an optax schedule: step -> learning rate
         if len(values) > 1:
@@ -136,27 +135,85 @@ def get_optimizer(optimizer, learning_rate=None) -> tuple[optax.GradientTransfor
     return transform(name, tuple(sorted(values))), values
 
 
+def _value(name: str, **given) -> Optimizer:
+    """The :class:`Optimizer` ``name`` with the hyperparameters given (``None``: the
+    default), each checked now: a number, or a 1-D sequence (one per model)."""
+    values = {}
+    for n, v in given.items():
+        if v is not None:
+            values[n] = v if n == "learning_rate" and callable(v) else check_hyperparam(name, n, v)
+    return Optimizer(name, values)
+
+
+def sgd(learning_rate=DEFAULT_LEARNING_RATE, *, l2=None) -> Optimizer:
+    """Plain stochastic gradient descent, the seed's: ``w -= learning_rate * grad``.
+
+    Every hyperparameter is a number > 0 (``l2`` >= 0), an optax schedule (the
+    learning rate, in ``fit``), or a 1-D sequence with one value per model
+    (``fit_many``: one compiled program trains them all). ``l2`` adds ``l2 * w`` to
+    the gradient of every weight matrix (not the biases): scikit-learn's ``alpha``.
+
+    Example:
+      >>> sgd(0.1)
+      Optimizer(name='sgd', hyperparams={'learning_rate': 0.1})
+    """
+    return _value("sgd", learning_rate=learning_rate, l2=l2)
+
+
+def momentum(learning_rate=DEFAULT_LEARNING_RATE, momentum=None, *, l2=None) -> Optimizer:
+    """SGD with heavy-ball momentum (``momentum`` in [0, 1], default 0.9); see :func:`sgd`."""
+    return _value("momentum", learning_rate=learning_rate, momentum=momentum, l2=l2)
+
+
+def nesterov(learning_rate=DEFAULT_LEARNING_RATE, momentum=None, *, l2=None) -> Optimizer:
+    """SGD with Nesterov momentum (``momentum`` in [0, 1], default 0.9); see :func:`sgd`."""
+    return _value("nesterov", learning_rate=learning_rate, momentum=momentum, l2=l2)
+
+
+def adam(learning_rate=DEFAULT_LEARNING_RATE, *, b1=None, b2=None, eps=None, l2=None) -> Optimizer:
+    """Adam (optax's; ``b1``, ``b2`` in [0, 1), defaults 0.9, 0.999; ``eps`` 1e-8); see :func:`sgd`."""
+    return _value("adam", learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, l2=l2)
+
+
+def adamw(learning_rate=DEFAULT_LEARNING_RATE, *, b1=None, b2=None, eps=None, weight_decay=None, l2=None) -> Optimizer:
+    """AdamW: Adam with decoupled weight decay (``weight_decay``, default 1e-4); see :func:`adam`."""
+    return _value("adamw", learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, l2=l2)
+
+
 def check_name(name) -> None:
     if not isinstance(name, str) or name not in _CORES:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {list(OPTIMIZERS)}")
+
+
+_BOUNDS = {  # name -> (low, high, high included)
+    "momentum": (0.0, 1.0, True),
+    "b1": (0.0, 1.0, False),
+    "b2": (0.0, 1.0, False),
+}
 
 
 def check_hyperparam(optimizer: str, name, value):
     """``value`` (a number, or one per model) checked for ``optimizer``'s hyperparameter ``name``."""
     if name not in HYPERPARAMS[optimizer]:
         raise ValueError(f"{optimizer} has no hyperparameter {name!r}; expected one of {list(HYPERPARAMS[optimizer])}")
-    if type(value) is float and 0 < value < 3.4e38:  # the common case, without numpy (fit's per-call cost)
+    if type(value) is float and 1e-30 < value < 1.0 and name == "learning_rate":  # fit's per-call cost: no numpy
         return value
     arr = np.asarray(value)
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise TypeError(f"{name} must be a number (or one number per model), got {value!r}")
-    if arr.ndim > 1:
-        raise ValueError(f"{name} must be a number or a 1-D sequence of numbers, got shape {arr.shape}")
+    if arr.ndim > 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a number or a non-empty 1-D sequence of numbers, got shape {arr.shape}")
     f64 = arr.astype(np.float64)
     bound = "> 0" if name == "learning_rate" else ">= 0"
     finite = np.isfinite(f64).all() and (np.abs(f64) <= np.finfo(np.float32).max).all()
     if not (finite and ((f64 > 0) if name == "learning_rate" else (f64 >= 0)).all()):
         raise ValueError(f"{name} must be a finite number {bound} within float32's range, got {value!r}")
+    if ((f64 != 0) & (f64.astype(np.float32) == 0)).any():  # training computes in float32
+        raise ValueError(f"{name}={value!r} underflows to 0 in float32 (below about 1.4e-45); nothing would train")
+    if name in _BOUNDS:
+        low, high, closed = _BOUNDS[name]
+        if not ((f64 >= low) & ((f64 <= high) if closed else (f64 < high))).all():
+            raise ValueError(f"{name} must be in [{low}, {high}{']' if closed else ')'}, got {value!r}")
     return float(f64) if arr.ndim == 0 else f64.astype(np.float32)
 
 

@@ -44,7 +44,7 @@ class OneDevice:
     def step_rows(self, batch_size: int) -> int:
         return 0  # batch_size itself
 
-    def place(self, carry, data: dict, *, in_call: bool = False):
+    def place(self, carry, data, *, in_call: bool = False):
         """``(carry, data)`` on the device. ``in_call``: a run of one compiled call
         gets the host data, which that call transfers itself (a separate transfer
         costs about as much as the whole call on a small problem)."""
@@ -85,11 +85,11 @@ class DataParallel:
             return self.put(tree)
         return jax.tree.map(lambda a: _from_local(self.batch, a), tree)
 
-    def place(self, carry, data: dict, *, in_call: bool = False):
-        """``(carry, data)``: the carry replicated, the training rows as :meth:`put_rows`."""
-        rows = {k: v for k, v in data.items() if k in ("x", "y", "w")}
-        rest = {k: v for k, v in data.items() if k not in rows}
-        return self.put(carry), {**self.put_rows(rows), **self.put(rest)}
+    def place(self, carry, data, *, in_call: bool = False):
+        """``(carry, data)``: the carry replicated, the training rows as :meth:`put_rows`
+        and the validation data replicated (``data`` a ``jaxnn._inputs.Data``)."""
+        rows, rest = self.put_rows(tuple(data[:3])), self.put(tuple(data[3:]))
+        return self.put(carry), type(data)(*rows, *rest)
 
 
 class ModelParallel:
@@ -99,7 +99,7 @@ class ModelParallel:
         self.mesh = Mesh(np.array(devices), (axis,), axis_types=(jax.sharding.AxisType.Auto,))
         self.axis = axis
 
-    def place(self, carry, data: dict):
+    def place(self, carry, data):
         carry = jax.device_put(carry, NamedSharding(self.mesh, PartitionSpec(self.axis)))
         return carry, jax.device_put(data, NamedSharding(self.mesh, PartitionSpec()))
 
@@ -110,14 +110,14 @@ def for_fit(devices) -> OneDevice | DataParallel:
     return DataParallel(devs) if len(devs) > 1 else OneDevice()
 
 
-def for_models(model_devices, k: int, axis: str) -> OneDevice | ModelParallel:
-    """The placement of ``k`` models over ``model_devices`` (K must divide evenly)."""
-    devs = resolve_devices(model_devices, "model_devices")
+def for_models(devices, k: int, axis: str) -> OneDevice | ModelParallel:
+    """The placement of ``k`` models over ``devices`` (K must divide evenly)."""
+    devs = resolve_devices(devices)
     if len(devs) == 1:
         return OneDevice()
     if k % len(devs):
         raise ValueError(
-            f"{k} models do not split evenly over {len(devs)} devices; pass model_devices= a divisor of {k}"
+            f"{k} models do not split evenly over {len(devs)} devices; pass devices= a count that divides {k}"
         )
     return ModelParallel(devs, axis)
 

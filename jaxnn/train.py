@@ -6,31 +6,31 @@ optax update) for people who write their own loop. ``fit`` compiles whole chunks
 epochs (shuffle, fixed-shape padded batches, validation, early stopping and a NaN
 guard all inside XLA) and only talks to the host between chunks. ``predict`` and
 ``evaluate`` run a model over data in fixed-size chunks. Argument checks live in
-``jaxnn._plan``, the compiled loop in ``jaxnn._loop``, the host loop in
+``jaxnn._setup``, the compiled loop in ``jaxnn._loop``, the host loop in
 ``jaxnn._driver``, device placement in ``jaxnn.parallel``.
 """
 
-import contextlib
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _driver, _flax, _loop, _plan, _stream, checkpoint, optim, parallel, precision
+from jaxnn import _driver, _flax, _inputs, _loop, _models, _records, _setup, _stream, optim, precision
 from jaxnn._checks import positive_int
 from jaxnn.data import validate, validate_targets
 from jaxnn.losses import Loss, get_loss
 from jaxnn.metrics import get_metric
 from jaxnn.mlp import Model, Params
-from jaxnn.types import Checkpoints, EarlyStopping, FitResult, Stop, TrainState, Tuning
+from jaxnn.options import Checkpoints, EarlyStopping, FitResult, Stop, TrainState, Tuning
 
 
 def init_state(params: Params, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
     """A fresh :class:`TrainState` for ``params`` (step 0, epoch 0)."""
     return TrainState(
-        params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), _plan.check_key(key)
+        params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), _models.check_key(key)
     )
 
 
@@ -50,7 +50,7 @@ def make_train_step(apply_fn: Callable, loss: str | Loss, optimizer: optax.Gradi
       >>> int(state.step)
       1
     """
-    return _loop.make_train_step(_plan.apply_function(apply_fn), get_loss(loss), optimizer)
+    return _loop.make_train_step(_models.apply_function(apply_fn), get_loss(loss), optimizer)
 
 
 # Over 60 lines only by its signature and docstring (every argument documented).
@@ -63,7 +63,6 @@ def fit(
     loss: str | Loss,
     key: jax.Array,
     optimizer: str | optim.Optimizer | optax.GradientTransformation = "sgd",
-    learning_rate: float | optax.Schedule | None = None,
     batch_size: int = 32,
     epochs: int = 1,
     shuffle: bool = True,
@@ -75,7 +74,6 @@ def fit(
     resume=None,
     log_dir=None,
     devices=None,
-    compute_dtype: str | None = "auto",
     progress: bool = True,
     tuning: Tuning | None = None,
 ) -> FitResult:
@@ -103,10 +101,11 @@ def fit(
       loss: a loss name from ``jaxnn.losses.LOSSES`` or a callable
         ``loss(predictions, targets, weights)``.
       key: the run's PRNG key; its streams are listed in ``jaxnn.rng``.
-      optimizer: ``"sgd"`` (the seed's), ``"momentum"``, ``"nesterov"``, ``"adam"``,
-        ``"adamw"``, a :class:`jaxnn.optim.Optimizer` (a name with more
-        hyperparameters), or any ``optax.GradientTransformation``.
-      learning_rate: with a name: a float > 0 or an optax schedule; default 0.01.
+      optimizer: a value with its hyperparameters, ``jaxnn.optim.sgd(0.1)`` (the
+        seed's plain SGD at learning rate 0.1), ``momentum``, ``nesterov``, ``adam``
+        or ``adamw``; a name alone (``"sgd"``, ``"adam"``, ...: learning rate 0.01);
+        or any ``optax.GradientTransformation``. A named optimizer's hyperparameters
+        are data in its state: a new learning rate reuses the compiled program.
       batch_size: rows per update, in ``[1, n]``; 1 updates after every row. The
         last partial batch is padded and masked (no row dropped, no new shape).
       epochs: the epoch to train up to (counting the epochs of a resumed run).
@@ -136,12 +135,10 @@ def fit(
       devices: ``None`` (every device), a count, or a list of devices. With more than
         one, every batch is split over them (data parallel; params replicated); a
         batch that does not divide evenly is padded and masked, with a warning.
-      compute_dtype: ``"auto"`` (bfloat16 on TPU, float32 elsewhere), ``"float32"``,
-        ``"bfloat16"`` or ``"float16"``: the forward and backward pass run in it while
-        params, optimizer state and loss stay float32 (see ``jaxnn.precision``).
       progress: show a progress bar (updated between compiled chunks).
-      tuning: a :class:`Tuning` (epochs per compiled call, unroll, evaluation chunk,
-        dropping the last partial batch); ``None``: ``Tuning()``.
+      tuning: a :class:`Tuning`: speed and memory knobs (the compute dtype, e.g.
+        bfloat16; epochs per compiled call, unroll, evaluation chunk, dropping the
+        last partial batch); ``None``: ``Tuning()``.
 
     Returns:
       A :class:`FitResult`.
@@ -149,61 +146,73 @@ def fit(
     Raises:
       TypeError, ValueError: bad data, shapes, labels or settings, before compiling.
     """
-    s = _plan.setup_fit(
-        model, params, x, y, loss=loss, key=key, optimizer=optimizer, learning_rate=learning_rate,
-        batch_size=batch_size, epochs=epochs, shuffle=shuffle, validation=validation, metrics=metrics,
-        early_stopping=early_stopping, sample_weight=sample_weight, checkpoints=checkpoints, resume=resume,
-        log_dir=log_dir, devices=devices,
-        compute_dtype=compute_dtype, progress=progress, tuning=tuning,
+    run = _setup.setup(
+        model, params, x, y, loss=loss, key=key, optimizer=optimizer, batch_size=batch_size, epochs=epochs,
+        shuffle=shuffle, validation=validation, metrics=metrics, early_stopping=early_stopping,
+        sample_weight=sample_weight, checkpoints=checkpoints, resume=resume, log_dir=log_dir, devices=devices,
+        progress=progress, tuning=tuning,
     )  # fmt: skip
-    with s.saver or contextlib.nullcontext(), _plan.epoch_log(s.log_dir, s.plan, s.run_hparams) as log:
-        carry, data, history, progress = _begin(s)
-        run = _loop.runner(s.plan)
-        if s.stream is not None:
-            run = _stream.Runner(s.plan, s.stream, s.saver, history, progress, s.placement)
-        carry, stop = _driver.drive(
-            run, carry, data, epochs=s.epochs, history=history, progress=s.progress, saver=s.saver,
-            log=log,
-        )  # fmt: skip
-    params, stop = _driver.finish(s.plan.early, carry, stop), Stop(int(stop))
+    with run:
+        carry, stop, history = _driver.train(run)
+    params, stop = _driver.finish(run.plan.early, carry, stop), Stop(int(stop))
     message = ""
     if stop != Stop.COMPLETED:
-        lr = s.hyperparams.get("learning_rate")
-        message = _driver.stop_message(s.plan.early, stop, int(carry.stop_step), s.plan.n_batches, lr)
+        lr = run.hyperparams.get("learning_rate")
+        message = _driver.stop_message(run.plan.early, stop, int(carry.stop_step), run.plan.n_batches, lr)
     if stop == Stop.NON_FINITE_LOSS:
         _driver.warn(message)
-    if s.nnx_module is not None:
-        _flax.update_nnx(s.nnx_module, params)
+    if run.nnx_module is not None:
+        _flax.update_nnx(run.nnx_module, params)
     return FitResult(params, carry.state, history.arrays(), history.epochs, stop, message)
 
 
-def _begin(s: _plan.Setup):
-    """The initial carry, the placed data, the history so far and, resuming a
-    streamed fit saved within an epoch, that epoch's progress. A run of one compiled
-    call on one device builds its carry inside that call."""
-    done = int(s.start.epoch)  # epochs run before: 0, or a resumed TrainState's
-    history = _driver.History(offset=done)
-    one_call = s.plan.chunk >= s.epochs - done > 0 and s.checkpoints is None and s.checkpoint is None and not s.stream
-    if one_call and isinstance(s.placement, parallel.OneDevice):
-        carry, data = s.placement.place(_loop.Fresh(s.start, s.hyperparams), s.data, in_call=True)
-        return carry, data, history, None
-    # The key goes through start unchanged and the carry is donated: start gets a copy.
-    carry = _loop.start(s.plan, s.start._replace(key=_loop.copy_key(s.start.key)), s.hyperparams)
-    progress = None
-    if s.checkpoint is not None:
-        carry, prior, progress = checkpoint.restore_carry(s.checkpoint, carry)
-        carry = _loop.with_hyperparams(carry, s.hyperparams)  # this call's settings win (documented in fit)
-        if progress is not None:  # the epoch's first state gets them too (a replay starts there)
-            progress = (_loop.with_hyperparams(carry._replace(state=progress[0]), s.hyperparams).state, *progress[1:])
-        history = _driver.History(prior)
-    if s.stream is not None and isinstance(s.placement, parallel.DataParallel):  # every process has all of y
-        progress = None if progress is None else s.placement.put(progress[:2]) + progress[2:]
-        return s.placement.put(carry), s.placement.put(s.data), history, progress
-    carry, data = s.placement.place(carry, s.data)
-    return carry, data, history, progress
+class FitProgram(NamedTuple):
+    """The first compiled call of a :func:`fit`, from :func:`lower`.
+
+    Attributes:
+      lowered: a ``jax.stages.Lowered``: ``.as_text()`` is its StableHLO,
+        ``.compile()`` the XLA executable (``.as_text()``, ``.cost_analysis()``).
+      run: runs that program once on the fit's inputs and waits for it (to time the
+        compiled program alone, without ``fit``'s checks and host work).
+    """
+
+    lowered: Any
+    run: Callable[[], Any]
 
 
-_predict_chunks = jax.jit(_loop.forward_rows, static_argnums=(0, 3))
+def lower(model: Model | Callable, params: Params, x, y, **fit_keywords) -> FitProgram:
+    """The program :func:`fit` would compile first for these arguments, lowered and
+    ready to run, with every argument checked as ``fit`` checks it. Nothing trains and
+    nothing is written. A fit of one compiled call (no checkpoints, on one device)
+    lowers its whole run; others lower one chunk of epochs from the start.
+
+    Example:
+      >>> import jaxnn
+      >>> model = jaxnn.mlp([3, 4, 1])
+      >>> x, y = jaxnn.make_regression(jax.random.key(0), n=32)
+      >>> p = lower(model, model.init(jax.random.key(1)), x, y, loss="mse", key=jax.random.key(2), progress=False)
+      >>> "dot_general" in p.lowered.as_text()
+      True
+    """
+    run = _setup.setup(model, params, x, y, **{"optimizer": "sgd", "batch_size": 32, "epochs": 1, "shuffle": True,
+                       "validation": None, "metrics": (), "early_stopping": None, "sample_weight": None,
+                       "checkpoints": None, "resume": None, "log_dir": None, "devices": None, "progress": False,
+                       "tuning": None, **fit_keywords})  # fmt: skip
+    if run.models or run.stream is not None or fit_keywords.get("checkpoints") is not None:
+        raise ValueError("lower takes the arguments of an in-memory fit without checkpoints")
+    carry, data, _, _ = run.begin()
+    target = np.int32(run.epochs)
+    if isinstance(carry, _loop.Fresh):
+        args = (run.plan, carry.state, carry.hyperparams, data, target)
+        return FitProgram(_loop.run_fresh.lower(*args), lambda: jax.block_until_ready(_loop.run_fresh(*args)))
+    copy = lambda: jax.tree.map(jnp.copy, carry)  # the chunk donates its carry
+    return FitProgram(
+        _loop.run_chunk.lower(run.plan, carry, data, target),
+        lambda: jax.block_until_ready(_loop.run_chunk(run.plan, copy(), data, target)),
+    )
+
+
+_predict_chunks = jax.jit(_records.forward_rows, static_argnums=(0, 3))
 
 
 def predict(
@@ -216,16 +225,16 @@ def predict(
     Returns:
       Predictions of shape ``(n, outputs)``.
     """
-    apply_fn, params, _ = _plan.resolve_model(model, params)
+    apply_fn, params, _ = _models.resolve_model(model, params)
     batch_size = positive_int(batch_size, "batch_size")
     if _stream.is_stream(x):  # read from disk a chunk at a time
         source = _stream.Source(x)
-        _plan.output_shape(apply_fn, params, source.sample())
+        _models.output_shape(apply_fn, params, source.sample())
         apply_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
         run = lambda rows: _predict_chunks(apply_fn, params, jnp.asarray(rows), min(batch_size, rows.shape[0]))
         return jnp.asarray(_stream.predict_rows(source, run, batch_size))
     x, _ = validate(x)
-    _plan.output_shape(apply_fn, params, x)  # a shape error now, not inside a compile
+    _models.output_shape(apply_fn, params, x)  # a shape error now, not inside a compile
     apply_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
     return _predict_chunks(apply_fn, params, x, min(batch_size, x.shape[0]))
 
@@ -238,23 +247,31 @@ def evaluate(
     *,
     loss: str | Loss,
     metrics: Sequence = (),
+    sample_weight=None,
     batch_size: int = 1024,
     compute_dtype: str | None = "auto",
 ) -> dict[str, float]:
     """Loss and metrics of ``model`` on ``(x, y)``; returns ``{"loss": ..., name: ...}``.
 
-    With the ``batch_size`` and ``compute_dtype`` of a fit (its ``Tuning.eval_batch_size``)
-    it reproduces that fit's ``history["val_loss"]`` and validation metrics.
+    ``sample_weight``: ``None`` or one weight >= 0 per row (shape ``(n,)``), as in
+    :func:`fit`: the loss and metrics are then weighted means over the rows. With the
+    ``batch_size`` and ``compute_dtype`` of a fit (its ``Tuning.eval_batch_size``) it
+    reproduces that fit's ``history["val_loss"]`` and validation metrics.
     """
     streamed = _stream.is_stream(x)
     x, y = (x, validate_targets(y, x.shape)) if streamed else validate(x, y)
-    apply_fn, params, _ = _plan.resolve_model(model, params)
+    apply_fn, params, _ = _models.resolve_model(model, params)
+    weights = (
+        ()
+        if sample_weight is None
+        else (jnp.asarray(_inputs.check_sample_weight(sample_weight, x.shape[0], "sample_weight")),)
+    )
     sample = _stream.Source(x).sample() if streamed else x
-    y = _plan.prepare_targets(_plan.loss_name(loss), y, _plan.output_shape(apply_fn, params, sample), "y")
+    y = _inputs.prepare_targets(_inputs.loss_name(loss), y, _models.output_shape(apply_fn, params, sample), "y")
     pred = predict(apply_fn, params, x, batch_size=batch_size, compute_dtype=compute_dtype)
-    out = {"loss": float(get_loss(loss)(pred, jnp.asarray(y)))}
+    out = {"loss": float(get_loss(loss)(pred, jnp.asarray(y), *weights))}
     for name, fn in (get_metric(m) for m in metrics):
-        out[name] = float(fn(pred, jnp.asarray(y)))
+        out[name] = float(fn(pred, jnp.asarray(y), *weights))
     return out
 
 

@@ -21,8 +21,7 @@ def trained_state(optimizer: str):
         x,
         y,
         loss="mse",
-        optimizer=optimizer,
-        learning_rate=0.01,
+        optimizer=getattr(jaxnn.optim, optimizer)(0.01),
         batch_size=8,
         epochs=2,
         key=jax.random.key(2),
@@ -113,8 +112,7 @@ def test_fit_saves_every_k_epochs_keeps_n_and_resumes_exactly(tmp_path):
     params = model.init(jax.random.key(1))
     kw = dict(
         loss="mse",
-        optimizer="adam",
-        learning_rate=0.01,
+        optimizer=jaxnn.optim.adam(0.01),
         batch_size=7,
         key=jax.random.key(2),
         progress=False,

@@ -23,7 +23,7 @@ WORKER = textwrap.dedent("""
     xv, yv = jaxnn.make_regression(jax.random.key(9), n=40)
     rows = jaxnn.distributed.local_rows(256)
     model = jaxnn.mlp([3, 8, 1])
-    r = jaxnn.fit(model, model.init(jax.random.key(1)), x[rows], y[rows], loss="mse", learning_rate=0.1,
+    r = jaxnn.fit(model, model.init(jax.random.key(1)), x[rows], y[rows], loss="mse", optimizer=jaxnn.optim.sgd(0.1),
                   batch_size=32, epochs=3, key=jax.random.key(2), validation=(xv, yv), progress=False)
     params = jaxnn.distributed.fetch(r.params)
     print(json.dumps({"devices": jax.device_count(), "processes": jax.process_count(),
@@ -84,7 +84,8 @@ STREAM_WORKER = textwrap.dedent("""
     y = np.load(path.replace(".npy", ".y.npy"))
     xv, yv = np.asarray(x[:40]), y[:40]
     model = jaxnn.mlp([3, 8, 1])
-    kw = dict(loss="mse", learning_rate=0.1, batch_size=32, epochs=3, key=jax.random.key(2), validation=(xv, yv),
+    kw = dict(loss="mse", optimizer=jaxnn.optim.sgd(0.1), batch_size=32, epochs=3, key=jax.random.key(2),
+              validation=(xv, yv),
               progress=False)
     r = jaxnn.fit(model, model.init(jax.random.key(1)), x, y, **kw)
     params, rows_read = jaxnn.distributed.fetch(r.params), read[0]

@@ -45,8 +45,15 @@ def digits():
     return jaxnn.train_test_split(jax.random.key(0), ds.x / 16, ds.y, 0.25)
 
 
-KW = dict(loss="softmax_cross_entropy", key=jax.random.key(1), optimizer="adam", learning_rate=1e-3, batch_size=32,
-          epochs=15, metrics=["accuracy"], progress=False)  # fmt: skip
+KW = dict(
+    loss="softmax_cross_entropy",
+    key=jax.random.key(1),
+    optimizer=jaxnn.optim.adam(1e-3),
+    batch_size=32,
+    epochs=15,
+    metrics=["accuracy"],
+    progress=False,
+)
 
 
 def test_equinox_mlp_with_dropout_reaches_93_percent_on_digits(digits):
@@ -81,4 +88,4 @@ def test_equinox_bad_params_and_sweeps_are_refused(digits):
     with pytest.raises(TypeError, match="an Equinox model takes params=None, its eqx.nn.State"):
         jaxnn.fit(DropoutMLP(jax.random.key(0)), {"w": 1}, xtr, ytr, loss="mse", key=jax.random.key(0))
     with pytest.raises(TypeError, match="Equinox module directly"):
-        jaxnn.sweep.fit_many(DropoutMLP(jax.random.key(0)), xtr, ytr, loss="mse", key=jax.random.key(0))
+        jaxnn.fit_many(DropoutMLP(jax.random.key(0)), None, xtr, ytr, loss="mse", key=jax.random.key(0))

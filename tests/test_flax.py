@@ -42,7 +42,9 @@ def test_linen_seed_network_ends_with_the_same_params_as_jaxnn_mlp(regression):
     model = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
     params = model.init(jax.random.key(1))
     variables = {"params": {f"Dense_{i}": {"kernel": p["w"], "bias": p["b"]} for i, p in enumerate(params)}}
-    kw = dict(loss="rmse", key=jax.random.key(2), batch_size=1, epochs=3, learning_rate=0.05, progress=False)
+    kw = dict(
+        loss="rmse", key=jax.random.key(2), batch_size=1, epochs=3, optimizer=jaxnn.optim.sgd(0.05), progress=False
+    )
     ours = jaxnn.fit(model, params, x, y, **kw)
     theirs = jaxnn.fit(SeedNetwork(), variables, x, y, **kw)
     as_linen = {"params": {f"Dense_{i}": {"kernel": p["w"], "bias": p["b"]} for i, p in enumerate(ours.params)}}
@@ -70,8 +72,19 @@ def test_linen_batch_norm_and_dropout_train_like_a_hand_written_flax_loop(regres
     module = LinenBatchNormDropout()
     variables = module.init(jax.random.key(0), x[:2], train=False)
     key, tx = jax.random.key(1), jaxnn.optim.transform("adam")
-    r = jaxnn.fit(module, variables, x, y, loss="mse", key=key, optimizer="adam", learning_rate=0.01, batch_size=32,
-                  epochs=3, shuffle=False, progress=False)  # fmt: skip
+    r = jaxnn.fit(
+        module,
+        variables,
+        x,
+        y,
+        loss="mse",
+        key=key,
+        optimizer=jaxnn.optim.adam(0.01),
+        batch_size=32,
+        epochs=3,
+        shuffle=False,
+        progress=False,
+    )
 
     @jax.jit
     def step(params, stats, opt_state, i, xb, yb):  # Flax's training loop, with jaxnn's documented step keys
@@ -121,8 +134,7 @@ def test_nnx_mlp_trains_to_90_percent_on_iris_and_is_updated_in_place():
         ytr,
         loss="softmax_cross_entropy",
         key=jax.random.key(1),
-        optimizer="adam",
-        learning_rate=0.01,
+        optimizer=jaxnn.optim.adam(0.01),
         batch_size=16,
         epochs=60,
         progress=False,
@@ -148,8 +160,16 @@ def test_nnx_module_with_batch_norm_and_dropout_trains_to_95_percent_on_digits()
     ds = jaxnn.load_dataset("digits")
     xtr, xte, ytr, yte = jaxnn.train_test_split(jax.random.key(0), ds.x / 16, ds.y, 0.25)
     module = NnxBatchNormDropout(nnx.Rngs(0))
-    kw = dict(loss="softmax_cross_entropy", key=jax.random.key(1), optimizer="adam", learning_rate=1e-3,
-              batch_size=32, epochs=15, validation=(xte, yte), metrics=["accuracy"], progress=False)  # fmt: skip
+    kw = dict(
+        loss="softmax_cross_entropy",
+        key=jax.random.key(1),
+        optimizer=jaxnn.optim.adam(1e-3),
+        batch_size=32,
+        epochs=15,
+        validation=(xte, yte),
+        metrics=["accuracy"],
+        progress=False,
+    )
     r = jaxnn.fit(module, None, xtr, ytr, **kw)
     after = jaxnn.evaluate(module, None, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"])
     assert after["accuracy"] >= 0.95, after

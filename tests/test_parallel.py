@@ -25,12 +25,14 @@ SCRIPT = textwrap.dedent("""
     for name, devices, bs in [("one", 1, 32), ("all", None, 32), ("four", 4, 30)]:
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
-            r = jaxnn.fit(model, p, x, y, loss="mse", learning_rate=0.1, batch_size=bs, epochs=3, key=jax.random.key(2),
+            r = jaxnn.fit(model, p, x, y, loss="mse", optimizer=jaxnn.optim.sgd(0.1), batch_size=bs, epochs=3,
+                          key=jax.random.key(2),
                           devices=devices, validation=0.2, metrics=["r2"], progress=False)
         out[name] = {"params": [np.asarray(l).tolist() for l in jax.tree.leaves(r.params)],
                      "val_loss": r.history["val_loss"].tolist(), "steps": int(r.state.step),
                      "sharding": str(r.params[0]["w"].sharding), "warnings": [str(m.message) for m in w]}
-    r1 = jaxnn.fit(model, p, x, y, loss="mse", learning_rate=0.1, batch_size=30, epochs=3, key=jax.random.key(2),
+    r1 = jaxnn.fit(model, p, x, y, loss="mse", optimizer=jaxnn.optim.sgd(0.1), batch_size=30, epochs=3,
+                   key=jax.random.key(2),
                    devices=1, validation=0.2, progress=False)
     out["one30"] = {"params": [np.asarray(l).tolist() for l in jax.tree.leaves(r1.params)]}
     from flax import nnx  # an nnx Module trains data parallel too, like on one device
@@ -99,25 +101,27 @@ def test_bfloat16_compute_keeps_float32_master_params():
     x, y = jaxnn.make_regression(jax.random.key(0), n=256)
     m = jaxnn.mlp([3, 32, 32, 1], output_activation="sigmoid")
     p = m.init(jax.random.key(1))
-    kw = dict(loss="mse", learning_rate=0.1, batch_size=16, epochs=10, key=jax.random.key(2), progress=False)
-    bf = jaxnn.fit(m, p, x, y, compute_dtype="bfloat16", **kw)
-    f32 = jaxnn.fit(m, p, x, y, compute_dtype="float32", **kw)
+    kw = dict(
+        loss="mse", optimizer=jaxnn.optim.sgd(0.1), batch_size=16, epochs=10, key=jax.random.key(2), progress=False
+    )
+    bf = jaxnn.fit(m, p, x, y, tuning=jaxnn.Tuning(compute_dtype="bfloat16"), **kw)
+    f32 = jaxnn.fit(m, p, x, y, tuning=jaxnn.Tuning(compute_dtype="float32"), **kw)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(bf.params))
     assert bf.history["loss"][-1] < 0.8 * bf.history["loss"][0]
     assert abs(bf.history["loss"][-1] - f32.history["loss"][-1]) < 0.1 * f32.history["loss"][-1]
     assert not np.array_equal(bf.params[0]["w"], f32.params[0]["w"])  # bf16 really was used
     with pytest.raises(ValueError, match="compute_dtype"):
-        jaxnn.fit(m, p, x, y, compute_dtype="int8", **kw)
+        jaxnn.fit(m, p, x, y, tuning=jaxnn.Tuning(compute_dtype="int8"), **kw)
 
 
 SWEEP = textwrap.dedent("""
     import json, jax, numpy as np, jaxnn
-    from jaxnn.sweep import fit_many
+    from jaxnn import fit_many
     x, y = jaxnn.make_regression(jax.random.key(0), n=96)
-    kw = dict(loss="mse", key=jax.random.key(1), hyperparams={"learning_rate": [0.01 * (i + 1) for i in range(8)]},
+    kw = dict(loss="mse", key=jax.random.key(1), optimizer=jaxnn.optim.sgd([0.01 * (i + 1) for i in range(8)]),
               batch_size=8, epochs=2, validation=(x[:16], y[:16]), progress=False)
-    spread = fit_many(jaxnn.mlp([3, 4, 1]), x, y, **kw)
-    one = fit_many(jaxnn.mlp([3, 4, 1]), x, y, model_devices=1, **kw)
+    spread = fit_many(jaxnn.mlp([3, 4, 1]), None, x, y, **kw)
+    one = fit_many(jaxnn.mlp([3, 4, 1]), None, x, y, devices=1, **kw)
     print(json.dumps({"sharding": str(spread.params[0]["w"].sharding),
                       "spread": [np.asarray(a).tolist() for a in jax.tree.leaves(spread.params)],
                       "one": [np.asarray(a).tolist() for a in jax.tree.leaves(one.params)]}))

@@ -42,12 +42,12 @@ def _fit(**kw):
 
 
 CASES = {
-    "batch-1": lambda: _fit(optimizer="sgd", learning_rate=0.02, batch_size=1, epochs=3),
+    "batch-1": lambda: _fit(optimizer=jaxnn.optim.sgd(0.02), batch_size=1, epochs=3),
     "batch-100-chunked": lambda: _fit(
-        learning_rate=0.5, batch_size=100, epochs=40, tuning=jaxnn.Tuning(epochs_per_call=7)
+        optimizer=jaxnn.optim.sgd(0.5), batch_size=100, epochs=40, tuning=jaxnn.Tuning(epochs_per_call=7)
     ),
     "batch-32-validation-early-stopping": lambda: _fit(
-        learning_rate=0.3,
+        optimizer=jaxnn.optim.sgd(0.3),
         batch_size=32,
         epochs=60,
         validation=0.2,
@@ -55,8 +55,9 @@ CASES = {
         early_stopping=jaxnn.EarlyStopping(patience=3, min_delta=1e-4),
     ),
     "fit-many-3-models": lambda: (
-        jaxnn.sweep.fit_many(
+        jaxnn.fit_many(
             MODEL,
+            None,
             X,
             Y,
             loss="rmse",
@@ -64,7 +65,7 @@ CASES = {
             batch_size=50,
             epochs=5,
             progress=False,
-            hyperparams={"learning_rate": [0.05, 0.2, 0.8]},
+            optimizer=jaxnn.optim.sgd([0.05, 0.2, 0.8]),
         ).params
     ),
 }

@@ -4,26 +4,23 @@ import re
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from helpers import assert_close
 
 import jaxnn
-from jaxnn import _loop, _plan, precision
+from jaxnn import precision
 
 
 def _fit_program(compute_dtype: str) -> str:
     """The StableHLO of the one-call program ``fit`` runs for the seed network."""
     model = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
     x, y = jaxnn.make_regression(jax.random.key(0), n=64)
-    s = _plan.setup_fit(
-        model, model.init(jax.random.key(1)), x, y, loss="mse", key=jax.random.key(2), optimizer="sgd",
-        learning_rate=0.1, batch_size=8, epochs=2, shuffle=True, validation=(x[:16], y[:16]), metrics=(),
-        early_stopping=None, sample_weight=None, checkpoints=None, resume=None, log_dir=None, devices=1,
-        compute_dtype=compute_dtype,
-        progress=False, tuning=None,
+    program = jaxnn.lower(
+        model, model.init(jax.random.key(1)), x, y, loss="mse", key=jax.random.key(2),
+        optimizer=jaxnn.optim.sgd(0.1), batch_size=8, epochs=2, validation=(x[:16], y[:16]), devices=1,
+        tuning=jaxnn.Tuning(compute_dtype=compute_dtype),
     )  # fmt: skip
-    return _loop.run_fresh.lower(s.plan, s.start, s.hyperparams, s.data, np.int32(2)).as_text()
+    return program.lowered.as_text()
 
 
 @pytest.mark.parametrize(("mode", "want"), [("float32", "HIGHEST"), ("tensorfloat32", "HIGH"), ("bfloat16", "DEFAULT")])
@@ -64,9 +61,18 @@ def test_evaluate_reproduces_the_validation_history_in_every_mode():
     x, y = jaxnn.make_regression(jax.random.key(1), n=96)
     for mode in ("float32", "bfloat16"):
         r = jaxnn.fit(
-            model, params, x[:64], y[:64], loss="mse", key=jax.random.key(2), epochs=2, batch_size=16,
-            validation=(x[64:], y[64:]), compute_dtype=mode, progress=False,
-        )  # fmt: skip
+            model,
+            params,
+            x[:64],
+            y[:64],
+            loss="mse",
+            key=jax.random.key(2),
+            epochs=2,
+            batch_size=16,
+            validation=(x[64:], y[64:]),
+            tuning=jaxnn.Tuning(compute_dtype=mode),
+            progress=False,
+        )
         again = jaxnn.evaluate(model, r.params, x[64:], y[64:], loss="mse", compute_dtype=mode)
         assert again["loss"] == pytest.approx(float(r.history["val_loss"][-1]), rel=1e-6), mode
 

@@ -32,3 +32,5 @@ def test_readme_states_the_bad_input_table_size():
     entries, kinds = sorted({e for e, _ in cases}), sorted({k for _, k in cases})
     claim = f"{len(cases)} cases ({len(entries)} entry points x {len(kinds)} kinds of bad input)"
     assert claim in README.read_text(), f"README should say: {claim}"
+    rows = len(bad_inputs.option_rows("fit")) + len(bad_inputs.option_rows("fit_many"))
+    assert f"{rows} option rows" in README.read_text(), f"README should say: {rows} option rows"

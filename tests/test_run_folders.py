@@ -2,6 +2,7 @@
 folder (run id, lock), resume keeps or refuses settings by a documented rule, every
 check happens before training, and the command line fails like a command line."""
 
+import dataclasses
 import json
 import os
 import random
@@ -18,7 +19,7 @@ import pytest
 from helpers import CompileCounter, assert_bitwise_equal, expect_rejected
 
 import jaxnn
-from jaxnn import checkpoint, experiment
+from jaxnn import _files, _saver, checkpoint, experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 X, Y = jaxnn.make_regression(jax.random.key(0), n=64)
@@ -27,7 +28,7 @@ PARAMS = MODEL.init(jax.random.key(1))
 
 
 def train(epochs, folder=None, *, every=1, keep=3, overwrite=False, resume=None, **kw):
-    kw = {"loss": "mse", "optimizer": "adam", "learning_rate": 0.01, "batch_size": 8, **kw}
+    kw = {"loss": "mse", "optimizer": jaxnn.optim.adam(0.01), "batch_size": 8, **kw}
     ck = None if folder is None else jaxnn.Checkpoints(folder, every, keep, overwrite=overwrite)
     return jaxnn.fit(
         MODEL, PARAMS, X, Y, key=jax.random.key(2), epochs=epochs, checkpoints=ck, resume=resume, progress=False, **kw
@@ -43,17 +44,17 @@ def test_a_new_run_never_deletes_or_resumes_another_runs_checkpoints(tmp_path):
     before = files(tmp_path)
     expect_rejected(checkpoint.CheckpointError, "holds checkpoints this run must not mix with", train, 4, tmp_path)
     assert files(tmp_path) == before  # nothing deleted, nothing added
-    mine = train(4, tmp_path, overwrite=True, learning_rate=0.05)
+    mine = train(4, tmp_path, overwrite=True, optimizer=jaxnn.optim.adam(0.05))
     assert [checkpoint.read_metadata(p)["epoch"] for p in sorted(tmp_path.glob("*.jaxnn"))] == [2, 3, 4]
-    again = train(4, resume=tmp_path, learning_rate=0.05)  # the folder now holds the second run only
+    again = train(4, resume=tmp_path, optimizer=jaxnn.optim.adam(0.05))  # the folder now holds the second run only
     assert again.epochs_run == 4
     assert_bitwise_equal(again.params, mine.params)
 
 
 def test_a_second_writer_gets_the_holders_pid_and_a_crash_releases_the_lock(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from jaxnn import checkpoint; from pathlib import Path; "
-         "checkpoint.lock_folder(Path(sys.argv[1])); print('locked', flush=True); time.sleep(600)", str(tmp_path)],
+        [sys.executable, "-c", "import sys, time; from jaxnn import _files; from pathlib import Path; "
+         "_files.lock_folder(Path(sys.argv[1])); print('locked', flush=True); time.sleep(600)", str(tmp_path)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -69,7 +70,7 @@ def test_a_second_writer_gets_the_holders_pid_and_a_crash_releases_the_lock(tmp_
 
 def test_clean_up_and_latest_go_by_the_recorded_epoch_not_the_name(tmp_path):
     state = {"w": np.zeros(3, np.float32)}
-    saver = checkpoint.Saver(jaxnn.Checkpoints(tmp_path, 1, keep=2), 2_000_000, {}, "run1", (0, 0))
+    saver = _saver.Saver(jaxnn.Checkpoints(tmp_path, 1, keep=2), 2_000_000, {}, "run1", (0, 0))
     with saver:
         for epoch in (999_998, 999_999, 1_000_000, 1_000_001):
             saver.after_chunk(state, epoch, {"loss": [0.0]}, False)
@@ -81,7 +82,7 @@ def test_clean_up_and_latest_go_by_the_recorded_epoch_not_the_name(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="checkpoints of 2 runs"):
         checkpoint.latest(tmp_path)
     with pytest.raises(checkpoint.CheckpointError, match=r"a\.jaxnn \(run run2, epoch 5\)"):
-        with checkpoint.Saver(jaxnn.Checkpoints(tmp_path, 1, keep=2), 2_000_000, {}, "run1", (1_000_001, 0)):
+        with _saver.Saver(jaxnn.Checkpoints(tmp_path, 1, keep=2), 2_000_000, {}, "run1", (1_000_001, 0)):
             pass
     (tmp_path / "a.jaxnn").unlink()
     (tmp_path / "z.jaxnn").write_bytes(b"not a checkpoint")
@@ -102,7 +103,7 @@ def test_resume_takes_epochs_and_hyperparameters_from_the_call_and_refuses_what_
     ]
     for change, match in refused:
         expect_rejected(ValueError, match, train, **{"epochs": 8, **kw, **change, "resume": tmp_path})
-    slow, fast = (train(8, resume=tmp_path, learning_rate=lr, **kw) for lr in (0.01, 0.05))
+    slow, fast = (train(8, resume=tmp_path, optimizer=jaxnn.optim.adam(lr), **kw) for lr in (0.01, 0.05))
     assert slow.epochs_run == fast.epochs_run == 8
     assert not np.array_equal(jax.tree.leaves(slow.params)[0], jax.tree.leaves(fast.params)[0])  # the call's rate
     assert_bitwise_equal(slow.params, train(8, **kw).params)
@@ -162,7 +163,7 @@ def test_cli_run_folder_rules(tmp_path, capsys):
     cli("--epochs", "1", "--out", str(run), "--overwrite")
     assert json.loads((run / "run.json").read_text())["run_id"] != first["run_id"]
     assert [checkpoint.read_metadata(p)["epoch"] for p in (run / "checkpoints").glob("*.jaxnn")] == [1]
-    fd = checkpoint.lock_folder(run)
+    fd = _files.lock_folder(run)
     try:
         assert f"in use by another process (pid {os.getpid()})" in cli("--resume", str(run), code=2)
     finally:
@@ -177,7 +178,7 @@ def test_cli_run_folder_rules(tmp_path, capsys):
 def test_a_bad_config_json_is_an_error_before_anything_is_written(tmp_path, field, value, match):
     saved = tmp_path / "saved"
     saved.mkdir()
-    config = {**json.loads(json.dumps(experiment.dataclasses.asdict(classify_iris.CONFIG))), field: value}
+    config = {**json.loads(json.dumps(dataclasses.asdict(classify_iris.CONFIG))), field: value}
     (saved / "config.json").write_text(json.dumps(config))
     out = tmp_path / "out"
     assert re.search(f"error: .*{match}", cli("--from-run", str(saved), "--out", str(out), code=2))
@@ -255,8 +256,8 @@ folder = Path(sys.argv[1])
 x, y = jaxnn.make_regression(jax.random.key(0), n=64)
 model = jaxnn.mlp([3, 16, 16, 1], output_activation="sigmoid", norm="batch", dropout=0.2)
 has = folder.is_dir() and any(folder.glob("*.jaxnn"))
-r = jaxnn.fit(model, model.init(jax.random.key(1)), x, y, loss="mse", key=jax.random.key(2), optimizer="adam",
-              learning_rate=0.01, batch_size=4, epochs=int(sys.argv[2]), progress=False,
+r = jaxnn.fit(model, model.init(jax.random.key(1)), x, y, loss="mse", key=jax.random.key(2),
+              optimizer=jaxnn.optim.adam(0.01), batch_size=4, epochs=int(sys.argv[2]), progress=False,
               checkpoints=jaxnn.Checkpoints(folder, every=1, keep=2), resume=folder if has else None)
 """
 
@@ -308,7 +309,7 @@ def test_twenty_random_kills_and_interrupts_then_resume_equals_one_uninterrupted
 
 def test_numpy_scalars_are_numbers(tmp_path):
     for lr in (np.float32(0.01), np.float64(0.01), 1):
-        assert train(1, learning_rate=lr).epochs_run == 1
+        assert train(1, optimizer=jaxnn.optim.adam(lr)).epochs_run == 1
     with CompileCounter() as c, pytest.raises(ValueError, match=r"got 1e\+300"):
-        train(1, learning_rate=1e300)
+        train(1, optimizer=jaxnn.optim.adam(1e300))
     assert c.count == 0

@@ -318,7 +318,8 @@ def _(data, tmp):
 @case("sklearn", "name")
 def _(data, tmp):
     field = data.draw(st.sampled_from(["solver", "activation"]))
-    name = data.draw(st.text(max_size=8).filter(lambda s: s not in ("adam", "sgd", "relu", "tanh", "identity")))
+    valid = {"adam", "sgd", "lbfgs", "identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus"}
+    name = data.draw(st.text(max_size=8).filter(lambda s: s not in valid))
     expect(ValueError, f"{field} must be", est_fit, data.draw(estimators), **{field: name})
 
 

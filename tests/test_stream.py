@@ -34,7 +34,7 @@ class OnDisk:
 
 def run(x, y, **kw):
     kw = {"loss": "softmax_cross_entropy", "key": jax.random.key(1), "batch_size": 16, "epochs": 4,
-          "optimizer": "adam", "learning_rate": 0.01, "progress": False, **kw}  # fmt: skip
+          "optimizer": jaxnn.optim.adam(0.01), "progress": False, **kw}  # fmt: skip
     return jaxnn.fit(MODEL, MODEL.init(jax.random.key(0)), x, y, **kw)
 
 
@@ -68,7 +68,7 @@ def test_sample_weights_and_a_run_that_goes_non_finite_stream_alike(data, monkey
     x, y, path = data
     monkeypatch.setattr(_stream, "CHUNK_BYTES", 4 * 16 * 6 * 4)
     w = np.linspace(0.5, 2, len(x)).astype(np.float32)
-    kw = dict(sample_weight=w, optimizer="sgd", learning_rate=1e4, epochs=6)  # diverges within the run
+    kw = dict(sample_weight=w, optimizer=jaxnn.optim.sgd(1e4), epochs=6)  # diverges within the run
     np.save(path.with_name("big.npy"), x * 100)
     with pytest.warns(RuntimeWarning, match="the loss became non-finite"):
         memory = run(x * 100, y, **kw)
@@ -77,6 +77,20 @@ def test_sample_weights_and_a_run_that_goes_non_finite_stream_alike(data, monkey
     assert memory.stop_reason == streamed.stop_reason == jaxnn.Stop.NON_FINITE_LOSS
     assert_bitwise_equal(streamed.params, memory.params)
     assert_bitwise_equal(streamed.history["loss"], memory.history["loss"])
+
+
+def test_a_streamed_fit_that_diverges_on_an_epochs_first_step_stops_as_in_memory(data):
+    # One batch per epoch: a divergence is always on the epoch's first step (it crashed
+    # with an IndexError, while the in-memory NaN guard stopped cleanly).
+    x, y, path = data
+    np.save(path.with_name("huge.npy"), x * 1e6)
+    kw = dict(optimizer=jaxnn.optim.sgd(1e6), batch_size=len(x), epochs=3)
+    with pytest.warns(RuntimeWarning, match="the loss became non-finite"):
+        memory = run(x * 1e6, y, **kw)
+    with pytest.warns(RuntimeWarning, match="the loss became non-finite"):
+        streamed = run(np.load(path.with_name("huge.npy"), mmap_mode="r"), y, **kw)
+    assert memory.stop_reason == streamed.stop_reason == jaxnn.Stop.NON_FINITE_LOSS
+    assert_bitwise_equal(streamed.params, memory.params)
 
 
 def test_streamed_run_resumes_from_its_checkpoint_bitwise(data, tmp_path):
@@ -152,5 +166,5 @@ def test_what_a_streamed_fit_refuses(data, kw, match):
     with pytest.raises(ValueError, match="y must have shape"):
         run(np.load(path, mmap_mode="r"), y[:10])
     with pytest.raises(TypeError, match="fit_many takes x in memory"):
-        many = dict(loss="softmax_cross_entropy", key=jax.random.key(0), hyperparams={"learning_rate": [0.1, 0.2]})
-        jaxnn.sweep.fit_many(MODEL, np.load(path, mmap_mode="r"), y, progress=False, **many)
+        many = dict(loss="softmax_cross_entropy", key=jax.random.key(0), optimizer=jaxnn.optim.sgd([0.1, 0.2]))
+        jaxnn.fit_many(MODEL, None, np.load(path, mmap_mode="r"), y, progress=False, **many)

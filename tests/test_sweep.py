@@ -25,12 +25,12 @@ def test_each_model_equals_its_own_fit(data):
     lrs = [0.05, 0.2, 0.5]
     r = fit_many(
         m,
+        p,
         x,
         y,
         loss="mse",
         key=jax.random.key(1),
-        init_params=p,
-        hyperparams={"learning_rate": lrs},
+        optimizer=jaxnn.optim.sgd(lrs),
         batch_size=16,
         epochs=3,
         validation=(xv, yv),
@@ -45,7 +45,7 @@ def test_each_model_equals_its_own_fit(data):
             y,
             loss="mse",
             key=keys[i],
-            learning_rate=lr,
+            optimizer=jaxnn.optim.sgd(lr),
             batch_size=16,
             epochs=3,
             validation=(xv, yv),
@@ -60,11 +60,12 @@ def test_table_sorted_best_first_and_helpers(data):
     m = model()
     r = fit_many(
         m,
+        None,
         x,
         y,
         loss="mse",
         key=jax.random.key(2),
-        hyperparams={"learning_rate": [0.001, 0.5]},
+        optimizer=jaxnn.optim.sgd([0.001, 0.5]),
         batch_size=8,
         epochs=4,
         validation=(xv, yv),
@@ -90,7 +91,7 @@ def test_table_sorted_best_first_and_helpers(data):
 
 def test_ensemble_over_seeds_differs_per_model(data):
     x, y, _, _ = data
-    r = fit_many(model(), x, y, loss="mse", key=jax.random.key(3), num_models=4, epochs=1, progress=False)
+    r = fit_many(model(), None, x, y, loss="mse", key=jax.random.key(3), num_models=4, epochs=1, progress=False)
     w = np.asarray(r.params[0]["w"])
     assert w.shape == (4, 3, 4)
     assert len({w[i].tobytes() for i in range(4)}) == 4
@@ -99,9 +100,9 @@ def test_ensemble_over_seeds_differs_per_model(data):
 def test_a_new_sweep_with_the_same_shapes_does_not_recompile(data):
     x, y, _, _ = data
     kw = dict(loss="mse", batch_size=16, epochs=2, progress=False)
-    fit_many(model(), x, y, key=jax.random.key(0), hyperparams={"learning_rate": [0.1, 0.2]}, **kw)
+    fit_many(model(), None, x, y, key=jax.random.key(0), optimizer=jaxnn.optim.sgd([0.1, 0.2]), **kw)
     with CompileCounter() as c:
-        fit_many(model(), x, y, key=jax.random.key(1), hyperparams={"learning_rate": [0.3, 0.01]}, **kw)
+        fit_many(model(), None, x, y, key=jax.random.key(1), optimizer=jaxnn.optim.sgd([0.3, 0.01]), **kw)
     assert c.count == 0
 
 
@@ -109,26 +110,26 @@ def test_momentum_and_weight_decay_are_swept_as_data(data):
     x, y, _, _ = data
     r = fit_many(
         model(),
+        None,
         x,
         y,
         loss="mse",
         key=jax.random.key(0),
-        optimizer="adamw",
+        optimizer=jaxnn.optim.adamw(0.01, weight_decay=[0.0, 0.1, 1.0]),
         progress=False,
         epochs=2,
-        hyperparams={"learning_rate": 0.01, "weight_decay": [0.0, 0.1, 1.0]},
     )
     assert r.hyperparams["weight_decay"].tolist() == pytest.approx([0.0, 0.1, 1.0])
     assert r.history["loss"].shape == (3, 2)
     m = fit_many(
         model(),
+        None,
         x,
         y,
         loss="mse",
         key=jax.random.key(0),
-        optimizer="momentum",
+        optimizer=jaxnn.optim.momentum(momentum=[0.0, 0.9]),
         progress=False,
-        hyperparams={"momentum": [0.0, 0.9]},
     )
     assert not np.allclose(m.params[0]["w"][0], m.params[0]["w"][1])
 
@@ -141,10 +142,9 @@ def test_dropout_and_batch_norm_models_sweep_dropout_as_data(data):
     kw = dict(loss="mse", batch_size=16, epochs=3, validation=(xv, yv), progress=False)
     # sgd: Adam would blow the float noise in the gradient of a bias before batch norm
     # (zero in exact arithmetic) up to full steps, which vmapped and plain fits round apart
-    hp = {"dropout": rates, "l2": 1e-3, "learning_rate": 0.1}
-    r = fit_many(m, x, y, key=jax.random.key(1), init_params=p, hyperparams=hp, **kw)
+    sgd = jaxnn.optim.sgd(0.1, l2=1e-3)
+    r = fit_many(m, p, x, y, key=jax.random.key(1), optimizer=sgd, dropout=rates, **kw)
     keys = jaxnn.rng.model_keys(jax.random.key(1), 3)
-    sgd = jaxnn.optim.Optimizer("sgd", {"learning_rate": 0.1, "l2": 1e-3})
     for i, rate in enumerate(rates):  # each model is the fit of a network built with its rate
         mi = jaxnn.mlp([3, 16, 16, 1], norm="batch", dropout=rate, output_activation="sigmoid")
         one = jaxnn.fit(mi, p, x, y, key=keys[i], optimizer=sgd, **kw)
@@ -152,13 +152,13 @@ def test_dropout_and_batch_norm_models_sweep_dropout_as_data(data):
         assert_close(got, one.params, rtol=1e-4, atol=1e-6)
     assert [row["dropout"] for row in sorted(r.table, key=lambda row: row["model"])] == pytest.approx(rates)
     with CompileCounter() as c:  # other rates: the same program
-        hp = {"dropout": [0.1, 0.3, 0.4], "l2": [0.0, 1e-2, 1e-4], "learning_rate": 0.1}
-        fit_many(m, x, y, key=jax.random.key(1), init_params=p, hyperparams=hp, **kw)
+        other = jaxnn.optim.sgd(0.1, l2=[0.0, 1e-2, 1e-4])
+        fit_many(m, p, x, y, key=jax.random.key(1), optimizer=other, dropout=[0.1, 0.3, 0.4], **kw)
     assert c.count == 0
-    with pytest.raises(ValueError, match="sweeping dropout needs a jaxnn.mlp built with dropout"):
-        fit_many(model(), x, y, key=jax.random.key(1), hyperparams={"dropout": rates}, loss="mse", progress=False)
+    with pytest.raises(ValueError, match="dropout= needs a jaxnn.mlp built with dropout"):
+        fit_many(model(), None, x, y, key=jax.random.key(1), dropout=rates, loss="mse", progress=False)
     with pytest.raises(ValueError, match=r"dropout must be a rate in \[0, 1\)"):
-        fit_many(m, x, y, key=jax.random.key(1), hyperparams={"dropout": [0.5, 1.0]}, loss="mse", progress=False)
+        fit_many(m, None, x, y, key=jax.random.key(1), dropout=[0.5, 1.0], loss="mse", progress=False)
 
 
 def test_divergent_models_stop_alone_and_early_stopping_per_model(data):
@@ -167,11 +167,12 @@ def test_divergent_models_stop_alone_and_early_stopping_per_model(data):
     with pytest.warns(RuntimeWarning, match="1 of 2 models"):
         r = fit_many(
             lin,
+            None,
             x,
             y,
             loss="mse",
             key=jax.random.key(0),
-            hyperparams={"learning_rate": [0.01, 1e3]},
+            optimizer=jaxnn.optim.sgd([0.01, 1e3]),
             batch_size=8,
             epochs=6,
             validation=(xv, yv),
@@ -188,37 +189,50 @@ def test_bad_sweeps():
     with pytest.raises(ValueError, match="disagree"):
         fit_many(
             model(),
+            None,
             x,
             y,
             loss="mse",
             key=jax.random.key(0),
             num_models=3,
-            hyperparams={"learning_rate": [0.1, 0.2]},
+            optimizer=jaxnn.optim.sgd([0.1, 0.2]),
             progress=False,
         )
     with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
-        fit_many(model(), x, y, loss="mse", key=jax.random.key(0), hyperparams={"learning_rate": [0.1, -1]})
+        fit_many(model(), None, x, y, loss="mse", key=jax.random.key(0), optimizer=jaxnn.optim.sgd([0.1, -1]))
     with pytest.raises(ValueError, match="finite"):
-        fit_many(model(), x, y, loss="mse", key=jax.random.key(0), hyperparams={"learning_rate": [np.nan]})
+        fit_many(model(), None, x, y, loss="mse", key=jax.random.key(0), optimizer=jaxnn.optim.sgd([np.nan]))
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
-        fit_many(model(), x, y, loss="mse", key=jax.random.key(0), optimizer="lbfgs")
+        fit_many(model(), None, x, y, loss="mse", key=jax.random.key(0), optimizer="lbfgs")
     with pytest.raises(ValueError, match="sgd has no hyperparameter 'b1'"):
-        fit_many(model(), x, y, loss="mse", key=jax.random.key(0), hyperparams={"b1": [0.9, 0.8]})
+        fit_many(
+            model(),
+            None,
+            x,
+            y,
+            loss="mse",
+            key=jax.random.key(0),
+            optimizer=jaxnn.optim.Optimizer("sgd", {"b1": [0.9, 0.8]}),
+        )
     with pytest.raises(TypeError, match="learning_rate must be a number"):
-        fit_many(model(), x, y, loss="mse", key=jax.random.key(0), hyperparams={"learning_rate": ["0.1"]})
+        fit_many(model(), None, x, y, loss="mse", key=jax.random.key(0), optimizer=jaxnn.optim.sgd(["0.1"]))
 
 
 def test_checkpoints_and_resume_continue_a_sweep_exactly(data, tmp_path):
     x, y, xv, yv = data
     kw = dict(
-        loss="mse", key=jax.random.key(0), optimizer="adam", batch_size=16, validation=(xv, yv), progress=False,
-        hyperparams={"learning_rate": [0.003, 0.01, 0.03], "b1": [0.8, 0.9, 0.95]},
-    )  # fmt: skip
-    straight = fit_many(model(), x, y, epochs=5, **kw)
-    first = fit_many(model(), x, y, epochs=3, checkpoints=jaxnn.Checkpoints(tmp_path, every=1, keep=2), **kw)
+        loss="mse",
+        key=jax.random.key(0),
+        optimizer=jaxnn.optim.adam([0.003, 0.01, 0.03], b1=[0.8, 0.9, 0.95]),
+        batch_size=16,
+        validation=(xv, yv),
+        progress=False,
+    )
+    straight = fit_many(model(), None, x, y, epochs=5, **kw)
+    first = fit_many(model(), None, x, y, epochs=3, checkpoints=jaxnn.Checkpoints(tmp_path, every=1, keep=2), **kw)
     assert sorted(p.name for p in tmp_path.glob("*.jaxnn")) == ["epoch-0000000002.jaxnn", "epoch-0000000003.jaxnn"]
-    from_folder = fit_many(model(), x, y, epochs=5, resume=tmp_path, **kw)
-    from_result = fit_many(model(), x, y, epochs=5, resume=first, **kw)
+    from_folder = fit_many(model(), None, x, y, epochs=5, resume=tmp_path, **kw)
+    from_result = fit_many(model(), None, x, y, epochs=5, resume=first, **kw)
     for resumed in (from_folder, from_result):
         assert_bitwise_equal(resumed.params, straight.params)
         assert resumed.epochs_run.tolist() == [5, 5, 5]
@@ -233,7 +247,6 @@ def test_checkpoints_and_resume_continue_a_sweep_exactly(data, tmp_path):
 
 import hypothesis.strategies as st  # noqa: E402
 from bad_inputs import (  # noqa: E402
-    CHECKPOINTS,
     X,
     bad_input_test,
     bad_labels,
@@ -243,6 +256,7 @@ from bad_inputs import (  # noqa: E402
     expect,
     many,
     nonfinite,
+    option_test,
     poisoned,
 )
 
@@ -260,9 +274,7 @@ def _(data, tmp):
     expect(
         ValueError,
         "disagree on the number of models",
-        many,
-        hyperparams={"learning_rate": lrs},
-        num_models=len(lrs) + 1,
+        lambda: many(optimizer=jaxnn.optim.sgd(lrs), num_models=len(lrs) + 1),
     )
 
 
@@ -274,9 +286,7 @@ def _(data, tmp):
         expect(
             ValueError,
             "momentum must be a finite number >= 0 within float32.s range",
-            many,
-            hyperparams={"momentum": [0.5, data.draw(nonfinite)]},
-            optimizer="momentum",
+            lambda: many(optimizer=jaxnn.optim.momentum(0.01, [0.5, data.draw(nonfinite)])),
         )
 
 
@@ -317,8 +327,7 @@ def _(data, tmp):
     expect(
         ValueError,
         "learning_rate must be a finite number > 0 within float32's range",
-        many,
-        hyperparams={"learning_rate": [0.1, lr]},
+        lambda: many(optimizer=jaxnn.optim.sgd([0.1, lr])),
     )
 
 
@@ -328,27 +337,5 @@ def _(data, tmp):
     expect(ValueError, "unknown optimizer .*; expected one of", many, optimizer=name)
 
 
-MANY_OPTIONS = {
-    "hyperparams": [
-        ([0.1], TypeError, "hyperparams must be a dict"),
-        ({"learning_rate": "0.1"}, TypeError, "learning_rate must be a number"),
-        ({"momentum": [0.9]}, ValueError, "sgd has no hyperparameter 'momentum'"),
-        ({"learning_rate": [[0.1, 0.2]]}, ValueError, "must be a number or a 1-D sequence"),
-        ({"learning_rate": [1e300]}, ValueError, r"within float32's range, got \[1e\+300\]"),
-    ],
-    "model_devices": [(0, ValueError, r"model_devices=0: expected a count"), (True, TypeError, "model_devices must")],
-    "num_models": [(0, ValueError, r"num_models must be in \[1, "), (2.5, TypeError, "num_models must be an int")],
-    "checkpoints": [(jaxnn.Checkpoints(CHECKPOINTS, keep=1.5), TypeError, "checkpoints.keep must be an int")],
-    "tuning": [(jaxnn.Tuning(unroll=0), ValueError, "tuning.unroll must be >= 1")],
-    "resume": [(3, TypeError, "fit_many's resume must be a checkpoint path or a ManyResult")],
-}
-
-
-@case("fit_many", "option")
-def _(data, tmp):
-    name = data.draw(st.sampled_from(sorted(MANY_OPTIONS)))
-    value, error, match = data.draw(st.sampled_from(MANY_OPTIONS[name]))
-    expect(error, match, many, **{name: value})
-
-
 test_bad_input_gets_a_clear_error = bad_input_test("fit_many")
+test_a_bad_option_gets_a_clear_error = option_test("fit_many")

@@ -1,0 +1,129 @@
+"""The data a run trains on (private): checked at the boundary, split into training
+and validation parts, targets matched to the loss and the model's output. Nothing
+here compiles a training program or writes a file.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxnn import rng
+from jaxnn.data import float_dtype, summary, validate
+from jaxnn.losses import LOSSES
+
+
+class Data(NamedTuple):
+    """A run's arrays on the host: training rows, targets and sample weights, and the
+    same for validation (``None`` where absent). ``x`` is ``None`` in a streamed fit
+    (its rows come from ``Run.stream``)."""
+
+    x: Any
+    y: Any
+    w: Any = None
+    x_val: Any = None
+    y_val: Any = None
+    w_val: Any = None
+
+
+def prepare_targets(loss_name: str | None, y: np.ndarray, out_shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Checks ``y`` against the loss and the model's output; reshapes (n,) to (n, 1)
+    for a one-output model (documented, never a broadcast)."""
+    if loss_name == "softmax_cross_entropy":
+        k = out_shape[-1] if out_shape else 1
+        if y.ndim == 1:
+            if not np.issubdtype(y.dtype, np.integer):
+                raise ValueError(f"{name}: softmax_cross_entropy needs integer class labels, got dtype {y.dtype}")
+            _, low, high = summary(y)
+            if low < 0 or high >= k:
+                raise ValueError(
+                    f"{name}: labels must lie in [0, {k}) for a model with {k} outputs, got values in [{low}, {high}]"
+                )
+            return y
+        if y.shape[1:] != out_shape:
+            raise ValueError(f"{name}: one-hot targets must have shape (n, {k}), got {y.shape}")
+        y = y.astype(np.float32)
+        sums = y.sum(axis=1)
+        if y.min() < 0 or y.max() > 1 or np.abs(sums - 1).max() > 1e-3:
+            row = int(np.argmax((y < 0).any(axis=1) | (y > 1).any(axis=1) | (np.abs(sums - 1) > 1e-3)))
+            raise ValueError(
+                f"{name}: softmax_cross_entropy needs one-hot or probability targets (each row in [0, 1], "
+                f"summing to 1), or integer labels (n,); row {row} is {y[row].tolist()}"
+            )
+        return y
+    if y.ndim == 1 and out_shape == (1,):
+        y = y[:, None]
+    if y.shape[1:] != out_shape:
+        raise ValueError(
+            f"{name} has shape {y.shape} but the model outputs (n, {', '.join(map(str, out_shape))}); "
+            f"expected targets of shape (n, {', '.join(map(str, out_shape))})"
+        )
+    if loss_name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        _, low, high = summary(y)
+        if low < 0 or high > 1:
+            raise ValueError(f"{name}: {loss_name} needs targets in [0, 1] (0/1 labels), got values in [{low}, {high}]")
+    return y.astype(float_dtype())
+
+
+def loss_name(loss) -> str | None:
+    return loss if isinstance(loss, str) else next((k for k, f in LOSSES.items() if f is loss), None)
+
+
+def check_multiprocess(x, placement, validation) -> None:
+    from jax.experimental import multihost_utils
+
+    if placement.batch is None:
+        raise ValueError("a multi-process run trains on every process's devices: leave devices=None")
+    if validation is not None and not isinstance(validation, tuple | list):
+        raise ValueError(
+            "in a multi-process run pass validation=(x_val, y_val) (whole, to every process), not a fraction"
+        )
+    rows = multihost_utils.process_allgather(np.array([x.shape[0]]))
+    if len(set(np.ravel(rows).tolist())) != 1:
+        raise ValueError(f"every process must feed the same number of rows, got {np.ravel(rows).tolist()}")
+
+
+def check_sample_weight(weights, n: int, name: str) -> np.ndarray:
+    """``weights`` as float32 ``(n,)``: finite, >= 0, not all 0."""
+    w = np.asarray(weights)
+    if w.dtype == bool or not (np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)):
+        raise TypeError(f"{name} must be numbers, one per row, got dtype {w.dtype}")
+    if w.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) (one weight per row), got {w.shape}")
+    w = w.astype(np.float32)
+    if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+        raise ValueError(f"{name} must be finite and >= 0, and not all 0")
+    return w
+
+
+def split_validation(key, data: Data, validation) -> Data:
+    """``data`` with its validation part: ``validation`` is ``None``, ``(x_val, y_val)``,
+    ``(x_val, y_val, w_val)``, or the fraction of the rows (and weights) to hold out at
+    random (stream ``"validation"`` of the run key)."""
+    x, y, w = data.x, data.y, data.w
+    if validation is None:
+        return data
+    if isinstance(validation, tuple | list):
+        if len(validation) not in (2, 3):
+            raise TypeError(
+                "validation must be a pair (x_val, y_val), a triple (x_val, y_val, weights) or a fraction in (0, 1)"
+            )
+        x_val, y_val = validate(*validation[:2], x_name="validation x", y_name="validation y")
+        if x_val.shape[1] != x.shape[1]:
+            raise ValueError(f"validation x has {x_val.shape[1]} features, x has {x.shape[1]}")
+        w_val = None
+        if len(validation) == 3:
+            w_val = check_sample_weight(validation[2], x_val.shape[0], "validation weights")
+        return Data(x, y, w, x_val, y_val, w_val)
+    if isinstance(validation, bool) or not isinstance(validation, float | int | np.floating):
+        raise TypeError(f"validation must be a pair (x_val, y_val) or a fraction in (0, 1), got {validation!r}")
+    if not 0 < validation < 1:
+        raise ValueError(f"validation fraction must be in (0, 1), got {validation}")
+    n_val = int(round(x.shape[0] * validation))
+    if not 0 < n_val < x.shape[0]:
+        raise ValueError(f"validation={validation} of {x.shape[0]} rows leaves an empty split")
+    perm = np.asarray(jax.random.permutation(rng.stream(key, "validation"), x.shape[0]))
+    val, train = perm[:n_val], perm[n_val:]
+    if w is None:
+        return Data(x[train], y[train], None, x[val], y[val], None)
+    return Data(x[train], y[train], w[train], x[val], y[val], w[val])

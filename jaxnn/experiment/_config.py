@@ -1,0 +1,138 @@
+"""An experiment's config (private): ``ExperimentConfig``, checked when it is made, and
+the data split it defines."""
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxnn import data, metrics, optim, rng
+from jaxnn._checks import MAX_EPOCHS, positive_int
+from jaxnn.losses import get_loss
+from jaxnn.mlp import NORMS
+
+Task = Literal["regression", "binary", "multiclass"]
+
+
+MAX_SEED = 2**63 - 1  # jax.random.key takes an int64
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines a run. Saved as ``config.json``; ``--from-run`` reads it back."""
+
+    name: str
+    dataset: str  # "seed" (the seed's 1000 x 3 regression) or a bundled dataset name
+    task: Task
+    loss: str
+    output_activation: str | None = None
+    hidden: tuple[int, ...] = (4, 4)
+    activation: str = "relu"
+    metrics: tuple[str, ...] = ()
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    batch_size: int = 1
+    epochs: int = 50
+    seed: int = 0
+    test_fraction: float = 0.2
+    standardize: bool = True  # features (and a bundled regression target) by training statistics
+    checkpoint_every: int = 0  # 0: a checkpoint at the end only
+    dropout: float = 0.0  # after each hidden layer, in training
+    norm: str | None = None  # "batch" or "layer" normalisation in each hidden layer
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value, kind = getattr(self, field.name), _KINDS[field.name]
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind not in (bool, object)):
+                raise TypeError(f"config field {field.name} must be {_KIND_NAMES[kind]}, got {value!r:.80}")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.name):
+            raise ValueError(f"name must be a plain name (letters, digits, . _ -; no path), got {self.name!r:.80}")
+        if self.dataset != "seed" and self.dataset not in data.DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; expected 'seed' or one of {list(data.DATASETS)}")
+        if self.task not in ("regression", "binary", "multiclass"):
+            raise ValueError(f"task must be regression, binary or multiclass, got {self.task!r}")
+        get_loss(self.loss)
+        for m in self.metrics:
+            metrics.get_metric(m)
+        if self.optimizer not in optim.OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(optim.OPTIMIZERS)}")
+        optim.check_learning_rate(self.learning_rate)
+        if not self.hidden:
+            raise ValueError(f"hidden must be one or more sizes >= 1, got {self.hidden}")
+        for h in self.hidden:
+            positive_int(h, "each hidden size")
+        positive_int(self.batch_size, "batch_size")
+        positive_int(self.epochs, "epochs", MAX_EPOCHS)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be in [0, {MAX_SEED}], got {self.seed}")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.norm not in (None, *NORMS):
+            raise ValueError(f"norm must be null or one of {list(NORMS)}, got {self.norm!r}")
+
+    @classmethod
+    def from_json(cls, text: str) -> "ExperimentConfig":
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError(f"config.json must hold one object of fields, got {type(raw).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - names
+        if unknown:
+            raise ValueError(f"config.json has unknown fields {sorted(unknown)}")
+        for f in ("hidden", "metrics"):
+            if isinstance(raw.get(f), list):
+                raw[f] = tuple(raw[f])
+        return cls(**raw)
+
+
+_KINDS = {
+    **dict.fromkeys(("name", "dataset", "task", "loss", "activation", "optimizer"), str),
+    **dict.fromkeys(("output_activation", "norm"), str | None),
+    "hidden": tuple,
+    "metrics": tuple,
+    **dict.fromkeys(("batch_size", "epochs", "seed", "checkpoint_every"), int),
+    **dict.fromkeys(("learning_rate", "test_fraction", "dropout"), int | float),
+    "standardize": bool,
+}
+_KIND_NAMES = {str: "a string", str | None: "a string or null", tuple: "a list", int: "an int",
+               int | float: "a number", bool: "true or false"}  # fmt: skip
+
+# On --resume (and fit's resume=), the run's identity stays; its schedule is the call's.
+KEPT_ON_RESUME = ("name", "dataset", "task", "loss", "output_activation", "hidden", "activation", "metrics",
+                  "optimizer", "seed", "test_fraction", "standardize", "dropout", "norm")  # fmt: skip
+TAKEN_ON_RESUME = ("epochs", "learning_rate", "batch_size", "checkpoint_every")
+
+
+class Split(NamedTuple):
+    x_train: np.ndarray
+    x_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    classes: list[str]
+
+
+def load_split(config: ExperimentConfig) -> Split:
+    """The config's data, split (and standardised on the training part) with its seed."""
+    root = jax.random.key(config.seed)
+    if config.dataset == "seed":
+        x, y = data.make_regression(rng.stream(root, "dataset"))
+        classes = []
+    else:
+        ds = data.load_dataset(config.dataset)
+        x, y, classes = ds.x, ds.y, ds.target_names
+        if config.task == "binary":
+            y = y[:, None].astype(np.float32)  # a sigmoid output and binary cross-entropy want (n, 1)
+    xtr, xte, ytr, yte = data.train_test_split(rng.stream(root, "test_split"), x, y, config.test_fraction)
+    if config.standardize:
+        xtr, xte = data.standardize(xtr, xte)
+        if config.task == "regression" and config.dataset != "seed":  # the seed's target is in (0, 1) already
+            ytr, yte = data.standardize(ytr, yte)  # so errors read in standard deviations of the target
+    return Split(xtr, xte, ytr, yte, classes)

@@ -1,0 +1,281 @@
+"""The values that go into and come out of ``fit`` and ``fit_many``.
+
+Options are small frozen values (``EarlyStopping``, ``Checkpoints``, ``Tuning``) that
+check themselves when they are made: an invalid one cannot be written, and the error
+points at the line that wrote it. Results are ``TrainState`` (what a step changes),
+``FitResult``, ``ManyResult`` and the ``Stop`` reason. This module defines data only:
+it does not train.
+"""
+
+import dataclasses
+import enum
+import json
+import os
+from typing import Any, Literal, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxnn._checks import positive_int
+from jaxnn.precision import resolve_compute_dtype
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training, as one pytree.
+
+    Attributes:
+      params: the model's parameters.
+      opt_state: the optimizer's state.
+      step: shape=(), int32: updates applied so far.
+      epoch: shape=(), int32: epochs completed so far.
+      key: shape=(), PRNG key: the run's root key (fixed; epochs fold into it).
+      model_state: the model's state besides its parameters (Flax's other variable
+        collections, e.g. ``{"batch_stats": ...}``), updated by every training step;
+        ``None`` for a model whose variables are its params.
+    """
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    epoch: jax.Array
+    key: jax.Array
+    model_state: Any = None
+
+    @property
+    def variables(self):
+        """What the model's ``apply`` takes: ``params``, or ``{"params": params,
+        **model_state}`` for a model with state."""
+        return self.params if self.model_state is None else {"params": self.params, **self.model_state}
+
+
+class Stop(enum.IntEnum):
+    """Why training ended; the values are the codes the compiled loop records."""
+
+    COMPLETED = 0  # every epoch asked for ran
+    EARLY_STOPPING = 1  # the monitored value stopped improving
+    NON_FINITE_LOSS = 2  # the loss became NaN or inf; the last finite params are kept (that
+    # epoch's validation values come from the params that diverged, before the rewind)
+    NON_FINITE_PARAMS = 3  # the initial params were not finite: fit raises instead
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _final(history: dict) -> str:
+    last = {k: v[..., -1] for k, v in history.items() if k != "epoch" and np.shape(v)[-1:] not in ((0,),)}
+    return ", ".join(f"{k}={float(np.nanmin(v)) if np.ndim(v) else float(v):.4g}" for k, v in last.items())
+
+
+def _shapes(tree) -> str:
+    return str(jax.tree.map(lambda a: tuple(np.shape(a)), tree))
+
+
+class FitResult(NamedTuple):
+    """What ``fit`` returns.
+
+    Attributes:
+      params: the trained parameters (the best epoch's with ``restore_best``).
+      state: the final :class:`TrainState` (pass it as ``fit(..., resume=...)`` to go on).
+      history: per-epoch numpy arrays: ``loss`` (mean training loss), ``val_loss``
+        when there is validation data, one entry per metric (``val_<name>`` on
+        validation data, ``<name>`` on training data otherwise), and ``epoch``.
+      epochs_run: the epoch count of ``state`` (fewer than asked after a stop).
+      stop_reason: a :class:`Stop`.
+      message: a sentence about the stop, or ``""``.
+    """
+
+    params: Any
+    state: TrainState
+    history: dict[str, np.ndarray]
+    epochs_run: int
+    stop_reason: Stop = Stop.COMPLETED
+    message: str = ""
+
+    def __repr__(self) -> str:  # a summary: the arrays are a print away
+        return (
+            f"FitResult(epochs_run={self.epochs_run}, stop_reason={self.stop_reason}, "
+            f"final: {_final(self.history)}; params {_shapes(self.params)})"
+        )
+
+
+class ManyResult(NamedTuple):
+    """What ``fit_many`` returns.
+
+    Attributes:
+      params: the K models' parameters, stacked on a leading axis of size K.
+      state: the final stacked ``TrainState`` (pass it as ``fit_many(..., resume=...)``).
+      history: per-epoch arrays of shape ``(K, epochs)``, NaN after a model stopped.
+      epochs_run: shape ``(K,)``.
+      stop_reasons: one :class:`Stop` per model.
+      hyperparams: the values per model, ``{name: array of shape (K,)}``.
+      table: one dict per model (index, hyperparameters, final metrics), best first
+        by ``monitor``.
+      monitor: the history entry the table is sorted by.
+    """
+
+    params: Any
+    state: TrainState
+    history: dict[str, np.ndarray]
+    epochs_run: np.ndarray
+    stop_reasons: list
+    hyperparams: dict[str, np.ndarray]
+    table: list[dict]
+    monitor: str
+
+    def __repr__(self) -> str:
+        best = self.table[0] if self.table else {}
+        return (
+            f"ManyResult({len(self.stop_reasons)} models, epochs_run {np.min(self.epochs_run)}-"
+            f"{np.max(self.epochs_run)}, best: model {best.get('model')} with {self.monitor}="
+            f"{best.get(self.monitor, float('nan')):.4g}; params {_shapes(self.params)})"
+        )
+
+
+def _check(condition: bool, error: type, message: str) -> None:
+    if not condition:
+        raise error(message)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``monitor`` is ``"loss"``, ``"val_loss"`` or a metric's history name (e.g.
+    ``"val_accuracy"``); ``mode`` is ``"min"``, ``"max"`` or ``"auto"`` (max for
+    accuracy and r2, min otherwise; resolved when the value is made).
+    ``restore_best`` returns the best epoch's params. The decision is made inside the
+    compiled loop, so fusing epochs never overshoots.
+
+    ``best``: which values become the best one that later epochs must beat by
+    ``min_delta``: ``"significant"`` (Keras's rule: only improvements by more than
+    ``min_delta``, so slow steady progress adds up) or ``"any"`` (scikit-learn's rule:
+    every improvement, so each epoch must beat the best so far by ``min_delta``).
+
+    ``reduce_lr``: a factor in (0, 1), or ``None``. When patience runs out, the
+    learning rate held in the optimizer state (a named optimizer's) is multiplied by
+    it and the wait starts again; the run stops once patience runs out with the rate
+    at or below ``min_lr`` (scikit-learn's ``learning_rate="adaptive"``: 0.2 and 1e-6).
+    """
+
+    monitor: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
+    mode: Literal["min", "max", "auto"] = "auto"
+    restore_best: bool = True
+    best: Literal["significant", "any"] = "significant"
+    reduce_lr: float | None = None
+    min_lr: float = 0.0
+
+    def __post_init__(self):
+        _check(isinstance(self.monitor, str), TypeError, f"early_stopping.monitor must be a name, got {self.monitor!r}")
+        positive_int(self.patience, "early_stopping.patience")
+        _check(_is_number(self.min_delta) and self.min_delta >= 0, ValueError,
+               f"early_stopping.min_delta must be a number >= 0, got {self.min_delta!r}")  # fmt: skip
+        _check(self.mode in ("min", "max", "auto"), ValueError,
+               f"early_stopping.mode must be 'min', 'max' or 'auto', got {self.mode!r}")  # fmt: skip
+        _check(isinstance(self.restore_best, bool), TypeError,
+               f"early_stopping.restore_best must be True or False, got {self.restore_best!r}")  # fmt: skip
+        _check(self.best in ("significant", "any"), ValueError,
+               f"early_stopping.best must be 'significant' or 'any', got {self.best!r}")  # fmt: skip
+        _check(self.reduce_lr is None or (_is_number(self.reduce_lr) and 0 < self.reduce_lr < 1), ValueError,
+               f"early_stopping.reduce_lr must be None or a factor in (0, 1), got {self.reduce_lr!r}")  # fmt: skip
+        _check(_is_number(self.min_lr) and self.min_lr >= 0, ValueError,
+               f"early_stopping.min_lr must be a number >= 0, got {self.min_lr!r}")  # fmt: skip
+        if self.mode == "auto":
+            maximise = self.monitor.removeprefix("val_") in ("accuracy", "r2")
+            object.__setattr__(self, "mode", "max" if maximise else "min")
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoints:
+    """Save the whole loop state into ``dir`` every ``every`` epochs and at the end,
+    keeping the newest ``keep`` files; ``metadata`` (JSON-able) is stored in each.
+
+    ``every=None`` saves at the end only. Resume with ``fit(..., resume=dir)``.
+
+    The folder belongs to one run while it trains (an OS lock: a second writer gets
+    ``FolderInUseError``). Every file records the run's id: a new run into a folder
+    holding another run's checkpoints (or this run's past the epoch it resumes from)
+    is refused before training unless ``overwrite=True``, which deletes them.
+    ``run_id``: the id of a new run (default: a random one); a resumed run keeps its
+    checkpoint's, and a ``run_id`` that differs from it is refused.
+
+    ``every_steps``: a fit that streams ``x`` from disk (long epochs) also saves every
+    ``every_steps`` updates within an epoch, at the end of the chunk of steps that
+    reaches it (``epoch-E-step-S.jaxnn``, with the epoch's progress); resumed, it goes
+    on from that step, bit for bit as if never stopped.
+    """
+
+    dir: str | os.PathLike
+    every: int | None = None
+    keep: int = 3
+    metadata: dict | None = None
+    overwrite: bool = False
+    run_id: str | None = None
+    every_steps: int | None = None
+
+    def __post_init__(self):
+        _check(isinstance(self.dir, str | os.PathLike), TypeError,
+               f"checkpoints.dir must be a folder path, got {self.dir!r}")  # fmt: skip
+        _check(os.fspath(self.dir) != "", ValueError,
+               "checkpoints.dir is empty; expected a folder path (use '.' for the current folder)")  # fmt: skip
+        if self.every is not None:
+            positive_int(self.every, "checkpoints.every")
+        if self.every_steps is not None:
+            positive_int(self.every_steps, "checkpoints.every_steps")
+        positive_int(self.keep, "checkpoints.keep")
+        _check(isinstance(self.overwrite, bool), TypeError,
+               f"checkpoints.overwrite must be True or False, got {self.overwrite!r}")  # fmt: skip
+        _check(self.run_id is None or (isinstance(self.run_id, str) and self.run_id.isalnum()), ValueError,
+               f"checkpoints.run_id must be letters and digits, got {self.run_id!r}")  # fmt: skip
+        if self.metadata is not None:
+            _check(isinstance(self.metadata, dict), TypeError,
+                   f"checkpoints.metadata must be a dict, got {type(self.metadata).__name__}")  # fmt: skip
+            try:
+                json.dumps(self.metadata, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"checkpoints.metadata must be JSON-serialisable: {e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """Speed and memory knobs; the defaults suit most runs.
+
+    ``epochs_per_call``: epochs fused into one
+    compiled call (default: about a tenth of the epochs left with a progress bar, all
+    of them without, as a power of two up to 1024). ``unroll``: batches per iteration
+    of the compiled scan (default from the model's size). ``eval_batch_size``: rows per
+    chunk when computing validation loss and metrics. ``drop_remainder``: skip the last
+    partial batch of each epoch instead of padding and masking it (every step full, as
+    a hand-written scan over whole batches). ``gather``: ``"step"`` gathers each batch's
+    rows as the step needs them; ``"epoch"`` gathers the whole epoch's rows once, in
+    batch order (one more copy of the training data in device memory). The two train
+    bitwise alike; neither was consistently faster on an H200, an H100 or the CPU, so
+    the default costs no memory. ``compute_dtype``: the precision of the forward and
+    backward pass (see ``jaxnn.precision``): ``"auto"`` (bfloat16 on TPU, float32
+    elsewhere), ``"float32"``, ``"tensorfloat32"``, ``"bfloat16"`` or ``"float16"``;
+    params, optimizer state and loss stay float32.
+    """
+
+    epochs_per_call: int | None = None
+    unroll: int | None = None
+    eval_batch_size: int = 1024
+    drop_remainder: bool = False
+    gather: Literal["step", "epoch"] = "step"
+    compute_dtype: str | None = "auto"
+
+    def __post_init__(self):
+        resolve_compute_dtype(self.compute_dtype)
+        if self.epochs_per_call is not None:
+            positive_int(self.epochs_per_call, "tuning.epochs_per_call")
+        if self.unroll is not None:
+            positive_int(self.unroll, "tuning.unroll")
+        positive_int(self.eval_batch_size, "tuning.eval_batch_size")
+        _check(isinstance(self.drop_remainder, bool), TypeError,
+               f"tuning.drop_remainder must be a bool, got {self.drop_remainder!r}")  # fmt: skip
+        _check(self.gather in ("step", "epoch"), ValueError,
+               f"tuning.gather must be 'step' or 'epoch', got {self.gather!r}")  # fmt: skip
