@@ -128,3 +128,16 @@ def open_regular(path: Path, error: type[Exception], what: str, max_bytes: int |
         raise error(f"{path} is {st.st_size} bytes, more than the {max_bytes} expected of {what}")
     with os.fdopen(fd, "rb") as f:
         yield f, st.st_size
+
+
+def read_text(path: Path, error: type[Exception], what: str, max_bytes: int = 1 << 20) -> str:
+    """The text of ``path``, a regular file of at most ``max_bytes`` (a config, a run
+    record): never a FIFO, a device or a link to one; ``error`` naming the file else."""
+    with open_regular(path, error, what, max_bytes) as (f, size):
+        data = f.read(size + 1)
+    if len(data) > size or len(data) > max_bytes:
+        raise error(f"{path} grew while it was read; not {what}")
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise error(f"{path} is not text (UTF-8); not {what}") from None

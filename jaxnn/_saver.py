@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _files, _models, checkpoint
+from jaxnn import _driver, _files, _models, checkpoint
 from jaxnn._checks import MAX_EPOCHS
 from jaxnn.options import FitResult, TrainState
 
@@ -111,14 +111,34 @@ def restore_carry(path, template):
     """Restores the loop state of ``fit`` or ``fit_many`` from a checkpoint file;
     returns ``(carry, history, progress)``: ``progress`` is ``None``, or for a
     streamed fit's file saved within an epoch ``(start, losses, step)``: the epoch's
-    first state, the losses of its first ``step`` updates (the carry's state is after them)."""
+    first state, the losses of its first ``step`` updates (the carry's state is after them).
+    ``history`` is a ``jaxnn._driver.History`` of the stored records, ending at the
+    state's epoch (a run resumed from a ``FitResult`` records only its own epochs).
+
+    Raises:
+      CheckpointError: as ``checkpoint.restore``, or the stored history is not one
+        record per epoch of the restored state (per model with ``fit_many``).
+    """
     step = checkpoint.read_metadata(path).get("step", 0)
     if not step:
         carry, meta = checkpoint.restore(path, template)
-        return carry, meta.get("history", {}), None
-    tree = {"carry": template, "start": template.state, "losses": np.zeros(step, np.float32)}
-    tree, meta = checkpoint.restore(path, tree)
-    return tree["carry"], meta.get("history", {}), (tree["start"], tree["losses"], step)
+        progress = None
+    else:
+        tree = {"carry": template, "start": template.state, "losses": np.zeros(step, np.float32)}
+        tree, meta = checkpoint.restore(path, tree)
+        carry, progress = tree["carry"], (tree["start"], tree["losses"], step)
+    history = meta.get("history", {})
+    epochs = np.asarray(carry.state.epoch)
+    at, models = int(epochs.max()), epochs.shape
+    for name, values in history.items():
+        got = np.shape(values)
+        if got[:-1] != models or len(got) != len(models) + 1 or got[-1] > at:
+            raise checkpoint.CheckpointError(
+                f"{path}: metadata.history.{name} has shape {got}; a state at epoch {at} holds at most one record "
+                f"per epoch{' per model, ' + str(models[0]) + ' models' if models else ''}"
+            )
+    recorded = max((np.shape(v)[-1] for v in history.values()), default=0)
+    return carry, _driver.History(history, offset=at - recorded), progress
 
 
 def checkpointing(checkpoints, resume_path, settings: dict, *, epochs: int, spec):

@@ -347,12 +347,11 @@ def _begin_fit(run: Run):
     carry = _loop.start(run.plan, start._replace(key=_loop.copy_key(start.key)), run.hyperparams)
     progress = None
     if run.checkpoint is not None:
-        carry, prior, progress = _saver.restore_carry(run.checkpoint, carry)
+        carry, history, progress = _saver.restore_carry(run.checkpoint, carry)
         carry = _loop.with_hyperparams(carry, run.hyperparams)  # this call's settings win (documented in fit)
         if progress is not None:  # the epoch's first state gets them too (a replay starts there)
             first = _loop.with_hyperparams(carry._replace(state=progress[0]), run.hyperparams).state
             progress = (first, *progress[1:])
-        history = _driver.History(prior)
     if run.stream is not None and isinstance(run.placement, parallel.DataParallel):  # every process has all of y
         progress = None if progress is None else run.placement.put(progress[:2]) + progress[2:]
         return run.placement.put(carry), run.placement.put(run.data), history, progress
@@ -373,8 +372,8 @@ def _begin_many(run: Run):
     optimizer_values = {n: v for n, v in run.hyperparams.items() if n != "dropout"}
     carry = _loop.start_many(run.plan, _with_dropout(run.start(), run.hyperparams), optimizer_values)
     if run.checkpoint is not None:
-        carry, prior, _ = _saver.restore_carry(run.checkpoint, carry)  # within an epoch: only streamed fits
-        carry, history = _loop.with_hyperparams(carry, optimizer_values), _driver.History(prior)
+        carry, history, _ = _saver.restore_carry(run.checkpoint, carry)  # within an epoch: only streamed fits
+        carry = _loop.with_hyperparams(carry, optimizer_values)
         carry = carry._replace(state=_with_dropout(carry.state, run.hyperparams))
     carry, data = run.placement.place(carry, run.data)
     return carry, data, history, None

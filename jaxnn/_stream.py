@@ -43,10 +43,14 @@ def _is_grain(x) -> bool:
 
 
 def is_stream(x) -> bool:
-    """Whether ``fit`` streams ``x`` from disk instead of holding it in memory."""
+    """Whether ``fit`` streams ``x`` from disk instead of holding it in memory. A tensor
+    of another framework (torch, cupy: anything with ``__dlpack__``) is in memory, and
+    so is a scipy sparse matrix (refused by the data checks, with what to do)."""
     if isinstance(x, np.memmap) or _is_grain(x):
         return True
     if isinstance(x, np.ndarray | jax.Array | list | tuple) or not hasattr(x, "__getitem__"):
+        return False
+    if hasattr(x, "__dlpack__") or type(x).__module__.startswith("scipy.sparse"):
         return False
     return len(getattr(x, "shape", ())) == 2 and hasattr(x, "dtype")
 
@@ -94,9 +98,15 @@ class Source:
     def _read(self, rows: np.ndarray) -> np.ndarray:
         """Rows ``rows`` (sorted, distinct) in the source's dtype."""
         if self.grain:
-            return np.stack([np.asarray(self.x[int(i)]) for i in rows])
+            return np.stack([self._row(int(i), np.asarray(self.x[int(i)])) for i in rows])
         if self._file is None:
-            return np.asarray(self.x[rows])
+            block = np.asarray(self.x[rows])
+            if block.shape != (len(rows), self.features):
+                raise ValueError(
+                    f"{self.name}[rows] gave shape {block.shape} for {len(rows)} rows; expected "
+                    f"({len(rows)}, {self.features}): one row of {self.features} features per index"
+                )
+            return block
         # A memmap's rows are read with pread, not through the mapping: pages touched through
         # a mapping count toward the process's memory (a fault maps up to a whole large folio
         # of the page cache; 10,000 random rows of a 2 GB file mapped all of it).
@@ -115,6 +125,14 @@ class Source:
             if got != (b - a) * width:
                 raise OSError(f"{self._file[0]}: short read (the file changed while training?)")
         return out
+
+    def _row(self, i: int, row: np.ndarray) -> np.ndarray:
+        if row.shape != (self.features,):
+            raise ValueError(
+                f"{self.name} row {i} has shape {row.shape}; expected ({self.features},), as row 0 has "
+                f"(every element of a streamed dataset is one row of {self.features} features)"
+            )
+        return row
 
 
 def _file_rows(x):
@@ -207,9 +225,9 @@ end_epoch = jax.jit(_end, static_argnums=0)
 class Streamed(NamedTuple):
     """The ``jaxnn._loop.Runner`` protocol for a fit streamed from disk: ``chunks(carry,
     data, epochs, done)`` yields one ``Chunk`` per epoch, read a chunk of steps at a time. ``saver`` (a
-    ``jaxnn.checkpoint.Saver`` or None) also saves within epochs (``every_steps``),
+    ``jaxnn._saver.Saver`` or None) also saves within epochs (``every_steps``),
     with ``history``'s epochs; ``progress`` resumes within the first epoch:
-    ``(start, losses, step)`` (see ``jaxnn.checkpoint.restore_carry``)."""
+    ``(start, losses, step)`` (see ``jaxnn._saver.restore_carry``)."""
 
     plan: _loop.Plan
     source: Source

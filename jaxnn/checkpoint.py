@@ -135,14 +135,22 @@ def _check_array_entry(path, i: int, entry) -> int:
         dtype = None
     if dtype is None or dtype.kind not in _DTYPE_KINDS:
         raise CheckpointError(f"{where}.dtype must be a numeric dtype name, got {entry['dtype']!r:.80}")
+    if entry["prng_key"] and (entry["dtype"] != "uint32" or entry["shape"][-1:] not in ([2], [4])):
+        raise CheckpointError(
+            f"{where}.prng_key is true, but a PRNG key is stored as uint32 key data of shape (..., 2) or "
+            f"(..., 4); got {entry['dtype']} {entry['shape']}"
+        )
     return int(np.prod(entry["shape"], dtype=object)) * dtype.itemsize
 
 
 def _check_metadata(path, meta: dict) -> None:
     """The metadata fields jaxnn itself reads back."""
     where = f"{path}: header field metadata"
-    if "epoch" in meta and not _int(meta["epoch"]):
-        raise CheckpointError(f"{where}.epoch must be an int >= 0, got {meta['epoch']!r:.80}")
+    for name in ("epoch", "step"):  # the loop counts them in int32
+        if name in meta and not _int(meta[name], 0, 2**31 - 1):
+            raise CheckpointError(f"{where}.{name} must be an int in [0, 2**31 - 1], got {meta[name]!r:.80}")
+    if "settings" in meta and not isinstance(meta["settings"], dict):
+        raise CheckpointError(f"{where}.settings must be an object, got {type(meta['settings']).__name__}")
     if "run_id" in meta and not isinstance(meta["run_id"], str):
         raise CheckpointError(f"{where}.run_id must be a string, got {meta['run_id']!r:.80}")
     history = meta.get("history", {})
@@ -315,7 +323,8 @@ def scan(folder: str | os.PathLike) -> list[tuple[Path, dict | None, str]]:
         try:
             found.append((path, read_metadata(path), ""))
         except CheckpointError as e:
-            found.append((path, None, str(e)))
+            if path.exists() or path.is_symlink():  # else deleted since it was listed: a writer's clean-up
+                found.append((path, None, str(e)))
     return found
 
 
@@ -354,7 +363,9 @@ def load_params(path: str | os.PathLike, params: Any) -> tuple[Any, dict]:
     """The trained parameters in a checkpoint that ``fit`` (or ``fit_many``) wrote.
 
     Args:
-      path: a checkpoint file, or a folder (its newest checkpoint).
+      path: a checkpoint file, or a folder (its newest checkpoint). A folder may be
+        written meanwhile by a running fit: a newest file deleted by its clean-up
+        before it is read is passed over for the next newest.
       params: parameters of the same model (e.g. ``model.init(key)``), for their
         structure, shapes and dtypes (stacked on a leading axis for ``fit_many``).
 
@@ -363,12 +374,30 @@ def load_params(path: str | os.PathLike, params: Any) -> tuple[Any, dict]:
       (``epoch``, ``history``, ``config``, ``run_id``, ...).
 
     Raises:
-      CheckpointError: as :func:`restore`, or the file holds no fit state.
+      CheckpointError: as :func:`restore`, or the file holds no fit state, or more
+        than a fit state of these params could hold (read no further).
     """
-    path = latest(path)
+    folder, attempts = Path(path).is_dir(), 0
+    while True:
+        file = latest(path)
+        try:
+            return _load_params(file, params)
+        except CheckpointError:
+            attempts += 1
+            if not folder or file.exists() or attempts >= _RETRIES:
+                raise
+
+
+_RETRIES = 8  # a folder's newest file deleted under the reader this many times in a row: give up
+_STATE_FACTOR = 16  # a fit state holds the params, the optimizer's moments, the best params, a streamed
+# epoch's first state: a few times the params' bytes, far below this many
+
+
+def _load_params(path: Path, params: Any) -> tuple[Any, dict]:
     prefix = ".state.params"
-    expected, _ = _describe(params)
+    expected, arrays = _describe(params)
     want = [(e["path"], e["shape"], e["dtype"]) for e in expected]
+    bound = _STATE_FACTOR * sum(a.nbytes for a in arrays) + (1 << 20)
     which = []
 
     def check(header):
@@ -379,6 +408,11 @@ def load_params(path: str | os.PathLike, params: Any) -> tuple[Any, dict]:
         got = [(s["path"][len(prefix) :], s["shape"], s["dtype"]) for s in stored]
         if got != want:
             raise CheckpointError(f"{path}: its params {got[:4]} do not match the given params {want[:4]}")
+        if header["payload_bytes"] > bound:
+            raise CheckpointError(
+                f"{path} holds {header['payload_bytes']} bytes of arrays, more than a fit state of these params "
+                f"can ({bound}); not read"
+            )
 
     header, arrays = _read(path, check)
     leaves = _leaves(path, header, arrays, which)

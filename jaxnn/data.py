@@ -24,6 +24,8 @@ def _as_numeric(a, name: str) -> np.ndarray | jax.Array:
         if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
             raise TypeError(f"{name} must be a numeric array, got PRNG keys")
         arr = a
+    elif type(a).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} is a scipy sparse matrix; pass it dense ({name}.toarray()), or rows from disk")
     else:
         try:
             arr = np.asarray(a)
@@ -132,7 +134,7 @@ def _upload(arr: np.ndarray, name: str) -> jax.Array:
         _uploads[id(arr)] = _uploads.pop(id(arr))  # most recently used last
         return hit[2]
     on_device = jax.device_put(_to_float(arr))
-    _check_finite(on_device, name)  # on the device: one reduction, no host pass over the data
+    _check_finite(on_device, name, arr)  # on the device: one reduction, no host pass over the data
     _uploads.pop(id(arr), None)
     while len(_uploads) >= UPLOAD_CACHE_ENTRIES:
         _uploads.pop(next(iter(_uploads)))
@@ -140,13 +142,20 @@ def _upload(arr: np.ndarray, name: str) -> jax.Array:
     return on_device
 
 
-def _check_finite(arr, name: str) -> None:
+def _check_finite(arr, name: str, original=None) -> None:
+    """Raises naming the first NaN or inf of ``arr``; ``original``: the array before a
+    cast to float32, to tell a value beyond float32's range from a non-finite one."""
     if np.issubdtype(arr.dtype, np.floating) and not (
         summary(arr).finite if isinstance(arr, jax.Array) else np.isfinite(arr).all()
     ):
         arr = np.asarray(arr)
         pos = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         where = f"row {pos[0]}" + (f", column {pos[1]}" if len(pos) > 1 else "")
+        if original is not None and np.isfinite(original[pos]):
+            raise ValueError(
+                f"{name} has a value beyond float32's range ({original[pos]}) at {where}; rescale it "
+                f"(float32 holds magnitudes up to {np.finfo(np.float32).max:.3g})"
+            )
         raise ValueError(f"{name} has a non-finite value ({arr[pos]}) at {where}; expected finite numbers")
 
 
@@ -204,9 +213,9 @@ def validate_targets(y, x_shape: tuple, *, x_name: str = "x", y_name: str = "y",
 def _float_checked(arr, name: str, to_device: bool):
     if to_device and isinstance(arr, np.ndarray) and arr.nbytes >= UPLOAD_CACHE_MIN_BYTES and caches_uploads():
         return _upload(arr, name)
-    arr = _to_float(arr)
-    _check_finite(arr, name)  # after the cast, so float64 values that overflow are caught
-    return arr
+    cast = _to_float(arr)
+    _check_finite(cast, name, arr if cast is not arr else None)  # after the cast: float64 overflow is caught
+    return cast
 
 
 def train_test_split(key: jax.Array, x, y, test_fraction: float = 0.2):

@@ -1,10 +1,11 @@
 import os
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 import pytest
-from helpers import assert_bitwise_equal
+from helpers import CompileCounter, assert_bitwise_equal
 
 import jaxnn
 from jaxnn import checkpoint
@@ -207,30 +208,38 @@ _JUNK = st.one_of(
 )  # fmt: skip
 
 
+HEADER_FIELDS = [  # (where, name): every field of the header a reader checks
+    *((None, n) for n in ("format_version", "arrays", "payload_bytes", "payload_sha256", "metadata")),
+    *(("entry", n) for n in ("path", "shape", "dtype", "prng_key")),
+    *(("meta", n) for n in ("epoch", "step", "run_id", "history", "settings")),
+]
+
+
 @case("restore", "header")
 def _(data, tmp):
     good = saved(tmp)
     raw = good.read_bytes()
-    header = checkpoint.read_header(good)
-    field = data.draw(
-        st.sampled_from(["format_version", "arrays", "payload_bytes", "payload_sha256", "metadata", "entry", "meta"])
-    )
-    how = data.draw(st.sampled_from(["drop", "junk", "nest"]))
-    target, name = header, field
-    if field == "entry":  # one array's description
-        target = header["arrays"][data.draw(st.integers(0, len(header["arrays"]) - 1))]
-        name = data.draw(st.sampled_from(["path", "shape", "dtype", "prng_key"]))
-    elif field == "meta":  # what fit reads back
-        target, name = header["metadata"], data.draw(st.sampled_from(["epoch", "run_id", "history"]))
-    if how == "drop" and name in target and target is not header["metadata"]:
-        del target[name]
-    elif how == "nest":  # deeply nested lists (json.dumps could not write them)
-        target[name] = "NEST"
-        depth = data.draw(st.integers(1, 100_000))
-    else:
-        target[name] = data.draw(_JUNK.filter(lambda v: v != target.get(name)))
-    path = tmp / "forged.jaxnn"
-    path.write_bytes(_forge(raw, header, "[" * depth + "]" * depth if how == "nest" else None))
+    for where, name in HEADER_FIELDS:  # every field, every way, on every run; hypothesis draws the values
+        for how in ("drop", "junk", "nest"):
+            header = checkpoint.read_header(good)
+            target = header
+            if where == "entry":  # one array's description
+                target = header["arrays"][data.draw(st.integers(0, len(header["arrays"]) - 1))]
+            elif where == "meta":  # what fit reads back
+                target = header["metadata"]
+            depth = None
+            if how == "drop" and name in target and target is not header["metadata"]:
+                del target[name]
+            elif how == "nest":  # deeply nested lists (json.dumps could not write them)
+                target[name], depth = "NEST", data.draw(st.integers(1, 100_000))
+            else:
+                target[name] = data.draw(_JUNK.filter(lambda v, t=target, n=name: v != t.get(n)))
+            path = tmp / "forged.jaxnn"
+            path.write_bytes(_forge(raw, header, "[" * depth + "]" * depth if depth else None))
+            _read_forged(path)
+
+
+def _read_forged(path):
     readers = {"metadata": checkpoint.read_metadata, "restore": checkpoint.restore, "params": checkpoint.load_params}
     for what, read in readers.items():
         try:
@@ -279,3 +288,73 @@ def test_files_follow_the_umask_and_write_errors_name_the_file(tmp_path, monkeyp
         checkpoint.save(tmp_path / "t.jaxnn", PARAMS)
     assert err.value.errno == 28 and err.value.filename == str(tmp_path / "t.jaxnn")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.jaxnn"]  # no temporary file left
+
+
+class _Params(NamedTuple):
+    params: Any
+
+
+class _FitState(NamedTuple):  # the shape of what fit writes: arrays under .state.params
+    state: _Params
+    extra: Any = None
+
+
+def test_a_forged_prng_key_flag_step_settings_or_history_is_a_checkpoint_error(tmp_path):
+    x, y = jaxnn.make_regression(jax.random.key(0), n=32)
+    model = jaxnn.mlp([3, 4, 1])
+    kw = dict(loss="mse", key=jax.random.key(1), batch_size=8, progress=False)
+    folder = tmp_path / "ck"
+    jaxnn.fit(model, model.init(jax.random.key(2)), x, y, epochs=2, checkpoints=jaxnn.Checkpoints(folder), **kw)
+    good = checkpoint.latest(folder)
+    raw = good.read_bytes()
+
+    def forged(change):
+        header = checkpoint.read_header(good)
+        change(header)
+        path = tmp_path / "forged.jaxnn"
+        path.write_bytes(_forge(raw, header))
+        return path
+
+    def key_flag(h):
+        next(a for a in h["arrays"] if a["dtype"] == "float32")["prng_key"] = True
+
+    for change, match in [
+        (key_flag, "prng_key is true, but a PRNG key is stored as uint32"),
+        (lambda h: h["metadata"].update(step="3"), r"metadata.step must be an int in \[0, 2\*\*31 - 1\]"),
+        (lambda h: h["metadata"].update(step=2**42), r"metadata.step must be an int in \[0, 2\*\*31 - 1\]"),
+        (lambda h: h["metadata"].update(settings="sgd"), "metadata.settings must be an object"),
+    ]:
+        with pytest.raises(checkpoint.CheckpointError, match=match):
+            checkpoint.read_metadata(forged(change))
+    for history, match in [([[1.0, 2.0], [3.0, 4.0]], r"has shape \(2, 2\)"), ([0.5] * 8, r"has shape \(8,\)")]:
+        path = forged(lambda h, v=history: h["metadata"]["history"].update(loss=v))
+        with CompileCounter() as c, pytest.raises(checkpoint.CheckpointError, match=f"history.loss {match}"):
+            jaxnn.fit(model, model.init(jax.random.key(2)), x, y, epochs=3, resume=path, **kw)
+        assert c.count <= 1  # refused at the start (the carry's template), not after training
+
+
+def test_load_params_reads_no_more_than_a_fit_state_could_hold(tmp_path):
+    state = _Params(PARAMS)
+    small, big = tmp_path / "small.jaxnn", tmp_path / "big.jaxnn"
+    checkpoint.save(small, _FitState(state, np.zeros(1000, np.float32)))
+    assert_bitwise_equal(checkpoint.load_params(small, PARAMS)[0], PARAMS)
+    checkpoint.save(big, _FitState(state, np.zeros(4 << 20, np.float32)))  # 16 MiB beside 104 bytes of params
+    with pytest.raises(checkpoint.CheckpointError, match="more than a fit state of these params can"):
+        checkpoint.load_params(big, PARAMS)
+
+
+def test_load_params_passes_over_a_newest_file_deleted_by_a_running_fits_clean_up(tmp_path, monkeypatch):
+    for epoch in (1, 2, 3):
+        path = tmp_path / f"epoch-{epoch:010d}.jaxnn"
+        checkpoint.save(path, _FitState(_Params(PARAMS)), metadata={"epoch": epoch})
+    read = checkpoint._read
+
+    def racing(path, check=None):  # the writer's clean-up deletes the newest file between listing and reading
+        if Path(path).name == "epoch-0000000003.jaxnn":
+            Path(path).unlink()
+        return read(path, check)
+
+    monkeypatch.setattr(checkpoint, "_read", racing)
+    params, meta = checkpoint.load_params(tmp_path, PARAMS)
+    assert_bitwise_equal(params, PARAMS)
+    assert meta["epoch"] == 2 and not (tmp_path / "epoch-0000000003.jaxnn").exists()

@@ -255,3 +255,13 @@ def _(data, tmp):
 
 
 test_bad_input_gets_a_clear_error = bad_input_test("data")
+
+
+def test_a_float64_value_beyond_float32_is_named_as_such_not_as_inf():
+    x = np.zeros((4, 3))
+    x[2, 1] = 1e300
+    with pytest.raises(ValueError, match=r"x has a value beyond float32's range \(1e\+300\) at row 2, column 1"):
+        jaxnn.validate(x)
+    x[2, 1] = np.inf
+    with pytest.raises(ValueError, match=r"x has a non-finite value \(inf\) at row 2, column 1"):
+        jaxnn.validate(x)

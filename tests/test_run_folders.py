@@ -185,6 +185,78 @@ def test_a_bad_config_json_is_an_error_before_anything_is_written(tmp_path, fiel
     assert not out.exists() and not (tmp_path / "evil").exists() and sorted(os.listdir(tmp_path)) == ["saved"]
 
 
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_refused_resume_writes_nothing(tmp_path):
+    run = tmp_path / "run"
+    cli("--epochs", "3", "--out", str(run))
+    before = _snapshot(run)
+    assert re.search(r"error: .*past epochs=1", cli("--resume", str(run), "--epochs", "1", code=2))
+    assert _snapshot(run) == before  # config.json, run.json, environment.json untouched
+    cli("--resume", str(run), "--epochs", "4")  # the plain resume still works, from epoch 3
+    assert json.loads((run / "run.json").read_text())["resumes"] == [{"from_epoch": 3, "changed": {"epochs": [3, 4]}}]
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [(["--hidden", "2000000000"], "would have 4 x 2000000000 weights"), (["--learning-rate", "1e-50"], "underflows")],
+)
+def test_a_bad_flag_found_by_fit_leaves_no_folder(tmp_path, flags, match):
+    out = tmp_path / "run"
+    assert re.search(f"error: .*{match}", cli(*flags, "--out", str(out), code=2))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [("activation", "foo", "unknown activation"), ("task", "binary", "binary_cross_entropy|labels|targets"),
+     ("loss", "binary_cross_entropy", r"targets in \[0, 1\]|expected targets of shape")],
+)  # fmt: skip
+def test_a_config_that_fit_refuses_leaves_no_folder(tmp_path, field, value, match):
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    config = {**json.loads(json.dumps(dataclasses.asdict(classify_iris.CONFIG))), field: value}
+    (saved / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    assert re.search(f"error: .*({match})", cli("--from-run", str(saved), "--out", str(out), code=2))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "deep", "huge"])
+def test_unreadable_config_and_run_files_are_refused_not_hung_on(tmp_path, kind):
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    path = saved / "config.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "deep":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        path.write_text(" " * (2 << 20))
+    for argv in (["--from-run", str(saved), "--out", str(tmp_path / "out")], ["--resume", str(saved)]):
+        err = cli(*argv, code=2)
+        assert re.search(r"error: .*(not a regular file|more than the|nested too deeply|holds no run)", err), err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["link-to-a-file", "dangling-link"])
+def test_a_lock_file_that_is_a_link_is_refused_and_not_followed(tmp_path, dangling):
+    target = tmp_path / "victim.txt"
+    if not dangling:
+        target.write_text("precious")
+    for folder in (tmp_path / "ck", tmp_path / "run"):
+        folder.mkdir()
+        (folder / ".lock").symlink_to(target)
+    with pytest.raises(OSError, match="is a symbolic link"):
+        train(1, tmp_path / "ck")
+    assert "is a symbolic link" in cli("--epochs", "1", "--out", str(tmp_path / "run"), code=2)
+    assert target.exists() != dangling and (dangling or target.read_text() == "precious")
+
+
 def test_run_folder_files_follow_the_umask(tmp_path):
     old = os.umask(0o002)
     try:

@@ -1,4 +1,5 @@
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -202,6 +203,38 @@ def test_bad_hyperparameters_fail_at_fit_with_a_clear_message(params, error, mat
         reg.fit(x, y)
     with pytest.raises(NotFittedError):
         reg.predict(x)
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_early_stopping_holds_out_the_rows_scikit_learn_holds_out(monkeypatch, classes):
+    import sklearn.neural_network._multilayer_perceptron as sk_mlp
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    import jaxnn.sklearn._base as base
+
+    held = {}
+
+    def recording(name):
+        def split(*arrays, **kw):
+            parts = train_test_split(*arrays, **kw)
+            held[name] = parts[1]
+            return parts
+
+        return split
+
+    monkeypatch.setattr(sk_mlp, "train_test_split", recording("sklearn"))
+    monkeypatch.setattr(base, "train_test_split", recording("jaxnn"))
+    x, y = make_classification(120, 6, n_informative=4, n_classes=classes, random_state=0)
+    y[0] = classes  # a class with one sample: scikit-learn trains (multiclass is not stratified)
+    kw = dict(hidden_layer_sizes=(8,), early_stopping=True, max_iter=3, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning, and scikit-learn's on the rare class
+        if classes == 2:  # binary is stratified: a class of one cannot be
+            y[0] = 1
+        SkMLP(**kw).fit(x, y)
+        MLPClassifier(**kw).fit(x, y)
+    np.testing.assert_array_equal(held["jaxnn"], held["sklearn"].astype(np.float32))
 
 
 def test_lbfgs_computes_in_the_compute_dtype_asked_for():

@@ -168,3 +168,37 @@ def test_what_a_streamed_fit_refuses(data, kw, match):
     with pytest.raises(TypeError, match="fit_many takes x in memory"):
         many = dict(loss="softmax_cross_entropy", key=jax.random.key(0), optimizer=jaxnn.optim.sgd([0.1, 0.2]))
         jaxnn.fit_many(MODEL, None, np.load(path, mmap_mode="r"), y, progress=False, **many)
+
+
+def test_rows_of_the_wrong_shape_are_named_with_the_source_and_the_row(data):
+    x, y, _ = data
+    grain = pytest.importorskip("grain")
+    rows = [r for r in x]
+    rows[5] = rows[5][:4]
+    with pytest.raises(ValueError, match=r"x row 5 has shape \(4,\); expected \(6,\)"):
+        run(grain.MapDataset.source(rows), y, epochs=1)
+
+    class Ragged(OnDisk):
+        def __getitem__(self, idx):
+            return self.a[idx][:, :5]
+
+    with pytest.raises(ValueError, match=r"x\[rows\] gave shape \(\d+, 5\) for \d+ rows; expected \(\d+, 6\)"):
+        run(Ragged(x), y, epochs=1)
+
+
+def test_tensors_of_other_frameworks_train_in_memory_and_sparse_matrices_are_refused(data):
+    import scipy.sparse
+
+    x, y, _ = data
+
+    class Tensor(OnDisk):  # what torch and cupy tensors look like to jaxnn: DLPack and __array__
+        def __dlpack__(self, *args, **kwargs):
+            return self.a.__dlpack__(*args, **kwargs)
+
+        def __array__(self, dtype=None, copy=None):
+            return self.a if dtype is None else self.a.astype(dtype)
+
+    assert not _stream.is_stream(Tensor(x))
+    assert_bitwise_equal(run(Tensor(x), y, epochs=1).params, run(x, y, epochs=1).params)
+    with pytest.raises(TypeError, match=r"x is a scipy sparse matrix; pass it dense \(x.toarray\(\)\)"):
+        run(scipy.sparse.csr_matrix(x), y, epochs=1)

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from jaxnn import checkpoint, optim
+from jaxnn import _files, checkpoint, optim
 from jaxnn.experiment._config import (
     TAKEN_ON_RESUME,
     ExperimentConfig,
@@ -85,9 +85,9 @@ def config_from_args(args, defaults: ExperimentConfig) -> ExperimentConfig:
     if args.resume or args.from_run:
         folder = Path(args.resume or args.from_run)
         try:
-            text = (folder / "config.json").read_text()
+            text = _files.read_text(folder / "config.json", OSError, "a run's config.json")
         except OSError as e:
-            raise ValueError(f"{folder} holds no run: cannot read config.json ({e.strerror})") from None
+            raise ValueError(f"{folder} holds no run: cannot read config.json ({e})") from None
         defaults = ExperimentConfig.from_json(text)
     return dataclasses.replace(defaults, **given)
 

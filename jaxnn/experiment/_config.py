@@ -80,7 +80,10 @@ class ExperimentConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "ExperimentConfig":
-        raw = json.loads(text)
+        try:
+            raw = json.loads(text)
+        except RecursionError:
+            raise ValueError("config.json is nested too deeply to be a config") from None
         if not isinstance(raw, dict):
             raise ValueError(f"config.json must hold one object of fields, got {type(raw).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}

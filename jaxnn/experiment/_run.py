@@ -15,7 +15,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxnn import _files, _saver, checkpoint, distributed, metrics, optim, rng
+from jaxnn import _files, _saver, _setup, checkpoint, distributed, metrics, optim, rng
 from jaxnn.experiment._config import KEPT_ON_RESUME, TAKEN_ON_RESUME, ExperimentConfig, Split, load_split
 from jaxnn.losses import get_loss
 from jaxnn.mlp import mlp
@@ -79,14 +79,18 @@ def run(
         raise ValueError(f"batch_size={config.batch_size} is more than the {len(split.x_train)} training rows")
     writer = distributed.is_main_process()  # in a multi-process run, process 0 writes the folder
     record = _resume_record(folder, config) if resume else {"run_id": _saver.new_run_id(), "resumes": []}
+    args = _fit_arguments(config, split, folder / "checkpoints", resume, overwrite, record, progress, build)
+    _setup.setup(*args[:4], **args[4])  # every check fit makes (the model, the data, a resume), nothing written
     with _claim(folder, resume, overwrite) if writer else contextlib.nullcontext():
         if writer:
             _write_json(folder / "config.json", dataclasses.asdict(config))
             _write_json(folder / "environment.json", environment())
             _write_json(folder / "run.json", record)
         resumed_at = record["resumes"][-1]["from_epoch"] if resume else 0
-        ckpt = folder / "checkpoints"
-        model, result, wall = _train(config, split, ckpt, resume, overwrite, record, progress, build or build_mlp)
+        start = time.perf_counter()
+        result = fit(*args[:4], **args[4])
+        jax.block_until_ready(result.params)
+        model, wall = args[0], time.perf_counter() - start
         summary, pred = _summary(config, split, model, result, wall, result.epochs_run - resumed_at)
         if writer:
             _write_json(folder / "summary.json", summary)
@@ -99,11 +103,11 @@ def _resume_record(folder: Path, config: ExperimentConfig) -> dict:
     """``run.json`` of the run in ``folder``, with this resume appended; checks that
     ``config`` keeps what a resumed run keeps."""
     try:
-        saved = ExperimentConfig.from_json((folder / "config.json").read_text())
-        record = json.loads((folder / "run.json").read_text())
+        saved = ExperimentConfig.from_json(_files.read_text(folder / "config.json", OSError, "a run's config.json"))
+        record = json.loads(_files.read_text(folder / "run.json", OSError, "a run's run.json"))
         ckpt = checkpoint.latest(folder / "checkpoints")
         meta = checkpoint.read_metadata(ckpt)
-    except (OSError, ValueError, TypeError) as e:
+    except (OSError, ValueError, TypeError, RecursionError) as e:
         raise RunFolderError(f"--resume: {folder} holds no run to resume ({e})") from None
     if (
         not isinstance(record, dict)
@@ -158,36 +162,35 @@ def build_mlp(config: ExperimentConfig, n_in: int, n_out: int, key: jax.Array):
     return model, model.init(key)
 
 
-def _train(config, split: Split, ckpt_dir: Path, resume: bool, overwrite: bool, record: dict, progress: bool, build):
-    """``(model, fit result, wall seconds)``: the config's network trained on this
-    process's rows (all of them in a one-process run)."""
+def _fit_arguments(config, split: Split, ckpt_dir: Path, resume: bool, overwrite: bool, record: dict, progress, build):
+    """``(model, variables, x, y, fit keywords)`` of the config's run on this process's
+    rows (all of them in a one-process run); building the network checks its sizes."""
     mine = distributed.local_rows(len(split.x_train))
     n_out = len(split.classes) if config.task == "multiclass" else 1
     root = jax.random.key(config.seed)
-    model, variables = build(config, split.x_train.shape[1], n_out, rng.stream(root, "init"))
+    model, variables = (build or build_mlp)(config, split.x_train.shape[1], n_out, rng.stream(root, "init"))
     meta = {"config": dataclasses.asdict(config)}
-    start = time.perf_counter()
-    result = fit(
-        model,
-        variables,
-        split.x_train[mine],
-        split.y_train[mine],
+    keywords = dict(
         loss=config.loss,
         key=root,
         optimizer=optim.Optimizer(config.optimizer, {"learning_rate": config.learning_rate}),
         batch_size=config.batch_size,
         epochs=config.epochs,
+        shuffle=True,
         validation=(split.x_test, split.y_test),
         metrics=config.metrics,
+        early_stopping=None,
+        sample_weight=None,
         progress=progress,
         checkpoints=Checkpoints(
             ckpt_dir, config.checkpoint_every or None, metadata=meta, overwrite=overwrite, run_id=record["run_id"]
         ),
         resume=ckpt_dir if resume else None,
         log_dir=ckpt_dir.parent / "tensorboard" if importlib.util.find_spec("tensorboard") else None,
+        devices=None,
+        tuning=None,
     )
-    jax.block_until_ready(result.params)
-    return model, result, time.perf_counter() - start
+    return model, variables, split.x_train[mine], split.y_train[mine], keywords
 
 
 def _summary(config: ExperimentConfig, split: Split, model, result: FitResult, wall: float, trained: int):

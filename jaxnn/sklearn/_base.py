@@ -307,8 +307,10 @@ class BaseMLP(BaseEstimator):
 
     def _validation_split(self, X, y, sample_weight, rng):
         fraction = number(self.validation_fraction, "validation_fraction", 0, 1, low_open=True, high_open=True)
-        stratify = None  # by class, as scikit-learn does (its binary labels are booleans); not multilabel
-        if self._output_kind == "classification" and not self._multilabel:
+        # scikit-learn's rule: stratified by class for one output (binary), else not (multiclass,
+        # multilabel); so the same random_state holds out the same rows
+        stratify = None
+        if self._output_kind == "classification" and self.n_outputs_ == 1:
             stratify = y.astype(bool) if y.ndim == 2 else y
         arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
         parts = train_test_split(*arrays, test_size=fraction, random_state=rng, stratify=stratify)
