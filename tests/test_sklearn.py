@@ -191,6 +191,8 @@ def test_convergence_warning_when_max_iter_is_reached():
         ({"loss": "hinge"}, ValueError, "loss must be one of"),
         ({"shuffle": "yes"}, TypeError, "shuffle must be True or False"),
         ({"compute_dtype": "float8"}, ValueError, "compute_dtype"),
+        ({"learning_rate_init": 1e-50}, ValueError, "learning_rate_init=1e-50 underflows to 0 in float32"),
+        ({"solver": "sgd", "learning_rate_init": 1e-46}, ValueError, "underflows to 0 in float32"),
         ({"solver": "lbfgs", "compute_dtype": "int8"}, ValueError, "compute_dtype must be 'auto' or one of"),
         ({"solver": "lbfgs", "devices": "gpu"}, TypeError, "devices must be None, a count or a sequence"),
         ({"solver": "sgd", "devices": 0}, ValueError, r"devices=0: expected a count in \[1, "),
@@ -235,6 +237,14 @@ def test_early_stopping_holds_out_the_rows_scikit_learn_holds_out(monkeypatch, c
         SkMLP(**kw).fit(x, y)
         MLPClassifier(**kw).fit(x, y)
     np.testing.assert_array_equal(held["jaxnn"], held["sklearn"].astype(np.float32))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_a_huge_max_iter_costs_the_epochs_trained(solver):
+    # max_iter=10**9 used to set the compiled loop's length: 120 s and counting on 60 rows
+    x, y = make_regression(60, 3, random_state=0)
+    reg = MLPRegressor((8,), max_iter=10**9, solver=solver, learning_rate_init=0.01, random_state=0).fit(x, y)
+    assert reg.n_iter_ < 100_000 and reg._no_improvement_count > reg.n_iter_no_change
 
 
 def test_lbfgs_computes_in_the_compute_dtype_asked_for():

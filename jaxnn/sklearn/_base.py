@@ -132,6 +132,10 @@ class BaseMLP(BaseEstimator):
         number(self.alpha, "alpha", 0)
         number(self.momentum, "momentum", 0, 1)
         number(self.power_t, "power_t", 0)
+        if self.solver != "lbfgs":  # trained in float32: a rate that rounds to 0 would train nothing
+            rate = number(self.learning_rate_init, "learning_rate_init", 0, low_open=True)
+            if np.float32(rate) == 0:
+                raise ValueError(f"learning_rate_init={rate!r} underflows to 0 in float32; nothing would train")
         precision.resolve_compute_dtype(self.compute_dtype)
         devices = parallel.resolve_devices(self.devices)
         if self.solver == "lbfgs" and self.devices is not None and len(devices) > 1:
