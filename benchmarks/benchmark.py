@@ -6,7 +6,7 @@ cross-entropy, batch 128, 200 steps of random data (see ../shared/PEERS.md). Pee
 are written the way their tutorials write them. Prints samples/s and ratios to
 jaxnn, with the jax version and device, and writes JSON.
 
-    python benchmarks/benchmark.py --out BENCHMARKS.json
+    python benchmarks/benchmark.py --out benchmarks/results/results_cpu.json  # then benchmarks/report.py
     python benchmarks/benchmark.py --quick          # a smoke run (tests use it)
 """
 
@@ -583,7 +583,7 @@ def table(title: str, results: dict, ref_name: str = "jaxnn.fit") -> str:
 
 
 def markdown(results: dict) -> str:
-    """The results as markdown tables (for BENCHMARKS.md)."""
+    """The results as markdown tables (docs/benchmarks.md is made by report.py)."""
     env = results["environment"]
     lines = [f"jax {env['jax']}, {env['backend']} ({env['device']} x{env['device_count']}), Python {env['python']}", ""]
     for work in ("A, batch 1", "A, batch 100", "A, batch 100, 30 epochs", "B, batch 128", "B, dropout and batch norm",

@@ -9,7 +9,7 @@ benchmark's 784-512-512-10 network (batch 128, SGD) on it from a memmap with
 ``--compare`` trains from the memmap and from memory, each in a fresh process, and
 reports samples per second (of an epoch after the first, so compiling is excluded)
 and the peak resident memory of each process (a memmap's pages count toward it, as in
-a container's memory limit): BENCHMARKS.md's streaming table.
+a container's memory limit): docs/benchmarks.md's stream_cpu table.
 """
 
 import argparse

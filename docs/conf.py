@@ -7,6 +7,7 @@ build time; ``JAXNN_NOTEBOOK_SMALL=1`` (what CI sets) runs them with tiny settin
 """
 
 import shutil
+import tomllib
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -31,7 +32,9 @@ templates_path = ["_templates"]
 exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 html_theme = "sphinx_book_theme"
 html_title = "jaxnn"
-html_theme_options = {"repository_url": "https://github.com/jaxnn/jaxnn", "use_repository_button": True}
+with open(HERE.parent / "pyproject.toml", "rb") as f:
+    REPOSITORY = tomllib.load(f)["project"]["urls"]["Repository"]
+html_theme_options = {"repository_url": REPOSITORY, "use_repository_button": True}
 
 autosummary_generate = True
 autodoc_default_options = {

@@ -20,7 +20,7 @@ explicit:
 In every mode the parameters, the optimizer state and the loss stay float32: the
 bfloat16 and float16 modes cast the parameters and inputs for the forward (and so the
 backward) pass and return float32 outputs. ``predict`` and ``evaluate`` take the same
-``compute_dtype``, so they reproduce a fit's validation numbers. BENCHMARKS.md has
+``compute_dtype``, so they reproduce a fit's validation numbers. docs/benchmarks.md has
 the speed each mode buys on a GPU.
 """
 

@@ -19,6 +19,7 @@ def load(name: str):
     return module
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_compare_sklearn_prints_one_table(tmp_path, capsys):
     module = load("compare_sklearn")
     rows = module.main(["--epochs-scale", "0.02", "--markdown", str(tmp_path / "t.md")])
@@ -45,3 +46,11 @@ def test_benchmark_smoke(tmp_path, capsys):
     a1 = results["A, batch 1"]
     assert a1["jaxnn.fit"] > 0 and a1["scan (hand-written)"] > 0 and a1["flax loop"] > 0  # peers side by side
     assert json.loads((tmp_path / "b.json").read_text())["environment"]["jax"]
+
+
+def test_the_benchmarks_page_is_generated_from_the_results_and_current():
+    report = load("report")
+    assert report.main(["--check"]) == 0, "docs/benchmarks.md is out of date: run python benchmarks/report.py"
+    page = report.PAGE.read_text()
+    assert "round" not in page.lower() and "session" not in page.lower()  # measurements and machines only
+    assert "| met |" in page and "jaxnn.fit / flax loop" in page

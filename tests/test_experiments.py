@@ -50,11 +50,25 @@ def test_help(name, capsys):
         assert flag in out
 
 
+def test_a_bad_flag_prints_its_error_line_alone_and_help_is_plain_text(capsys):
+    with pytest.raises(SystemExit) as e:
+        run_script("classify_iris", ["--hidden", "4,x"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{Path(sys.argv[0]).name}: error: argument --hidden: expected sizes like 4,4, got '4,x'"
+    ]
+    with pytest.raises(SystemExit):
+        run_script("classify_iris", ["--help"])
+    assert "`" not in capsys.readouterr().out
+
+
 EXPECTED = {"config.json", "run.json", "metrics.csv", "summary.json", "environment.json", "loss.png", "checkpoints",
             "tensorboard"}  # fmt: skip
 
 
-@pytest.mark.parametrize("name", SCRIPTS[1:])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n.endswith("cnn") else n for n in SCRIPTS[1:]]
+)  # the CNN's compile is the slow part; the MLP scripts cover the runner
 def test_tiny_run_leaves_a_complete_run_folder(name, tmp_path, capsys):
     result = run_script(name, ["--epochs", "2", "--out", str(tmp_path), "--no-progress"])
     files = {p.name for p in tmp_path.iterdir()}

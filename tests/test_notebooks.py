@@ -1,6 +1,8 @@
 """Every notebook is committed clean (tests/test_docs.py runs them top to bottom,
 in the documentation build, and checks what they print)."""
 
+import re
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -8,7 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-COLAB = "https://colab.research.google.com/github/jaxnn/jaxnn/blob/main/notebooks/02_colab_tpu.ipynb"
+REPOSITORY = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+GITHUB = REPOSITORY.removeprefix("https://github.com/")
+COLAB = f"https://colab.research.google.com/github/{GITHUB}/blob/main/notebooks/02_colab_tpu.ipynb"
 
 
 def test_there_are_two_notebooks():
@@ -31,4 +35,11 @@ def test_colab_badge_and_tpu_runtime():
     nb = nbformat.read(ROOT / "notebooks" / "02_colab_tpu.ipynb", as_version=4)
     assert COLAB in nb.cells[0].source and nb.metadata["accelerator"] == "TPU"
     install = nb.cells[1].source
-    assert "--no-deps" in install and "git+https://github.com/jaxnn/jaxnn" in install
+    assert "--no-deps" in install and f"git+{REPOSITORY}" in install
+
+
+def test_every_repository_address_is_the_one_in_pyproject():
+    texts = [ROOT / "README.md", *NOTEBOOKS, *(ROOT / "docs" / "guides").glob("*.md")]
+    for path in texts:
+        for found in re.findall(r"github\.com/([\w.-]+/[\w.-]+)", path.read_text()):
+            assert found == GITHUB, f"{path.name} names github.com/{found}, pyproject says {REPOSITORY}"

@@ -63,6 +63,7 @@ def runs():
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_data_parallel_equals_one_device(runs):
     assert "NamedSharding" in runs["all"]["sharding"] and "SingleDevice" in runs["one"]["sharding"]
     assert runs["all"]["steps"] == runs["one"]["steps"] == 3 * 6  # 163 training rows, batches of 32
@@ -128,6 +129,7 @@ SWEEP = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_fit_many_splits_models_over_devices():
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "8", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", SWEEP], env=env, capture_output=True, text=True, timeout=600)

@@ -814,3 +814,15 @@ def test_a_resumed_fit_traces_the_optimizer_init_once_per_params_shapes(seed_dat
     assert len(inits) == before + 2  # other shapes: traced again
     with pytest.raises(ValueError, match="opt_state does not match this optimizer"):
         jaxnn.fit(model, first.params, x, y, epochs=2, resume=first.state._replace(opt_state=adam.init(wider)), **kw)
+
+
+def test_results_print_a_summary_not_their_arrays(seed_data):
+    xtr, xte, ytr, yte = seed_data
+    r = quick_fit(xtr, ytr, epochs=2, batch_size=100, validation=(xte, yte), metrics=["r2"])
+    text = repr(r)
+    assert text.startswith("FitResult(epochs_run=2, stop_reason=COMPLETED, final: loss=") and "val_r2=" in text
+    assert "Array" not in text and len(text) < 400
+    many = jaxnn.fit_many(seed_model(), None, xtr, ytr, loss="mse", key=jax.random.key(1), epochs=2, num_models=3,
+                          progress=False)  # fmt: skip
+    assert repr(many).startswith("ManyResult(3 models, epochs_run 2-2, best: model ") and "Array" not in repr(many)
+    assert str(jaxnn.Stop.EARLY_STOPPING) == "EARLY_STOPPING" and f"{jaxnn.Stop.COMPLETED}" == "COMPLETED"

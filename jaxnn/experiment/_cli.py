@@ -3,7 +3,6 @@
 import argparse
 import contextlib
 import dataclasses
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -21,11 +20,17 @@ from jaxnn.experiment._run import (
 from jaxnn.mlp import NORMS
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """The ``error:`` line first and alone (the flags are on ``--help``); exit 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def parser(defaults: ExperimentConfig, description: str = "") -> argparse.ArgumentParser:
     """The command line shared by every experiment script. A flag left out keeps
     the script's default (shown in --help), or the resumed or rerun run's value."""
-    ap = argparse.ArgumentParser(
-        description=description or f"jaxnn experiment: {defaults.name}",
+    ap = _Parser(
+        description=(description or f"jaxnn experiment: {defaults.name}").replace("`", ""),  # plain text
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     flags = [
@@ -112,9 +117,17 @@ def main(argv: list[str] | None, defaults: ExperimentConfig, description: str = 
             progress=not args.no_progress,
             build=build,
         )
-    print(f"run folder: {result.folder}")
-    print(json.dumps(result.summary, indent=2))
+    print(summary_table(result))
     return result
+
+
+def summary_table(result: RunResult) -> str:
+    """The end of a run, for people: its folder and its summary, one line a figure."""
+    lines = [f"run folder: {result.folder}"]
+    for name, value in result.summary.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        lines.append(f"  {name.replace('_', ' '):<22} {shown}")
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager

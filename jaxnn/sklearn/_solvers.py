@@ -120,7 +120,7 @@ def lbfgs(apply_fn, loss_fn, params, x, y, weights, l2, max_iter, max_fun, tol):
 
     The optimizer sees the parameters as one flat vector, as scipy does: its memory,
     dot products and line search act on one array instead of one per weight and bias,
-    a third to a half less to compile (BENCHMARKS.md)."""
+    a third to a half less to compile (CHANGELOG.md, 0.1.0)."""
     v, unravel = ravel_pytree(params)
 
     def objective(v):
