@@ -14,12 +14,18 @@ import pytest
 
 import jaxnn
 
-PINNED = {  # jax version -> {case: sha256 of the trained params' bytes}
+PINNED = {  # jax version -> {case: sha256 of the trained params' bytes}; each recorded from jaxnn 0.1.0's code
     "0.10.2": {
         "batch-1": "78fe4e12dd26250d204e1a8b0f1a8a979cb46f6cd113341adb76ee8c356debc1",
         "batch-100-chunked": "ad097b5982485e5a2151dec7b123a34b936f8e1d1c5141a98c1ea9063c34d454",
         "batch-32-validation-early-stopping": "98920e56ab3a3cbdb5be3fe40505fddd7309ed4ecfedcf9f8051adf4e9dded83",
         "fit-many-3-models": "829a03a446a266994d0d4caef79f09f7a5b53b1e12a396d162ca3609efa63eac",
+    },
+    "0.12.0.1": {  # Python 3.13, the newest jax on the package index (CI's second pass)
+        "batch-1": "bbcec6da5550ceec92bca02bb6e3a4094bf9b291072cf34928b021c3a1209505",
+        "batch-100-chunked": "c59e111a8a940aac6ecd82454cb3935854340b695285dad38e03d098174636e4",
+        "batch-32-validation-early-stopping": "603eda8fbf91f6ee37c797afb417f0ef97f20c48382edb9c9dea7d1b02900122",
+        "fit-many-3-models": "62b58f15f029f8c28d14858525023075a989f66e37c2cbd4bd33416def19c01f",
     },
 }
 
