@@ -74,8 +74,17 @@ class Source:
         self.dtype = dtype
         self._file = _file_rows(x)
         if self._file is not None:
-            self._fd = os.open(self._file[0], os.O_RDONLY)
-            weakref.finalize(self, os.close, self._fd)
+            try:
+                self._fd = os.open(self._file[0], os.O_RDONLY)
+            except OSError:  # the file is gone: the mapping still holds its data
+                self._file = None
+        if self._file is not None:
+            st = os.fstat(self._fd)
+            if _mapped_file(x) not in (None, (st.st_dev, st.st_ino)):  # replaced since np.load: read the mapping
+                os.close(self._fd)
+                self._file = None
+            else:
+                weakref.finalize(self, os.close, self._fd)
 
     def sample(self) -> np.ndarray:
         """The first row, ``(1, features)`` float32 (for shapes and dtypes)."""
@@ -146,6 +155,24 @@ def _file_rows(x):
     mapped_at = np.frombuffer(mm, np.uint8).ctypes.data  # the mapping starts at offset rounded down
     map_offset = x.offset - x.offset % mmap.ALLOCATIONGRANULARITY
     return x.filename, map_offset + x.ctypes.data - mapped_at, x.strides[0]
+
+
+def _mapped_file(x: np.memmap) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file ``x`` maps, from ``/proc/self/maps`` (Linux), or
+    ``None`` where that is not known. A file replaced after ``np.load`` (an atomic
+    rewrite) keeps its name but not its inode: ``x`` still maps the old one."""
+    address = np.frombuffer(x._mmap, np.uint8).ctypes.data
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                span, _, _, dev, inode, *_ = line.split() + [""]
+                low, high = (int(v, 16) for v in span.split("-"))
+                if low <= address < high:
+                    major, minor = (int(v, 16) for v in dev.split(":"))
+                    return os.makedev(major, minor), int(inode)
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def chunk_bounds(plan: _loop.Plan, features: int, last: int) -> list[int]:

@@ -1,6 +1,8 @@
 """Streaming fit: x read from disk (a memmap, any row-indexable array, a Grain dataset)
 trains bit for bit as the same data in memory."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -202,3 +204,15 @@ def test_tensors_of_other_frameworks_train_in_memory_and_sparse_matrices_are_ref
     assert_bitwise_equal(run(Tensor(x), y, epochs=1).params, run(x, y, epochs=1).params)
     with pytest.raises(TypeError, match=r"x is a scipy sparse matrix; pass it dense \(x.toarray\(\)\)"):
         run(scipy.sparse.csr_matrix(x), y, epochs=1)
+
+
+def test_a_memmap_whose_file_was_replaced_trains_on_what_it_maps(data, tmp_path):
+    # An atomic rewrite after np.load keeps the name but not the file: fit(mm) must
+    # equal fit(np.asarray(mm)), not train on the new file.
+    x, y, _ = data
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    mm = np.load(path, mmap_mode="r")
+    np.save(tmp_path / "new.npy", x[::-1] * 3)
+    os.replace(tmp_path / "new.npy", path)
+    assert_bitwise_equal(run(mm, y, epochs=2).params, run(np.asarray(mm), y, epochs=2).params)
