@@ -175,6 +175,7 @@ def _start_many(model, params, key, values, num_models, dropout, resume, devices
     one = jax.eval_shape(model.init, key) if params is None else params
     per_model = sum(math.prod(jnp.shape(p)) for p in jax.tree.leaves(one))
     check_elements(k * per_model, f"{k} models x {per_model} parameters")
+    values = {n: v.copy() for n, v in values.items()}  # numpy: never donated with the carry
     placement = parallel.for_models(devices, k, AXIS)
     path = _check_resume_many(resume, one, k)
     if isinstance(resume, ManyResult):  # the key goes through start unchanged and the carry is donated
@@ -204,7 +205,7 @@ def _per_model(values: dict, dropout, num_models) -> tuple[dict, int]:
     if len(sizes) > 1:
         raise ValueError(f"the values per model and num_models disagree on the number of models: {sorted(sizes)}")
     k = sizes.pop() if sizes else 1
-    return {n: np.broadcast_to(a, (k,)).copy() for n, a in values.items()}, k  # numpy: never donated
+    return {n: np.broadcast_to(a, (k,)) for n, a in values.items()}, k  # views: copied once K is checked
 
 
 def _check_resume_many(resume, one_params, k: int):

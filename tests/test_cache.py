@@ -29,6 +29,7 @@ def run_fit(env_value: str) -> tuple[str, int]:
     return folder, int(hits)
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_a_second_process_loads_what_the_first_compiled(tmp_path):
     folder, hits = run_fit(str(tmp_path))
     assert folder == str(tmp_path) and hits == 0

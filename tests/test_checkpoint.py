@@ -107,6 +107,7 @@ def test_interrupted_save_leaves_the_old_file_readable(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["s.jaxnn"]  # no temporary file left behind
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_fit_saves_every_k_epochs_keeps_n_and_resumes_exactly(tmp_path):
     x, y = jaxnn.make_regression(jax.random.key(0), n=100)
     model = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")

@@ -206,6 +206,7 @@ def test_bad_dropout_and_norm_are_refused(kw, match):
         jaxnn.mlp([3, 4, 4, 1], **kw)
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_dropout_and_batch_norm_fit_exactly_whatever_the_chunking_and_resume(tmp_path):
     x, y = jaxnn.make_regression(jax.random.key(0), n=100)
     model = jaxnn.mlp([3, 16, 16, 1], norm="batch", dropout=[0.3, 0.1], output_activation="sigmoid")

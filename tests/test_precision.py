@@ -77,6 +77,7 @@ def test_evaluate_reproduces_the_validation_history_in_every_mode():
         assert again["loss"] == pytest.approx(float(r.history["val_loss"][-1]), rel=1e-6), mode
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_float32_mode_follows_float64_sgd(tmp_path):
     """benchmarks/precision_check.py, end to end: the device check, here on the CPU."""
     import importlib.util

@@ -134,6 +134,7 @@ def test_momentum_and_weight_decay_are_swept_as_data(data):
     assert not np.allclose(m.params[0]["w"][0], m.params[0]["w"][1])
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_dropout_and_batch_norm_models_sweep_dropout_as_data(data):
     x, y, xv, yv = data
     m = jaxnn.mlp([3, 16, 16, 1], norm="batch", dropout=0.5, output_activation="sigmoid")
@@ -218,6 +219,7 @@ def test_bad_sweeps():
         fit_many(model(), None, x, y, loss="mse", key=jax.random.key(0), optimizer=jaxnn.optim.sgd(["0.1"]))
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_checkpoints_and_resume_continue_a_sweep_exactly(data, tmp_path):
     x, y, xv, yv = data
     kw = dict(

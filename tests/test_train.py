@@ -259,6 +259,7 @@ def test_nan_guard_stops_at_once_and_keeps_finite_params(seed_data):
 
 
 @pytest.mark.filterwarnings("ignore:the loss became non-finite")
+@pytest.mark.slow  # end to end; CI runs it
 def test_a_run_that_diverges_late_is_rewound_alike_however_its_epochs_are_split(key):
     import optax
 
@@ -660,6 +661,7 @@ test_bad_input_gets_a_clear_error = bad_input_test("fit", "predict")
 test_a_bad_option_gets_a_clear_error = option_test("fit")
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_tensorboard_logs_hold_the_history_and_the_hyperparameters(tmp_path):
     x, y = jaxnn.make_regression(jax.random.key(0), n=80)
     model = jaxnn.mlp([3, 8, 1], dropout=0.1)
@@ -689,6 +691,7 @@ def test_tensorboard_logs_hold_the_history_and_the_hyperparameters(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:1 of 3 models stopped")  # the third diverges: its log stops there
+@pytest.mark.slow  # end to end; CI runs it
 def test_fit_many_logs_one_run_per_model_for_the_hparams_view(tmp_path):
     x, y = jaxnn.make_regression(jax.random.key(0), n=80)
     r = jaxnn.fit_many(
