@@ -3,14 +3,17 @@ reference: the names ``api.md`` lists by hand, a page each, generated from their
 docstrings.
 
 Build: ``sphinx-build -W -b html docs docs/_build/html``. The notebooks are executed at
-build time; ``JAXNN_NOTEBOOK_SMALL=1`` (what CI sets) runs them with tiny settings.
+build time with tiny settings (``JAXNN_NOTEBOOK_SMALL=1``, as CI runs them);
+``JAXNN_NOTEBOOK_SMALL=0`` runs them at full size (minutes on a CPU).
 """
 
+import os
 import shutil
 import tomllib
 from pathlib import Path
 
 HERE = Path(__file__).parent
+os.environ.setdefault("JAXNN_NOTEBOOK_SMALL", "1")  # the kernels myst-nb starts inherit it
 # autosummary writes a page per name api.md lists into generated/ (not committed): made
 # anew each build, so a name taken off the list leaves no page behind
 shutil.rmtree(HERE / "generated", ignore_errors=True)

@@ -100,5 +100,5 @@ def test_notebook_pages_are_executed_with_their_plots(site):
     assert len(images) >= 5 and all((site / "_images" / i).exists() for i in images)
     assert "by hand == model.apply: True" in page
     assert "identical to an uninterrupted run: True" in (site / "notebooks" / "02_colab_tpu.html").read_text()
-    for guide in ("training", "models", "checkpoints", "scaling", "colab_tpu", "sklearn"):
+    for guide in ("training", "models", "checkpoints", "scaling", "data_on_disk", "colab_tpu", "sklearn", "contracts"):
         assert "docs:" not in (site / "guides" / f"{guide}.html").read_text()  # the README markers stay hidden

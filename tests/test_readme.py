@@ -39,7 +39,7 @@ def test_the_readme_is_a_front_page():
     assert "python -m pytest" in (ROOT / ".ci" / "run").read_text()
 
 
-def test_the_training_guide_states_the_bad_input_table_size():
+def test_the_contracts_guide_states_the_bad_input_table_size():
     import importlib
 
     import bad_inputs
@@ -48,8 +48,8 @@ def test_the_training_guide_states_the_bad_input_table_size():
         importlib.import_module(f"test_{module}")  # each registers its own table
     cases = bad_inputs.CASES
     entries, kinds = sorted({e for e, _ in cases}), sorted({k for _, k in cases})
-    guide = (ROOT / "docs" / "guides" / "training.md").read_text()
+    guide = (ROOT / "docs" / "guides" / "contracts.md").read_text()
     claim = f"{len(cases)} cases ({len(entries)} entry points x {len(kinds)} kinds of bad input)"
-    assert claim in guide, f"the training guide should say: {claim}"
+    assert claim in guide, f"the contracts guide should say: {claim}"
     rows = len(bad_inputs.option_rows("fit")) + len(bad_inputs.option_rows("fit_many"))
-    assert f"{rows} option rows" in guide, f"the training guide should say: {rows} option rows"
+    assert f"{rows} option rows" in guide, f"the contracts guide should say: {rows} option rows"
