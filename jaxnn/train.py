@@ -231,7 +231,13 @@ def predict(
         source = _stream.Source(x)
         _models.output_shape(apply_fn, params, source.sample())
         apply_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
-        run = lambda rows: _predict_chunks(apply_fn, params, jnp.asarray(rows), min(batch_size, rows.shape[0]))
+        chunk = min(batch_size, source.n)
+
+        def run(rows):  # in chunks of the in-memory path's shape, the last one padded: the same bits
+            n = rows.shape[0]
+            padded = rows[np.minimum(np.arange(-(-n // chunk) * chunk), n - 1)]
+            return _predict_chunks(apply_fn, params, jnp.asarray(padded), chunk)[:n]
+
         return jnp.asarray(_stream.predict_rows(source, run, batch_size))
     x, _ = validate(x)
     _models.output_shape(apply_fn, params, x)  # a shape error now, not inside a compile
