@@ -10,16 +10,21 @@ compared in the HParams view. Everything is written on the host from the history
 each compiled chunk: no per-step sync, nothing added to the compiled loop. Resuming
 into the same folder appends new event files whose epochs continue the run.
 
-The writer and the protocol buffers are the ``tensorboard`` package's own (an
-optional extra: ``pip install 'jaxnn[tensorboard]'``); :func:`read_scalars` reads a
+The record framing and the protocol buffers are the ``tensorboard`` package's own (an
+optional extra: ``pip install 'jaxnn[tensorboard]'``), written in the caller's thread,
+so a full disk is an ``OSError`` naming the event file; :func:`read_scalars` reads a
 folder back with the same package.
 """
 
+import itertools
 import os
+import socket
 import time
 from pathlib import Path
 
 import numpy as np
+
+from jaxnn import _files
 
 INSTALL = "TensorBoard logs need the tensorboard package: pip install 'jaxnn[tensorboard]'"
 
@@ -29,10 +34,45 @@ def _tb():
         from tensorboard.compat.proto.event_pb2 import Event
         from tensorboard.compat.proto.summary_pb2 import Summary
         from tensorboard.plugins.hparams import summary_v2 as hp
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        from tensorboard.summary.writer.record_writer import RecordWriter
     except ImportError:
         raise ImportError(INSTALL) from None
-    return Event, Summary, hp, EventFileWriter
+    return Event, Summary, hp, RecordWriter
+
+
+_FILES = itertools.count()  # event files this process made (their names must differ)
+
+
+class _EventFile:
+    """One event file, written in the caller's thread (tensorboard's ``RecordWriter``
+    framing): a full disk or a file-size limit raises here, as an ``OSError`` naming
+    the file, not in a writer thread that prints a traceback and drops the events.
+    The file is created exclusively (never through a planted link)."""
+
+    def __init__(self, folder: Path, event_type, record_writer):
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_FILES)}"
+        self.path = folder / name
+        try:
+            self._records = record_writer(open(self.path, "xb"))
+        except OSError as e:
+            raise _files.named_error(e, self.path) from e
+        self.add(event_type(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def add(self, event) -> None:
+        self._guard(self._records.write, event.SerializeToString())
+
+    def flush(self) -> None:
+        self._guard(self._records.flush)
+
+    def close(self) -> None:
+        if not self._records.closed:
+            self._guard(self._records.close)
+
+    def _guard(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except OSError as e:
+            raise _files.named_error(e, self.path) from e
 
 
 def check_log_dir(log_dir) -> Path | None:
@@ -67,24 +107,23 @@ class EpochLog:
     """
 
     def __init__(self, folder: Path, hparams: dict, metrics: list[str], models: int | None = None):
-        from jaxnn._files import make_folder
-
-        Event, Summary, hp, EventFileWriter = _tb()
+        Event, Summary, hp, RecordWriter = _tb()
         self._event, self._summary = Event, Summary
-        make_folder(folder, "log_dir")
         runs = [folder] if models is None else [folder / f"model-{i:03d}" for i in range(models)]
-        self.writers = [EventFileWriter(str(run)) for run in runs]
+        for run in runs:
+            _files.make_folder(run, "log_dir")
+        self.writers = [_EventFile(run, Event, RecordWriter) for run in runs]
         now = time.time()
         tags = [*metrics, "learning_rate", "epoch_seconds"]
         if models is not None:  # the sweep's columns, in the folder above its runs
-            top = EventFileWriter(str(folder))
+            top = _EventFile(folder, Event, RecordWriter)
             names = {name: hp.HParam(name) for name in hparams}
             config = hp.hparams_config_pb(list(names.values()), [hp.Metric(tag) for tag in tags])
-            top.add_event(Event(wall_time=now, summary=config))
+            top.add(Event(wall_time=now, summary=config))
             top.close()
         for i, writer in enumerate(self.writers):
             mine = {k: _hparam_value(v if models is None or np.ndim(v) == 0 else v[i]) for k, v in hparams.items()}
-            writer.add_event(Event(wall_time=now, summary=hp.hparams_pb(mine, trial_id=runs[i].name)))
+            writer.add(Event(wall_time=now, summary=hp.hparams_pb(mine, trial_id=runs[i].name)))
             writer.flush()
         self.learning_rates = np.broadcast_to(np.asarray(hparams.get("learning_rate", np.nan), np.float64),
                                               (len(self.writers),))  # fmt: skip
@@ -107,7 +146,7 @@ class EpochLog:
                     values["learning_rate"] = float(self.learning_rates[i])
                 items = [self._summary.Value(tag=k, simple_value=v) for k, v in values.items()]
                 step = first_epoch + j
-                writer.add_event(self._event(wall_time=wall, step=step, summary=self._summary(value=items)))
+                writer.add(self._event(wall_time=wall, step=step, summary=self._summary(value=items)))
             writer.flush()
 
     def close(self) -> None:

@@ -821,3 +821,30 @@ def test_results_print_a_summary_not_their_arrays(seed_data):
                           progress=False)  # fmt: skip
     assert repr(many).startswith("ManyResult(3 models, epochs_run 2-2, best: model ") and "Array" not in repr(many)
     assert str(jaxnn.Stop.EARLY_STOPPING) == "EARLY_STOPPING" and f"{jaxnn.Stop.COMPLETED}" == "COMPLETED"
+
+
+def test_a_full_disk_under_tensorboard_logs_is_an_error_naming_the_file(tmp_path):
+    # The writer thread used to print a traceback, then the run failed naming no file.
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import resource, signal, sys, jax, jaxnn
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG, as on a full disk
+        x, y = jaxnn.make_regression(jax.random.key(0), n=64)
+        model = jaxnn.mlp([3, 4, 1])
+        params = model.init(jax.random.key(1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
+        try:
+            jaxnn.fit(model, params, x, y, loss="mse", key=jax.random.key(2), epochs=50, progress=False,
+                      log_dir=sys.argv[1], tuning=jaxnn.Tuning(epochs_per_call=1))
+        except OSError as e:
+            print("OSError:", e)
+    """)
+    env = {**os.environ, "JAXNN_COMPILATION_CACHE": "off", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "tb")], capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+    assert "OSError: [Errno 27] File too large (writing " in done.stdout, done.stdout + done.stderr
+    assert "events.out.tfevents" in done.stdout and "Traceback" not in done.stderr, done.stderr
