@@ -53,10 +53,14 @@ class _EventFile:
         name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_FILES)}"
         self.path = folder / name
         try:
-            self._records = record_writer(open(self.path, "xb"))
+            self._records = record_writer(_Unbuffered(self.path))
         except OSError as e:
             raise _files.named_error(e, self.path) from e
-        self.add(event_type(wall_time=time.time(), file_version="brain.Event:2"))
+        try:
+            self.add(event_type(wall_time=time.time(), file_version="brain.Event:2"))
+        except OSError:
+            self.close()
+            raise
 
     def add(self, event) -> None:
         self._guard(self._records.write, event.SerializeToString())
@@ -65,14 +69,35 @@ class _EventFile:
         self._guard(self._records.flush)
 
     def close(self) -> None:
-        if not self._records.closed:
-            self._guard(self._records.close)
+        self._records.close()
 
     def _guard(self, fn, *args) -> None:
         try:
             fn(*args)
         except OSError as e:
             raise _files.named_error(e, self.path) from e
+
+
+class _Unbuffered:
+    """A file written record by record with ``os.write`` (short writes continued): no
+    buffer is left behind to flush, and fail again, after a write failed."""
+
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.fd)
 
 
 def check_log_dir(log_dir) -> Path | None:
@@ -112,22 +137,36 @@ class EpochLog:
         runs = [folder] if models is None else [folder / f"model-{i:03d}" for i in range(models)]
         for run in runs:
             _files.make_folder(run, "log_dir")
-        self.writers = [_EventFile(run, Event, RecordWriter) for run in runs]
+        self.writers = []
+        try:
+            self._begin(runs, folder, hparams, metrics, models, RecordWriter, hp)
+        except BaseException:
+            self.close()  # a file that failed is closed already; close the others
+            raise
+        self.learning_rates = np.broadcast_to(np.asarray(hparams.get("learning_rate", np.nan), np.float64),
+                                              (len(self.writers),))  # fmt: skip
+        self.last = time.perf_counter()
+
+    def _begin(self, runs, folder: Path, hparams: dict, metrics: list[str], models, RecordWriter, hp) -> None:
+        """An event file per run, with its hyperparameters (and a sweep's columns in the
+        folder above its runs)."""
+        Event = self._event
+        for run in runs:
+            self.writers.append(_EventFile(run, Event, RecordWriter))
         now = time.time()
         tags = [*metrics, "learning_rate", "epoch_seconds"]
         if models is not None:  # the sweep's columns, in the folder above its runs
             top = _EventFile(folder, Event, RecordWriter)
             names = {name: hp.HParam(name) for name in hparams}
             config = hp.hparams_config_pb(list(names.values()), [hp.Metric(tag) for tag in tags])
-            top.add(Event(wall_time=now, summary=config))
-            top.close()
+            try:
+                top.add(Event(wall_time=now, summary=config))
+            finally:
+                top.close()
         for i, writer in enumerate(self.writers):
             mine = {k: _hparam_value(v if models is None or np.ndim(v) == 0 else v[i]) for k, v in hparams.items()}
             writer.add(Event(wall_time=now, summary=hp.hparams_pb(mine, trial_id=runs[i].name)))
             writer.flush()
-        self.learning_rates = np.broadcast_to(np.asarray(hparams.get("learning_rate", np.nan), np.float64),
-                                              (len(self.writers),))  # fmt: skip
-        self.last = time.perf_counter()
 
     def add(self, records: dict[str, np.ndarray], first_epoch: int) -> None:
         """Writes the epochs ``first_epoch, ...`` of ``records`` (``name -> (..., E)``;
