@@ -13,19 +13,122 @@ unless:
 - JAX's own ``jax_compilation_cache_dir`` is already set: that choice wins.
 
 :func:`disable` and :func:`enable` change it at run time; :func:`folder` says where
-it is (``jaxnn.doctor()`` prints it). The cache is JAX's; this module only configures it.
+it is (``jaxnn.doctor()`` prints it). The cache is JAX's; this module configures it and
+repairs it: JAX never replaces an entry that a full disk, a file-size limit or a kill
+left truncated (it warns and recompiles in every later process), so :func:`enable`
+drops the entries written since its last look that do not decompress, and
+:func:`check` (run by ``jaxnn.doctor()``) looks at every entry.
 """
 
+import dataclasses
 import os
+import time
+import zlib
 from pathlib import Path
 
 import jax
+
+from jaxnn import _files
 
 ENV = "JAXNN_COMPILATION_CACHE"
 _OFF = ("0", "off", "false", "no")
 # Every program, however quick to compile: a short run compiles dozens of small ones
 # (its data, init, metrics, plots' inputs) that add up to a second on a 2-core CPU.
 MIN_COMPILE_SECONDS = 0.0
+_ENTRY = "-cache"  # JAX's file name for an entry: <key>-cache (and <key>-atime beside it)
+_STAMP = ".jaxnn-checked"  # its modification time: entries older than it were checked
+_WRITING_SECONDS = 2.0  # an entry younger than this may still be being written: left for the next look
+_MAX_ENTRY = 1 << 31
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """What :func:`check` found in a cache folder: the entries it holds, their size in
+    bytes, and the names of the truncated entries it dropped (or could not drop)."""
+
+    folder: str
+    entries: int
+    size: int
+    dropped: tuple = ()
+    undeletable: tuple = ()
+
+    def __str__(self) -> str:
+        text = f"{self.folder}: {self.entries} compiled programs, {self.size / 2**20:.1f} MiB"
+        if self.dropped:
+            text += f"; dropped {len(self.dropped)} truncated"
+        return text
+
+
+def _zstd():
+    try:
+        from compression import zstd  # Python 3.14
+
+        return zstd
+    except ImportError:
+        try:
+            import zstandard
+
+            return zstandard.ZstdDecompressor()
+        except ImportError:
+            return None
+
+
+def intact(data: bytes) -> bool:
+    """Whether a cache entry's bytes decompress whole (JAX writes zstd or zlib)."""
+    if data[:4] == _ZSTD_MAGIC:
+        zstd = _zstd()
+        if zstd is None:  # not readable here, so not judged
+            return True
+        try:
+            zstd.decompress(data)
+        except Exception:  # zstd's own error class differs by package
+            return False
+        return True
+    try:
+        zlib.decompress(data)
+    except zlib.error:
+        return False
+    return True
+
+
+def _entry_intact(entry: Path) -> bool:
+    try:
+        with _files.open_regular(entry, OSError, "a cache entry", max_bytes=_MAX_ENTRY) as (f, _):
+            return intact(f.read())
+    except OSError:  # gone, replaced by something else, or larger than any program: not judged
+        return True
+
+
+def check(path: str | os.PathLike | None = None, *, since_last: bool = False) -> Check:
+    """Looks at the cache folder's entries (default: the folder in use) and drops the
+    ones that do not decompress, with their access-time files; ``since_last``: only
+    the entries written since the last look. Returns a :class:`Check`."""
+    if path is None and folder() is None:
+        raise ValueError("the compilation cache is off: pass the folder to check")
+    root = Path(path if path is not None else folder())
+    if not root.is_dir():
+        return Check(str(root), 0, 0)
+    start = time.time()
+    stamp = root / _STAMP
+    last = stamp.stat().st_mtime if since_last and stamp.is_file() else float("-inf")
+    listing = [(p, p.stat()) for p in root.glob(f"*{_ENTRY}") if p.is_file() and not p.is_symlink()]
+    dropped, undeletable = [], []
+    for entry, info in listing:
+        if last <= info.st_mtime <= start - _WRITING_SECONDS and not _entry_intact(entry):
+            try:
+                entry.unlink()
+                entry.with_name(entry.name.removesuffix(_ENTRY) + "-atime").unlink(missing_ok=True)
+                dropped.append(entry.name)
+            except OSError:
+                undeletable.append(entry.name)
+    try:  # the next look starts where this one could judge
+        stamp.touch()
+        os.utime(stamp, (start - _WRITING_SECONDS,) * 2)
+    except OSError:  # a read-only cache folder: JAX cannot write to it either
+        pass
+    kept = [info.st_size for entry, info in listing if entry.name not in dropped]
+    return Check(str(root), len(kept), sum(kept), tuple(dropped), tuple(undeletable))
 
 
 def default_folder() -> Path:
@@ -42,6 +145,10 @@ def enable(path: str | os.PathLike | None = None) -> Path:
     target = Path(path) if path is not None else default_folder()
     jax.config.update("jax_compilation_cache_dir", str(target))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    try:
+        check(target, since_last=True)
+    except OSError:  # an unreadable folder: JAX warns about it itself; doctor reports it
+        pass
     return target
 
 

@@ -40,6 +40,8 @@ class Report:
       problems: sentences about what is wrong (empty when all is well).
       fixes: one command or step per problem.
       compilation_cache: the persistent compilation cache's folder, or ``None`` (off).
+      cache_check: what :func:`jaxnn.cache.check` found there (``None`` when off):
+        the entries, their size and the truncated ones it dropped.
     """
 
     versions: dict
@@ -52,6 +54,7 @@ class Report:
     problems: tuple
     fixes: tuple
     compilation_cache: str | None = None
+    cache_check: cache.Check | None = None
 
     @property
     def ok(self) -> bool:
@@ -63,7 +66,7 @@ class Report:
             f"backend  {self.backend} ({self.device_kind})",
             f"devices  {self.device_count} ({self.local_device_count} local), processes {self.process_count}",
             f"hardware {', '.join(self.hardware) or 'no accelerator found'}",
-            f"cache    {self.compilation_cache or 'off'} (compiled programs; JAXNN_COMPILATION_CACHE=0 turns it off)",
+            f"cache    {self.cache_check or self.compilation_cache or 'off'} (JAXNN_COMPILATION_CACHE=0 turns it off)",
         ]
         if self.ok:
             lines.append(f"OK: jaxnn will train on {self.local_device_count} {self.backend} device(s).")
@@ -155,6 +158,19 @@ def doctor(*, verbose: bool = True, environ=None) -> Report:
     except Exception as e:  # JAX cannot start a backend: that is the diagnosis, not a crash
         backend, devices = "none", ("no device", 0, 0, 0)
         problems, fixes = backend_failure(str(e) or type(e).__name__, (environ or os.environ).get("JAX_PLATFORMS", ""))
+    cache_check = None
+    if cache.folder() is not None:
+        try:
+            cache_check = cache.check()
+        except OSError as e:
+            problems += (f"the compilation cache folder {cache.folder()} cannot be read: {e.strerror}",)
+            fixes += ("fix its permissions, or set JAXNN_COMPILATION_CACHE to another folder",)
+    if cache_check is not None and cache_check.undeletable:
+        problems += (
+            f"{len(cache_check.undeletable)} truncated compiled programs in {cache_check.folder} cannot be "
+            "deleted: every process recompiles them",
+        )
+        fixes += (f"delete them (or the folder): {', '.join(cache_check.undeletable[:3])}",)
     report = Report(
         versions=versions,
         backend=backend,
@@ -166,6 +182,7 @@ def doctor(*, verbose: bool = True, environ=None) -> Report:
         problems=problems,
         fixes=fixes,
         compilation_cache=cache.folder(),
+        cache_check=cache_check,
     )
     if verbose:
         print(report)
