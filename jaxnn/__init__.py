@@ -11,6 +11,7 @@ from jaxnn import metrics as metrics
 from jaxnn import optim as optim
 from jaxnn import precision as precision
 from jaxnn import rng as rng
+from jaxnn import space as space
 from jaxnn.baselines import linear_regression as linear_regression
 from jaxnn.data import Dataset as Dataset
 from jaxnn.data import Standardizer as Standardizer
@@ -23,6 +24,10 @@ from jaxnn.data import validate as validate
 from jaxnn.doctor import doctor as doctor
 from jaxnn.explain import backprop as backprop
 from jaxnn.explain import explain as explain
+from jaxnn.hpsearch import Hyperband as Hyperband
+from jaxnn.hpsearch import SearchResult as SearchResult
+from jaxnn.hpsearch import SuccessiveHalving as SuccessiveHalving
+from jaxnn.hpsearch import search as search
 from jaxnn.mlp import Model as Model
 from jaxnn.mlp import count_params as count_params
 from jaxnn.mlp import mlp as mlp
@@ -53,10 +58,13 @@ __all__ = [
     "Dataset",
     "EarlyStopping",
     "FitResult",
+    "Hyperband",
     "ManyResult",
     "Model",
+    "SearchResult",
     "Standardizer",
     "Stop",
+    "SuccessiveHalving",
     "TrainState",
     "Tuning",
     "activations",
@@ -86,6 +94,8 @@ __all__ = [
     "predict",
     "predict_ensemble",
     "rng",
+    "search",
+    "space",
     "standardize",
     "train_test_split",
     "validate",

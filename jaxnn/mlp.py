@@ -71,7 +71,8 @@ class MLPApply:
 
     def split(self, variables) -> tuple[Params, Any]:
         """``(params, batch_stats)``; ``batch_stats`` is ``None`` without batch norm.
-        Variables may also hold ``dropout_rate`` (``fit_many``'s dropout sweep)."""
+        Variables may also hold ``dropout_rate`` (``fit_many``'s dropout sweep) and
+        ``width`` (``jaxnn.search``: the hidden units past it output 0)."""
         if isinstance(variables, dict) and "params" in variables:
             params, stats = variables["params"], variables.get("batch_stats")
         else:
@@ -89,6 +90,7 @@ class MLPApply:
         normalises by the batch's statistics (training)."""
         params, stats = self.split(variables)
         swept = variables.get("dropout_rate") if isinstance(variables, dict) else None
+        width = variables.get("width") if isinstance(variables, dict) else None
         check_mlp_input(params, x, len(self.activations))
         out, a = [], x
         for i, (layer, act) in enumerate(zip(params, self.activations, strict=True)):
@@ -109,6 +111,9 @@ class MLPApply:
             if hidden and key is not None and self.dropout and self.dropout[i] > 0:
                 keep = 1.0 - (self.dropout[i] if swept is None else swept)
                 a = jnp.where(jax.random.bernoulli(jax.random.fold_in(key, i), keep, a.shape), a / keep, 0.0)
+            if hidden and width is not None:  # a narrower network inside this one: its gradients stay 0 too
+                keep = (jnp.arange(a.shape[-1]) < width).astype(a.dtype)
+                a = a * keep.reshape((1,) * (a.ndim - 1) + keep.shape)
             out.append((linear, a))
         return out
 

@@ -19,6 +19,11 @@ stream              id   consumer
                          step count before it, from 0) uses
                          ``fold_in(stream(key, "dropout"), s)``, whatever the
                          chunking, the devices or a resume
+``search``          7    ``jaxnn.search``: configuration ``i``'s own root key
+                         is ``fold_in(stream(key, "search"), i)``
+``config``          8    a configuration's values: the ``j``-th name of the
+                         space (sorted) draws from ``fold_in(stream(k,
+                         "config"), j)`` of the configuration's key ``k``
 ==================  ===  ===================================================
 
 This module only names streams; it draws nothing.
@@ -26,7 +31,8 @@ This module only names streams; it draws nothing.
 
 import jax
 
-STREAMS = {"shuffle": 0, "init": 1, "validation": 2, "dataset": 3, "test_split": 4, "models": 5, "dropout": 6}
+STREAMS = {"shuffle": 0, "init": 1, "validation": 2, "dataset": 3, "test_split": 4, "models": 5, "dropout": 6,
+           "search": 7, "config": 8}  # fmt: skip
 
 
 def stream(key: jax.Array, name: str) -> jax.Array:

@@ -1,0 +1,112 @@
+"""Search spaces for :func:`jaxnn.search`: where each hyperparameter's values come from.
+
+>>> space = {"learning_rate": loguniform(1e-4, 1.0), "width": choice([16, 32, 64])}
+
+Each configuration draws its values on the device from its own key (``jaxnn.rng``'s
+``config`` stream of the configuration's key), so the same run key gives the same
+configurations whatever the number of slots or the order they are trained in.
+Population-based training perturbs a value by a factor (clipped into the range) or
+draws it again.
+"""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Uniform:
+    """Values drawn uniformly from ``[low, high]``."""
+
+    low: float
+    high: float
+
+    def __post_init__(self):
+        low, high = _number(self.low, "low"), _number(self.high, "high")
+        if not low < high:
+            raise ValueError(f"{type(self).__name__} needs low < high, got low={low}, high={high}")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    def draw(self, key: jax.Array) -> jax.Array:
+        """One value (float32)."""
+        return jax.random.uniform(key, (), jnp.float32, self.low, self.high)
+
+    def perturb(self, value: jax.Array, factor: jax.Array) -> jax.Array:
+        """``value * factor``, clipped into the range."""
+        return jnp.clip(value * factor, self.low, self.high)
+
+    def values(self, drawn: np.ndarray) -> list:
+        return [float(v) for v in drawn]
+
+
+@dataclasses.dataclass(frozen=True)
+class LogUniform(Uniform):
+    """Values whose logarithm is uniform in ``[log(low), log(high)]`` (``low > 0``):
+    learning rates, weight decay."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0, got {self.low}")
+
+    def draw(self, key: jax.Array) -> jax.Array:
+        return jnp.exp(jax.random.uniform(key, (), jnp.float32, math.log(self.low), math.log(self.high)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One of ``options`` (numbers), each equally likely. The value carried on the
+    device is the option's index; perturbing moves it to the next option up or down."""
+
+    options: tuple
+
+    def __post_init__(self):
+        options = self.options
+        if isinstance(options, str | bytes) or not hasattr(options, "__len__") or not len(options):
+            raise ValueError(f"choice needs a non-empty list of numbers, got {options!r}")
+        options = tuple(_number(v, "each option") for v in options)
+        if len(set(options)) != len(options):
+            raise ValueError(f"choice's options must differ, got {list(options)}")
+        object.__setattr__(self, "options", options)
+
+    def draw(self, key: jax.Array) -> jax.Array:
+        return jax.random.randint(key, (), 0, len(self.options)).astype(jnp.float32)
+
+    def perturb(self, index: jax.Array, factor: jax.Array) -> jax.Array:
+        return jnp.clip(index + jnp.sign(factor - 1.0), 0, len(self.options) - 1)
+
+    def values(self, drawn: np.ndarray) -> list:
+        return [self.options[int(i)] for i in drawn]
+
+    def on_device(self, index: jax.Array) -> jax.Array:
+        return jnp.asarray(self.options, jnp.float32)[index.astype(jnp.int32)]
+
+
+def uniform(low: float, high: float) -> Uniform:
+    """Values uniform in ``[low, high]`` (momentum, a dropout rate)."""
+    return Uniform(low, high)
+
+
+def loguniform(low: float, high: float) -> LogUniform:
+    """Values log-uniform in ``[low, high]``, ``0 < low < high`` (a learning rate)."""
+    return LogUniform(low, high)
+
+
+def choice(options) -> Choice:
+    """One of ``options``, each equally likely (a width, a dropout rate)."""
+    return Choice(tuple(options) if not isinstance(options, str | bytes) and hasattr(options, "__iter__") else options)
+
+
+def value_on_device(dist, drawn: jax.Array) -> jax.Array:
+    """The hyperparameter's value from what is carried (a choice carries its index)."""
+    return dist.on_device(drawn) if isinstance(dist, Choice) else drawn
