@@ -24,8 +24,8 @@ from jaxnn.data import validate as validate
 from jaxnn.doctor import doctor as doctor
 from jaxnn.explain import backprop as backprop
 from jaxnn.explain import explain as explain
+from jaxnn.hpsearch import PBT as PBT
 from jaxnn.hpsearch import Hyperband as Hyperband
-from jaxnn.hpsearch import SearchResult as SearchResult
 from jaxnn.hpsearch import SuccessiveHalving as SuccessiveHalving
 from jaxnn.hpsearch import search as search
 from jaxnn.mlp import Model as Model
@@ -35,6 +35,7 @@ from jaxnn.options import Checkpoints as Checkpoints
 from jaxnn.options import EarlyStopping as EarlyStopping
 from jaxnn.options import FitResult as FitResult
 from jaxnn.options import ManyResult as ManyResult
+from jaxnn.options import SearchResult as SearchResult
 from jaxnn.options import Stop as Stop
 from jaxnn.options import TrainState as TrainState
 from jaxnn.options import Tuning as Tuning
@@ -54,6 +55,7 @@ __version__ = "0.1.0"
 cache.configure_from_environment()  # JAX's persistent compilation cache (see jaxnn.cache)
 
 __all__ = [
+    "PBT",
     "Checkpoints",
     "Dataset",
     "EarlyStopping",

@@ -1,12 +1,18 @@
 """The compiled search behind ``jaxnn.search`` (private; ``jaxnn.hpsearch`` is the API).
 
 K slots train side by side in ``fit_many``'s vmapped epoch (``jaxnn._loop``). After
-each epoch, inside the same compiled call: every slot's monitored value updates its
-trial's best so far; a trial at a rung is ranked against every trial of its bracket
-that reached that rung (non-finite as worst) and promoted (it trains on, keeping its
-params and optimizer state) or pruned; a pruned, finished, stopped or diverged slot
-takes the next configuration of the pool, initialised from that configuration's own
-key. The host only launches chunks of epochs and reads a few numbers per chunk.
+each epoch, inside the same compiled call:
+
+- successive halving: every slot's monitored value updates its trial's best so far; a
+  trial at a rung is ranked against every trial of its bracket that reached that rung
+  (non-finite as worst) and promoted (it trains on from its own params and optimizer
+  state) or pruned; a pruned, finished, stopped or diverged slot takes the next
+  configuration of the pool, initialised from that configuration's own key;
+- population-based training: every ``interval`` epochs the worst slots copy the state
+  of better ones (params, optimizer state, the position in their PRNG streams) and
+  explore: each value multiplied by one of ``perturb``'s factors, or drawn again.
+
+The host only launches chunks of epochs and reads two numbers per chunk.
 """
 
 import dataclasses
@@ -16,7 +22,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn import _loop, _models, rng, space
+from jaxnn import _loop, _models, optim, rng, space
+from jaxnn.initializers import FAN_MODE, default_initializer
 from jaxnn.mlp import mlp as build_mlp
 from jaxnn.options import Stop, TrainState
 
@@ -30,18 +37,30 @@ class Program:
     """Everything static about a search: one compiled program per distinct value."""
 
     plan: _loop.Plan
-    init: Callable  # the model's init (the widest network's)
-    mlp_spec: tuple  # (sizes, activation, output_activation, dropout, norm) to rebuild a w-wide mlp, or ()
+    init: Callable | None  # the model's init; None: a jaxnn.mlp's, rebuilt from mlp_spec (equal by value)
+    mlp_spec: tuple  # (sizes, activation, output_activation, dropout, norm) of a jaxnn.mlp, or ()
     space: tuple  # ((name, distribution), ...)
-    optimizer_names: tuple  # the names of the space that are optimizer hyperparameters
+    optimizer_names: tuple  # the names of the space that are the optimizer's hyperparameters
+    fixed: tuple  # ((name, value), ...): the optimizer's other hyperparameters
     rungs: tuple  # the epochs of each rung; the last is the budget
     eta: int
-    n: int  # configurations
+    n: int  # trials (PBT: the population and every member that replaced one)
     k: int  # slots
     monitor: str
     sign: float  # 1.0: lower is better; -1.0: higher is better
     chunk: int
-    pbt: Any = None  # a jaxnn.PBT, or None for (successive) halving
+    pbt: Any = None  # a jaxnn.PBT, or None for successive halving
+
+
+class Pool(NamedTuple):
+    """The configurations: every one's initial variables (stacked), key, drawn values
+    (a choice's index; name -> (N,)) and bracket, and the key PBT explores with."""
+
+    inits: Any
+    keys: jax.Array
+    drawn: dict
+    bracket: jax.Array
+    explore: jax.Array
 
 
 class State(NamedTuple):
@@ -49,39 +68,54 @@ class State(NamedTuple):
 
     carry: _loop.Carry  # (K, ...) the slots' training state
     trial: jax.Array  # (K,) int32: the trial each slot trains, -1 idle
-    next: jax.Array  # () int32: the next configuration of the pool
+    next: jax.Array  # () int32: the next trial id
     drawn: dict  # name -> (N,) float32: each trial's values (a choice's index)
     scores: jax.Array  # (N, R) float32, lower is better: best so far at each rung reached (inf: not reached)
     reached: jax.Array  # (N, R) bool
     curve: jax.Array  # (N, E) float32: the monitored value after each epoch (NaN: not trained)
     status: jax.Array  # (N,) int32
     epochs: jax.Array  # (N,) int32
-    best: jax.Array  # (N,) float32, lower is better: best so far
+    best: jax.Array  # (N,) float32, lower is better: best so far (PBT: the last value)
     parent: jax.Array  # (N,) int32: the trial a PBT member copied (-1: none)
     champion: Any  # variables of the best finished trial
     champion_id: jax.Array  # () int32 (-1: none yet)
 
 
-def _value(prog: Program, drawn: dict, name: str, t):
+def value(prog: Program, drawn: dict, name: str, t):
+    """Trial ``t``'s value of ``name`` (a choice's option, not its index)."""
     return space.value_on_device(dict(prog.space)[name], drawn[name][t])
 
 
-def _initial_variables(prog: Program, key: jax.Array, width):
-    """The trial's initial variables: the model's, or (a width search) the w-wide
-    network's own initial distribution, zero-padded to the widest network."""
-    if not prog.mlp_spec or width is None:
-        return prog.init(key)
+def _spec_model(prog: Program):
     sizes, activation, output_activation, dropout, norm = prog.mlp_spec
-    options = dict(prog.space)["width"].options
-    full = prog.init(key)
+    return build_mlp(list(sizes), activation, output_activation, dropout=dropout, norm=norm)
 
-    def init_for(w):
-        hidden = [int(w)] * (len(sizes) - 2)
-        narrow = build_mlp([sizes[0], *hidden, sizes[-1]], activation, output_activation, dropout=dropout, norm=norm)
-        pad = lambda a, b: jnp.zeros_like(b).at[tuple(slice(0, s) for s in a.shape)].set(a)
-        return lambda: jax.tree.map(pad, narrow.init(key), full)
 
-    return jax.lax.switch(width.astype(jnp.int32), [init_for(w) for w in options])
+def _initial_variables(prog: Program, key: jax.Array, width):
+    """The trial's initial variables: the model's, or (a width search) those of its
+    first ``width`` hidden units, scaled to be distributed as a ``width``-wide
+    network's own initial weights (its fans are smaller), the other units zero."""
+    full = (prog.init or _spec_model(prog).init)(key)
+    if width is None:
+        return full
+    sizes, activation, output_activation = prog.mlp_spec[:3]
+    w = space.value_on_device(dict(prog.space)["width"], width)
+    layers = full["params"] if isinstance(full, dict) else full
+    acts = [activation] * (len(sizes) - 2) + [output_activation]
+    narrowed = []
+    for i, (layer, act) in enumerate(zip(layers, acts, strict=True)):
+        n_in, n_out = sizes[i], sizes[i + 1]
+        w_in = n_in if i == 0 else w
+        w_out = n_out if i == len(acts) - 1 else w
+        keep_in, keep_out = jnp.arange(n_in) < w_in, jnp.arange(n_out) < w_out
+        init = default_initializer(act)
+        mode = FAN_MODE[id(init)]
+        scale = jnp.sqrt(n_in / w_in) if mode == "fan_in" else jnp.sqrt((n_in + n_out) / (w_in + w_out))
+        kernel = layer["w"] * scale * (keep_in[:, None] & keep_out[None, :])
+        narrowed.append(
+            {**{k: v * keep_out for k, v in layer.items() if k != "w"}, "w": kernel.astype(layer["w"].dtype)}
+        )
+    return {**full, "params": narrowed} if isinstance(full, dict) else narrowed
 
 
 def initial_variables(prog: Program, keys: jax.Array, drawn: dict):
@@ -92,20 +126,26 @@ def initial_variables(prog: Program, keys: jax.Array, drawn: dict):
     return jax.vmap(one)(keys, widths) if widths is not None else jax.vmap(lambda k: one(k, None))(keys)
 
 
-def fresh_carry(prog: Program, inits, keys: jax.Array, drawn: dict, t) -> _loop.Carry:
+def _model_state(prog: Program, model_state, drawn: dict, t):
+    """The model state with trial ``t``'s values of the names the model reads."""
+    extra = {("dropout_rate" if n == "dropout" else n): value(prog, drawn, n, t) for n, _ in prog.space}
+    extra = {n: v for n, v in extra.items() if n not in prog.optimizer_names}
+    return {**(model_state or {}), **extra} or None
+
+
+def fresh_carry(prog: Program, pool: Pool, t) -> _loop.Carry:
     """The carry of trial ``t`` starting: its key, its initial params, its
     hyperparameters in a fresh optimizer state."""
-    variables = jax.tree.map(lambda a: a[t], inits)
+    variables = jax.tree.map(lambda a: a[t], pool.inits)
     params, model_state = _models.split_variables(prog.plan.apply_fn, variables)
-    extra = {}
-    if "dropout" in drawn:
-        extra["dropout_rate"] = _value(prog, drawn, "dropout", t)
-    if "width" in drawn:
-        extra["width"] = _value(prog, drawn, "width", t)
-    model_state = {**(model_state or {}), **extra} or None
     zero = jnp.zeros((), jnp.int32)
-    state = TrainState(params, None, zero, zero, keys[t], model_state)
-    return _loop.initial_carry(prog.plan, state, {n: _value(prog, drawn, n, t) for n in prog.optimizer_names})
+    state = TrainState(params, None, zero, zero, pool.keys[t], _model_state(prog, model_state, pool.drawn, t))
+    values = {**dict(prog.fixed), **{n: value(prog, pool.drawn, n, t) for n in prog.optimizer_names}}
+    return _loop.initial_carry(prog.plan, state, values)
+
+
+def _expand(pred, ndim: int):
+    return pred.reshape(pred.shape + (1,) * (ndim - pred.ndim))
 
 
 def _select(pred, new, old):
@@ -120,27 +160,20 @@ def _select(pred, new, old):
     return jax.tree.map(pick, new, old)
 
 
-def _expand(pred, ndim: int):
-    return pred.reshape(pred.shape + (1,) * (ndim - pred.ndim))
+def _fresh_slots(prog: Program, pool: Pool, trial):
+    return jax.vmap(lambda t: fresh_carry(prog, pool, t))(jnp.clip(trial, 0, prog.n - 1))
 
 
-def _fresh_slots(prog: Program, pool, trial):
-    inits, keys, drawn = pool
-    return jax.vmap(lambda t: fresh_carry(prog, inits, keys, drawn, t))(jnp.clip(trial, 0, prog.n - 1))
-
-
-def start(prog: Program, pool) -> State:
-    """The search's first state: slot ``i`` trains configuration ``i``. ``pool`` is
-    ``(initial variables, keys, drawn values)`` of every configuration."""
+def start(prog: Program, pool: Pool) -> State:
+    """The search's first state: slot ``i`` trains configuration ``i``."""
     n, k, r, e = prog.n, prog.k, len(prog.rungs), prog.rungs[-1]
     trial = jnp.arange(k, dtype=jnp.int32)
     carry = _fresh_slots(prog, pool, trial)
-    champion = jax.tree.map(lambda a: jnp.zeros_like(a[0]), carry.state.variables)
     return State(
         carry=carry,
         trial=trial,
         next=jnp.int32(k),
-        drawn=pool[2],
+        drawn=pool.drawn,
         scores=jnp.full((n, r), jnp.inf, jnp.float32),
         reached=jnp.zeros((n, r), bool),
         curve=jnp.full((n, e), jnp.nan, jnp.float32),
@@ -148,20 +181,43 @@ def start(prog: Program, pool) -> State:
         epochs=jnp.zeros((n,), jnp.int32),
         best=jnp.full((n,), jnp.inf, jnp.float32),
         parent=jnp.full((n,), -1, jnp.int32),
-        champion=champion,
+        champion=jax.tree.map(lambda a: jnp.zeros_like(a[0]), carry.state.variables),
         champion_id=jnp.int32(-1),
     )
 
 
-def _train(prog: Program, data, s: State):
-    """One epoch in every live slot. Returns the new carry, the slots' live mask,
-    their epoch count and their monitored value (lower is better; inf when not finite)."""
+class Epoch(NamedTuple):
+    """What one epoch of every slot gave: the trials (``n``: idle), their epoch
+    count, monitored value and its lower-is-better form (inf when not finite), and
+    whether their training loss went non-finite or their early stopping fired."""
+
+    t: jax.Array
+    epoch: jax.Array
+    value: jax.Array
+    lower: jax.Array
+    nan: jax.Array
+    stopped: jax.Array
+
+
+def _train(prog: Program, data, s: State, latest: bool) -> tuple[State, Epoch]:
+    """One epoch in every live slot, recorded in the trials' table (``best``: the best
+    so far, or with ``latest`` the last value)."""
     live = s.trial >= 0
     new, records, _ = jax.vmap(lambda c: _loop._one_epoch(prog.plan, data, c), axis_name=AXIS)(s.carry)
     carry = _select(live, new, s.carry)
-    v = records[prog.monitor]
+    v, epoch = records[prog.monitor], carry.state.epoch
     lower = jnp.where(jnp.isfinite(v), prog.sign * v, jnp.inf)
-    return carry, live, carry.state.epoch, v, lower
+    t = jnp.where(live, s.trial, prog.n)  # index n: dropped by the scatters
+    best = lower if latest else jnp.minimum(s.best.at[t].get(mode="fill", fill_value=jnp.inf), lower)
+    nan = live & (carry.stop == Stop.NON_FINITE_LOSS)
+    stopped = live & (carry.stop == Stop.EARLY_STOPPING) & ~nan
+    s = s._replace(
+        carry=carry,
+        best=s.best.at[t].set(best, mode="drop"),
+        epochs=s.epochs.at[t].set(epoch, mode="drop"),
+        curve=s.curve.at[t, epoch - 1].set(v, mode="drop"),
+    )
+    return s, Epoch(t, epoch, v, best, nan, stopped)
 
 
 def _rank(prog: Program, s: State, bracket, t, rung, deciding):
@@ -170,47 +226,38 @@ def _rank(prog: Program, s: State, bracket, t, rung, deciding):
     col = jnp.clip(rung, 0, len(prog.rungs) - 1)
     scores = s.scores[:, col]  # (N, K)
     peers = s.reached[:, col] & (bracket[:, None] == bracket[t][None, :])
-    mine = scores[jnp.clip(t, 0, prog.n - 1), jnp.arange(prog.k)]
+    mine = scores[t, jnp.arange(prog.k)][None, :]
     ids = jnp.arange(prog.n)[:, None]
-    better = peers & ((scores < mine[None, :]) | ((scores == mine[None, :]) & (ids < t[None, :])))
+    better = peers & ((scores < mine) | ((scores == mine) & (ids < t[None, :])))
     keep = jnp.maximum(peers.sum(axis=0) // prog.eta, 1)
     return deciding & (better.sum(axis=0) < keep)
 
 
-def _halving_tick(prog: Program, data, pool, bracket, s: State) -> State:
-    carry, live, epoch, v, lower = _train(prog, data, s)
-    n, t = prog.n, jnp.where(live, s.trial, prog.n)  # index n: dropped by the scatters
-    best = jnp.minimum(s.best.at[t].get(mode="fill", fill_value=jnp.inf), lower)
-    rung_of = (
-        jnp.full((prog.rungs[-1] + 1,), -1, jnp.int32)
-        .at[jnp.asarray(prog.rungs)]
-        .set(jnp.arange(len(prog.rungs), dtype=jnp.int32))
-    )
-    rung = jnp.where(live, rung_of[epoch], -1)
-    nan = live & (carry.stop == Stop.NON_FINITE_LOSS)
-    stopped = live & (carry.stop == Stop.EARLY_STOPPING) & ~nan
-    finished = live & (epoch >= prog.rungs[-1]) & ~nan & ~stopped
-    deciding = live & (rung >= bracket[jnp.clip(t, 0, n - 1)]) & ~nan & ~stopped
+def _halving_tick(prog: Program, data, pool: Pool, s: State) -> State:
+    s, ep = _train(prog, data, s, latest=False)
+    tc = jnp.clip(ep.t, 0, prog.n - 1)
+    rung_of = jnp.full((prog.rungs[-1] + 1,), -1, jnp.int32)
+    rung_of = rung_of.at[jnp.asarray(prog.rungs)].set(jnp.arange(len(prog.rungs), dtype=jnp.int32))
+    live = ep.t < prog.n
+    rung = jnp.where(live, rung_of[ep.epoch], -1)
+    finished = live & (ep.epoch >= prog.rungs[-1]) & ~ep.nan & ~ep.stopped
+    deciding = live & (rung >= pool.bracket[tc]) & ~ep.nan & ~ep.stopped
     at = jnp.where(deciding, rung, len(prog.rungs))
     s = s._replace(
-        carry=carry,
-        best=s.best.at[t].set(best, mode="drop"),
-        epochs=s.epochs.at[t].set(epoch, mode="drop"),
-        curve=s.curve.at[t, epoch - 1].set(v, mode="drop"),
-        scores=s.scores.at[t, at].set(best, mode="drop"),
-        reached=s.reached.at[t, at].set(True, mode="drop"),
+        scores=s.scores.at[ep.t, at].set(ep.lower, mode="drop"),
+        reached=s.reached.at[ep.t, at].set(True, mode="drop"),
     )
-    promoted = _rank(prog, s, bracket, t, rung, deciding & ~finished)
+    promoted = _rank(prog, s, pool.bracket, tc, rung, deciding & ~finished)
     pruned = deciding & ~finished & ~promoted
-    status = jnp.select([nan, stopped, finished, pruned], [NAN, STOPPED, FINISHED, PRUNED], RUNNING)
-    s = s._replace(status=s.status.at[t].set(status.astype(jnp.int32), mode="drop"))
-    s = _crown(s, finished, best, t)
-    return _refill(prog, pool, s, nan | stopped | finished | pruned)
+    status = jnp.select([ep.nan, ep.stopped, finished, pruned], [NAN, STOPPED, FINISHED, PRUNED], RUNNING)
+    s = s._replace(status=s.status.at[ep.t].set(status.astype(jnp.int32), mode="drop"))
+    s = _crown(s, finished, ep.lower, ep.t)
+    return _refill(prog, pool, s, ep.nan | ep.stopped | finished | pruned)
 
 
-def _crown(s: State, finished, best, t) -> State:
+def _crown(s: State, finished, lower, t) -> State:
     """Keeps the variables of the best trial that finished so far."""
-    candidate = jnp.where(finished, best, jnp.inf)
+    candidate = jnp.where(finished, lower, jnp.inf)
     i = jnp.argmin(candidate)
     current = s.best[jnp.maximum(s.champion_id, 0)]
     wins = jnp.isfinite(candidate[i]) & ((s.champion_id < 0) | (candidate[i] < current))
@@ -221,32 +268,110 @@ def _crown(s: State, finished, best, t) -> State:
     )
 
 
-def _refill(prog: Program, pool, s: State, free) -> State:
+def _refill(prog: Program, pool: Pool, s: State, free) -> State:
     """Free slots take the pool's next configurations, in slot order."""
     new_t = s.next + jnp.cumsum(free) - 1
     ok = free & (new_t < prog.n)
     trial = jnp.where(free, jnp.where(ok, new_t, -1), s.trial).astype(jnp.int32)
-    fresh = _fresh_slots(prog, pool, trial)
     return s._replace(
-        carry=_select(ok, fresh, s.carry),
+        carry=_select(ok, _fresh_slots(prog, pool, trial), s.carry),
         trial=trial,
         next=(s.next + ok.sum()).astype(jnp.int32),
         status=s.status.at[jnp.where(ok, new_t, prog.n)].set(RUNNING, mode="drop"),
     )
 
 
-def chunk(prog: Program, s: State, data, pool, bracket):
+def _pbt_tick(prog: Program, data, pool: Pool, s: State) -> State:
+    s, ep = _train(prog, data, s, latest=True)
+    live = ep.t < prog.n
+    epoch = ep.epoch.max()  # every slot trains every epoch
+    finished = live & (ep.epoch >= prog.rungs[-1])
+    last = jnp.where(ep.nan, NAN, jnp.where(ep.stopped, STOPPED, FINISHED))
+    s = s._replace(status=s.status.at[jnp.where(finished, ep.t, prog.n)].set(last.astype(jnp.int32), mode="drop"))
+    s = _crown(s, finished & ~ep.nan & ~ep.stopped, ep.lower, ep.t)
+    s = s._replace(trial=jnp.where(finished, -1, s.trial))
+    exploit = (epoch % prog.pbt.interval == 0) & (epoch < prog.rungs[-1])
+    return jax.lax.cond(exploit, lambda s: _exploit(prog, pool, s, ep, epoch), lambda s: s, s)
+
+
+def _exploit(prog: Program, pool: Pool, s: State, ep: Epoch, epoch) -> State:
+    """The worst ``q`` slots copy a random one of the best ``q`` and explore."""
+    q = prog.pbt.replaced(prog.k)
+    key = jax.random.fold_in(pool.explore, epoch)
+    order = jnp.argsort(ep.lower, stable=True)  # best first; non-finite last
+    worst, best = order[prog.k - q :], order[:q]
+    source = best[jax.random.randint(jax.random.fold_in(key, 0), (q,), 0, q)]
+    new_t = s.next + jnp.arange(q, dtype=jnp.int32)
+    parent = s.trial[source]
+    drawn = dict(s.drawn)
+    for j, (name, dist) in enumerate(prog.space):
+        k = jax.random.fold_in(key, j + 1)
+        kr, kf, kd = jax.random.split(k, 3)
+        factors = jnp.asarray(prog.pbt.perturb, jnp.float32)
+        factor = factors[jax.random.randint(kf, (q,), 0, len(prog.pbt.perturb))]
+        again = jax.vmap(dist.draw)(jax.random.split(kd, q))
+        moved = dist.perturb(drawn[name][parent], factor)
+        drawn[name] = (
+            drawn[name].at[new_t].set(jnp.where(jax.random.uniform(kr, (q,)) < prog.pbt.resample, again, moved))
+        )
+    copied = jax.tree.map(lambda a: a[source], s.carry)
+    copied = copied._replace(state=_explored_state(prog, copied.state, drawn, new_t))
+    carry = jax.tree.map(lambda a, b: a.at[worst].set(b), s.carry, copied)
+    return s._replace(
+        carry=carry,
+        trial=s.trial.at[worst].set(new_t),
+        next=s.next + q,
+        drawn=drawn,
+        status=s.status.at[s.trial[worst]].set(jnp.where(ep.nan[worst], NAN, PRUNED)).at[new_t].set(RUNNING),
+        parent=s.parent.at[new_t].set(parent),
+        epochs=s.epochs.at[new_t].set(s.epochs[parent]),
+        best=s.best.at[new_t].set(s.best[parent]),
+        curve=s.curve.at[new_t].set(s.curve[parent]),
+    )
+
+
+def _explored_state(prog: Program, state: TrainState, drawn: dict, new_t) -> TrainState:
+    """The copied states with the new members' values written in."""
+    values = {n: value(prog, drawn, n, new_t) for n in prog.optimizer_names}
+    opt_state = jax.vmap(optim.set_hyperparams)(state.opt_state, values) if values else state.opt_state
+    model_state = jax.vmap(lambda ms, t: _model_state(prog, ms, drawn, t))(state.model_state, new_t)
+    return state._replace(opt_state=opt_state, model_state=model_state)
+
+
+def chunk(prog: Program, s: State, data, pool: Pool):
     """Up to ``prog.chunk`` epochs of the search (nothing once every slot is idle).
-    Returns the state and ``(live slots, next configuration)`` for the host."""
+    Returns the state and ``(live slots, trials started)`` for the host."""
+    tick = _halving_tick if prog.pbt is None else _pbt_tick
 
     def body(s, _):
-        tick = lambda s: _halving_tick(prog, data, pool, bracket, s)
-        return jax.lax.cond((s.trial >= 0).any(), tick, lambda s: s, s), None
+        return jax.lax.cond((s.trial >= 0).any(), lambda s: tick(prog, data, pool, s), lambda s: s, s), None
 
     s, _ = jax.lax.scan(body, s, None, length=prog.chunk)
     return s, ((s.trial >= 0).sum(), s.next)
 
 
-run_inits = jax.jit(initial_variables, static_argnums=0)
-run_start = jax.jit(start, static_argnums=0)
+def draw(space_: tuple, keys: jax.Array) -> dict:
+    """Each configuration's values (a choice's index) from its key's ``config``
+    stream: the ``j``-th name (sorted) from ``fold_in(stream(key, "config"), j)``."""
+
+    def one(k):
+        base = rng.stream(k, "config")
+        return {name: dist.draw(jax.random.fold_in(base, j)) for j, (name, dist) in enumerate(space_)}
+
+    return jax.vmap(one)(keys)
+
+
+def begin(prog: Program, key: jax.Array, bracket: jax.Array, drawn_n: int) -> tuple[Pool, State]:
+    """The pool (every trial's key; the first ``drawn_n`` configurations' values and
+    initial variables) and the first state, in one program."""
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng.stream(key, "search"), i))(jnp.arange(prog.n, dtype=jnp.uint32))
+    drawn = draw(prog.space, keys[:drawn_n])
+    inits = initial_variables(prog, keys[:drawn_n], drawn)
+    if prog.n > drawn_n:  # PBT: the copies' values are written in as they are made
+        drawn = {name: jnp.zeros(prog.n, jnp.float32).at[:drawn_n].set(v) for name, v in drawn.items()}
+    pool = Pool(inits, keys, drawn, bracket, rng.stream(key, "explore"))
+    return pool, start(prog, pool)
+
+
+run_begin = jax.jit(begin, static_argnums=(0, 3))
 run_chunk = jax.jit(chunk, static_argnums=0, donate_argnums=1)

@@ -1,40 +1,44 @@
 """Hyperparameter search inside the compiled program: ``jaxnn.search``.
 
 Configurations drawn from a :mod:`jaxnn.space` train side by side in ``fit_many``'s
-vmapped slots; the schedule's decisions (rank, promote, prune, refill) are made inside
-the compiled chunk of epochs, so a search costs what its epochs cost, with one host
-round trip per chunk. See ``docs/guides/search.md``.
+vmapped slots; the schedule's decisions (rank, promote, prune, refill; for PBT copy
+and perturb) are made inside the compiled chunk of epochs, so a search costs what its
+epochs cost, with one host round trip per chunk. See ``docs/guides/search.md``.
 """
 
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _models, _search, _setup, optim, rng, space
+from jaxnn import _models, _records, _search, _setup, optim
+from jaxnn import space as spaces
 from jaxnn._checks import MAX_ELEMENTS, MAX_EPOCHS, positive_int
 from jaxnn.distributed import fetch
 from jaxnn.mlp import MLPTrainApply, Model
 from jaxnn.mlp import mlp as build_mlp
-from jaxnn.options import EarlyStopping, Tuning
+from jaxnn.options import EarlyStopping, SearchResult, Tuning
+from jaxnn.train import fit
 
-_NOT_OPTIMIZER = ("dropout", "width")
+
+def _eta(eta) -> None:
+    if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
+        raise ValueError(f"eta must be an int >= 2, got {eta!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class SuccessiveHalving:
     """Successive halving with slot refill (ASHA with every slot advancing together).
 
-    A trial trains ``min_epochs`` (the grace period), then at each rung (``min_epochs``
+    A trial trains ``min_epochs`` (the grace period); then at each rung (``min_epochs``
     times a power of ``eta``, up to ``max_epochs``) it is promoted if its best monitored
     value so far is in the top ``1/eta`` of the trials that reached that rung, else
-    pruned; its slot takes the next configuration. A promoted trial trains on from its
-    own params and optimizer state (never retrained)."""
+    pruned, and its slot takes the next configuration. A promoted trial trains on from
+    its own params and optimizer state (never retrained)."""
 
     min_epochs: int = 1
     max_epochs: int = 27
@@ -43,8 +47,7 @@ class SuccessiveHalving:
     def __post_init__(self):
         positive_int(self.min_epochs, "min_epochs", MAX_EPOCHS)
         positive_int(self.max_epochs, "max_epochs", MAX_EPOCHS)
-        if isinstance(self.eta, bool) or not isinstance(self.eta, int) or self.eta < 2:
-            raise ValueError(f"eta must be an int >= 2, got {self.eta!r}")
+        _eta(self.eta)
         if self.min_epochs > self.max_epochs:
             raise ValueError(f"min_epochs ({self.min_epochs}) must be at most max_epochs ({self.max_epochs})")
 
@@ -65,7 +68,8 @@ class SuccessiveHalving:
 class Hyperband(SuccessiveHalving):
     """Hyperband: brackets of successive halving over the same slots. Bracket ``b``
     ranks its trials first at rung ``b`` (bracket 0 is the most aggressive); the
-    configurations are shared between brackets as Hyperband's budgets say."""
+    configurations are shared out as Hyperband's budgets say (27, 12, 6 and 4 of 49
+    for 1 to 27 epochs and ``eta`` 3), in bracket order."""
 
     def brackets(self, n: int) -> np.ndarray:
         r = len(self.rungs()) - 1
@@ -76,66 +80,83 @@ class Hyperband(SuccessiveHalving):
         return np.repeat(np.arange(r + 1, dtype=np.int32), counts)
 
 
-Schedule = SuccessiveHalving  # (Hyperband is one)
-
-
 @dataclasses.dataclass(frozen=True)
-class SearchResult:
-    """What :func:`search` found.
+class PBT:
+    """Population-based training: ``num_configs`` members train together for
+    ``max_epochs``; every ``interval`` epochs the worst ``fraction`` copy the state of
+    a random one of the best ``fraction`` (params, optimizer state and the position of
+    its PRNG streams) and explore: each value is drawn again with probability
+    ``resample``, else multiplied by one of ``perturb``'s factors (clipped into its
+    range; a choice moves to the next option down or up). Each copy is a new trial
+    whose ``parent`` is the member it copied."""
 
-    Attributes:
-      best_config: the winner's hyperparameters (``{name: value}``).
-      best_params: the winner's trained params (for the model given: a width
-        search's narrower winner is zero-padded, which predicts the same).
-      trials: one row per configuration, best first: ``id``, ``config``, ``rung``
-        (the last rung reached, -1: none), ``epochs`` trained, ``score`` (its best
-        monitored value), ``status`` (finished, pruned, stopped, nan, pending) and
-        ``parent``.
-      curves: ``(configurations, epochs)`` monitored value per epoch (NaN: not trained).
-      monitor: the name of the value ranked.
-    """
+    interval: int = 4
+    fraction: float = 0.25
+    perturb: tuple = (0.8, 1.2)
+    resample: float = 0.25
+    max_epochs: int = 32
 
-    best_config: dict | None
-    best_params: Any
-    trials: list
-    curves: np.ndarray
-    monitor: str
-    _replay: Callable = dataclasses.field(repr=False, default=None)
+    def __post_init__(self):
+        positive_int(self.interval, "interval", MAX_EPOCHS)
+        positive_int(self.max_epochs, "max_epochs", MAX_EPOCHS)
+        if (
+            isinstance(self.fraction, bool)
+            or not isinstance(self.fraction, int | float)
+            or not 0 < self.fraction <= 0.5
+        ):
+            raise ValueError(f"fraction must be a number in (0, 0.5], got {self.fraction!r}")
+        if isinstance(self.resample, bool) or not isinstance(self.resample, int | float) or not 0 <= self.resample <= 1:
+            raise ValueError(f"resample must be a probability in [0, 1], got {self.resample!r}")
+        factors = self.perturb
+        if (
+            not isinstance(factors, tuple | list)
+            or not factors
+            or not all(isinstance(f, int | float) and not isinstance(f, bool) and 0 < f < math.inf for f in factors)
+        ):
+            raise ValueError(f"perturb must be a non-empty tuple of positive factors, got {factors!r}")
+        object.__setattr__(self, "perturb", tuple(float(f) for f in factors))
 
-    def replay(self, i: int) -> dict:
-        """The keywords of ``jaxnn.fit`` that retrain trial ``i`` alone, from its own
-        key: ``jaxnn.fit(**result.replay(i))``."""
-        if isinstance(i, bool) or not isinstance(i, int | np.integer) or not 0 <= i < len(self.trials):
-            raise ValueError(f"trial id must be an int in [0, {len(self.trials)}), got {i!r}")
-        return self._replay(int(i))
+    eta = 2  # unused by PBT; a Program field
 
-    def __repr__(self) -> str:
-        counts = {}
-        for row in self.trials:
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-        best = self.trials[0]
-        return (
-            f"SearchResult({len(self.trials)} configurations: "
-            + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-            + f"; best {self.monitor}={best['score']:.4g} with {self.best_config})"
-        )
+    def rungs(self) -> tuple:
+        return (self.max_epochs,)
+
+    def brackets(self, n: int) -> np.ndarray:
+        return np.zeros(n, np.int32)
+
+    def replaced(self, population: int) -> int:
+        """Members replaced at each exploit."""
+        return max(1, int(self.fraction * population)) if population >= 2 else 0
+
+    def trials(self, population: int) -> int:
+        """Trials in all: the population and every copy."""
+        return population + self.replaced(population) * ((self.max_epochs - 1) // self.interval)
 
 
-def _check_space(space_: dict, model) -> tuple:
+def _check_space(space_, model, optimizer: str) -> tuple:
+    """``space`` as sorted ``(name, distribution)`` pairs, every name known."""
     if not isinstance(space_, dict) or not space_:
         raise TypeError("space must be a non-empty dict {name: jaxnn.space.loguniform(...) | uniform | choice}")
+    apply = getattr(model, "apply", model)
     for name, dist in space_.items():
         if not isinstance(name, str):
             raise TypeError(f"space's names must be strings, got {name!r}")
-        if not isinstance(dist, space.Uniform | space.Choice):
+        if not isinstance(dist, spaces.Uniform | spaces.Choice):
             raise TypeError(f"space[{name!r}] must be jaxnn.space.loguniform/uniform/choice(...), got {dist!r}")
-    if "width" in space_:
-        _check_width(space_["width"], model)
-    if "dropout" in space_:
-        low = min(space_["dropout"].options) if isinstance(space_["dropout"], space.Choice) else space_["dropout"].low
-        high = max(space_["dropout"].options) if isinstance(space_["dropout"], space.Choice) else space_["dropout"].high
-        if not 0 <= low <= high < 1:
-            raise ValueError(f"space['dropout'] must stay in [0, 1), got {space_['dropout']!r}")
+        low, high = spaces.bounds(dist)
+        if name in optim.HYPERPARAMS[optimizer]:
+            optim.check_hyperparam(optimizer, name, low)
+            optim.check_hyperparam(optimizer, name, high)
+        elif name == "width":
+            _check_width(dist, model)
+        elif name == "dropout" and not 0 <= low <= high < 1:
+            raise ValueError(f"space['dropout'] must stay in [0, 1), got {dist!r}")
+        elif name != "dropout" and not hasattr(apply, "train_apply"):
+            raise ValueError(
+                f"space[{name!r}]: {optimizer} has no such hyperparameter ({list(optim.HYPERPARAMS[optimizer])}); "
+                "other names are model state (variables[name]) of a model with a training mode (train_apply), "
+                "besides 'dropout' and 'width'"
+            )
     return tuple(sorted(space_.items()))
 
 
@@ -148,20 +169,24 @@ def _check_width(dist, model) -> None:
     spec = _mlp_spec(model)
     if spec is None or len(spec["sizes"]) < 3:
         raise ValueError("space['width'] masks the hidden units of a jaxnn.mlp with hidden layers; got another model")
-    if not isinstance(dist, space.Choice) or not all(float(w).is_integer() and w >= 1 for w in dist.options):
+    if not isinstance(dist, spaces.Choice) or not all(float(w).is_integer() and w >= 1 for w in dist.options):
         raise ValueError(f"space['width'] must be jaxnn.space.choice of positive ints, got {dist!r}")
     if spec.get("norm") == "layer":
         raise ValueError("space['width'] cannot mask a layer-norm MLP (its statistics span every unit)")
     widest = min(spec["sizes"][1:-1])
     if max(dist.options) > widest:
         raise ValueError(f"the model's hidden layers ({widest} units) must hold the largest width {max(dist.options)}")
-    rebuilt = _rebuild(spec, spec["sizes"][1:-1], spec.get("dropout") or 0.0)
-    probe = jax.random.key(0)
-    if not all(np.array_equal(a, b) for a, b in zip(*map(jax.tree.leaves, (model.init(probe), rebuilt.init(probe))))):
+    if not _rebuildable(model):
         raise ValueError(
             "space['width'] builds the narrower networks from model.spec, and this model's init differs from "
             "jaxnn.mlp's defaults (a custom initializer or dtype): build the model with the default init"
         )
+
+
+def _rebuildable(model) -> bool:
+    """Whether ``model`` is a ``jaxnn.mlp`` with the default initializers, which its
+    spec rebuilds exactly."""
+    return _mlp_spec(model) is not None and getattr(model.init, "rebuilt_from_spec", False)
 
 
 def _rebuild(spec: dict, hidden, dropout) -> Model:
@@ -169,10 +194,7 @@ def _rebuild(spec: dict, hidden, dropout) -> Model:
     return build_mlp(sizes, spec["activation"], spec["output_activation"], dropout=dropout, norm=spec.get("norm"))
 
 
-def _optimizer(optimizer, space_: tuple, k: int) -> optim.Optimizer:
-    """The optimizer value with the space's hyperparameters as per-slot placeholders
-    (checked by ``jaxnn.optim``; the real values go into each slot's state)."""
-    names = [n for n, _ in space_ if n not in _NOT_OPTIMIZER]
+def _optimizer(optimizer, names) -> optim.Optimizer:
     if optimizer is None:
         optimizer = "momentum" if "momentum" in names else "sgd"
     if isinstance(optimizer, str):
@@ -180,15 +202,7 @@ def _optimizer(optimizer, space_: tuple, k: int) -> optim.Optimizer:
     if not isinstance(optimizer, optim.Optimizer):
         raise TypeError(f"search's optimizer must be a name or a jaxnn.optim value, got {optimizer!r}")
     optim.check_name(optimizer.name)
-    for name, dist in space_:
-        if name in names:
-            low = dist.options[0] if isinstance(dist, space.Choice) else dist.low
-            optim.check_hyperparam(optimizer.name, name, low)
-            high = dist.options[-1] if isinstance(dist, space.Choice) else dist.high
-            optim.check_hyperparam(optimizer.name, name, high)
-    placeholders = {n: np.full(k, (d.options[0] if isinstance(d, space.Choice) else d.low)) for n, d in space_}
-    values = {**optimizer.hyperparams, **{n: placeholders[n] for n in names}}
-    return optim.Optimizer(optimizer.name, values)
+    return optimizer
 
 
 def _model_for_search(model, space_: dict):
@@ -199,19 +213,24 @@ def _model_for_search(model, space_: dict):
     return Model(model.init, MLPTrainApply(apply.activations, apply.norm, apply.dropout), model.spec)
 
 
-@jax.jit
-def _trial_keys(key, ids):
-    return jax.vmap(lambda i: jax.random.fold_in(rng.stream(key, "search"), i))(ids)
+def _monitor(monitor, plan) -> str:
+    names = _records.record_names(plan)
+    if monitor is None:
+        return "val_loss" if "val_loss" in names else "loss"
+    if monitor not in names:
+        raise ValueError(f"monitor={monitor!r} is not recorded; expected one of {names}")
+    return monitor
 
 
-def draw(space_: tuple, keys: jax.Array) -> dict:
-    """Each configuration's values (a choice's index) from its key's ``config`` stream."""
-
-    def one(k):
-        base = rng.stream(k, "config")
-        return {name: dist.draw(jax.random.fold_in(base, j)) for j, (name, dist) in enumerate(space_)}
-
-    return jax.jit(jax.vmap(one))(keys)
+def _sizes(schedule, num_configs, slots) -> tuple[int, int, int]:
+    """``(trials, configurations drawn, slots)``."""
+    n = positive_int(num_configs, "num_configs", MAX_ELEMENTS)
+    if isinstance(schedule, PBT):
+        if slots is not None and slots != n:
+            raise ValueError(f"PBT trains its whole population at once: slots must be None or {n}, got {slots!r}")
+        return schedule.trials(n), n, n
+    k = positive_int(slots, "slots", MAX_ELEMENTS) if slots is not None else math.ceil(n / schedule.eta**2)
+    return n, n, min(n, k)
 
 
 # Over 60 lines only by its signature and docstring (every argument documented).
@@ -224,7 +243,7 @@ def search(
     loss,
     key: jax.Array,
     space: dict,
-    schedule: SuccessiveHalving | None = None,
+    schedule: SuccessiveHalving | PBT | None = None,
     num_configs: int = 81,
     slots: int | None = None,
     validation=0.2,
@@ -237,7 +256,8 @@ def search(
     sample_weight=None,
     progress: bool = True,
     tuning: Tuning | None = None,
-):
+    refit: bool = True,
+) -> SearchResult:
     """Searches hyperparameters inside one compiled program.
 
     Args:
@@ -250,100 +270,109 @@ def search(
         data order come from it, whatever the slots.
       space: ``{name: distribution}`` from :mod:`jaxnn.space`. Names: the optimizer's
         hyperparameters (``learning_rate``, ``momentum``, ``l2``, ``b1``, ...),
-        ``dropout`` (an mlp built with dropout) and ``width`` (the hidden units of a
-        ``jaxnn.mlp``; the model given holds the largest width).
-      schedule: :class:`SuccessiveHalving` (default) or :class:`Hyperband`.
-      num_configs: configurations drawn.
-      slots: configurations trained at once (default ``ceil(num_configs / eta**2)``).
+        ``dropout`` (a ``jaxnn.mlp`` built with dropout), ``width`` (the hidden units
+        of a ``jaxnn.mlp``; the model given holds the largest width), or any name a
+        model with a training mode reads from its variables (``variables[name]``).
+      schedule: :class:`SuccessiveHalving` (default), :class:`Hyperband` or :class:`PBT`.
+      num_configs: configurations drawn (PBT: the population).
+      slots: configurations trained at once (default ``ceil(num_configs / eta**2)``;
+        PBT trains its whole population).
       validation: the held-out data the trials are ranked on, as in ``fit``.
-      monitor: the recorded value ranked (default ``val_loss``, or ``loss``
-        without validation); accuracy and r2 rank higher as better.
+      monitor: the recorded value ranked (default ``val_loss``, or ``loss`` without
+        validation); accuracy and r2 rank higher as better.
       optimizer: a name or a ``jaxnn.optim`` value (its fixed hyperparameters);
         default ``"momentum"`` when ``momentum`` is searched, else ``"sgd"``.
-      early_stopping: each trial's own early stopping (status ``stopped``).
-      progress: print a line per chunk: configurations started and slots alive.
+      early_stopping: each trial's own early stopping (status ``stopped``; not PBT).
+      progress: print a line per chunk: trials started and slots alive.
+      refit: train the winner again on every row of ``x`` (a ``validation``
+        fraction's rows too) for the epochs it trained, as scikit-learn's searches
+        do: ``best_params`` are then those. ``False``: the winner's params from the
+        search (trained on the rows not held out). PBT's winner is never refit: its
+        values changed as it trained.
 
     Returns:
-      A :class:`SearchResult`.
+      A :class:`jaxnn.SearchResult`.
     """
     schedule = SuccessiveHalving() if schedule is None else schedule
-    if not isinstance(schedule, SuccessiveHalving):
-        raise TypeError(f"schedule must be jaxnn.SuccessiveHalving(...) or jaxnn.Hyperband(...), got {schedule!r}")
-    space_ = _check_space(space, model)
+    if not isinstance(schedule, SuccessiveHalving | PBT):
+        raise TypeError(f"schedule must be jaxnn.SuccessiveHalving, jaxnn.Hyperband or jaxnn.PBT, got {schedule!r}")
+    if isinstance(schedule, PBT) and early_stopping is not None:
+        raise ValueError("PBT replaces its worst members itself: early_stopping goes with the halving schedules")
+    optimizer = _optimizer(optimizer, space if isinstance(space, dict) else {})
+    space_ = _check_space(space, model, optimizer.name)
+    if isinstance(schedule, PBT) and "width" in space:
+        raise ValueError("PBT cannot change a width: a copied network's masked units have no weights to grow into")
     if params is not None and "width" in space:
         raise ValueError("a width search starts each configuration from its own init: pass params=None")
-    n = positive_int(num_configs, "num_configs", MAX_ELEMENTS)
-    k = min(n, positive_int(slots, "slots", MAX_ELEMENTS) if slots is not None else math.ceil(n / schedule.eta**2))
+    n, drawn_n, k = _sizes(schedule, num_configs, slots)
+    names = tuple(name for name, _ in space_ if name in optim.HYPERPARAMS[optimizer.name])
+    per_slot = {name: np.full(k, spaces.bounds(dict(space_)[name])[0], np.float32) for name in names}
     run = _setup.setup(
-        _model_for_search(model, space), params, x, y, loss=loss, key=key, optimizer=_optimizer(optimizer, space_, k),
-        batch_size=batch_size, epochs=schedule.max_epochs, shuffle=shuffle, validation=validation, metrics=metrics,
+        _model_for_search(model, space), params, x, y, loss=loss, key=key,
+        optimizer=optim.Optimizer(optimizer.name, {**optimizer.hyperparams, **per_slot}), batch_size=batch_size,
+        epochs=schedule.max_epochs, shuffle=shuffle, validation=validation, metrics=metrics,
         early_stopping=early_stopping, sample_weight=sample_weight, checkpoints=None, resume=None, log_dir=None,
-        devices=None, progress=False, tuning=tuning, num_models=k,
-        dropout=np.zeros(k) if "dropout" in space else None, many=True,
+        devices=None, progress=False, tuning=tuning, num_models=k, dropout=np.zeros(k) if "dropout" in space else None,
+        many=True,
     )  # fmt: skip
     monitor = _monitor(monitor, run.plan)
-    spec = _mlp_spec(model)
-    mlp_spec = ()
-    if "width" in space:
-        mlp_spec = (tuple(spec["sizes"]), spec["activation"], spec["output_activation"], 0.0, spec.get("norm"))
-        if spec.get("dropout"):
-            mlp_spec = (*mlp_spec[:3], tuple(spec["dropout"]), mlp_spec[4])
-    init = model.init if params is None else (lambda _k, p=params: p)
-    chunk = min(1 << (max(1, math.ceil(schedule.max_epochs / (10 if progress else 1))) - 1).bit_length(), 1024)
-    prog = _search.Program(
-        run.plan, init, mlp_spec, space_, tuple(n_ for n_, _ in space_ if n_ not in _NOT_OPTIMIZER),
-        schedule.rungs(), schedule.eta, n, k, monitor, -1.0 if _higher_is_better(monitor) else 1.0, chunk,
-    )  # fmt: skip
-    run_key = _models_key(key)
-    keys = _trial_keys(run_key, jnp.arange(n, dtype=jnp.uint32))
-    drawn = draw(space_, keys)
-    bracket = jnp.asarray(schedule.brackets(n))
-    pool = (_search.run_inits(prog, keys, drawn), keys, drawn)
-    state = _search.run_start(prog, pool)
+    fixed = tuple(sorted((name, float(v[0])) for name, v in run.hyperparams.items() if name not in (*names, "dropout")))
+    prog = _program(run.plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, progress)
+    pool, state = _search.run_begin(prog, _models.check_key(key), jnp.asarray(schedule.brackets(n)), drawn_n)
     while True:
-        state, status = _search.run_chunk(prog, state, run.data, pool, bracket)
+        state, status = _search.run_chunk(prog, state, run.data, pool)
         live, started = fetch(status)  # the one sync per chunk
         if progress:
-            print(f"search: {int(started)}/{n} configurations started, {int(live)} slots alive", file=sys.stderr)
+            print(f"search: {int(started)}/{n} trials started, {int(live)} slots training", file=sys.stderr)
         if live == 0:
             break
-    return _result(prog, state, run, model, params, keys, optimizer_of(optimizer, space_), dict(space_), locals_of(
-        loss=loss, batch_size=run.plan.batch_size, shuffle=shuffle, metrics=metrics, early_stopping=early_stopping,
-        tuning=tuning))  # fmt: skip
+    same = dict(loss=loss, batch_size=run.plan.batch_size, shuffle=shuffle, metrics=metrics,
+                early_stopping=early_stopping, tuning=tuning)  # fmt: skip
+    result = _result(prog, state, run.data, model, pool.inits, pool.keys, optimizer, same)
+    if refit and result.best_config is not None and not isinstance(schedule, PBT):
+        result = dataclasses.replace(result, best_params=_refit(result, x, y, sample_weight))
+    return result
 
 
-def locals_of(**kw) -> dict:
-    return kw
+def _refit(result: SearchResult, x, y, sample_weight):
+    """The winner trained again alone on every row of ``x`` (its validation rows too,
+    when they were a fraction of it), for the epochs it trained, from its own key;
+    zero-padded to the model given."""
+    keywords = result.replay(result.trials[0]["id"])
+    keywords.update(x=x, y=y, sample_weight=sample_weight, validation=None, metrics=(), early_stopping=None)
+    params = fit(**keywords).params
+    pad = lambda a, b: jnp.zeros_like(b).at[tuple(slice(0, s) for s in jnp.shape(a))].set(a)
+    return jax.tree.map(pad, params, result.best_params)
 
 
-def optimizer_of(optimizer, space_: tuple) -> optim.Optimizer:
-    names = [n for n, _ in space_ if n not in _NOT_OPTIMIZER]
-    if optimizer is None:
-        optimizer = "momentum" if "momentum" in names else "sgd"
-    return optim.Optimizer(optimizer, {}) if isinstance(optimizer, str) else optimizer
+def _program(plan, model, params, space_, names, schedule, sizes, monitor, progress) -> _search.Program:
+    spec, mlp_spec, init = _mlp_spec(model), (), getattr(model, "init", None)
+    if spec is not None and _rebuildable(model):  # equal settings share one compiled program
+        dropout = tuple(spec["dropout"]) if spec.get("dropout") else 0.0
+        mlp_spec = (tuple(spec["sizes"]), spec["activation"], spec["output_activation"], dropout, spec.get("norm"))
+        init = None
+    if params is not None:
+        init = _Fixed(params)
+    ticks = max(1, math.ceil(schedule.max_epochs / (10 if progress else 1)))
+    higher = monitor.removeprefix("val_") in ("accuracy", "r2")
+    return _search.Program(
+        plan, init, mlp_spec, space_, *names, schedule.rungs(), schedule.eta, *sizes, monitor,
+        -1.0 if higher else 1.0, min(1 << (ticks - 1).bit_length(), 1024),
+        schedule if isinstance(schedule, PBT) else None,
+    )  # fmt: skip
 
 
-def _models_key(key):
+class _Fixed:
+    """An init that returns the params given (every configuration starts there)."""
 
-    return _models.check_key(key)
+    def __init__(self, params):
+        self.params = params
 
-
-def _higher_is_better(monitor: str) -> bool:
-    return monitor.removeprefix("val_") in ("accuracy", "r2")
-
-
-def _monitor(monitor, plan) -> str:
-    from jaxnn._records import record_names
-
-    names = record_names(plan)
-    if monitor is None:
-        return "val_loss" if "val_loss" in names else "loss"
-    if monitor not in names:
-        raise ValueError(f"monitor={monitor!r} is not recorded; expected one of {names}")
-    return monitor
+    def __call__(self, key):
+        return jax.tree.map(jnp.asarray, self.params)
 
 
-def _result(prog, state, run, model, params, keys, optimizer, space_: dict, fit_keywords: dict) -> SearchResult:
+def _result(prog, state, data, model, inits, keys, optimizer, fixed: dict) -> SearchResult:
     table = fetch(
         {
             "drawn": state.drawn,
@@ -356,69 +385,90 @@ def _result(prog, state, run, model, params, keys, optimizer, space_: dict, fit_
             "champion": state.champion_id,
         }
     )
+    space_ = dict(prog.space)
     values = {name: dist.values(table["drawn"][name]) for name, dist in space_.items()}
-    rungs = np.where(
-        table["reached"].any(axis=1), table["reached"].shape[1] - 1 - np.argmax(table["reached"][:, ::-1], axis=1), -1
-    )
+    reached = table["reached"]
+    last_rung = np.where(reached.any(axis=1), reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1), -1)
     rows = []
     for i in range(prog.n):
-        score = float(table["best"][i]) * prog.sign if np.isfinite(table["best"][i]) else float("nan")
+        best = float(table["best"][i])
         rows.append(
             {
                 "id": i,
                 "config": {name: values[name][i] for name in space_},
-                "rung": int(rungs[i]),
+                "rung": int(last_rung[i]),
                 "epochs": int(table["epochs"][i]),
-                "score": score,
+                "score": best * prog.sign if math.isfinite(best) else float("nan"),
                 "status": _search.STATUS[int(table["status"][i])],
                 "parent": int(table["parent"][i]),
             }
         )
-    order = sorted(range(prog.n), key=lambda i: (-rows[i]["rung"], float(table["best"][i]), i))
+    finished_first = lambda i: (rows[i]["status"] != "finished", -rows[i]["rung"], float(table["best"][i]), i)
+    order = sorted(range(prog.n), key=finished_first)
     champion = int(table["champion"])
-    best_params = None
-    if champion >= 0:
-        best_params = jax.tree.map(jnp.asarray, _models_split(prog, state.champion))
-    data = run.data
-
-    def replay(i: int) -> dict:
-        row = rows[i]
-        config = row["config"]
-        trained = model
-        if "width" in config or "dropout" in config:
-            spec = _mlp_spec(model)
-            hidden = (
-                [int(config.get("width", h)) for h in spec["sizes"][1:-1]] if "width" in config else spec["sizes"][1:-1]
-            )
-            trained = _rebuild(
-                spec, hidden, float(config.get("dropout", 0.0)) if "dropout" in config else spec.get("dropout") or 0.0
-            )
-        start = params if params is not None else trained.init(rng.stream(keys[i], "init"))
-        hyper = {**optimizer.hyperparams, **{n: v for n, v in config.items() if n not in _NOT_OPTIMIZER}}
-        validation = (
-            None if data.x_val is None else (data.x_val, data.y_val) + (() if data.w_val is None else (data.w_val,))
-        )
-        return dict(
-            model=trained,
-            params=start,
-            x=data.x,
-            y=data.y,
-            key=keys[i],
-            optimizer=optim.Optimizer(optimizer.name, hyper),
-            epochs=max(row["epochs"], 1),
-            validation=validation,
-            sample_weight=data.w,
-            progress=False,
-            **fit_keywords,
-        )
-
+    best_params = _trained_params(prog, state.champion) if champion >= 0 else None
+    replay = _Replay(rows, data, model, inits, keys, optimizer, fixed)
     best_config = rows[champion]["config"] if champion >= 0 else None
     return SearchResult(best_config, best_params, [rows[i] for i in order], table["curve"], prog.monitor, replay)
 
 
-def _models_split(prog, variables):
-
+def _trained_params(prog, variables):
+    """The champion's variables as the model given takes them (no search values)."""
     params, state = _models.split_variables(prog.plan.apply_fn, variables)
-    if state:
-        state = {k: v for k, v in state.items() if k not in ("width", "dropout_rate")}
+    searched = {"dropout_rate", *(name for name, _ in prog.space)}
+    state = {k: v for k, v in (state or {}).items() if k not in searched}
     return params if not state else {"params": params, **state}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Replay:
+    """``fit``'s keywords that retrain one trial alone."""
+
+    rows: list
+    data: object
+    model: object
+    inits: object  # every configuration's initial variables, stacked
+    keys: jax.Array
+    optimizer: optim.Optimizer
+    fixed: dict
+
+    def __call__(self, i: int) -> dict:
+        row = self.rows[i]
+        if row["parent"] >= 0:
+            raise ValueError(
+                f"trial {i} continued trial {row['parent']}'s state with new values (PBT): no single fit retrains "
+                "it; replay the population's first members"
+            )
+        config, model = row["config"], self.model
+        spec = _mlp_spec(model)
+        if spec is not None and ("width" in config or "dropout" in config):
+            hidden = [int(config["width"])] * (len(spec["sizes"]) - 2) if "width" in config else spec["sizes"][1:-1]
+            model = _rebuild(spec, hidden, config.get("dropout", spec.get("dropout") or 0.0))
+        data, start = self.data, jax.tree.map(lambda a: a[i], self.inits)
+        if "width" in config:  # the narrow network's part of the masked one
+            shapes = jax.eval_shape(model.init, self.keys[i])
+            start = jax.tree.map(lambda a, s: a[tuple(slice(0, n) for n in s.shape)], start, shapes)
+        own = {
+            n: jnp.float32(v)
+            for n, v in config.items()
+            if n not in ("width", "dropout", *optim.HYPERPARAMS[self.optimizer.name])
+        }
+        if own:  # the model reads them from its variables
+            start = {**start, **own}
+        validation = (
+            None if data.x_val is None else tuple(v for v in (data.x_val, data.y_val, data.w_val) if v is not None)
+        )
+        hyper = {n: v for n, v in config.items() if n in optim.HYPERPARAMS[self.optimizer.name]}
+        return dict(
+            model=model,
+            params=start,
+            x=data.x,
+            y=data.y,
+            key=self.keys[i],
+            optimizer=optim.Optimizer(self.optimizer.name, {**self.optimizer.hyperparams, **hyper}),
+            epochs=max(row["epochs"], 1),
+            validation=validation,
+            sample_weight=data.w,
+            progress=False,
+            **self.fixed,
+        )

@@ -224,6 +224,7 @@ def mlp(
         stats = [{"mean": jnp.zeros((n,), dtype), "var": jnp.ones((n,), dtype)} for n in sizes[1:-1]]
         return {"params": params, "batch_stats": stats}
 
+    init_fn.rebuilt_from_spec = init is None and bias_init == "zeros" and dtype == jnp.float32  # jaxnn.search
     spec = {
         "kind": "mlp",
         "sizes": list(sizes),

@@ -131,6 +131,50 @@ class ManyResult(NamedTuple):
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """What ``jaxnn.search`` returns.
+
+    Attributes:
+      best_config: the winner's values, ``{name: value}`` (``None`` when no trial
+        finished: every one diverged or stopped).
+      best_params: the winner's trained params (refit on every row of ``x`` unless
+        ``refit=False``), for the model given: a narrower winner of a width search
+        is zero-padded to it, and predicts the same.
+      trials: one dict per trial, finished ones first, best first: ``id``, ``config``,
+        ``rung`` (the last rung it was ranked at, -1: none), ``epochs`` trained,
+        ``score`` (its best monitored value; PBT: its last), ``status`` (``finished``,
+        ``pruned``, ``stopped``, ``nan``, ``pending``) and ``parent`` (PBT: the
+        trial it copied, -1: none).
+      curves: ``(trials, max_epochs)``: the monitored value after each epoch (NaN
+        where the trial did not train; a PBT copy starts with its parent's curve).
+      monitor: the name of the value ranked.
+    """
+
+    best_config: dict | None
+    best_params: Any
+    trials: list
+    curves: np.ndarray
+    monitor: str
+    replay_keywords: Any = dataclasses.field(repr=False, default=None)
+
+    def replay(self, i: int) -> dict:
+        """The keywords of ``jaxnn.fit`` that retrain trial ``i`` alone, from its own
+        key: ``jaxnn.fit(**result.replay(i))`` ends with its params (bitwise on a CPU
+        with SGD; to float tolerance otherwise)."""
+        if isinstance(i, bool) or not isinstance(i, int | np.integer) or not 0 <= i < len(self.trials):
+            raise ValueError(f"trial id must be an int in [0, {len(self.trials)}), got {i!r}")
+        return self.replay_keywords(int(i))
+
+    def __repr__(self) -> str:
+        counts: dict = {}
+        for row in self.trials:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        status = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        best = f"best {self.monitor}={self.trials[0]['score']:.4g} with {self.best_config}" if self.best_config else ""
+        return f"SearchResult({len(self.trials)} trials: {status}; {best or 'none finished'})"
+
+
 def _check(condition: bool, error: type, message: str) -> None:
     if not condition:
         raise error(message)

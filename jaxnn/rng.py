@@ -24,6 +24,8 @@ stream              id   consumer
 ``config``          8    a configuration's values: the ``j``-th name of the
                          space (sorted) draws from ``fold_in(stream(k,
                          "config"), j)`` of the configuration's key ``k``
+``explore``         9    ``jaxnn.PBT``: the exploit after epoch ``e`` draws from
+                         ``fold_in(stream(key, "explore"), e)``
 ==================  ===  ===================================================
 
 This module only names streams; it draws nothing.
@@ -32,7 +34,7 @@ This module only names streams; it draws nothing.
 import jax
 
 STREAMS = {"shuffle": 0, "init": 1, "validation": 2, "dataset": 3, "test_split": 4, "models": 5, "dropout": 6,
-           "search": 7, "config": 8}  # fmt: skip
+           "search": 7, "config": 8, "explore": 9}  # fmt: skip
 
 
 def stream(key: jax.Array, name: str) -> jax.Array:

@@ -107,6 +107,11 @@ def choice(options) -> Choice:
     return Choice(tuple(options) if not isinstance(options, str | bytes) and hasattr(options, "__iter__") else options)
 
 
+def bounds(dist) -> tuple[float, float]:
+    """The smallest and largest value ``dist`` gives."""
+    return (min(dist.options), max(dist.options)) if isinstance(dist, Choice) else (dist.low, dist.high)
+
+
 def value_on_device(dist, drawn: jax.Array) -> jax.Array:
     """The hyperparameter's value from what is carried (a choice carries its index)."""
     return dist.on_device(drawn) if isinstance(dist, Choice) else drawn

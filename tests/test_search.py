@@ -1,6 +1,7 @@
 """jaxnn.search: hyperparameter search inside the compiled program."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import assert_bitwise_equal
@@ -11,11 +12,11 @@ X, Y = jaxnn.make_regression(jax.random.key(0), n=200)
 SPACE = {"learning_rate": jaxnn.space.loguniform(1e-3, 0.5), "momentum": jaxnn.space.uniform(0.0, 0.9)}
 
 
-def run(schedule=None, *, space=SPACE, model=None, num_configs=20, slots=4, key=3, **kw):
+def run(schedule=None, *, space=SPACE, model=None, num_configs=20, slots=4, key=3, refit=False, **kw):
     model = model or jaxnn.mlp([3, 8, 1])
     schedule = schedule or jaxnn.SuccessiveHalving(1, 9, 3)
     return jaxnn.search(model, None, X, Y, loss="mse", key=jax.random.key(key), space=space, schedule=schedule,
-                        num_configs=num_configs, slots=slots, progress=False, **kw)  # fmt: skip
+                        num_configs=num_configs, slots=slots, progress=False, refit=refit, **kw)  # fmt: skip
 
 
 def reference(curves: np.ndarray, rungs, eta: int, slots: int, brackets, diverged) -> tuple[list, list]:
@@ -90,6 +91,10 @@ def test_replay_retrains_a_trial_alone_bitwise_and_same_key_same_search():
     alone = jaxnn.fit(**first.replay(winner))
     assert_bitwise_equal(alone.params, first.best_params)
     np.testing.assert_allclose(alone.history["val_loss"], first.curves[winner], rtol=1e-6)  # vmapped validation
+    refit = run(optimizer="momentum", refit=True)
+    assert refit.trials == first.trials or repr(refit.trials) == repr(first.trials)
+    on_all_rows = jaxnn.fit(**{**first.replay(winner), "x": X, "y": Y, "validation": None})
+    assert_bitwise_equal(on_all_rows.params, refit.best_params)  # scikit-learn's refit=True
     fewer_slots = run(slots=2)  # each configuration's values come from its own key
     by_id = lambda r: sorted((t["id"], t["config"]) for t in r.trials)
     assert by_id(fewer_slots) == by_id(first)
@@ -165,3 +170,60 @@ def test_space_and_schedule_values_check_themselves():
         jaxnn.Hyperband(min_epochs=10, max_epochs=3)
     with pytest.raises(ValueError, match="width"):
         run(space={"width": jaxnn.space.choice([2])}, model=jaxnn.mlp([3, 1]))
+
+
+class Surrogate:
+    """The PBT paper's toy: maximise Q(θ) = 1.2 - (θ0² + θ1²) by following the surrogate
+    1.2 - θh² that hyperparameter ``h`` (0 or 1) picks one coordinate of. Training
+    minimises the surrogate; inference gives -Q, the validation loss ranked."""
+
+    def __call__(self, variables, x):
+        theta = variables["params"]
+        return jnp.broadcast_to((theta**2).sum() - 1.2, (x.shape[0], 1))
+
+    def train_apply(self, variables, x, key):
+        theta, h = variables["params"], variables["h"]
+        picked = jnp.where(h < 0.5, theta[0], theta[1])
+        return jnp.broadcast_to(picked**2 - 1.2, (x.shape[0], 1)), {}
+
+
+def toy_search(schedule, key=0):
+    model = jaxnn.Model(lambda k: {"params": jnp.array([0.9, 0.9])}, Surrogate())
+    x, y = np.zeros((4, 1), np.float32), np.zeros((4, 1), np.float32)
+    return jaxnn.search(model, None, x, y, loss=lambda pred, y: pred.mean(), key=jax.random.key(key),
+                        space={"h": jaxnn.space.choice([0, 1])}, schedule=schedule, num_configs=4, batch_size=4,
+                        optimizer=jaxnn.optim.sgd(0.1), validation=(x, y), progress=False)  # fmt: skip
+
+
+def test_pbt_solves_the_papers_toy_where_fixed_hyperparameters_cannot():
+    pbt = toy_search(jaxnn.PBT(interval=2, fraction=0.25, resample=0.25, max_epochs=40))
+    fixed = toy_search(jaxnn.PBT(interval=40, max_epochs=40))  # no exploit: each member keeps its h
+    assert -pbt.trials[0]["score"] > 1.19  # Q near its maximum 1.2
+    assert -fixed.trials[0]["score"] < 1.2 - 0.8  # one coordinate never moves from 0.9
+    assert all(row["parent"] == -1 for row in fixed.trials) and len(fixed.trials) == 4
+    copies = [row for row in pbt.trials if row["parent"] >= 0]
+    assert len(pbt.trials) == 4 + 19 and len(copies) == 19  # one replaced at each of 19 exploits
+    by_id = {row["id"]: row for row in pbt.trials}
+    for row in copies:  # a copy starts from its parent's curve and trains on
+        parent = by_id[row["parent"]]
+        assert row["id"] > row["parent"] and parent["status"] in ("pruned", "finished")
+    statuses = sorted(row["status"] for row in pbt.trials)
+    assert statuses.count("finished") == 4 and statuses.count("pruned") == 19
+    with pytest.raises(ValueError, match="continued trial"):
+        pbt.replay(copies[0]["id"])
+    assert repr(toy_search(jaxnn.PBT(interval=2, max_epochs=40)).trials) == repr(
+        toy_search(jaxnn.PBT(interval=2, max_epochs=40)).trials
+    )
+
+
+def test_a_masked_width_starts_from_the_narrow_networks_own_distribution():
+    space = {"learning_rate": jaxnn.space.loguniform(0.01, 0.1), "width": jaxnn.space.choice([4])}
+    result = run(jaxnn.SuccessiveHalving(1, 1, 3), space=space, model=jaxnn.mlp([3, 64, 64, 1]), num_configs=64,
+                 slots=64)  # fmt: skip
+    starts = [result.replay(i)["params"] for i in range(64)]
+    narrow = [jaxnn.mlp([3, 4, 4, 1]).init(k) for k in jax.random.split(jax.random.key(9), 64)]
+    for layer in range(3):  # He normal in the hidden layers (fan_in 3, then 4), Glorot at the output
+        drawn = np.concatenate([np.ravel(p[layer]["w"]) for p in starts])
+        own = np.concatenate([np.ravel(p[layer]["w"]) for p in narrow])
+        assert drawn.size == own.size
+        np.testing.assert_allclose(drawn.std(), own.std(), rtol=0.15)
