@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import _loop, _models, optim, rng, space
-from jaxnn.initializers import FAN_MODE, default_initializer
+from jaxnn.initializers import FAN_MODE, default_initializer, get_initializer
 from jaxnn.mlp import mlp as build_mlp
 from jaxnn.options import Stop, TrainState
 
@@ -38,7 +38,7 @@ class Program:
 
     plan: _loop.Plan
     init: Callable | None  # the model's init; None: a jaxnn.mlp's, rebuilt from mlp_spec (equal by value)
-    mlp_spec: tuple  # (sizes, activation, output_activation, dropout, norm) of a jaxnn.mlp, or ()
+    mlp_spec: tuple  # (sizes, activation, output_activation, dropout, norm, init name) of a jaxnn.mlp, or ()
     space: tuple  # ((name, distribution), ...)
     optimizer_names: tuple  # the names of the space that are the optimizer's hyperparameters
     fixed: tuple  # ((name, value), ...): the optimizer's other hyperparameters
@@ -87,8 +87,8 @@ def value(prog: Program, drawn: dict, name: str, t):
 
 
 def _spec_model(prog: Program):
-    sizes, activation, output_activation, dropout, norm = prog.mlp_spec
-    return build_mlp(list(sizes), activation, output_activation, dropout=dropout, norm=norm)
+    sizes, activation, output_activation, dropout, norm, init = prog.mlp_spec
+    return build_mlp(list(sizes), activation, output_activation, init=init, dropout=dropout, norm=norm)
 
 
 def _initial_variables(prog: Program, key: jax.Array, width):
@@ -98,7 +98,7 @@ def _initial_variables(prog: Program, key: jax.Array, width):
     full = (prog.init or _spec_model(prog).init)(key)
     if width is None:
         return full
-    sizes, activation, output_activation = prog.mlp_spec[:3]
+    sizes, activation, output_activation, init_name = (*prog.mlp_spec[:3], prog.mlp_spec[5])
     w = space.value_on_device(dict(prog.space)["width"], width)
     layers = full["params"] if isinstance(full, dict) else full
     acts = [activation] * (len(sizes) - 2) + [output_activation]
@@ -108,8 +108,7 @@ def _initial_variables(prog: Program, key: jax.Array, width):
         w_in = n_in if i == 0 else w
         w_out = n_out if i == len(acts) - 1 else w
         keep_in, keep_out = jnp.arange(n_in) < w_in, jnp.arange(n_out) < w_out
-        init = default_initializer(act)
-        mode = FAN_MODE[id(init)]
+        mode = FAN_MODE[id(get_initializer(init_name) if init_name else default_initializer(act))]
         scale = jnp.sqrt(n_in / w_in) if mode == "fan_in" else jnp.sqrt((n_in + n_out) / (w_in + w_out))
         kernel = layer["w"] * scale * (keep_in[:, None] & keep_out[None, :])
         narrowed.append(

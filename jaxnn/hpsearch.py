@@ -19,6 +19,7 @@ from jaxnn import _models, _records, _search, _setup, optim
 from jaxnn import space as spaces
 from jaxnn._checks import MAX_ELEMENTS, MAX_EPOCHS, positive_int
 from jaxnn.distributed import fetch
+from jaxnn.initializers import FAN_MODE, INITIALIZERS, get_initializer
 from jaxnn.mlp import MLPTrainApply, Model
 from jaxnn.mlp import mlp as build_mlp
 from jaxnn.options import EarlyStopping, SearchResult, Tuning
@@ -176,10 +177,11 @@ def _check_width(dist, model) -> None:
     widest = min(spec["sizes"][1:-1])
     if max(dist.options) > widest:
         raise ValueError(f"the model's hidden layers ({widest} units) must hold the largest width {max(dist.options)}")
-    if not _rebuildable(model):
+    if not _rebuildable(model) or id(get_initializer(spec.get("init") or "he_normal")) not in FAN_MODE:
+        named = sorted(n for n, i in INITIALIZERS.items() if id(i) in FAN_MODE)
         raise ValueError(
-            "space['width'] builds the narrower networks from model.spec, and this model's init differs from "
-            "jaxnn.mlp's defaults (a custom initializer or dtype): build the model with the default init"
+            "space['width'] builds the narrower networks from model.spec: the model needs jaxnn.mlp's default "
+            f"or a named variance-scaling initializer ({named}), float32 params and zero biases"
         )
 
 
@@ -191,7 +193,8 @@ def _rebuildable(model) -> bool:
 
 def _rebuild(spec: dict, hidden, dropout) -> Model:
     sizes = [spec["sizes"][0], *(int(h) for h in hidden), spec["sizes"][-1]]
-    return build_mlp(sizes, spec["activation"], spec["output_activation"], dropout=dropout, norm=spec.get("norm"))
+    return build_mlp(sizes, spec["activation"], spec["output_activation"], init=spec.get("init"), dropout=dropout,
+                     norm=spec.get("norm"))  # fmt: skip
 
 
 def _optimizer(optimizer, names) -> optim.Optimizer:
@@ -349,7 +352,8 @@ def _program(plan, model, params, space_, names, schedule, sizes, monitor, progr
     spec, mlp_spec, init = _mlp_spec(model), (), getattr(model, "init", None)
     if spec is not None and _rebuildable(model):  # equal settings share one compiled program
         dropout = tuple(spec["dropout"]) if spec.get("dropout") else 0.0
-        mlp_spec = (tuple(spec["sizes"]), spec["activation"], spec["output_activation"], dropout, spec.get("norm"))
+        mlp_spec = (tuple(spec["sizes"]), spec["activation"], spec["output_activation"], dropout, spec.get("norm"),
+                    spec.get("init"))  # fmt: skip
         init = None
     if params is not None:
         init = _Fixed(params)

@@ -224,7 +224,10 @@ def mlp(
         stats = [{"mean": jnp.zeros((n,), dtype), "var": jnp.ones((n,), dtype)} for n in sizes[1:-1]]
         return {"params": params, "batch_stats": stats}
 
-    init_fn.rebuilt_from_spec = init is None and bias_init == "zeros" and dtype == jnp.float32  # jaxnn.search
+    # jaxnn.search rebuilds narrower networks from the spec: with a named (or the default) initializer only
+    init_fn.rebuilt_from_spec = (
+        (init is None or isinstance(init, str)) and bias_init == "zeros" and dtype == jnp.float32
+    )
     spec = {
         "kind": "mlp",
         "sizes": list(sizes),
@@ -233,6 +236,8 @@ def mlp(
     }
     if norm is not None or any(rates):
         spec.update(norm=norm, dropout=list(rates))
+    if isinstance(init, str):
+        spec["init"] = init
     kind = MLPTrainApply if norm == "batch" or any(rates) else MLPApply
     return Model(init_fn, kind(acts, norm, rates if any(rates) else ()), spec)
 

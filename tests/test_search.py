@@ -1,5 +1,8 @@
 """jaxnn.search: hyperparameter search inside the compiled program."""
 
+import dataclasses
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -148,6 +151,14 @@ def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
         ({"num_configs": 0}, ValueError, "num_configs"),
         ({"slots": 1.5}, TypeError, "slots"),
         ({"monitor": "val_accuracy"}, ValueError, "not recorded"),
+        ({"space": {"width": jaxnn.space.choice([2, 4])}, "model": jaxnn.mlp([3, 8, 1], init="normal")}, ValueError,
+         "variance-scaling"),
+        ({"space": {"width": jaxnn.space.choice([2, 4])}, "model": jaxnn.mlp([3, 8, 1], init=lambda k, s, d: 0)},
+         ValueError, "variance-scaling"),
+        ({"space": {"h": jaxnn.space.uniform(0, 1)}}, ValueError, "no such hyperparameter"),
+        ({"schedule": jaxnn.PBT(), "early_stopping": jaxnn.EarlyStopping()}, ValueError, "early_stopping"),
+        ({"schedule": jaxnn.PBT(), "space": {"width": jaxnn.space.choice([2, 4])}}, ValueError, "cannot change a width"),
+        ({"schedule": jaxnn.PBT(), "slots": 3}, ValueError, "whole population"),
     ],
 )
 def test_bad_inputs_are_refused_before_any_work(change, error, match):
@@ -227,3 +238,46 @@ def test_a_masked_width_starts_from_the_narrow_networks_own_distribution():
         own = np.concatenate([np.ravel(p[layer]["w"]) for p in narrow])
         assert drawn.size == own.size
         np.testing.assert_allclose(drawn.std(), own.std(), rtol=0.15)
+
+
+# the scripts' --search ------------------------------------------------------------------
+
+
+def test_a_script_searches_then_trains_the_winner_into_its_run_folder(tmp_path, capsys):
+    from test_experiments import run_script
+
+    config = {"search_space": {"learning_rate": ["loguniform", 0.01, 1.0], "width": ["choice", [8, 16]]}}
+    (tmp_path / "cfg").mkdir()
+    base = run_script("classify_iris", ["--epochs", "3", "--out", str(tmp_path / "cfg"), "--no-progress"]).config
+    saved = {**json.loads((tmp_path / "cfg" / "config.json").read_text()), **config, "hidden": [16]}
+    (tmp_path / "cfg" / "config.json").write_text(json.dumps(saved))
+    result = run_script("classify_iris", ["--from-run", str(tmp_path / "cfg"), "--search", "9", "--out",
+                                          str(tmp_path / "run"), "--no-progress"])  # fmt: skip
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"trials.csv", "search.png", "search.json", "config.json", "summary.json", "metrics.csv"} <= files
+    rows = (tmp_path / "run" / "trials.csv").read_text().splitlines()
+    assert rows[0] == "id,status,rung,epochs,val_accuracy,parent,learning_rate,width" and len(rows) == 10
+    found = json.loads((tmp_path / "run" / "search.json").read_text())
+    assert result.config.learning_rate == pytest.approx(found["best_config"]["learning_rate"])
+    assert result.config.hidden == (int(found["best_config"]["width"]),) and base.hidden == (32,)
+    assert found["schedule"] == {"kind": "halving", "min_epochs": 1, "eta": 3, "max_epochs": 3}
+    assert "search: SearchResult(9 trials" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "field, match",
+    [
+        ({"search_space": {"momentum": ["uniform", 0, 1]}}, "not searched by the scripts"),
+        ({"search_space": {"learning_rate": ["normal", 0, 1]}}, "kind one of"),
+        ({"search_space": {"learning_rate": ["uniform", 1]}}, "takes 2 argument"),
+        ({"search_space": {}}, "at least one of"),
+        ({"search_schedule": {"kind": "grid"}}, "kind must be one of"),
+        ({"search_schedule": {"kind": "halving", "eta": 1}}, "eta must be"),
+        ({"search_schedule": {"kind": "pbt", "speed": 2}}, "search_schedule: .*speed"),
+    ],
+)
+def test_a_bad_search_setting_is_refused_when_the_config_is_made(field, match):
+    from test_experiments import load
+
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(load("classify_iris").CONFIG, **field)

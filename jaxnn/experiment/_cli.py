@@ -17,6 +17,7 @@ from jaxnn.experiment._run import (
     default_folder,
     run,
 )
+from jaxnn.experiment._searching import search_run
 from jaxnn.mlp import NORMS
 
 
@@ -53,6 +54,10 @@ def parser(defaults: ExperimentConfig, description: str = "") -> argparse.Argume
         "--learning-rate, --batch-size and --checkpoint-every, and refuses the flags that define the run"
     )  # fmt: skip
     ap.add_argument("--from-run", metavar="DIR", help="rerun DIR's config.json, with any flags applied, as a new run")
+    ap.add_argument(
+        "--search", type=int, metavar="N", help="search N configurations of the config's search_space (default: "
+        f"{defaults.search_space}) with its search_schedule, then train the winner; writes trials.csv and search.png"
+    )  # fmt: skip
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
 
@@ -109,14 +114,15 @@ def main(argv: list[str] | None, defaults: ExperimentConfig, description: str = 
     with exits(ap) as current:
         config = config_from_args(args, defaults)
         current.append(Path(args.resume or args.out or default_folder(config)))
-        result = run(
-            config,
-            current[-1],
-            resume=bool(args.resume),
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-            build=build,
-        )
+        if args.search is not None:
+            if args.resume:
+                raise ValueError("--search starts a new run: it cannot go with --resume")
+            result, found = search_run(config, current[-1], args.search, overwrite=args.overwrite,
+                                       progress=not args.no_progress, build=build)  # fmt: skip
+            print(f"search: {found!r}")
+        else:
+            result = run(config, current[-1], resume=bool(args.resume), overwrite=args.overwrite,
+                         progress=not args.no_progress, build=build)  # fmt: skip
     print(summary_table(result))
     return result
 

@@ -10,7 +10,8 @@ from typing import Literal, NamedTuple
 import jax
 import numpy as np
 
-from jaxnn import data, metrics, optim, rng
+from jaxnn import data, hpsearch, metrics, optim, rng
+from jaxnn import space as spaces
 from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.losses import get_loss
 from jaxnn.mlp import NORMS
@@ -43,6 +44,9 @@ class ExperimentConfig:
     checkpoint_every: int = 0  # 0: a checkpoint at the end only
     dropout: float = 0.0  # after each hidden layer, in training
     norm: str | None = None  # "batch" or "layer" normalisation in each hidden layer
+    # --search N: what is searched ({name: [kind, *arguments]}) and how (the schedule's fields, its kind)
+    search_space: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPACE))
+    search_schedule: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_SCHEDULE))
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -77,6 +81,7 @@ class ExperimentConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.norm not in (None, *NORMS):
             raise ValueError(f"norm must be null or one of {list(NORMS)}, got {self.norm!r}")
+        search_settings(self)
 
     @classmethod
     def from_json(cls, text: str) -> "ExperimentConfig":
@@ -96,6 +101,40 @@ class ExperimentConfig:
         return cls(**raw)
 
 
+DEFAULT_SPACE = {"learning_rate": ["loguniform", 0.001, 1.0]}
+DEFAULT_SCHEDULE = {"kind": "halving", "min_epochs": 1, "eta": 3}
+SEARCHED = ("learning_rate", "width", "dropout")  # the config fields a script's search may vary
+_SPACES = {"loguniform": (spaces.loguniform, 2), "uniform": (spaces.uniform, 2), "choice": (spaces.choice, 1)}
+_SCHEDULES = {"halving": hpsearch.SuccessiveHalving, "hyperband": hpsearch.Hyperband, "pbt": hpsearch.PBT}
+
+
+def search_settings(config: "ExperimentConfig") -> tuple[dict, object]:
+    """``(space, schedule)`` of the config's ``search_space`` and ``search_schedule``
+    (``max_epochs`` is the config's ``epochs``); raises for a bad entry."""
+    space = {}
+    for name, entry in config.search_space.items():
+        if name not in SEARCHED:
+            raise ValueError(f"search_space: {name!r} is not searched by the scripts; expected one of {list(SEARCHED)}")
+        kinds = list(_SPACES)
+        if not isinstance(entry, list | tuple) or not entry or entry[0] not in _SPACES:
+            raise ValueError(f"search_space[{name!r}] must be [kind, ...] with kind one of {kinds}, got {entry!r:.80}")
+        make, n_args = _SPACES[entry[0]]
+        if len(entry) != 1 + n_args:
+            raise ValueError(f"search_space[{name!r}]: {entry[0]} takes {n_args} argument(s), got {entry!r:.80}")
+        space[name] = make(*entry[1:])
+    if not space:
+        raise ValueError("search_space must name at least one of " + ", ".join(SEARCHED))
+    fields = dict(config.search_schedule)
+    kind = fields.pop("kind", None)
+    if kind not in _SCHEDULES:
+        raise ValueError(f"search_schedule's kind must be one of {list(_SCHEDULES)}, got {kind!r:.80}")
+    try:
+        schedule = _SCHEDULES[kind](**{**fields, "max_epochs": config.epochs})
+    except TypeError as e:
+        raise ValueError(f"search_schedule: {e}") from None
+    return space, schedule
+
+
 _KINDS = {
     **dict.fromkeys(("name", "dataset", "task", "loss", "activation", "optimizer"), str),
     **dict.fromkeys(("output_activation", "norm"), str | None),
@@ -104,9 +143,10 @@ _KINDS = {
     **dict.fromkeys(("batch_size", "epochs", "seed", "checkpoint_every"), int),
     **dict.fromkeys(("learning_rate", "test_fraction", "dropout"), int | float),
     "standardize": bool,
+    **dict.fromkeys(("search_space", "search_schedule"), dict),
 }
 _KIND_NAMES = {str: "a string", str | None: "a string or null", tuple: "a list", int: "an int",
-               int | float: "a number", bool: "true or false"}  # fmt: skip
+               int | float: "a number", bool: "true or false", dict: "an object"}  # fmt: skip
 
 # On --resume (and fit's resume=), the run's identity stays; its schedule is the call's.
 KEPT_ON_RESUME = ("name", "dataset", "task", "loss", "output_activation", "hidden", "activation", "metrics",

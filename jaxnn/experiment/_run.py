@@ -38,7 +38,8 @@ class RunFolderError(ValueError):
     """A run folder cannot be used for this run (checked before anything is written)."""
 
 
-_OUTPUTS = ("config.json", "run.json", "environment.json", "summary.json", "metrics.csv", "loss.png", "confusion.png")
+_OUTPUTS = ("config.json", "run.json", "environment.json", "summary.json", "metrics.csv", "loss.png", "confusion.png",
+            "trials.csv", "search.png", "search.json")  # fmt: skip
 
 
 def run(
@@ -49,6 +50,7 @@ def run(
     overwrite: bool = False,
     progress: bool = True,
     build=None,
+    extra_outputs=None,
 ) -> RunResult:
     """Trains the config's model and writes its run folder.
 
@@ -68,6 +70,8 @@ def run(
       progress: show a progress bar.
       build: ``build(config, n_in, n_out, key) -> (model, variables)``, the network
         to train (any model ``fit`` takes); default :func:`build_mlp`.
+      extra_outputs: ``extra_outputs(folder)`` writes more files into the folder
+        while the run holds it (``--search``: the trials).
 
     Raises:
       RunFolderError: the folder holds another run, is in use, cannot be written, or
@@ -96,6 +100,8 @@ def run(
             _write_json(folder / "summary.json", summary)
             atomic_text(folder / "metrics.csv", _metrics_csv(result.history))
             _save_plots(folder, result, config, split, pred)
+            if extra_outputs is not None:
+                extra_outputs(folder)
     return RunResult(config, folder, summary, result)
 
 
@@ -139,20 +145,25 @@ def _claim(folder: Path, resume: bool, overwrite: bool):
         raise RunFolderError(str(e)) from None
     try:
         if not resume:
-            held = [p.name for p in map(folder.joinpath, _OUTPUTS) if p.exists()]
-            held += [f"checkpoints/{p.name}" for p in (folder / "checkpoints").glob(f"*{checkpoint.SUFFIX}")]
-            held += ["tensorboard/"] if (folder / "tensorboard").exists() else []
-            if held and not overwrite:
-                raise RunFolderError(
-                    f"{folder} holds another run ({', '.join(held[:4])}); continue it with --resume {folder}, "
-                    "choose another --out, or pass --overwrite to replace it"
-                )
+            check_free(folder, overwrite)
             for name in _OUTPUTS:
                 (folder / name).unlink(missing_ok=True)
             shutil.rmtree(folder / "tensorboard", ignore_errors=True)  # the other run's logs
         yield
     finally:
         os.close(lock)
+
+
+def check_free(folder: Path, overwrite: bool) -> None:
+    """Raises unless ``folder`` holds no run, or ``overwrite`` allows replacing it."""
+    held = [p.name for p in map(folder.joinpath, _OUTPUTS) if p.exists()]
+    held += [f"checkpoints/{p.name}" for p in (folder / "checkpoints").glob(f"*{checkpoint.SUFFIX}")]
+    held += ["tensorboard/"] if (folder / "tensorboard").exists() else []
+    if held and not overwrite:
+        raise RunFolderError(
+            f"{folder} holds another run ({', '.join(held[:4])}); continue it with --resume {folder}, "
+            "choose another --out, or pass --overwrite to replace it"
+        )
 
 
 def build_mlp(config: ExperimentConfig, n_in: int, n_out: int, key: jax.Array):

@@ -1,0 +1,121 @@
+"""``--search N`` (private): a hyperparameter search over the config's
+``search_space`` with its ``search_schedule``, then the winner trained as a run.
+
+The search ranks on 20% of the training split (never the test split); the winner's
+values replace the config's (``learning_rate``, every hidden layer's width,
+``dropout``) and that config trains as any run, into the same folder, which also gets
+``trials.csv`` (one row per trial), ``search.png`` (each trial's monitored value
+against epochs, pruned ones faded) and ``search.json`` (the winner and the settings).
+"""
+
+import csv
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxnn import _files, optim
+from jaxnn.experiment._config import ExperimentConfig, load_split, search_settings
+from jaxnn.experiment._run import RunResult, check_free, run
+from jaxnn.hpsearch import PBT, search
+from jaxnn.mlp import mlp
+from jaxnn.options import SearchResult
+
+
+def search_run(config: ExperimentConfig, folder: Path, num_configs: int, *, overwrite: bool, progress: bool,
+               build=None) -> tuple[RunResult, SearchResult]:  # fmt: skip
+    """Searches, then trains the winner's config into ``folder`` (see the module)."""
+    if build is not None:
+        raise ValueError("--search varies a jaxnn.mlp's hyperparameters; this script builds its own network")
+    space, schedule = search_settings(config)
+    check_free(folder, overwrite)  # before the search's work
+    split = load_split(config)
+    hidden = config.hidden
+    if "width" in space:
+        widest = int(max(space["width"].options))
+        hidden = (widest,) * len(config.hidden)
+    n_out = len(split.classes) if config.task == "multiclass" else 1
+    rate = 0.5 if "dropout" in space else config.dropout  # a layer with a rate > 0 takes the searched rate
+    model = mlp([split.x_train.shape[1], *hidden, n_out], config.activation, config.output_activation,
+                dropout=rate, norm=config.norm)  # fmt: skip
+    monitor = f"val_{config.metrics[0]}" if config.metrics else "val_loss"
+    result = search(
+        model, None, split.x_train, split.y_train, loss=config.loss, key=jax.random.key(config.seed), space=space,
+        schedule=schedule, num_configs=num_configs, validation=0.2, monitor=monitor, metrics=config.metrics,
+        optimizer=optim.Optimizer(config.optimizer, {"learning_rate": config.learning_rate}),
+        batch_size=min(config.batch_size, int(0.8 * len(split.x_train))), progress=progress, refit=False,
+    )  # fmt: skip
+    if result.best_config is None:
+        raise ValueError("--search: no configuration finished (every one diverged); narrow the search_space")
+    winner = dataclasses.replace(config, **_config_values(result.best_config, config))
+    settings = {"num_configs": num_configs, "monitor": monitor, "winner": result.trials[0]["id"],
+                "best_config": result.best_config, "space": config.search_space,
+                "schedule": {**config.search_schedule, "max_epochs": config.epochs}}  # fmt: skip
+    outputs = lambda f: write_search(f, result, settings, isinstance(schedule, PBT))
+    return run(winner, folder, overwrite=overwrite, progress=progress, extra_outputs=outputs), result
+
+
+def _config_values(best: dict, config: ExperimentConfig) -> dict:
+    values = {}
+    if "learning_rate" in best:
+        values["learning_rate"] = float(best["learning_rate"])
+    if "width" in best:
+        values["hidden"] = (int(best["width"]),) * len(config.hidden)
+    if "dropout" in best:
+        values["dropout"] = float(best["dropout"])
+    return values
+
+
+def trials_csv(result: SearchResult) -> str:
+    """``trials.csv``: one row per trial, best first."""
+    names = list(result.trials[0]["config"]) if result.trials else []
+    buf = io.StringIO()
+    out = csv.writer(buf)
+    out.writerow(["id", "status", "rung", "epochs", result.monitor, "parent", *names])
+    for row in result.trials:
+        values = [f"{row['config'][n]:.6g}" for n in names]
+        out.writerow(
+            [row["id"], row["status"], row["rung"], row["epochs"], f"{row['score']:.6g}", row["parent"], *values]
+        )
+    return buf.getvalue()
+
+
+def search_figure(result: SearchResult, pbt: bool = False):
+    """Each trial's monitored value against epochs: finished trials solid, pruned
+    ones faded; PBT copies drawn from their parent's last epoch."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    epochs = np.arange(1, result.curves.shape[1] + 1)
+    by_id = {row["id"]: row for row in result.trials}
+    for row in result.trials[::-1]:  # the best drawn last, on top
+        curve = result.curves[row["id"]]
+        first = 0 if not pbt or row["parent"] < 0 else max(by_id[row["parent"]]["epochs"] - 1, 0)
+        finished = row["status"] == "finished"
+        ax.plot(epochs[first:], curve[first:], lw=1.5 if finished else 0.8, alpha=0.9 if finished else 0.25,
+                color="C0" if finished else "C7")  # fmt: skip
+    best = result.trials[0]
+    ax.plot(epochs, result.curves[best["id"]], lw=2.5, color="C3", label=f"winner: trial {best['id']}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(result.monitor)
+    ax.set_title(f"{len(result.trials)} trials ({sum(r['status'] == 'finished' for r in result.trials)} finished)")
+    ax.legend()
+    return fig
+
+
+def write_search(folder: Path, result: SearchResult, settings: dict, pbt: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _files.atomic_write(folder / "trials.csv", trials_csv(result).encode())
+    _files.atomic_write(folder / "search.json", (json.dumps(settings, indent=2) + "\n").encode())
+    fig = search_figure(result, pbt)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    _files.atomic_write(folder / "search.png", buf.getvalue())
