@@ -110,11 +110,32 @@ def _ab_page(path: Path, results: dict) -> list[str]:
     return [*out, ""]
 
 
+def _search_page(path: Path, results: dict) -> list[str]:
+    env = results.pop("environment")
+    out = [f"## {path.stem}: {_machine(env)}, scikit-learn {env.get('sklearn', '?')}", "",
+           "jaxnn.search against scikit-learn's HalvingRandomSearchCV and Optuna on the same space, 81 "
+           "candidates, eta 3, 1 to 27 epochs (`benchmarks/search_peers.py`). Times in seconds and test "
+           "accuracies are means over the search seeds.", ""]  # fmt: skip
+    for task, runs in results.items():
+        out += [f"**{task}** ({runs['seeds']} seeds)", "", "| run | seconds | test accuracy |", "|---|---:|---:|"]
+        out += [f"| {_cell(k)} | {_number(v['seconds'])} | {v['test accuracy']:.4f} |" for k, v in runs.items()
+                if isinstance(v, dict)]  # fmt: skip
+        out += ["", "| run | peer | time ratio | target | accuracy difference | met |", "|---|---|---:|---:|---:|---|"]
+        for t in runs["targets"]:
+            met = "met" if t["met"] else "missed"
+            out.append(f"| {t['run']} | {t['peer']} | {t['time ratio']:.3f} | at most {t['at most']:.3f} | "
+                       f"{100 * t['accuracy difference']:+.2f} points | {met} |")  # fmt: skip
+        out.append("")
+    return out
+
+
 def render() -> str:
     lines = [HEAD]
     for path in sorted(RESULTS.glob("*.json")):
         results = json.loads(path.read_text())
-        if "latency before" in results:
+        if any(isinstance(v, dict) and "targets" in v for v in results.values()):
+            lines += _search_page(path, results)
+        elif "latency before" in results:
             lines += _ab_page(path, results)
         elif "environment" in results:
             lines += _speed_page(path, results)

@@ -50,6 +50,7 @@ class Program:
     sign: float  # 1.0: lower is better; -1.0: higher is better
     chunk: int
     pbt: Any = None  # a jaxnn.PBT, or None for successive halving
+    folds: int = 0  # cv: every slot trains this many copies, one per fold (0: one, on the validation split)
 
 
 class Pool(NamedTuple):
@@ -159,19 +160,28 @@ def _select(pred, new, old):
     return jax.tree.map(pick, new, old)
 
 
+def _per_fold(prog: Program, fn):
+    """``fn`` over the folds' axis (cv), or ``fn`` itself."""
+    return jax.vmap(fn) if prog.folds else fn
+
+
 def _fresh_slots(prog: Program, pool: Pool, trial):
-    return jax.vmap(lambda t: fresh_carry(prog, pool, t))(jnp.clip(trial, 0, prog.n - 1))
+    def one(t):
+        carry = fresh_carry(prog, pool, t)
+        return jax.vmap(lambda _: carry)(jnp.arange(prog.folds)) if prog.folds else carry  # a copy per fold
+
+    return jax.vmap(one)(jnp.clip(trial, 0, prog.n - 1))
 
 
 def start(prog: Program, pool: Pool) -> State:
     """The search's first state: slot ``i`` trains configuration ``i``."""
     n, k, r, e = prog.n, prog.k, len(prog.rungs), prog.rungs[-1]
-    trial = jnp.arange(k, dtype=jnp.int32)
+    trial = jnp.where(jnp.arange(k) < n, jnp.arange(k), -1).astype(jnp.int32)  # more slots than trials: idle
     carry = _fresh_slots(prog, pool, trial)
     return State(
         carry=carry,
         trial=trial,
-        next=jnp.int32(k),
+        next=jnp.int32(min(k, n)),
         drawn=pool.drawn,
         scores=jnp.full((n, r), jnp.inf, jnp.float32),
         reached=jnp.zeros((n, r), bool),
@@ -180,7 +190,7 @@ def start(prog: Program, pool: Pool) -> State:
         epochs=jnp.zeros((n,), jnp.int32),
         best=jnp.full((n,), jnp.inf, jnp.float32),
         parent=jnp.full((n,), -1, jnp.int32),
-        champion=jax.tree.map(lambda a: jnp.zeros_like(a[0]), carry.state.variables),
+        champion=jax.tree.map(lambda a: jnp.zeros_like(a[0, 0] if prog.folds else a[0]), carry.state.variables),
         champion_id=jnp.int32(-1),
     )
 
@@ -202,14 +212,19 @@ def _train(prog: Program, data, s: State, latest: bool) -> tuple[State, Epoch]:
     """One epoch in every live slot, recorded in the trials' table (``best``: the best
     so far, or with ``latest`` the last value)."""
     live = s.trial >= 0
-    new, records, _ = jax.vmap(lambda c: _loop._one_epoch(prog.plan, data, c), axis_name=AXIS)(s.carry)
+    epoch_of = lambda c, d: _loop._one_epoch(prog.plan, d, c)
+    one = jax.vmap(epoch_of) if prog.folds else epoch_of  # cv: each fold its own data
+    new, records, _ = jax.vmap(lambda c: one(c, data), axis_name=AXIS)(s.carry)
     carry = _select(live, new, s.carry)
-    v, epoch = records[prog.monitor], carry.state.epoch
+    v, epoch, stop = records[prog.monitor], carry.state.epoch, carry.stop
+    if prog.folds:  # scored by the mean over the folds
+        v, epoch = v.mean(axis=1), epoch[:, 0]
+        stop = jnp.where((stop == Stop.NON_FINITE_LOSS).any(axis=1), Stop.NON_FINITE_LOSS, stop.max(axis=1))
     lower = jnp.where(jnp.isfinite(v), prog.sign * v, jnp.inf)
     t = jnp.where(live, s.trial, prog.n)  # index n: dropped by the scatters
     best = lower if latest else jnp.minimum(s.best.at[t].get(mode="fill", fill_value=jnp.inf), lower)
-    nan = live & (carry.stop == Stop.NON_FINITE_LOSS)
-    stopped = live & (carry.stop == Stop.EARLY_STOPPING) & ~nan
+    nan = live & (stop == Stop.NON_FINITE_LOSS)
+    stopped = live & (stop == Stop.EARLY_STOPPING) & ~nan
     s = s._replace(
         carry=carry,
         best=s.best.at[t].set(best, mode="drop"),
@@ -250,17 +265,17 @@ def _halving_tick(prog: Program, data, pool: Pool, s: State) -> State:
     pruned = deciding & ~finished & ~promoted
     status = jnp.select([ep.nan, ep.stopped, finished, pruned], [NAN, STOPPED, FINISHED, PRUNED], RUNNING)
     s = s._replace(status=s.status.at[ep.t].set(status.astype(jnp.int32), mode="drop"))
-    s = _crown(s, finished, ep.lower, ep.t)
+    s = _crown(prog, s, finished, ep.lower, ep.t)
     return _refill(prog, pool, s, ep.nan | ep.stopped | finished | pruned)
 
 
-def _crown(s: State, finished, lower, t) -> State:
+def _crown(prog: Program, s: State, finished, lower, t) -> State:
     """Keeps the variables of the best trial that finished so far."""
     candidate = jnp.where(finished, lower, jnp.inf)
     i = jnp.argmin(candidate)
     current = s.best[jnp.maximum(s.champion_id, 0)]
     wins = jnp.isfinite(candidate[i]) & ((s.champion_id < 0) | (candidate[i] < current))
-    variables = jax.tree.map(lambda a: a[i], s.carry.state.variables)
+    variables = jax.tree.map(lambda a: a[i, 0] if prog.folds else a[i], s.carry.state.variables)  # cv: fold 0
     return s._replace(
         champion=jax.tree.map(lambda a, b: jnp.where(wins, a, b), variables, s.champion),
         champion_id=jnp.where(wins, t[i], s.champion_id),
@@ -287,7 +302,7 @@ def _pbt_tick(prog: Program, data, pool: Pool, s: State) -> State:
     finished = live & (ep.epoch >= prog.rungs[-1])
     last = jnp.where(ep.nan, NAN, jnp.where(ep.stopped, STOPPED, FINISHED))
     s = s._replace(status=s.status.at[jnp.where(finished, ep.t, prog.n)].set(last.astype(jnp.int32), mode="drop"))
-    s = _crown(s, finished & ~ep.nan & ~ep.stopped, ep.lower, ep.t)
+    s = _crown(prog, s, finished & ~ep.nan & ~ep.stopped, ep.lower, ep.t)
     s = s._replace(trial=jnp.where(finished, -1, s.trial))
     exploit = (epoch % prog.pbt.interval == 0) & (epoch < prog.rungs[-1])
     return jax.lax.cond(exploit, lambda s: _exploit(prog, pool, s, ep, epoch), lambda s: s, s)
@@ -332,8 +347,10 @@ def _exploit(prog: Program, pool: Pool, s: State, ep: Epoch, epoch) -> State:
 def _explored_state(prog: Program, state: TrainState, drawn: dict, new_t) -> TrainState:
     """The copied states with the new members' values written in."""
     values = {n: value(prog, drawn, n, new_t) for n in prog.optimizer_names}
-    opt_state = jax.vmap(optim.set_hyperparams)(state.opt_state, values) if values else state.opt_state
-    model_state = jax.vmap(lambda ms, t: _model_state(prog, ms, drawn, t))(state.model_state, new_t)
+    set_values = lambda o, v: _per_fold(prog, lambda of: optim.set_hyperparams(of, v))(o)
+    opt_state = jax.vmap(set_values)(state.opt_state, values) if values else state.opt_state
+    set_state = lambda ms, t: _per_fold(prog, lambda m: _model_state(prog, m, drawn, t))(ms)
+    model_state = jax.vmap(set_state)(state.model_state, new_t)
     return state._replace(opt_state=opt_state, model_state=model_state)
 
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _models, _records, _search, _setup, optim
+from jaxnn import _models, _records, _search, _setup, optim, parallel, rng
 from jaxnn import space as spaces
 from jaxnn._checks import MAX_ELEMENTS, MAX_EPOCHS, positive_int
 from jaxnn.distributed import fetch
@@ -225,15 +225,18 @@ def _monitor(monitor, plan) -> str:
     return monitor
 
 
-def _sizes(schedule, num_configs, slots) -> tuple[int, int, int]:
-    """``(trials, configurations drawn, slots)``."""
+def _sizes(schedule, num_configs, slots, devices) -> tuple[int, int, int]:
+    """``(trials, configurations drawn, slots)``; with ``devices`` (the default
+    slots), the slots rounded up to a multiple of their number."""
     n = positive_int(num_configs, "num_configs", MAX_ELEMENTS)
     if isinstance(schedule, PBT):
         if slots is not None and slots != n:
             raise ValueError(f"PBT trains its whole population at once: slots must be None or {n}, got {slots!r}")
         return schedule.trials(n), n, n
-    k = positive_int(slots, "slots", MAX_ELEMENTS) if slots is not None else math.ceil(n / schedule.eta**2)
-    return n, n, min(n, k)
+    if slots is not None:
+        return n, n, positive_int(slots, "slots", MAX_ELEMENTS)
+    k, d = min(n, math.ceil(n / schedule.eta**2)), len(parallel.resolve_devices(devices))
+    return n, n, math.ceil(k / d) * d
 
 
 # Over 60 lines only by its signature and docstring (every argument documented).
@@ -259,6 +262,8 @@ def search(
     sample_weight=None,
     progress: bool = True,
     tuning: Tuning | None = None,
+    devices=None,
+    cv: int | None = None,
     refit: bool = True,
 ) -> SearchResult:
     """Searches hyperparameters inside one compiled program.
@@ -278,9 +283,17 @@ def search(
         model with a training mode reads from its variables (``variables[name]``).
       schedule: :class:`SuccessiveHalving` (default), :class:`Hyperband` or :class:`PBT`.
       num_configs: configurations drawn (PBT: the population).
-      slots: configurations trained at once (default ``ceil(num_configs / eta**2)``;
-        PBT trains its whole population).
+      slots: configurations trained at once (default ``ceil(num_configs / eta**2)``,
+        rounded up to a multiple of the devices; PBT trains its whole population).
+      devices: the devices the slots are split over (``None``: every device; a
+        count; a list), as ``fit_many`` splits its models; the slots must divide
+        evenly. The results do not depend on the split.
       validation: the held-out data the trials are ranked on, as in ``fit``.
+      cv: k-fold cross-validation instead: every trial trains k copies side by side
+        (the folds are a second vmapped axis), each holding out one fold of ``x``
+        (``jaxnn.rng``'s ``validation`` stream orders the rows), and is scored by the
+        mean of their monitored values. Folds of unequal size are padded with rows of
+        weight 0.
       monitor: the recorded value ranked (default ``val_loss``, or ``loss`` without
         validation); accuracy and r2 rank higher as better.
       optimizer: a name or a ``jaxnn.optim`` value (its fixed hyperparameters);
@@ -307,7 +320,15 @@ def search(
         raise ValueError("PBT cannot change a width: a copied network's masked units have no weights to grow into")
     if params is not None and "width" in space:
         raise ValueError("a width search starts each configuration from its own init: pass params=None")
-    n, drawn_n, k = _sizes(schedule, num_configs, slots)
+    n, drawn_n, k = _sizes(schedule, num_configs, slots, None if slots is not None else devices)
+    if cv is not None:
+        cv = positive_int(cv, "cv", MAX_ELEMENTS)
+        if cv < 2 or validation not in (None, 0.2) or early_stopping is not None:
+            raise ValueError(
+                f"cv={cv}: k-fold cross-validation takes k >= 2 and replaces validation= (leave it out) and "
+                "early_stopping= (each fold would stop on its own)"
+            )
+        validation = None
     names = tuple(name for name, _ in space_ if name in optim.HYPERPARAMS[optimizer.name])
     per_slot = {name: np.full(k, spaces.bounds(dict(space_)[name])[0], np.float32) for name in names}
     run = _setup.setup(
@@ -315,15 +336,19 @@ def search(
         optimizer=optim.Optimizer(optimizer.name, {**optimizer.hyperparams, **per_slot}), batch_size=batch_size,
         epochs=schedule.max_epochs, shuffle=shuffle, validation=validation, metrics=metrics,
         early_stopping=early_stopping, sample_weight=sample_weight, checkpoints=None, resume=None, log_dir=None,
-        devices=None, progress=False, tuning=tuning, num_models=k, dropout=np.zeros(k) if "dropout" in space else None,
-        many=True,
+        devices=devices, progress=False, tuning=tuning, num_models=k,
+        dropout=np.zeros(k) if "dropout" in space else None, many=True,
     )  # fmt: skip
-    monitor = _monitor(monitor, run.plan)
+    plan, data = (run.plan, run.data) if cv is None else _fold_data(run, cv, _models.check_key(key), tuning)
+    monitor = _monitor(monitor, plan)
     fixed = tuple(sorted((name, float(v[0])) for name, v in run.hyperparams.items() if name not in (*names, "dropout")))
-    prog = _program(run.plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, progress)
+    prog = _program(plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, progress, cv or 0)
     pool, state = _search.run_begin(prog, _models.check_key(key), jnp.asarray(schedule.brackets(n)), drawn_n)
+    place = run.placement  # the slots over the devices; the table, the pool and the data on each
+    pool, data = place.replicate(pool), place.replicate(data)
+    state = place.replicate(state)._replace(carry=place.split(state.carry), trial=place.split(state.trial))
     while True:
-        state, status = _search.run_chunk(prog, state, run.data, pool)
+        state, status = _search.run_chunk(prog, state, data, pool)
         live, started = fetch(status)  # the one sync per chunk
         if progress:
             print(f"search: {int(started)}/{n} trials started, {int(live)} slots training", file=sys.stderr)
@@ -331,7 +356,8 @@ def search(
             break
     same = dict(loss=loss, batch_size=run.plan.batch_size, shuffle=shuffle, metrics=metrics,
                 early_stopping=early_stopping, tuning=tuning)  # fmt: skip
-    result = _result(prog, state, run.data, model, pool.inits, pool.keys, optimizer, same)
+    first = data if cv is None else jax.tree.map(lambda a: a[0], data)  # replay: cv's fold 0
+    result = _result(prog, state, first, model, pool.inits, pool.keys, optimizer, same)
     if refit and result.best_config is not None and not isinstance(schedule, PBT):
         result = dataclasses.replace(result, best_params=_refit(result, x, y, sample_weight))
     return result
@@ -348,7 +374,36 @@ def _refit(result: SearchResult, x, y, sample_weight):
     return jax.tree.map(pad, params, result.best_params)
 
 
-def _program(plan, model, params, space_, names, schedule, sizes, monitor, progress) -> _search.Program:
+def _fold_data(run, cv: int, key, tuning):
+    """The plan of one fold and the folds' data, stacked on a leading axis: fold ``f``
+    holds out the ``f``-th of ``cv`` parts of a permutation of the rows (stream
+    ``validation``); parts of unequal size are padded with rows of weight 0."""
+    x, y, w = run.data.x, run.data.y, run.data.w
+    n = x.shape[0]
+    if cv > n:
+        raise ValueError(f"cv={cv} folds of {n} rows: expected at most {n}")
+    parts = np.array_split(np.asarray(jax.random.permutation(rng.stream(key, "validation"), n)), cv)
+    folds = [(np.concatenate(parts[:f] + parts[f + 1 :]), parts[f]) for f in range(cv)]
+    m, v = n - len(parts[-1]), len(parts[0])  # the largest training and validation parts
+    batch_size = positive_int(run.plan.batch_size, "batch_size", m)
+    pad = lambda idx, size: np.concatenate([idx, np.repeat(idx[:1], size - len(idx))])
+    mask = lambda idx, size: (np.arange(size) < len(idx)).astype(np.float32)
+    padded = n % cv != 0
+
+    def side(which: int, size: int):
+        idx = np.stack([pad(f[which], size) for f in folds])
+        weights = None
+        if padded or w is not None:
+            weights = np.stack([mask(f[which], size) for f in folds]) * (1.0 if w is None else np.asarray(w)[idx])
+        return x[idx], y[idx], None if weights is None else jnp.asarray(weights, jnp.float32)
+
+    tuning = tuning or Tuning()
+    n_batches = m // batch_size if tuning.drop_remainder else math.ceil(m / batch_size)
+    plan = run.plan._replace(n=m, n_batches=n_batches, n_val=v)
+    return plan, type(run.data)(*side(0, m), *side(1, v))
+
+
+def _program(plan, model, params, space_, names, schedule, sizes, monitor, progress, folds) -> _search.Program:
     spec, mlp_spec, init = _mlp_spec(model), (), getattr(model, "init", None)
     if spec is not None and _rebuildable(model):  # equal settings share one compiled program
         dropout = tuple(spec["dropout"]) if spec.get("dropout") else 0.0
@@ -362,7 +417,7 @@ def _program(plan, model, params, space_, names, schedule, sizes, monitor, progr
     return _search.Program(
         plan, init, mlp_spec, space_, *names, schedule.rungs(), schedule.eta, *sizes, monitor,
         -1.0 if higher else 1.0, min(1 << (ticks - 1).bit_length(), 1024),
-        schedule if isinstance(schedule, PBT) else None,
+        schedule if isinstance(schedule, PBT) else None, folds,
     )  # fmt: skip
 
 

@@ -6,7 +6,8 @@ step's batch rows constrained to be split over the mesh, so XLA computes each
 device's share of the gradient and sums them (an all-reduce). Multi-process runs
 (``jaxnn.distributed``) use the same mesh over every process's devices.
 ``fit_many`` (:func:`for_models`) splits its K models over the devices instead (a
-``"models"`` axis) and replicates the data. This module is the only place that
+``"models"`` axis) and replicates the data; ``jaxnn.search`` splits its slots the same
+way and replicates the trials' table. This module is the only place that
 builds meshes and shardings or calls ``device_put``; it does not train.
 """
 
@@ -49,6 +50,12 @@ class OneDevice:
         gets the host data, which that call transfers itself (a separate transfer
         costs about as much as the whole call on a small problem)."""
         return carry, data if in_call else jax.device_put(data)
+
+    def split(self, tree):
+        """``tree`` on the device (its leading axis is the models' or slots')."""
+        return jax.device_put(tree)
+
+    replicate = split
 
 
 class DataParallel:
@@ -100,8 +107,14 @@ class ModelParallel:
         self.axis = axis
 
     def place(self, carry, data):
-        carry = jax.device_put(carry, NamedSharding(self.mesh, PartitionSpec(self.axis)))
-        return carry, jax.device_put(data, NamedSharding(self.mesh, PartitionSpec()))
+        return self.split(carry), self.replicate(data)
+
+    def split(self, tree):
+        """``tree``'s leading axis (the models', or ``jaxnn.search``'s slots) split over the devices."""
+        return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec(self.axis)))
+
+    def replicate(self, tree):
+        return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
 
 
 def for_fit(devices) -> OneDevice | DataParallel:

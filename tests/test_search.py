@@ -2,12 +2,16 @@
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_bitwise_equal
+from helpers import assert_bitwise_equal, assert_close
 
 import jaxnn
 
@@ -151,13 +155,23 @@ def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
         ({"num_configs": 0}, ValueError, "num_configs"),
         ({"slots": 1.5}, TypeError, "slots"),
         ({"monitor": "val_accuracy"}, ValueError, "not recorded"),
-        ({"space": {"width": jaxnn.space.choice([2, 4])}, "model": jaxnn.mlp([3, 8, 1], init="normal")}, ValueError,
-         "variance-scaling"),
-        ({"space": {"width": jaxnn.space.choice([2, 4])}, "model": jaxnn.mlp([3, 8, 1], init=lambda k, s, d: 0)},
-         ValueError, "variance-scaling"),
+        (
+            {"space": {"width": jaxnn.space.choice([2, 4])}, "model": jaxnn.mlp([3, 8, 1], init="normal")},
+            ValueError,
+            "variance-scaling",
+        ),
+        (
+            {"space": {"width": jaxnn.space.choice([2, 4])}, "model": jaxnn.mlp([3, 8, 1], init=lambda k, s, d: 0)},
+            ValueError,
+            "variance-scaling",
+        ),
         ({"space": {"h": jaxnn.space.uniform(0, 1)}}, ValueError, "no such hyperparameter"),
         ({"schedule": jaxnn.PBT(), "early_stopping": jaxnn.EarlyStopping()}, ValueError, "early_stopping"),
-        ({"schedule": jaxnn.PBT(), "space": {"width": jaxnn.space.choice([2, 4])}}, ValueError, "cannot change a width"),
+        (
+            {"schedule": jaxnn.PBT(), "space": {"width": jaxnn.space.choice([2, 4])}},
+            ValueError,
+            "cannot change a width",
+        ),
         ({"schedule": jaxnn.PBT(), "slots": 3}, ValueError, "whole population"),
     ],
 )
@@ -281,3 +295,51 @@ def test_a_bad_search_setting_is_refused_when_the_config_is_made(field, match):
 
     with pytest.raises(ValueError, match=match):
         dataclasses.replace(load("classify_iris").CONFIG, **field)
+
+
+SPREAD = textwrap.dedent("""
+    import json, jax, jaxnn, numpy as np
+    x, y = jaxnn.make_regression(jax.random.key(0), n=200)
+    space = {"learning_rate": jaxnn.space.loguniform(1e-3, 0.5), "width": jaxnn.space.choice([2, 8])}
+    kw = dict(loss="mse", key=jax.random.key(3), space=space, schedule=jaxnn.SuccessiveHalving(1, 9, 3),
+              num_configs=20, slots=4, progress=False)
+    spread, one = (jaxnn.search(jaxnn.mlp([3, 8, 1]), None, x, y, devices=d, **kw) for d in (None, 1))
+    rows = lambda r: [[t["id"], t["status"], t["epochs"], t["score"]] for t in sorted(r.trials, key=lambda t: t["id"])]
+    params = lambda r: [np.asarray(a).tolist() for a in jax.tree.leaves(r.best_params)]
+    print(json.dumps({"devices": jax.device_count(), "trials": [rows(r) for r in (spread, one)],
+                      "params": [params(r) for r in (spread, one)]}))
+""")
+
+
+@pytest.mark.slow  # a subprocess with 4 virtual devices
+def test_the_slots_split_over_devices_give_the_same_search():
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "4", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", SPREAD], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["devices"] == 4
+    (spread, one) = r["trials"]
+    assert [t[:3] for t in spread] == [t[:3] for t in one]  # 4 slots over 4 devices, then on one: the same decisions
+    np.testing.assert_allclose([t[3] for t in spread], [t[3] for t in one], rtol=1e-5)
+    assert_close(r["params"][0], r["params"][1], rtol=1e-5, atol=1e-6)
+
+
+def test_cv_scores_a_trial_by_the_mean_over_its_folds():
+    result = run(jaxnn.SuccessiveHalving(1, 3, 3), num_configs=6, slots=3, cv=3)
+    winner = result.trials[0]
+    perm = np.asarray(jax.random.permutation(jaxnn.rng.stream(jax.random.key(3), "validation"), 200))
+    parts = np.array_split(perm, 3)  # 67, 67, 66 rows: the last fold's sets padded with a row of weight 0
+    curves = []
+    for f in range(3):
+        train, val = np.concatenate(parts[:f] + parts[f + 1 :]), parts[f]
+        tw, vw = np.ones(134, np.float32), np.ones(67, np.float32)
+        if len(train) < 134:
+            train, tw[-1] = np.append(train, train[0]), 0.0
+        if len(val) < 67:
+            val, vw[-1] = np.append(val, val[0]), 0.0
+        kw = {**result.replay(winner["id"]), "x": X[train], "y": Y[train], "sample_weight": tw,
+              "validation": (X[val], Y[val], vw)}  # fmt: skip
+        curves.append(jaxnn.fit(**kw).history["val_loss"])
+    np.testing.assert_allclose(np.mean(curves, axis=0), result.curves[winner["id"]], rtol=1e-5)
+    with pytest.raises(ValueError, match="replaces validation"):
+        run(cv=3, validation=(X, Y))
