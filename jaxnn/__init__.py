@@ -24,9 +24,6 @@ from jaxnn.data import validate as validate
 from jaxnn.doctor import doctor as doctor
 from jaxnn.explain import backprop as backprop
 from jaxnn.explain import explain as explain
-from jaxnn.hpsearch import PBT as PBT
-from jaxnn.hpsearch import Hyperband as Hyperband
-from jaxnn.hpsearch import SuccessiveHalving as SuccessiveHalving
 from jaxnn.hpsearch import search as search
 from jaxnn.mlp import Model as Model
 from jaxnn.mlp import count_params as count_params
@@ -39,6 +36,9 @@ from jaxnn.options import SearchResult as SearchResult
 from jaxnn.options import Stop as Stop
 from jaxnn.options import TrainState as TrainState
 from jaxnn.options import Tuning as Tuning
+from jaxnn.schedules import PBT as PBT
+from jaxnn.schedules import Hyperband as Hyperband
+from jaxnn.schedules import SuccessiveHalving as SuccessiveHalving
 from jaxnn.sweep import best_params as best_params
 from jaxnn.sweep import fit_many as fit_many
 from jaxnn.sweep import predict_ensemble as predict_ensemble

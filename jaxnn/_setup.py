@@ -84,7 +84,7 @@ class Run:
         return _loop.many_runner(self.plan) if self.models else _loop.runner(self.plan)
 
 
-def _option(value, kind: type, name: str):
+def checked_option(value, kind: type, name: str):
     if value is not None and not isinstance(value, kind):
         raise TypeError(f"{name} must be a jaxnn.{kind.__name__}(...) or None, got {value!r}")
     return value
@@ -98,9 +98,9 @@ def setup(model, params, x, y, *, loss, key, optimizer, batch_size, epochs, shuf
     key = _models.check_key(key)
     get_loss(loss)
     epochs = positive_int(epochs, "epochs", MAX_EPOCHS)
-    tuning = _option(tuning, Tuning, "tuning") or Tuning()
-    checkpoints = _option(checkpoints, Checkpoints, "checkpoints")
-    early_stopping = _option(early_stopping, EarlyStopping, "early_stopping")
+    tuning = checked_option(tuning, Tuning, "tuning") or Tuning()
+    checkpoints = checked_option(checkpoints, Checkpoints, "checkpoints")
+    early_stopping = checked_option(early_stopping, EarlyStopping, "early_stopping")
     log_dir = logs.check_log_dir(log_dir) if jax.process_index() == 0 else None  # one writer
     progress = bool(progress) and jax.process_index() == 0  # one progress bar
     tx, values = optim.get_optimizer(optimizer)

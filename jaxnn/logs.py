@@ -6,8 +6,10 @@ the learning rate when it is a number, and the epoch's wall time (a chunk's time
 its epochs; the first chunk's includes compiling). Once per run: its hyperparameters
 (TensorBoard's HParams view). ``fit_many`` writes one run per model
 (``model-000``, ...) under ``log_dir`` with that model's swept values, so a sweep is
-compared in the HParams view. Everything is written on the host from the history of
-each compiled chunk: no per-step sync, nothing added to the compiled loop. Resuming
+compared in the HParams view; ``jaxnn.search`` one run per trial (``trial-000``, ...)
+with its values, status, rung and parent (PBT's lineage), written when it ends.
+Everything is written on the host from the history of each compiled chunk: no
+per-step sync, nothing added to the compiled loop. Resuming
 into the same folder appends new event files whose epochs continue the run.
 
 The record framing and the protocol buffers are the ``tensorboard`` package's own (an
@@ -127,14 +129,15 @@ class EpochLog:
       folder: the log folder (created, with its parents).
       hparams: the run's hyperparameters; with ``models``, values may be sequences of
         K (one per model).
-      models: ``None`` for one run; K for ``fit_many``.
+      models: ``None`` for one run; K for ``fit_many`` (``jaxnn.search``: its trials).
       metrics: the history names, listed in the HParams view's columns.
+      run: the runs' names with ``models``: ``<run>-000``, ...
     """
 
-    def __init__(self, folder: Path, hparams: dict, metrics: list[str], models: int | None = None):
+    def __init__(self, folder: Path, hparams: dict, metrics: list[str], models: int | None = None, run: str = "model"):
         Event, Summary, hp, RecordWriter = _tb()
         self._event, self._summary = Event, Summary
-        runs = [folder] if models is None else [folder / f"model-{i:03d}" for i in range(models)]
+        runs = [folder] if models is None else [folder / f"{run}-{i:03d}" for i in range(models)]
         for run in runs:
             _files.make_folder(run, "log_dir")
         self.writers = []
@@ -178,7 +181,7 @@ class EpochLog:
         for i, writer in enumerate(self.writers):
             for j in range(span):
                 values = {k: float(v[i, j]) for k, v in records.items()}
-                if len(self.writers) > 1 and np.isnan(values["loss"]):
+                if len(self.writers) > 1 and np.isnan(values.get("loss", next(iter(values.values())))):
                     continue  # this model had stopped
                 values["epoch_seconds"] = seconds
                 if np.isfinite(self.learning_rates[i]):

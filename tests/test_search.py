@@ -3,9 +3,12 @@
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +18,7 @@ from helpers import assert_bitwise_equal, assert_close
 
 import jaxnn
 
+ROOT = Path(__file__).resolve().parents[1]
 X, Y = jaxnn.make_regression(jax.random.key(0), n=200)
 SPACE = {"learning_rate": jaxnn.space.loguniform(1e-3, 0.5), "momentum": jaxnn.space.uniform(0.0, 0.9)}
 
@@ -91,6 +95,7 @@ def test_hyperband_brackets_follow_hyperbands_budgets():
     assert jaxnn.SuccessiveHalving(2, 20, 3).rungs() == (2, 6, 18, 20)
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_replay_retrains_a_trial_alone_bitwise_and_same_key_same_search():
     first, again = run(optimizer="momentum"), run(optimizer="momentum")
     assert repr(first.trials) == repr(again.trials)  # NaN scores included
@@ -108,6 +113,7 @@ def test_replay_retrains_a_trial_alone_bitwise_and_same_key_same_search():
     assert by_id(run(key=4)) != by_id(first)
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_a_masked_width_trains_as_the_narrow_network_alone():
     space = {"learning_rate": jaxnn.space.loguniform(0.01, 0.3), "width": jaxnn.space.choice([2, 4])}
     result = run(space=space, model=jaxnn.mlp([3, 8, 1]))
@@ -126,6 +132,7 @@ def test_a_masked_width_trains_as_the_narrow_network_alone():
     np.testing.assert_allclose(full, jaxnn.predict(kw["model"], alone.params, X), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
     y = (np.asarray(Y)[:, 0] > np.median(Y)).astype(np.int32)
     model = jaxnn.mlp([3, 8, 2], dropout=0.1)
@@ -212,12 +219,18 @@ class Surrogate:
         return jnp.broadcast_to(picked**2 - 1.2, (x.shape[0], 1)), {}
 
 
+def mean_loss(pred, y):
+    return pred.mean()
+
+
+ZEROS = np.zeros((4, 1), np.float32)
+TOY = dict(model=jaxnn.Model(lambda k: {"params": jnp.array([0.9, 0.9])}, Surrogate()), params=None, x=ZEROS, y=ZEROS,
+           loss=mean_loss, space={"h": jaxnn.space.choice([0, 1])}, num_configs=4, batch_size=4,
+           optimizer=jaxnn.optim.sgd(0.1), validation=(ZEROS, ZEROS), progress=False)  # fmt: skip
+
+
 def toy_search(schedule, key=0):
-    model = jaxnn.Model(lambda k: {"params": jnp.array([0.9, 0.9])}, Surrogate())
-    x, y = np.zeros((4, 1), np.float32), np.zeros((4, 1), np.float32)
-    return jaxnn.search(model, None, x, y, loss=lambda pred, y: pred.mean(), key=jax.random.key(key),
-                        space={"h": jaxnn.space.choice([0, 1])}, schedule=schedule, num_configs=4, batch_size=4,
-                        optimizer=jaxnn.optim.sgd(0.1), validation=(x, y), progress=False)  # fmt: skip
+    return jaxnn.search(**TOY, key=jax.random.key(key), schedule=schedule)
 
 
 def test_pbt_solves_the_papers_toy_where_fixed_hyperparameters_cannot():
@@ -241,6 +254,7 @@ def test_pbt_solves_the_papers_toy_where_fixed_hyperparameters_cannot():
     )
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_a_masked_width_starts_from_the_narrow_networks_own_distribution():
     space = {"learning_rate": jaxnn.space.loguniform(0.01, 0.1), "width": jaxnn.space.choice([4])}
     result = run(jaxnn.SuccessiveHalving(1, 1, 3), space=space, model=jaxnn.mlp([3, 64, 64, 1]), num_configs=64,
@@ -257,6 +271,7 @@ def test_a_masked_width_starts_from_the_narrow_networks_own_distribution():
 # the scripts' --search ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_a_script_searches_then_trains_the_winner_into_its_run_folder(tmp_path, capsys):
     from test_experiments import run_script
 
@@ -324,6 +339,7 @@ def test_the_slots_split_over_devices_give_the_same_search():
     assert_close(r["params"][0], r["params"][1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # end to end; CI runs it
 def test_cv_scores_a_trial_by_the_mean_over_its_folds():
     result = run(jaxnn.SuccessiveHalving(1, 3, 3), num_configs=6, slots=3, cv=3)
     winner = result.trials[0]
@@ -343,3 +359,56 @@ def test_cv_scores_a_trial_by_the_mean_over_its_folds():
     np.testing.assert_allclose(np.mean(curves, axis=0), result.curves[winner["id"]], rtol=1e-5)
     with pytest.raises(ValueError, match="replaces validation"):
         run(cv=3, validation=(X, Y))
+
+
+KILLED = textwrap.dedent("""
+    import sys, jax, jaxnn
+    sys.path.insert(0, "tests")
+    from test_search import killable_search
+    killable_search(sys.argv[1])
+""")
+
+
+def killable_search(folder, resume=None):
+    x, y = jaxnn.make_regression(jax.random.key(0), n=400)
+    space = {"learning_rate": jaxnn.space.loguniform(1e-3, 0.5), "width": jaxnn.space.choice([2, 8])}
+    return jaxnn.search(jaxnn.mlp([3, 8, 1]), None, x, y, loss="mse", key=jax.random.key(3), space=space,
+                        schedule=jaxnn.SuccessiveHalving(1, 27, 3), num_configs=40, slots=4, progress=False,
+                        refit=False, checkpoints=jaxnn.Checkpoints(folder, every=1), resume=resume)  # fmt: skip
+
+
+@pytest.mark.slow  # a subprocess killed mid-search
+def test_a_search_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
+    folder = tmp_path / "killed"
+    with open(tmp_path / "stderr", "wb") as err:
+        child = subprocess.Popen([sys.executable, "-c", KILLED, str(folder)], cwd=ROOT, stderr=err)
+        saved = folder / "search.jaxnn"
+        deadline = time.monotonic() + 240
+        while not saved.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        assert child.poll() is None, f"the search ended before it could be killed: {(tmp_path / 'stderr').read_text()}"
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    resumed = killable_search(tmp_path / "resumed", resume=folder)
+    straight = killable_search(tmp_path / "straight")
+    assert repr(resumed.trials) == repr(straight.trials)
+    assert_bitwise_equal(resumed.best_params, straight.best_params)
+    np.testing.assert_array_equal(resumed.curves, straight.curves)
+    with pytest.raises(ValueError, match="holds another search"):
+        killable_search(tmp_path / "straight")  # a finished search's folder is not overwritten
+    with pytest.raises(ValueError, match="holds another search"):
+        run(checkpoints=None, resume=folder)  # other settings
+
+
+def test_tensorboard_holds_a_run_per_trial_with_its_lineage(tmp_path):
+    pbt = toy_search(jaxnn.PBT(interval=4, fraction=0.25, max_epochs=8))  # settles the shapes, then with logs
+    logged = jaxnn.search(**TOY, key=jax.random.key(0), schedule=jaxnn.PBT(4, 0.25, max_epochs=8), log_dir=tmp_path)
+    assert repr(logged.trials) == repr(pbt.trials)
+    runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert runs == [f"trial-{i:03d}" for i in range(len(pbt.trials))]
+    copy = next(row for row in pbt.trials if row["parent"] >= 0)
+    hparams = jaxnn.logs.read_hparams(tmp_path / f"trial-{copy['id']:03d}")
+    assert hparams["parent"] == copy["parent"] and hparams["status"] == copy["status"] and hparams["h"] in (0.0, 1.0)
+    steps = [s for s, _ in jaxnn.logs.read_scalars(tmp_path / f"trial-{copy['id']:03d}")["val_loss"]]
+    assert steps == list(range(1, copy["epochs"] + 1))  # a copy's curve starts with its parent's

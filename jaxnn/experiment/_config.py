@@ -10,7 +10,7 @@ from typing import Literal, NamedTuple
 import jax
 import numpy as np
 
-from jaxnn import data, hpsearch, metrics, optim, rng
+from jaxnn import data, metrics, optim, rng, schedules
 from jaxnn import space as spaces
 from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.losses import get_loss
@@ -105,7 +105,7 @@ DEFAULT_SPACE = {"learning_rate": ["loguniform", 0.001, 1.0]}
 DEFAULT_SCHEDULE = {"kind": "halving", "min_epochs": 1, "eta": 3}
 SEARCHED = ("learning_rate", "width", "dropout")  # the config fields a script's search may vary
 _SPACES = {"loguniform": (spaces.loguniform, 2), "uniform": (spaces.uniform, 2), "choice": (spaces.choice, 1)}
-_SCHEDULES = {"halving": hpsearch.SuccessiveHalving, "hyperband": hpsearch.Hyperband, "pbt": hpsearch.PBT}
+_SCHEDULES = {"halving": schedules.SuccessiveHalving, "hyperband": schedules.Hyperband, "pbt": schedules.PBT}
 
 
 def search_settings(config: "ExperimentConfig") -> tuple[dict, object]:

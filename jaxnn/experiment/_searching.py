@@ -20,9 +20,10 @@ import numpy as np
 from jaxnn import _files, optim
 from jaxnn.experiment._config import ExperimentConfig, load_split, search_settings
 from jaxnn.experiment._run import RunResult, check_free, run
-from jaxnn.hpsearch import PBT, search
+from jaxnn.hpsearch import search
 from jaxnn.mlp import mlp
 from jaxnn.options import SearchResult
+from jaxnn.schedules import PBT
 
 
 def search_run(config: ExperimentConfig, folder: Path, num_configs: int, *, overwrite: bool, progress: bool,

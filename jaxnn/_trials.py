@@ -1,0 +1,242 @@
+"""What a search leaves (private; ``jaxnn.hpsearch`` is the API): the trials' table,
+the winner refit on every row, the keywords that replay a trial alone, cv's folds.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn import _files, _models, _search, checkpoint, logs, optim, rng
+from jaxnn._checks import positive_int
+from jaxnn.distributed import fetch
+from jaxnn.mlp import Model
+from jaxnn.mlp import mlp as build_mlp
+from jaxnn.options import SearchResult, Tuning
+from jaxnn.train import fit
+
+
+def mlp_spec(model) -> dict | None:
+    spec = getattr(model, "spec", None)
+    return spec if isinstance(model, Model) and isinstance(spec, dict) and spec.get("kind") == "mlp" else None
+
+
+def rebuild(spec: dict, hidden, dropout) -> Model:
+    sizes = [spec["sizes"][0], *(int(h) for h in hidden), spec["sizes"][-1]]
+    return build_mlp(sizes, spec["activation"], spec["output_activation"], init=spec.get("init"), dropout=dropout,
+                     norm=spec.get("norm"))  # fmt: skip
+
+
+def refit(result: SearchResult, x, y, sample_weight):
+    """The winner trained again alone on every row of ``x`` (its validation rows too,
+    when they were a fraction of it), for the epochs it trained, from its own key;
+    zero-padded to the model given."""
+    keywords = result.replay(result.trials[0]["id"])
+    keywords.update(x=x, y=y, sample_weight=sample_weight, validation=None, metrics=(), early_stopping=None)
+    params = fit(**keywords).params
+    pad = lambda a, b: jnp.zeros_like(b).at[tuple(slice(0, s) for s in jnp.shape(a))].set(a)
+    return jax.tree.map(pad, params, result.best_params)
+
+
+def fold_data(run, cv: int, key, tuning):
+    """The plan of one fold and the folds' data, stacked on a leading axis: fold ``f``
+    holds out the ``f``-th of ``cv`` parts of a permutation of the rows (stream
+    ``validation``); parts of unequal size are padded with rows of weight 0."""
+    x, y, w = run.data.x, run.data.y, run.data.w
+    n = x.shape[0]
+    if cv > n:
+        raise ValueError(f"cv={cv} folds of {n} rows: expected at most {n}")
+    parts = np.array_split(np.asarray(jax.random.permutation(rng.stream(key, "validation"), n)), cv)
+    folds = [(np.concatenate(parts[:f] + parts[f + 1 :]), parts[f]) for f in range(cv)]
+    m, v = n - len(parts[-1]), len(parts[0])  # the largest training and validation parts
+    batch_size = positive_int(run.plan.batch_size, "batch_size", m)
+    pad = lambda idx, size: np.concatenate([idx, np.repeat(idx[:1], size - len(idx))])
+    mask = lambda idx, size: (np.arange(size) < len(idx)).astype(np.float32)
+    padded = n % cv != 0
+
+    def side(which: int, size: int):
+        idx = np.stack([pad(f[which], size) for f in folds])
+        weights = None
+        if padded or w is not None:
+            weights = np.stack([mask(f[which], size) for f in folds]) * (1.0 if w is None else np.asarray(w)[idx])
+        return x[idx], y[idx], None if weights is None else jnp.asarray(weights, jnp.float32)
+
+    tuning = tuning or Tuning()
+    n_batches = m // batch_size if tuning.drop_remainder else math.ceil(m / batch_size)
+    plan = run.plan._replace(n=m, n_batches=n_batches, n_val=v)
+    return plan, type(run.data)(*side(0, m), *side(1, v))
+
+
+def result(prog, state, data, model, inits, keys, optimizer, fixed: dict) -> SearchResult:
+    """The :class:`SearchResult` of a search that ended in ``state``."""
+    table = fetch(
+        {
+            "drawn": state.drawn,
+            "reached": state.reached,
+            "curve": state.curve,
+            "status": state.status,
+            "epochs": state.epochs,
+            "best": state.best,
+            "parent": state.parent,
+            "champion": state.champion_id,
+        }
+    )
+    space_ = dict(prog.space)
+    values = {name: dist.values(table["drawn"][name]) for name, dist in space_.items()}
+    reached = table["reached"]
+    last_rung = np.where(reached.any(axis=1), reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1), -1)
+    rows = []
+    for i in range(prog.n):
+        best = float(table["best"][i])
+        rows.append(
+            {
+                "id": i,
+                "config": {name: values[name][i] for name in space_},
+                "rung": int(last_rung[i]),
+                "epochs": int(table["epochs"][i]),
+                "score": best * prog.sign if math.isfinite(best) else float("nan"),
+                "status": _search.STATUS[int(table["status"][i])],
+                "parent": int(table["parent"][i]),
+            }
+        )
+    champion = int(table["champion"])
+    key = lambda i: (i != champion, rows[i]["status"] != "finished", -rows[i]["rung"], float(table["best"][i]), i)
+    order = sorted(range(prog.n), key=key)  # the winner, then finished ones, best first
+    best_params = trained_params(prog, state.champion) if champion >= 0 else None
+    replay = Replay(rows, data, model, inits, keys, optimizer, fixed)
+    best_config = rows[champion]["config"] if champion >= 0 else None
+    return SearchResult(best_config, best_params, [rows[i] for i in order], table["curve"], prog.monitor, replay)
+
+
+def trained_params(prog, variables):
+    """The champion's variables as the model given takes them (no search values)."""
+    params, state = _models.split_variables(prog.plan.apply_fn, variables)
+    searched = {"dropout_rate", *(name for name, _ in prog.space)}
+    state = {k: v for k, v in (state or {}).items() if k not in searched}
+    return params if not state else {"params": params, **state}
+
+
+@dataclasses.dataclass(frozen=True)
+class Replay:
+    """``fit``'s keywords that retrain one trial alone."""
+
+    rows: list
+    data: object
+    model: object
+    inits: object  # every configuration's initial variables, stacked
+    keys: jax.Array
+    optimizer: optim.Optimizer
+    fixed: dict
+
+    def __call__(self, i: int) -> dict:
+        row = self.rows[i]
+        if row["parent"] >= 0:
+            raise ValueError(
+                f"trial {i} continued trial {row['parent']}'s state with new values (PBT): no single fit retrains "
+                "it; replay the population's first members"
+            )
+        config, model = row["config"], self.model
+        spec = mlp_spec(model)
+        if spec is not None and ("width" in config or "dropout" in config):
+            hidden = [int(config["width"])] * (len(spec["sizes"]) - 2) if "width" in config else spec["sizes"][1:-1]
+            model = rebuild(spec, hidden, config.get("dropout", spec.get("dropout") or 0.0))
+        data, start = self.data, jax.tree.map(lambda a: a[i], self.inits)
+        if "width" in config:  # the narrow network's part of the masked one
+            shapes = jax.eval_shape(model.init, self.keys[i])
+            start = jax.tree.map(lambda a, s: a[tuple(slice(0, n) for n in s.shape)], start, shapes)
+        own = {
+            n: jnp.float32(v)
+            for n, v in config.items()
+            if n not in ("width", "dropout", *optim.HYPERPARAMS[self.optimizer.name])
+        }
+        if own:  # the model reads them from its variables
+            start = {**start, **own}
+        validation = (
+            None if data.x_val is None else tuple(v for v in (data.x_val, data.y_val, data.w_val) if v is not None)
+        )
+        hyper = {n: v for n, v in config.items() if n in optim.HYPERPARAMS[self.optimizer.name]}
+        return dict(
+            model=model,
+            params=start,
+            x=data.x,
+            y=data.y,
+            key=self.keys[i],
+            optimizer=optim.Optimizer(self.optimizer.name, {**self.optimizer.hyperparams, **hyper}),
+            epochs=max(row["epochs"], 1),
+            validation=validation,
+            sample_weight=data.w,
+            progress=False,
+            **self.fixed,
+        )
+
+
+SEARCH_FILE = "search" + checkpoint.SUFFIX
+
+
+def fingerprint(prog: _search.Program, key, loss) -> str:
+    """What makes two searches the same search (a resume must match it)."""
+    settings = [repr(prog.space), prog.rungs, prog.eta, prog.n, prog.k, prog.monitor, prog.folds, repr(prog.pbt),
+                prog.optimizer_names, prog.fixed, repr(prog.mlp_spec), prog.plan.batch_size, prog.plan.n,
+                prog.plan.n_val, prog.chunk, str(loss), np.asarray(jax.random.key_data(key)).tolist()]  # fmt: skip
+    return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()
+
+
+class Saves:
+    """A search's checkpoint: its whole state after every chunk, in
+    ``checkpoints.dir/search.jaxnn`` (the folder locked while it runs), and the one it
+    resumes from. Everything is checked when it is made, before any work."""
+
+    def __init__(self, checkpoints, resume, fingerprint_: str):
+        self.fingerprint, self.lock = fingerprint_, None
+        self.folder = None if checkpoints is None else Path(checkpoints.dir)
+        self.path = None if self.folder is None else self.folder / SEARCH_FILE
+        self.resume = None
+        if resume is not None:
+            if not isinstance(resume, str | os.PathLike):
+                raise TypeError(f"search's resume must be a folder or file path of a search checkpoint, got {resume!r}")
+            self.resume = Path(resume) / SEARCH_FILE if Path(resume).is_dir() else Path(resume)
+            found = checkpoint.read_metadata(self.resume).get("search")
+            if found != fingerprint_:
+                raise ValueError(
+                    f"{self.resume} holds another search (other settings, data sizes or key): resume a search with "
+                    "the same call that started it"
+                )
+        if self.path is not None and self.path.exists() and self.path != self.resume and not checkpoints.overwrite:
+            raise ValueError(f"{self.path} holds another search: resume=it, or Checkpoints(..., overwrite=True)")
+
+    def __enter__(self) -> "Saves":
+        if self.folder is not None:
+            _files.make_folder(self.folder, "the checkpoint folder")
+            self.lock = _files.lock_folder(self.folder)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.lock is not None:
+            os.close(self.lock)
+
+    def start(self, state):
+        """``state``, or the resumed one (into its shapes)."""
+        return state if self.resume is None else checkpoint.restore(self.resume, {"state": state})[0]["state"]
+
+    def save(self, state) -> None:
+        if self.path is not None:
+            checkpoint.save(self.path, {"state": state}, metadata={"search": self.fingerprint})
+
+
+def write_logs(folder, result: SearchResult) -> None:
+    """TensorBoard: one run per trial (``trial-000``, ...) with its monitored value
+    per epoch and, for the HParams view, its values, status, rung, epochs and parent."""
+    rows = sorted(result.trials, key=lambda r: r["id"])
+    hparams = {name: [r["config"][name] for r in rows] for name in rows[0]["config"]}
+    hparams.update({k: [r[k] for r in rows] for k in ("status", "rung", "epochs", "parent")})
+    log = logs.EpochLog(Path(folder), hparams, [result.monitor], models=len(rows), run="trial")
+    try:
+        log.add({result.monitor: result.curves}, first_epoch=1)
+    finally:
+        log.close()
