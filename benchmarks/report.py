@@ -117,12 +117,14 @@ def _search_page(path: Path, results: dict) -> list[str]:
            "candidates, eta 3, 1 to 27 epochs (`benchmarks/search_peers.py`). Times in seconds and test "
            "accuracies are means over the search seeds.", ""]  # fmt: skip
     for task, runs in results.items():
-        out += [f"**{task}** ({runs['seeds']} seeds)", "", "| run | seconds | test accuracy |", "|---|---:|---:|"]
-        out += [f"| {_cell(k)} | {_number(v['seconds'])} | {v['test accuracy']:.4f} |" for k, v in runs.items()
-                if isinstance(v, dict)]  # fmt: skip
+        out += [f"**{task}** ({runs['seeds']} seeds)", "", "| run | seconds | of them compiling | test accuracy |",
+                "|---|---:|---:|---:|"]  # fmt: skip
+        out += [f"| {_cell(k)} | {_number(v['seconds'])} | {_number(v.get('compiling seconds', ''))} | "
+                f"{v['test accuracy']:.4f} |" for k, v in runs.items() if isinstance(v, dict)]  # fmt: skip
         out += ["", "| run | peer | time ratio | target | accuracy difference | met |", "|---|---|---:|---:|---:|---|"]
         for t in runs["targets"]:
             met = "met" if t["met"] else "missed"
+            met += f": {t['why']}" if t.get("why") else ""
             out.append(f"| {t['run']} | {t['peer']} | {t['time ratio']:.3f} | at most {t['at most']:.3f} | "
                        f"{100 * t['accuracy difference']:+.2f} points | {met} |")  # fmt: skip
         out.append("")

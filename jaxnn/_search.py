@@ -356,14 +356,16 @@ def _explored_state(prog: Program, state: TrainState, drawn: dict, new_t) -> Tra
 
 def chunk(prog: Program, s: State, data, pool: Pool):
     """Up to ``prog.chunk`` epochs of the search (nothing once every slot is idle).
-    Returns the state and ``(live slots, trials started)`` for the host."""
+    Returns the state and ``(live slots, trials started, highest rung reached)`` for
+    the host."""
     tick = _halving_tick if prog.pbt is None else _pbt_tick
 
     def body(s, _):
         return jax.lax.cond((s.trial >= 0).any(), lambda s: tick(prog, data, pool, s), lambda s: s, s), None
 
     s, _ = jax.lax.scan(body, s, None, length=prog.chunk)
-    return s, ((s.trial >= 0).sum(), s.next)
+    rungs = jnp.arange(len(prog.rungs), dtype=jnp.int32)
+    return s, ((s.trial >= 0).sum(), s.next, jnp.max(jnp.where(s.reached.any(axis=0), rungs, -1)))
 
 
 def draw(space_: tuple, keys: jax.Array) -> dict:

@@ -182,7 +182,8 @@ def search(
       optimizer: a name or a ``jaxnn.optim`` value (its fixed hyperparameters);
         default ``"momentum"`` when ``momentum`` is searched, else ``"sgd"``.
       early_stopping: each trial's own early stopping (status ``stopped``; not PBT).
-      progress: print a line per chunk: trials started and slots alive.
+      progress: print a line per chunk: trials started, slots training, the highest
+        rung reached.
       checkpoints: ``jaxnn.Checkpoints(dir, every)``: the search's whole state is
         saved to ``dir/search.jaxnn`` after every chunk of ``every`` epochs (the
         folder locked while it runs); its other fields are not used.
@@ -258,10 +259,11 @@ def _drive(prog, state, pool, data, place, progress: bool, saves):
     state = place.replicate(state)._replace(carry=place.split(state.carry), trial=place.split(state.trial))
     while True:
         state, status = _search.run_chunk(prog, state, data, pool)
-        live, started = fetch(status)  # the one sync per chunk
+        live, started, rung = fetch(status)  # the one sync per chunk
         saves.save(state)
         if progress:
-            print(f"search: {int(started)}/{prog.n} trials started, {int(live)} slots training", file=sys.stderr)
+            at = f", rung {int(rung) + 1}/{len(prog.rungs)} reached" if prog.pbt is None else ""
+            print(f"search: {int(started)}/{prog.n} trials started, {int(live)} slots training{at}", file=sys.stderr)
         if live == 0:
             return state
 

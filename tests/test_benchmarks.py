@@ -54,3 +54,17 @@ def test_the_benchmarks_page_is_generated_from_the_results_and_current():
     page = report.PAGE.read_text()
     assert "round" not in page.lower() and "session" not in page.lower()  # measurements and machines only
     assert "| met |" in page and "jaxnn.fit / flax loop" in page
+
+
+def test_search_peers_marks_each_target_met_or_missed_and_says_why():
+    module = load("search_peers")
+    rows = {"scikit-learn": [(10.0, 0.90), (10.0, 0.92)], "jaxnn cold": [(4.0, 0.91, 3.0), (6.0, 0.91, 4.0)],
+            "jaxnn cache": [(0.9, 0.91, 0.2), (1.1, 0.91, 0.2)], "jaxnn warm": [(0.5, 0.91, 0.0), (0.5, 0.91, 0.0)],
+            module.OPTUNA: [(30.0, 0.90), (30.0, 0.90)]}  # fmt: skip
+    out = module.summarise("classification_20k", rows)
+    cold, cache, optuna = out["targets"]
+    assert (cold["time ratio"], cold["met"]) == (0.5, False) and "3.50 of its 5.00 s" in cold["why"]
+    assert (cache["time ratio"], cache["met"], cache["why"]) == (0.1, True, "")
+    assert optuna["met"] and optuna["time ratio"] == round(5 / 30, 3)
+    rows["jaxnn cache"] = [(0.9, 0.89, 0.2), (1.1, 0.89, 0.2)]  # 2 points below: fast enough, not accurate enough
+    assert "0.5 points below" in module.summarise("classification_20k", rows)["targets"][1]["why"]
