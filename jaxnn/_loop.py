@@ -239,7 +239,7 @@ def replay(plan: Plan, carry: Carry, data, start: TrainState, first_bad: jax.Arr
     return carry._replace(state=select(first_bad >= 0, s, carry.state))  # in a sweep, the others keep theirs
 
 
-def _one_epoch(plan: Plan, data, carry: Carry):
+def one_epoch(plan: Plan, data, carry: Carry):
     start = carry.state
     carry, train_loss, first_bad = _train_epoch(plan, data, carry)
     carry, record = epoch_end(plan, data, carry, train_loss)
@@ -261,7 +261,7 @@ def train_chunk(plan: Plan, carry: Carry, data, target_epochs: jax.Array):
         active = (carry.state.epoch < target_epochs) & (carry.stop == Stop.COMPLETED)
         new, rec, new_rewind = jax.lax.cond(
             _any(plan, active),
-            lambda c, _: _one_epoch(plan, data, c),
+            lambda c, _: one_epoch(plan, data, c),
             lambda c, r: _skip_epoch(plan, c, r),
             carry,
             rewind,

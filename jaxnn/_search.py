@@ -212,7 +212,7 @@ def _train(prog: Program, data, s: State, latest: bool) -> tuple[State, Epoch]:
     """One epoch in every live slot, recorded in the trials' table (``best``: the best
     so far, or with ``latest`` the last value)."""
     live = s.trial >= 0
-    epoch_of = lambda c, d: _loop._one_epoch(prog.plan, d, c)
+    epoch_of = lambda c, d: _loop.one_epoch(prog.plan, d, c)
     one = jax.vmap(epoch_of) if prog.folds else epoch_of  # cv: each fold its own data
     new, records, _ = jax.vmap(lambda c: one(c, data), axis_name=AXIS)(s.carry)
     carry = _select(live, new, s.carry)
