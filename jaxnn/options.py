@@ -160,8 +160,9 @@ class SearchResult:
 
     def replay(self, i: int) -> dict:
         """The keywords of ``jaxnn.fit`` that retrain trial ``i`` alone, from its own
-        key: ``jaxnn.fit(**result.replay(i))`` ends with its params (bitwise on a CPU
-        with SGD; to float tolerance otherwise)."""
+        key: ``jaxnn.fit(**result.replay(i))`` ends with its params (bitwise on jax
+        0.10's CPU backend; to float rounding where a backend rounds a vmapped matrix
+        product apart from a single one, as jax 0.12's CPU does)."""
         if isinstance(i, bool) or not isinstance(i, int | np.integer) or not 0 <= i < len(self.trials):
             raise ValueError(f"trial id must be an int in [0, {len(self.trials)}), got {i!r}")
         return self.replay_keywords(int(i))

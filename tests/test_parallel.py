@@ -72,6 +72,7 @@ def test_data_parallel_equals_one_device(runs):
     assert runs["all"]["warnings"] == []
 
 
+@pytest.mark.slow  # shares the 8-device subprocess above (15 s); CI runs it
 def test_nnx_module_data_parallel_equals_one_device(runs):
     assert_close(runs["nnx_all"]["params"], runs["nnx_one"]["params"], rtol=1e-5, atol=1e-6)
 
