@@ -417,3 +417,36 @@ def test_tensorboard_holds_a_run_per_trial_with_its_lineage(tmp_path):
     assert hparams["parent"] == copy["parent"] and hparams["status"] == copy["status"] and hparams["h"] in (0.0, 1.0)
     steps = [s for s, _ in jaxnn.logs.read_scalars(tmp_path / f"trial-{copy['id']:03d}")["val_loss"]]
     assert steps == list(range(1, copy["epochs"] + 1))  # a copy's curve starts with its parent's
+
+
+class Wave:
+    """A triangle-wave toy: the best value of ``h`` moves (0 -> 1 -> 0 over 40 updates,
+    read from the step count ``t`` in the model state); each update adds
+    ``1 - |h - best(t)|`` to ``theta``, the score (inference gives -theta as the loss)."""
+
+    period = 40.0
+
+    @classmethod
+    def best(cls, t):
+        return 1.0 - jnp.abs(2.0 * ((t / cls.period) % 1.0) - 1.0)
+
+    def __call__(self, variables, x):
+        return jnp.broadcast_to(-variables["params"].sum(), (x.shape[0], 1))
+
+    def train_apply(self, variables, x, key):
+        theta, h, t = variables["params"], variables["h"], variables["t"]
+        reward = jax.lax.stop_gradient(1.0 - jnp.abs(h - self.best(t)))
+        return jnp.broadcast_to(-reward * theta.sum(), (x.shape[0], 1)), {"t": t + 1.0}
+
+
+@pytest.mark.slow  # end to end; CI runs it
+def test_pbt_follows_a_moving_optimum_that_no_fixed_value_reaches():
+    model = jaxnn.Model(lambda k: {"params": jnp.zeros(1), "t": jnp.float32(0.0)}, Wave())
+    steps = np.arange(80)
+    best_fixed = max(float(np.sum(1.0 - np.abs(h - Wave.best(steps)))) for h in np.linspace(0, 1, 101))
+    for seed in range(2):
+        settings = {**TOY, "model": model, "space": {"h": jaxnn.space.uniform(0.0, 1.0)}, "num_configs": 8,
+                    "optimizer": jaxnn.optim.sgd(1.0)}  # fmt: skip
+        result = jaxnn.search(**settings, key=jax.random.key(seed),
+                              schedule=jaxnn.PBT(interval=2, fraction=0.25, resample=0.25, max_epochs=80))  # fmt: skip
+        assert -result.trials[0]["score"] > best_fixed + 3, (seed, result.trials[0], best_fixed)
