@@ -280,7 +280,7 @@ def _program(plan, model, params, space_, names, schedule, sizes, monitor, progr
     ticks = max(1, math.ceil(schedule.max_epochs / (10 if progress else 1)))
     higher = monitor.removeprefix("val_") in ("accuracy", "r2")
     return _search.Program(
-        plan, init, mlp_spec, space_, *names, schedule.rungs(), schedule.eta, *sizes, monitor,
+        plan, init, mlp_spec, space_, *names, schedule.rungs(), getattr(schedule, "eta", 2), *sizes, monitor,
         -1.0 if higher else 1.0, every or min(1 << (ticks - 1).bit_length(), 1024),
         schedule if isinstance(schedule, PBT) else None, folds,
     )  # fmt: skip

@@ -103,8 +103,6 @@ class PBT:
             raise ValueError(f"perturb must be a non-empty tuple of positive factors, got {factors!r}")
         object.__setattr__(self, "perturb", tuple(float(f) for f in factors))
 
-    eta = 2  # unused by PBT; a Program field
-
     def rungs(self) -> tuple:
         return (self.max_epochs,)
 
