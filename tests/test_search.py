@@ -450,3 +450,15 @@ def test_pbt_follows_a_moving_optimum_that_no_fixed_value_reaches():
         result = jaxnn.search(**settings, key=jax.random.key(seed),
                               schedule=jaxnn.PBT(interval=2, fraction=0.25, resample=0.25, max_epochs=80))  # fmt: skip
         assert -result.trials[0]["score"] > best_fixed + 3, (seed, result.trials[0], best_fixed)
+
+
+@pytest.mark.slow  # end to end; CI runs it
+def test_a_trials_own_early_stopping_is_its_own_status_and_frees_its_slot():
+    stops = jaxnn.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0)  # no epoch after the first improves
+    result = run(early_stopping=stops)
+    statuses = {row["status"] for row in result.trials}
+    assert statuses <= {"pruned", "stopped", "nan"} and "stopped" in statuses
+    stopped = [row["epochs"] for row in result.trials if row["status"] == "stopped"]
+    assert set(stopped) <= {1, 2} and 2 in stopped  # 1: a first value that is not finite never improves
+    assert sum(row["status"] != "pending" for row in result.trials) == 20  # every configuration got a slot
+    assert result.best_config is None and result.best_params is None and "none finished" in repr(result)

@@ -96,8 +96,15 @@ def search_figure(result: SearchResult, pbt: bool = False):
         curve = result.curves[row["id"]]
         first = 0 if not pbt or row["parent"] < 0 else max(by_id[row["parent"]]["epochs"] - 1, 0)
         finished = row["status"] == "finished"
-        ax.plot(epochs[first:], curve[first:], lw=1.5 if finished else 0.8, alpha=0.9 if finished else 0.25,
-                color="C0" if finished else "C7")  # fmt: skip
+        ax.plot(
+            epochs[first:],
+            curve[first:],
+            lw=1.5 if finished else 0.8,
+            alpha=0.9 if finished else 0.35,
+            color="C0" if finished else "C7",
+            marker="o",
+            markersize=2.5,
+        )  # a trial pruned at epoch 1 is a dot
     best = result.trials[0]
     ax.plot(epochs, result.curves[best["id"]], lw=2.5, color="C3", label=f"winner: trial {best['id']}")
     ax.set_xlabel("epoch")
