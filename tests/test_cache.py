@@ -39,6 +39,7 @@ def test_a_second_process_loads_what_the_first_compiled(tmp_path):
     assert hits >= 1
 
 
+@pytest.mark.slow  # a subprocess fit; CI runs it
 def test_off_by_environment_and_default_folder_outside_the_project(tmp_path, monkeypatch):
     assert run_fit("0") == ("None", 0)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

@@ -72,11 +72,12 @@ def test_data_parallel_equals_one_device(runs):
     assert runs["all"]["warnings"] == []
 
 
-@pytest.mark.slow  # shares the 8-device subprocess above (15 s); CI runs it
+@pytest.mark.slow  # shares the 8-device subprocess above; CI runs it
 def test_nnx_module_data_parallel_equals_one_device(runs):
     assert_close(runs["nnx_all"]["params"], runs["nnx_one"]["params"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # shares the 8-device subprocess above; CI runs it
 def test_batch_norm_and_dropout_data_parallel_equal_one_device(runs):
     # batch statistics are over the global batch (the devices' rows together, as
     # Flax's axis_name gives) and dropout masks are drawn per row of the global batch
@@ -84,6 +85,7 @@ def test_batch_norm_and_dropout_data_parallel_equal_one_device(runs):
     np.testing.assert_allclose(runs["bn_all"]["val_loss"], runs["bn_one"]["val_loss"], rtol=1e-5)
 
 
+@pytest.mark.slow  # shares the 8-device subprocess above; CI runs it
 def test_uneven_batch_is_padded_with_a_warning(runs):
     assert any("not a multiple of the 4 devices" in w for w in runs["four"]["warnings"])
     assert_close(runs["four"]["params"], runs["one30"]["params"], rtol=1e-5, atol=1e-6)

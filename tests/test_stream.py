@@ -40,7 +40,7 @@ def run(x, y, **kw):
     return jaxnn.fit(MODEL, MODEL.init(jax.random.key(0)), x, y, **kw)
 
 
-@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("shuffle", [pytest.param(True, marks=pytest.mark.slow), False])  # one in the quick tier
 def test_memmap_trains_bitwise_as_in_memory(data, monkeypatch, shuffle):
     x, y, path = data
     monkeypatch.setattr(_stream, "CHUNK_BYTES", 3 * 16 * 6 * 4)  # 13 steps in chunks of 2 (the unroll's multiple)
