@@ -21,7 +21,7 @@ from jaxnn._checks import MAX_ELEMENTS, positive_int
 from jaxnn.distributed import fetch
 from jaxnn.initializers import FAN_MODE, INITIALIZERS, get_initializer
 from jaxnn.mlp import MLPTrainApply, Model
-from jaxnn.options import Checkpoints, EarlyStopping, SearchResult, Tuning
+from jaxnn.options import Checkpoints, EarlyStopping, SearchResult, Tuning, higher_is_better
 from jaxnn.schedules import PBT, SuccessiveHalving
 
 
@@ -212,6 +212,7 @@ def search(
         raise ValueError("PBT cannot change a width: a copied network's masked units have no weights to grow into")
     if params is not None and "width" in space:
         raise ValueError("a width search starts each configuration from its own init: pass params=None")
+    key = _models.check_key(key)
     n, drawn_n, k = _sizes(schedule, num_configs, slots, None if slots is not None else devices)
     if cv is not None:
         cv = positive_int(cv, "cv", MAX_ELEMENTS)
@@ -231,16 +232,16 @@ def search(
         devices=devices, progress=False, tuning=tuning, num_models=k,
         dropout=np.zeros(k) if "dropout" in space else None, many=True,
     )  # fmt: skip
-    plan, data = (run.plan, run.data) if cv is None else _trials.fold_data(run, cv, _models.check_key(key), tuning)
+    plan, data = (run.plan, run.data) if cv is None else _trials.fold_data(run, cv, key, tuning)
     monitor = _monitor(monitor, plan)
     fixed = tuple(sorted((name, float(v[0])) for name, v in run.hyperparams.items() if name not in (*names, "dropout")))
     checkpoints = _setup.checked_option(checkpoints, Checkpoints, "checkpoints")
     log_dir = logs.check_log_dir(log_dir)
     every = None if checkpoints is None else checkpoints.every
     prog = _program(plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, progress, cv or 0, every)
-    saves = _trials.Saves(checkpoints, resume, _trials.fingerprint(prog, _models.check_key(key), loss))
+    saves = _trials.Saves(checkpoints, resume, _trials.fingerprint(prog, key, loss))
     with saves:
-        pool, state = _search.run_begin(prog, _models.check_key(key), jnp.asarray(schedule.brackets(n)), drawn_n)
+        pool, state = _search.run_begin(prog, key, jnp.asarray(schedule.brackets(n)), drawn_n)
         state = _drive(prog, saves.start(state), pool, data, run.placement, progress, saves)
     same = dict(loss=loss, batch_size=run.plan.batch_size, shuffle=shuffle, metrics=metrics,
                 early_stopping=early_stopping, tuning=tuning)  # fmt: skip
@@ -278,10 +279,9 @@ def _program(plan, model, params, space_, names, schedule, sizes, monitor, progr
     if params is not None:
         init = _Fixed(params)
     ticks = max(1, math.ceil(schedule.max_epochs / (10 if progress else 1)))
-    higher = monitor.removeprefix("val_") in ("accuracy", "r2")
     return _search.Program(
         plan, init, mlp_spec, space_, *names, schedule.rungs(), getattr(schedule, "eta", 2), *sizes, monitor,
-        -1.0 if higher else 1.0, every or min(1 << (ticks - 1).bit_length(), 1024),
+        -1.0 if higher_is_better(monitor) else 1.0, every or min(1 << (ticks - 1).bit_length(), 1024),
         schedule if isinstance(schedule, PBT) else None, folds,
     )  # fmt: skip
 

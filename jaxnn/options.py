@@ -176,6 +176,11 @@ class SearchResult:
         return f"SearchResult({len(self.trials)} trials: {status}; {best or 'none finished'})"
 
 
+def higher_is_better(monitor: str) -> bool:
+    """Whether a recorded value ranks higher as better (accuracy, r2) or lower (losses)."""
+    return monitor.removeprefix("val_") in ("accuracy", "r2")
+
+
 def _check(condition: bool, error: type, message: str) -> None:
     if not condition:
         raise error(message)
@@ -231,8 +236,7 @@ class EarlyStopping:
         _check(_is_number(self.min_lr) and self.min_lr >= 0, ValueError,
                f"early_stopping.min_lr must be a number >= 0, got {self.min_lr!r}")  # fmt: skip
         if self.mode == "auto":
-            maximise = self.monitor.removeprefix("val_") in ("accuracy", "r2")
-            object.__setattr__(self, "mode", "max" if maximise else "min")
+            object.__setattr__(self, "mode", "max" if higher_is_better(self.monitor) else "min")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ import optax
 from jaxnn import _driver, _models, _setup, optim
 from jaxnn.data import validate
 from jaxnn.mlp import Model, Params
-from jaxnn.options import Checkpoints, EarlyStopping, ManyResult, Stop, Tuning
+from jaxnn.options import Checkpoints, EarlyStopping, ManyResult, Stop, Tuning, higher_is_better
 
 
 # Over 60 lines only by its signature and docstring (every argument documented).
@@ -112,10 +112,6 @@ def fit_many(
     return ManyResult(params, carry.state, history, epochs_run, reasons, run.hyperparams, table, monitor)
 
 
-def _maximise(monitor: str) -> bool:
-    return monitor.removeprefix("val_") in ("accuracy", "r2")
-
-
 def summary_table(history: dict, epochs_run, values: dict, monitor: str) -> list[dict]:
     """One row per model (its hyperparameters and last recorded metrics), best first."""
     rows = []
@@ -130,7 +126,7 @@ def summary_table(history: dict, epochs_run, values: dict, monitor: str) -> list
                 finite = h[i][np.isfinite(h[i])]
                 row[name] = float(finite[-1]) if finite.size else float("nan")
         rows.append(row)
-    sign = -1.0 if _maximise(monitor) else 1.0
+    sign = -1.0 if higher_is_better(monitor) else 1.0
     return sorted(rows, key=lambda r: (not np.isfinite(r[monitor]), sign * np.nan_to_num(r[monitor], nan=0.0)))
 
 
