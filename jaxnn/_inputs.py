@@ -3,6 +3,7 @@ and validation parts, targets matched to the loss and the model's output. Nothin
 here compiles a training program or writes a file.
 """
 
+import hashlib
 from typing import Any, NamedTuple
 
 import jax
@@ -69,11 +70,27 @@ def loss_name(loss) -> str | None:
     return loss if isinstance(loss, str) else next((k for k, f in LOSSES.items() if f is loss), None)
 
 
-def check_multiprocess(x, placement, validation) -> None:
+def check_multiprocess(x, y, validation, *, whole: bool) -> None:
+    """The rules of a multi-process run. ``fit`` over every process's devices
+    (``whole=False``): each process feeds its equal share of the rows, and the
+    validation data whole. ``fit_many`` and
+    ``jaxnn.search`` (``whole=True``): the models are split over the processes and
+    every process feeds the whole data, the same everywhere (checked by a digest)."""
     from jax.experimental import multihost_utils
 
-    if placement.batch is None:
-        raise ValueError("a multi-process run trains on every process's devices: leave devices=None")
+    if whole:
+        digest = hashlib.sha256()
+        for a in (x, y, *(validation if isinstance(validation, tuple | list) else ())):
+            a = np.ascontiguousarray(np.asarray(a))
+            digest.update(f"{a.shape}{a.dtype}".encode())
+            digest.update(a.view(np.uint8).ravel())  # a view: no copy of the bytes
+        mine = np.frombuffer(digest.digest()[:8], np.int64)
+        if len(set(np.ravel(multihost_utils.process_allgather(mine)).tolist())) != 1:
+            raise ValueError(
+                "in a multi-process fit_many or search every process passes the same x, y (and validation): "
+                "the models are split over the processes, each of them trains on all the data"
+            )
+        return
     if validation is not None and not isinstance(validation, tuple | list):
         raise ValueError(
             "in a multi-process run pass validation=(x_val, y_val) (whole, to every process), not a fraction"

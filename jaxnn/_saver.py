@@ -15,6 +15,7 @@ import numpy as np
 
 from jaxnn import _driver, _files, _models, checkpoint
 from jaxnn._checks import MAX_EPOCHS
+from jaxnn.distributed import fetch
 from jaxnn.options import FitResult, TrainState
 
 
@@ -32,7 +33,9 @@ class Saver:
     writer gets ``FolderInUseError``) and claims it: files of another run, files of
     this run past the epoch it resumes from, and files that are not readable
     checkpoints raise ``CheckpointError`` unless ``overwrite`` (then they are deleted).
-    Clean-up deletes only this run's files, oldest epoch first.
+    Clean-up deletes only this run's files, oldest epoch first. In a multi-process run
+    every process has one (a save gathers what the processes split, a collective) and
+    process 0 writes.
     """
 
     def __init__(self, checkpoints, epochs: int, metadata: dict, run_id: str, resumed=(0, 0)):
@@ -45,8 +48,11 @@ class Saver:
         from flax import serialization  # noqa: F401  (imported now, not at the first save: a Ctrl-C could land in it)
 
         self._lock = None
+        self.writer = jax.process_index() == 0
 
     def __enter__(self) -> "Saver":
+        if not self.writer:
+            return self
         _files.make_folder(self.folder, "checkpoints.dir")
         self._lock = _files.lock_folder(self.folder)
         try:
@@ -97,6 +103,10 @@ class Saver:
             self._save(f"epoch-{epoch:010d}-step-{step:010d}", progress, (epoch, step), history)
 
     def _save(self, name: str, tree, position: tuple[int, int], history: dict) -> None:
+        if jax.process_count() > 1:  # on every process: what the processes split is gathered
+            tree = fetch(tree)
+        if not self.writer:
+            return
         records = {k: np.asarray(v).tolist() for k, v in history.items() if k != "epoch"}
         path = self.folder / f"{name}{checkpoint.SUFFIX}"
         epoch, step = position
@@ -170,7 +180,7 @@ def checkpointing(checkpoints, resume_path, settings: dict, *, epochs: int, spec
         if checkpoints is not None and checkpoints.run_id not in (None, meta.get("run_id")):
             raise ValueError(f"resume: {file} belongs to run {meta.get('run_id')}, not checkpoints.run_id")
     done = meta.get("epoch", 0)
-    if checkpoints is None or jax.process_index() != 0:  # process 0 is the one writer
+    if checkpoints is None:
         return file, None, done
     run_id = meta.get("run_id") or checkpoints.run_id or new_run_id()
     metadata = {"spec": spec, "settings": settings}

@@ -16,13 +16,14 @@ The host only launches chunks of epochs and reads two numbers per chunk.
 """
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jaxnn import _loop, _models, optim, rng, space
+from jaxnn import _loop, _models, _widths, optim, rng, space
 from jaxnn.initializers import FAN_MODE, default_initializer, get_initializer
 from jaxnn.mlp import mlp as build_mlp
 from jaxnn.options import Stop, TrainState
@@ -51,25 +52,29 @@ class Program:
     chunk: int
     pbt: Any = None  # a jaxnn.PBT, or None for successive halving
     folds: int = 0  # cv: every slot trains this many copies, one per fold (0: one, on the validation split)
+    buckets: tuple = ()  # a width search's ((width, slots), ...) (jaxnn._widths); (): every slot at full width
 
 
 class Pool(NamedTuple):
     """The configurations: every one's initial variables (stacked), key, drawn values
-    (a choice's index; name -> (N,)) and bracket, and the key PBT explores with."""
+    (a choice's index; name -> (N,)) and bracket, the key PBT explores with, and each
+    width bucket's queue (``(B, N)``: its trials in id order, then ``N``)."""
 
     inits: Any
     keys: jax.Array
     drawn: dict
     bracket: jax.Array
     explore: jax.Array
+    queue: jax.Array
 
 
 class State(NamedTuple):
     """The search state: a pytree (the slots' stacked carry and the trials' table)."""
 
-    carry: _loop.Carry  # (K, ...) the slots' training state
+    carry: tuple  # each bucket's slots' training state, (K_b, ...); the slots of all of them are K
     trial: jax.Array  # (K,) int32: the trial each slot trains, -1 idle
-    next: jax.Array  # () int32: the next trial id
+    next: jax.Array  # () int32: trials started (PBT: the next trial id)
+    taken: jax.Array  # (B,) int32: the trials each bucket took from its queue
     drawn: dict  # name -> (N,) float32: each trial's values (a choice's index)
     scores: jax.Array  # (N, R) float32, lower is better: best so far at each rung reached (inf: not reached)
     reached: jax.Array  # (N, R) bool
@@ -87,9 +92,19 @@ def value(prog: Program, drawn: dict, name: str, t):
     return space.value_on_device(dict(prog.space)[name], drawn[name][t])
 
 
-def _spec_model(prog: Program):
+def _spec_model(prog: Program, width: int | None = None):
     sizes, activation, output_activation, dropout, norm, init = prog.mlp_spec
+    if width is not None:
+        sizes = (sizes[0], *[width] * (len(sizes) - 2), sizes[-1])
     return build_mlp(list(sizes), activation, output_activation, init=init, dropout=dropout, norm=norm)
+
+
+def slots(prog: Program) -> tuple:
+    """``((first slot, slots, width or None), ...)``: each bucket's part of the slots."""
+    if not prog.buckets:
+        return ((0, prog.k, None),)
+    firsts = itertools.accumulate((k for _, k in prog.buckets), initial=0)
+    return tuple((first, k, w) for first, (w, k) in zip(firsts, prog.buckets, strict=False))
 
 
 def _initial_variables(prog: Program, key: jax.Array, width):
@@ -133,10 +148,12 @@ def _model_state(prog: Program, model_state, drawn: dict, t):
     return {**(model_state or {}), **extra} or None
 
 
-def fresh_carry(prog: Program, pool: Pool, t) -> _loop.Carry:
-    """The carry of trial ``t`` starting: its key, its initial params, its
-    hyperparameters in a fresh optimizer state."""
+def fresh_carry(prog: Program, pool: Pool, t, width: int | None = None) -> _loop.Carry:
+    """The carry of trial ``t`` starting: its key, its initial params (the first
+    ``width`` units of its hidden layers), its hyperparameters in a fresh optimizer state."""
     variables = jax.tree.map(lambda a: a[t], pool.inits)
+    if width is not None:
+        variables = _widths.narrow(variables, jax.eval_shape(_spec_model(prog, width).init, pool.keys[0]))
     params, model_state = _models.split_variables(prog.plan.apply_fn, variables)
     zero = jnp.zeros((), jnp.int32)
     state = TrainState(params, None, zero, zero, pool.keys[t], _model_state(prog, model_state, pool.drawn, t))
@@ -165,34 +182,45 @@ def _per_fold(prog: Program, fn):
     return jax.vmap(fn) if prog.folds else fn
 
 
-def _fresh_slots(prog: Program, pool: Pool, trial):
+def _fresh_slots(prog: Program, pool: Pool, trial, width=None):
     def one(t):
-        carry = fresh_carry(prog, pool, t)
+        carry = fresh_carry(prog, pool, t, width)
         return jax.vmap(lambda _: carry)(jnp.arange(prog.folds)) if prog.folds else carry  # a copy per fold
 
     return jax.vmap(one)(jnp.clip(trial, 0, prog.n - 1))
 
 
 def start(prog: Program, pool: Pool) -> State:
-    """The search's first state: slot ``i`` trains configuration ``i``."""
-    n, k, r, e = prog.n, prog.k, len(prog.rungs), prog.rungs[-1]
-    trial = jnp.where(jnp.arange(k) < n, jnp.arange(k), -1).astype(jnp.int32)  # more slots than trials: idle
-    carry = _fresh_slots(prog, pool, trial)
+    """The search's first state: each bucket's slots train the first trials of its queue."""
+    n, r, e = prog.n, len(prog.rungs), prog.rungs[-1]
+    carry, trial = [], []
+    for b, (_, k, width) in enumerate(slots(prog)):
+        t = pool.queue[b].at[jnp.arange(k)].get(mode="fill", fill_value=n)
+        trial.append(jnp.where(t < n, t, -1).astype(jnp.int32))  # more slots than trials: idle
+        carry.append(_fresh_slots(prog, pool, trial[-1], width))
+    trial = jnp.concatenate(trial)
+    full = jax.eval_shape(lambda p: fresh_carry(prog, p, 0).state.variables, pool)
     return State(
-        carry=carry,
+        carry=tuple(carry),
         trial=trial,
-        next=jnp.int32(min(k, n)),
+        next=(trial >= 0).sum().astype(jnp.int32),
+        taken=jnp.stack([(t >= 0).sum() for t in jnp.split(trial, _firsts(prog))]).astype(jnp.int32),
         drawn=pool.drawn,
         scores=jnp.full((n, r), jnp.inf, jnp.float32),
         reached=jnp.zeros((n, r), bool),
         curve=jnp.full((n, e), jnp.nan, jnp.float32),
-        status=jnp.where(jnp.arange(n) < k, RUNNING, PENDING).astype(jnp.int32),
+        status=jnp.full((n,), PENDING, jnp.int32).at[jnp.where(trial >= 0, trial, n)].set(RUNNING, mode="drop"),
         epochs=jnp.zeros((n,), jnp.int32),
         best=jnp.full((n,), jnp.inf, jnp.float32),
         parent=jnp.full((n,), -1, jnp.int32),
-        champion=jax.tree.map(lambda a: jnp.zeros_like(a[0, 0] if prog.folds else a[0]), carry.state.variables),
+        champion=jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), full),
         champion_id=jnp.int32(-1),
     )
+
+
+def _firsts(prog: Program) -> list:
+    """Where each bucket's slots start, after the first (``jnp.split``'s indices)."""
+    return [first for first, _, _ in slots(prog)[1:]]
 
 
 class Epoch(NamedTuple):
@@ -214,9 +242,12 @@ def _train(prog: Program, data, s: State, latest: bool) -> tuple[State, Epoch]:
     live = s.trial >= 0
     epoch_of = lambda c, d: _loop.one_epoch(prog.plan, d, c)
     one = jax.vmap(epoch_of) if prog.folds else epoch_of  # cv: each fold its own data
-    new, records, _ = jax.vmap(lambda c: one(c, data), axis_name=AXIS)(s.carry)
-    carry = _select(live, new, s.carry)
-    v, epoch, stop = records[prog.monitor], carry.state.epoch, carry.stop
+    carry, parts = [], []
+    for c, alive in zip(s.carry, jnp.split(live, _firsts(prog)), strict=True):  # each width bucket
+        new, records, _ = jax.vmap(lambda c: one(c, data), axis_name=AXIS)(c)
+        carry.append(_select(alive, new, c))
+        parts.append((records[prog.monitor], carry[-1].state.epoch, carry[-1].stop))
+    v, epoch, stop = (jnp.concatenate(a) for a in zip(*parts, strict=True))
     if prog.folds:  # scored by the mean over the folds
         v, epoch = v.mean(axis=1), epoch[:, 0]
         stop = jnp.where((stop == Stop.NON_FINITE_LOSS).any(axis=1), Stop.NON_FINITE_LOSS, stop.max(axis=1))
@@ -226,7 +257,7 @@ def _train(prog: Program, data, s: State, latest: bool) -> tuple[State, Epoch]:
     nan = live & (stop == Stop.NON_FINITE_LOSS)
     stopped = live & (stop == Stop.EARLY_STOPPING) & ~nan
     s = s._replace(
-        carry=carry,
+        carry=tuple(carry),
         best=s.best.at[t].set(best, mode="drop"),
         epochs=s.epochs.at[t].set(epoch, mode="drop"),
         curve=s.curve.at[t, epoch - 1].set(v, mode="drop"),
@@ -270,29 +301,35 @@ def _halving_tick(prog: Program, data, pool: Pool, s: State) -> State:
 
 
 def _crown(prog: Program, s: State, finished, lower, t) -> State:
-    """Keeps the variables of the best trial that finished so far."""
-    candidate = jnp.where(finished, lower, jnp.inf)
-    i = jnp.argmin(candidate)
-    current = s.best[jnp.maximum(s.champion_id, 0)]
-    wins = jnp.isfinite(candidate[i]) & ((s.champion_id < 0) | (candidate[i] < current))
-    variables = jax.tree.map(lambda a: a[i, 0] if prog.folds else a[i], s.carry.state.variables)  # cv: fold 0
-    return s._replace(
-        champion=jax.tree.map(lambda a, b: jnp.where(wins, a, b), variables, s.champion),
-        champion_id=jnp.where(wins, t[i], s.champion_id),
-    )
+    """Keeps the variables of the best trial that finished so far (zero-padded to the
+    model's width; a tie goes to the lower slot)."""
+    champion, champion_id = s.champion, s.champion_id
+    for c, (first, k, width) in zip(s.carry, slots(prog), strict=True):
+        candidate = jnp.where(finished[first : first + k], lower[first : first + k], jnp.inf)
+        i = jnp.argmin(candidate)
+        current = s.best[jnp.maximum(champion_id, 0)]
+        wins = jnp.isfinite(candidate[i]) & ((champion_id < 0) | (candidate[i] < current))
+        variables = jax.tree.map(lambda a, i=i: a[i, 0] if prog.folds else a[i], c.state.variables)  # cv: fold 0
+        variables = variables if width is None else _widths.widen(variables, champion)
+        champion = jax.tree.map(lambda a, b, wins=wins: jnp.where(wins, a, b), variables, champion)
+        champion_id = jnp.where(wins, t[first + i], champion_id)
+    return s._replace(champion=champion, champion_id=champion_id)
 
 
 def _refill(prog: Program, pool: Pool, s: State, free) -> State:
-    """Free slots take the pool's next configurations, in slot order."""
-    new_t = s.next + jnp.cumsum(free) - 1
-    ok = free & (new_t < prog.n)
-    trial = jnp.where(free, jnp.where(ok, new_t, -1), s.trial).astype(jnp.int32)
-    return s._replace(
-        carry=_select(ok, _fresh_slots(prog, pool, trial), s.carry),
-        trial=trial,
-        next=(s.next + ok.sum()).astype(jnp.int32),
-        status=s.status.at[jnp.where(ok, new_t, prog.n)].set(RUNNING, mode="drop"),
-    )
+    """Free slots take the next configurations of their bucket's queue, in slot order."""
+    carry, trial, taken, status = [], [], [], s.status
+    for b, (c, (first, k, width)) in enumerate(zip(s.carry, slots(prog), strict=True)):
+        f = free[first : first + k]
+        at = s.taken[b] + jnp.cumsum(f) - 1
+        new_t = pool.queue[b].at[at].get(mode="fill", fill_value=prog.n)
+        ok = f & (new_t < prog.n)
+        trial.append(jnp.where(f, jnp.where(ok, new_t, -1), s.trial[first : first + k]).astype(jnp.int32))
+        carry.append(_select(ok, _fresh_slots(prog, pool, trial[-1], width), c))
+        taken.append(s.taken[b] + ok.sum())
+        status = status.at[jnp.where(ok, new_t, prog.n)].set(RUNNING, mode="drop")
+    taken = jnp.stack(taken).astype(jnp.int32)
+    return s._replace(carry=tuple(carry), trial=jnp.concatenate(trial), next=taken.sum(), taken=taken, status=status)
 
 
 def _pbt_tick(prog: Program, data, pool: Pool, s: State) -> State:
@@ -328,9 +365,10 @@ def _exploit(prog: Program, pool: Pool, s: State, ep: Epoch, epoch) -> State:
         drawn[name] = (
             drawn[name].at[new_t].set(jnp.where(jax.random.uniform(kr, (q,)) < prog.pbt.resample, again, moved))
         )
-    copied = jax.tree.map(lambda a: a[source], s.carry)
+    (slots_carry,) = s.carry  # PBT: one bucket
+    copied = jax.tree.map(lambda a: a[source], slots_carry)
     copied = copied._replace(state=_explored_state(prog, copied.state, drawn, new_t))
-    carry = jax.tree.map(lambda a, b: a.at[worst].set(b), s.carry, copied)
+    carry = (jax.tree.map(lambda a, b: a.at[worst].set(b), slots_carry, copied),)
     return s._replace(
         carry=carry,
         trial=s.trial.at[worst].set(new_t),
@@ -379,17 +417,30 @@ def draw(space_: tuple, keys: jax.Array) -> dict:
     return jax.vmap(one)(keys)
 
 
+def _keys(key: jax.Array, n: int) -> jax.Array:
+    return jax.vmap(lambda i: jax.random.fold_in(rng.stream(key, "search"), i))(jnp.arange(n, dtype=jnp.uint32))
+
+
+def widths(space_: tuple, key: jax.Array, n: int) -> jax.Array:
+    """The ``n`` configurations' widths (their values, not indices): the buckets are made from them."""
+    return space.value_on_device(dict(space_)["width"], draw(space_, _keys(key, n))["width"])
+
+
 def begin(prog: Program, key: jax.Array, bracket: jax.Array, drawn_n: int) -> tuple[Pool, State]:
     """The pool (every trial's key; the first ``drawn_n`` configurations' values and
     initial variables) and the first state, in one program."""
-    keys = jax.vmap(lambda i: jax.random.fold_in(rng.stream(key, "search"), i))(jnp.arange(prog.n, dtype=jnp.uint32))
+    keys = _keys(key, prog.n)
     drawn = draw(prog.space, keys[:drawn_n])
     inits = initial_variables(prog, keys[:drawn_n], drawn)
     if prog.n > drawn_n:  # PBT: the copies' values are written in as they are made
         drawn = {name: jnp.zeros(prog.n, jnp.float32).at[:drawn_n].set(v) for name, v in drawn.items()}
-    pool = Pool(inits, keys, drawn, bracket, rng.stream(key, "explore"))
+    queue = jnp.arange(prog.n, dtype=jnp.int32)[None]
+    if prog.buckets:
+        queue = _widths.queues(prog.buckets, space.value_on_device(dict(prog.space)["width"], drawn["width"]))
+    pool = Pool(inits, keys, drawn, bracket, rng.stream(key, "explore"), queue)
     return pool, start(prog, pool)
 
 
+run_widths = jax.jit(widths, static_argnums=(0, 2))
 run_begin = jax.jit(begin, static_argnums=(0, 3))
 run_chunk = jax.jit(chunk, static_argnums=0, donate_argnums=1)

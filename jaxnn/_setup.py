@@ -246,8 +246,9 @@ def _plan(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, validat
         y = validate_targets(y, x.shape, to_device=True)
     else:
         x, y = validate(x, y, to_device=True)
-    if processes > 1:
-        _inputs.check_multiprocess(x, placement, validation)
+    shares = processes > 1 and not many and placement.batch is not None  # x: this process's share of the rows
+    if shares or (processes > 1 and many):  # (a fit on one device is this process's own)
+        _inputs.check_multiprocess(x, y, validation, whole=many)
     w = None if sample_weight is None else _inputs.check_sample_weight(sample_weight, x.shape[0], "sample_weight")
     data = _inputs.split_validation(key, _inputs.Data(x, y, w), validation)
     out_shape = _models.output_shape(apply_fn, params, x.sample() if isinstance(x, _stream.Source) else x)
@@ -257,7 +258,7 @@ def _plan(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, validat
             y_val=_inputs.prepare_targets(_inputs.loss_name(loss), data.y_val, out_shape, "validation y")
         )
     # the global rows: each process holds an equal share in memory, or reads the whole file (streamed)
-    n = x.n if isinstance(x, _stream.Source) else data.x.shape[0] * processes
+    n = x.n if isinstance(x, _stream.Source) else data.x.shape[0] * (processes if shares else 1)
     batch_size = positive_int(batch_size, "batch_size", n)
     metric_fns = tuple(get_metric(m) for m in metrics)
     if early_stopping is not None:

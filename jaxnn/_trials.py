@@ -172,6 +172,7 @@ class Replay:
             validation=validation,
             sample_weight=data.w,
             progress=False,
+            devices=1,  # as the search trained it (in a multi-process run: this process's own fit)
             **self.fixed,
         )
 
@@ -181,9 +182,10 @@ SEARCH_FILE = "search" + checkpoint.SUFFIX
 
 def fingerprint(prog: _search.Program, key, loss) -> str:
     """What makes two searches the same search (a resume must match it)."""
-    settings = [repr(prog.space), prog.rungs, prog.eta, prog.n, prog.k, prog.monitor, prog.folds, repr(prog.pbt),
-                prog.optimizer_names, prog.fixed, repr(prog.mlp_spec), prog.plan.batch_size, prog.plan.n,
-                prog.plan.n_val, prog.chunk, str(loss), np.asarray(jax.random.key_data(key)).tolist()]  # fmt: skip
+    settings = [repr(prog.space), prog.rungs, prog.eta, prog.n, prog.k, prog.buckets, prog.monitor, prog.folds,
+                repr(prog.pbt), prog.optimizer_names, prog.fixed, repr(prog.mlp_spec), prog.plan.batch_size,
+                prog.plan.n, prog.plan.n_val, prog.chunk, str(loss),
+                np.asarray(jax.random.key_data(key)).tolist()]  # fmt: skip
     return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()
 
 
@@ -211,7 +213,7 @@ class Saves:
             raise ValueError(f"{self.path} holds another search: resume=it, or Checkpoints(..., overwrite=True)")
 
     def __enter__(self) -> "Saves":
-        if self.folder is not None:
+        if self.folder is not None and jax.process_index() == 0:  # the one writer
             _files.make_folder(self.folder, "the checkpoint folder")
             self.lock = _files.lock_folder(self.folder)
         return self
@@ -225,8 +227,16 @@ class Saves:
         return state if self.resume is None else checkpoint.restore(self.resume, {"state": state})[0]["state"]
 
     def save(self, state) -> None:
-        if self.path is not None:
+        if self.path is None:
+            return
+        if jax.process_count() > 1:  # on every process: the slots split over the processes are gathered
+            state = fetch(state)
+        if jax.process_index() == 0:
             checkpoint.save(self.path, {"state": state}, metadata={"search": self.fingerprint})
+        if jax.process_count() > 1:  # every process sees the file when it goes on
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("jaxnn.search checkpoint")
 
 
 def write_logs(folder, result: SearchResult) -> None:

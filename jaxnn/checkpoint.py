@@ -25,6 +25,7 @@ import json
 import os
 import re
 import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +130,14 @@ def _check_array_entry(path, i: int, entry) -> int:
             raise CheckpointError(f"{where}.{name} is missing")
         if not ok(entry[name]):
             raise CheckpointError(f"{where}.{name} must be {expected}, got {entry[name]!r:.80}")
-    try:
-        dtype = jnp.dtype(entry["dtype"])
-    except TypeError:
-        dtype = None
+    dtype = None
+    if re.fullmatch(r"[a-z][a-z0-9_]{0,30}", entry["dtype"]):  # a name, never numpy's comma-string format
+        try:
+            with warnings.catch_warnings():  # a deprecated alias ("a") is refused below, not warned about
+                warnings.simplefilter("ignore")
+                dtype = jnp.dtype(entry["dtype"])
+        except (TypeError, ValueError):
+            dtype = None
     if dtype is None or dtype.kind not in _DTYPE_KINDS:
         raise CheckpointError(f"{where}.dtype must be a numeric dtype name, got {entry['dtype']!r:.80}")
     if entry["prng_key"] and (entry["dtype"] != "uint32" or entry["shape"][-1:] not in ([2], [4])):

@@ -5,8 +5,13 @@ Then ``fit`` treats ``x`` and ``y`` as this process's rows of the training data
 (all processes hold the same number of rows; the global dataset is process 0's rows,
 then process 1's, ...), builds global arrays from them with
 ``jax.make_array_from_process_local_data``, and trains one model over every device
-of every process. ``validation_data`` is given whole to every process. Only process
-0 shows progress and writes checkpoints and run folders.
+of every process. ``validation_data`` is given whole to every process.
+``fit_many`` and ``jaxnn.search`` split their models (slots) over every device of
+every process instead: every process passes the whole data, the same (checked), and
+the result is the one process's run with as many devices gives, bit for bit; their
+results come back whole to every process. A ``fit`` on one device
+(``devices=1``) is the process's own. Only process 0 shows progress and writes
+checkpoints and run folders (every process reads a checkpoint it resumes from).
 """
 
 import jax
@@ -54,8 +59,10 @@ def local_rows(n: int) -> slice:
 
 
 def fetch(tree):
-    """Host copies of a pytree of arrays, also of arrays replicated over processes
-    (each process reads its own replica)."""
+    """Host copies of a pytree of arrays, also of global arrays of a multi-process
+    run: a replicated one is read from this process's replica, one split over the
+    processes (``fit_many``'s models) is gathered, so every process must call
+    ``fetch`` with it (in the same order)."""
 
     leaves = jax.tree.leaves(tree)
     if jax.process_count() == 1 or all(not isinstance(a, jax.Array) or a.is_fully_addressable for a in leaves):
@@ -65,9 +72,13 @@ def fetch(tree):
         return jax.device_get(tree)  # one batched transfer from an accelerator
 
     def one(a):
+        if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=jax.random.key_impl(a))
         if isinstance(a, jax.Array) and not a.is_fully_addressable:
-            if not a.is_fully_replicated:
-                raise ValueError("fetch needs arrays replicated on every process")
+            if not a.is_fully_replicated:  # split over the processes (fit_many's models): gathered, a collective
+                from jax.experimental import multihost_utils
+
+                return np.asarray(multihost_utils.process_allgather(a, tiled=True))
             return np.asarray(a.addressable_data(0))
         return np.asarray(a)
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _models, _records, _search, _setup, _trials, logs, optim, parallel
+from jaxnn import _models, _records, _search, _setup, _trials, _widths, logs, optim, parallel
 from jaxnn import space as spaces
 from jaxnn._checks import MAX_ELEMENTS, positive_int
 from jaxnn.distributed import fetch
@@ -168,6 +168,10 @@ def search(
       num_configs: configurations drawn (PBT: the population).
       slots: configurations trained at once (default ``ceil(num_configs / eta**2)``,
         rounded up to a multiple of the devices; PBT trains its whole population).
+        A ``width`` search shares them among its width buckets (slots computed at
+        one width, padding at most 2x the FLOPs of a trial's own width) in
+        proportion to the configurations drawn into each: at least one each, a
+        multiple of the devices.
       devices: the devices the slots are split over (``None``: every device; a
         count; a list), as ``fit_many`` splits its models; the slots must divide
         evenly. The results do not depend on the split.
@@ -214,6 +218,8 @@ def search(
         raise ValueError("a width search starts each configuration from its own init: pass params=None")
     key = _models.check_key(key)
     n, drawn_n, k = _sizes(schedule, num_configs, slots, None if slots is not None else devices)
+    buckets = _buckets(model, space_, key, (n, k), devices) if "width" in space else ()
+    k = sum(slots_ for _, slots_ in buckets) or k
     if cv is not None:
         cv = positive_int(cv, "cv", MAX_ELEMENTS)
         if cv < 2 or validation not in (None, 0.2) or early_stopping is not None:
@@ -239,6 +245,7 @@ def search(
     log_dir = logs.check_log_dir(log_dir)
     every = None if checkpoints is None else checkpoints.every
     prog = _program(plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, progress, cv or 0, every)
+    prog = dataclasses.replace(prog, buckets=buckets)
     saves = _trials.Saves(checkpoints, resume, _trials.fingerprint(prog, key, loss))
     with saves:
         pool, state = _search.run_begin(prog, key, jnp.asarray(schedule.brackets(n)), drawn_n)
@@ -252,6 +259,13 @@ def search(
     if log_dir is not None:
         _trials.write_logs(log_dir, result)
     return result
+
+
+def _buckets(model, space_: tuple, key, sizes: tuple, devices) -> tuple:
+    """A width search's buckets (``jaxnn._widths``), from the widths drawn."""
+    n, k = sizes
+    widths = np.asarray(fetch(_search.run_widths(space_, key, n)))
+    return _widths.buckets(_trials.mlp_spec(model)["sizes"], widths, k, len(parallel.resolve_devices(devices)))
 
 
 def _drive(prog, state, pool, data, place, progress: bool, saves):

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -110,11 +111,18 @@ class ModelParallel:
         return self.split(carry), self.replicate(data)
 
     def split(self, tree):
-        """``tree``'s leading axis (the models', or ``jaxnn.search``'s slots) split over the devices."""
-        return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec(self.axis)))
+        """``tree``'s leading axis (the models', or ``jaxnn.search``'s slots) split over
+        the devices (of every process: each process holds the whole ``tree``)."""
+        return self._put(tree, NamedSharding(self.mesh, PartitionSpec(self.axis)))
 
     def replicate(self, tree):
-        return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+        return self._put(tree, NamedSharding(self.mesh, PartitionSpec()))
+
+    @staticmethod
+    def _put(tree, sharding):
+        if jax.process_count() == 1:
+            return jax.device_put(tree, sharding)
+        return jax.tree.map(lambda a: _from_whole(sharding, a), tree)
 
 
 def for_fit(devices) -> OneDevice | DataParallel:
@@ -140,3 +148,14 @@ def _from_local(sharding, a):
         data = _from_local(sharding, jax.random.key_data(a))
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
     return jax.make_array_from_process_local_data(sharding, np.asarray(a))
+
+
+def _from_whole(sharding, a):
+    """A global array from the whole value, which every process holds."""
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+        return jax.device_put(a, sharding)  # already global
+    if jax.dtypes.issubdtype(jnp.result_type(a), jax.dtypes.prng_key):
+        data = _from_whole(sharding, jax.random.key_data(a))
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+    host = np.asarray(a)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])

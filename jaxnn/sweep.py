@@ -19,6 +19,7 @@ import optax
 
 from jaxnn import _driver, _models, _setup, optim
 from jaxnn.data import validate
+from jaxnn.distributed import fetch
 from jaxnn.mlp import Model, Params
 from jaxnn.options import Checkpoints, EarlyStopping, ManyResult, Stop, Tuning, higher_is_better
 
@@ -96,6 +97,8 @@ def fit_many(
     )  # fmt: skip
     with run:
         carry, stops, history = _driver.train(run)
+    if jax.process_count() > 1:  # the models were split over the processes: every process gets them all
+        carry = fetch(carry)
     params = _driver.finish(run.plan.early, carry, stops)
     reasons = [Stop(int(s)) for s in stops]
     history = history.arrays()

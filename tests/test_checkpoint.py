@@ -326,6 +326,10 @@ def test_a_forged_prng_key_flag_step_settings_or_history_is_a_checkpoint_error(t
         (lambda h: h["metadata"].update(step="3"), r"metadata.step must be an int in \[0, 2\*\*31 - 1\]"),
         (lambda h: h["metadata"].update(step=2**42), r"metadata.step must be an int in \[0, 2\*\*31 - 1\]"),
         (lambda h: h["metadata"].update(settings="sgd"), "metadata.settings must be an object"),
+        *(  # numpy's comma-string formats ("01" went through ast.literal_eval: a SyntaxError)
+            (lambda h, d=d: h["arrays"][0].update(dtype=d), "dtype must be a numeric dtype name")
+            for d in ("0", "01", "f4,f4", "a")
+        ),
     ]:
         with pytest.raises(checkpoint.CheckpointError, match=match):
             checkpoint.read_metadata(forged(change))

@@ -118,6 +118,55 @@ def test_a_streamed_fit_on_two_processes_equals_one_process(tmp_path):
         np.testing.assert_allclose(t["val_loss"], one["val_loss"], rtol=1e-5)
 
 
+MANY_WORKER = textwrap.dedent("""
+    import json, os, sys
+    import jaxnn
+    port, pid, nproc, folder = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    if nproc > 1:
+        jaxnn.distributed.initialize(f"localhost:{port}", nproc, pid)
+    import jax, numpy as np
+    x, y = jaxnn.make_regression(jax.random.key(0), n=256)  # every process passes the whole data
+    model = jaxnn.mlp([3, 8, 1])
+    leaves = lambda tree: [np.asarray(a).tolist() for a in jax.tree.leaves(tree)]
+    many = jaxnn.fit_many(model, None, x, y, loss="mse", optimizer=jaxnn.optim.sgd(np.linspace(0.01, 0.2, 8)),
+                          batch_size=32, epochs=3, key=jax.random.key(2), validation=0.2, progress=False,
+                          checkpoints=jaxnn.Checkpoints(os.path.join(folder, "many"), every=2))
+    kw = dict(loss="mse", key=jax.random.key(3), space={"learning_rate": jaxnn.space.loguniform(1e-3, 0.3)},
+              schedule=jaxnn.SuccessiveHalving(1, 9, 3), num_configs=16, slots=8, validation=0.2, progress=False)
+    saved = jaxnn.Checkpoints(os.path.join(folder, "search"))
+    result = jaxnn.search(model, None, x, y, checkpoints=saved, **kw)
+    again = jaxnn.search(model, None, x, y, resume=saved.dir, **kw)  # from its last state: nothing left to train
+    try:
+        jaxnn.fit_many(model, None, x, y + pid, loss="mse", epochs=1, key=jax.random.key(2), num_models=8)
+        refused = ""
+    except ValueError as e:
+        refused = str(e)
+    print(json.dumps({"processes": jax.process_count(), "many": leaves(many.params),
+                      "val_loss": many.history["val_loss"].tolist(), "trials": result.trials,
+                      "best": leaves(result.best_params), "resumed": again.trials == result.trials,
+                      "files": sorted(f for f in os.listdir(os.path.join(folder, "many")) if f.endswith(".jaxnn")),
+                      "refused": refused}))
+""")
+
+
+@pytest.mark.slow
+def test_fit_many_and_search_on_two_processes_equal_one_process(tmp_path):
+    """The models (slots) are split over every device of every process, each process
+    passing the whole data: two processes of 2 devices end bit for bit as one of 4,
+    checkpoints included (process 0 writes; a save gathers the split models)."""
+    (one,) = _launch(1, 4, MANY_WORKER, (str(tmp_path / "one"),))
+    two = _launch(2, 2, MANY_WORKER, (str(tmp_path / "two"),))
+    assert one["processes"] == 1 and all(t["processes"] == 2 for t in two)
+    assert one["files"] == ["epoch-0000000002.jaxnn", "epoch-0000000003.jaxnn"]
+    for t in two:
+        assert t["many"] == one["many"] and t["val_loss"] == one["val_loss"]
+        assert t["trials"] == one["trials"] and t["best"] == one["best"]
+        assert t["resumed"] and t["files"] == one["files"]
+        assert "every process passes the same x, y" in t["refused"]
+    assert one["refused"] == ""  # one process: nothing to compare
+    assert (tmp_path / "two" / "search" / "search.jaxnn").is_file()
+
+
 def test_fetch_copies_cpu_arrays_to_the_host_and_keeps_other_leaves():
     """On a CPU, ``fetch`` copies each array (1-2 us, not ``device_get``'s 10-15 us):
     the copy owns its memory, so donating the array afterwards cannot change it."""

@@ -135,6 +135,34 @@ def test_a_masked_width_trains_as_the_narrow_network_alone():
     np.testing.assert_allclose(full, jaxnn.predict(kw["model"], alone.params, X), rtol=1e-5, atol=1e-6)
 
 
+def test_width_buckets_pad_at_most_twice_the_flops_and_share_the_slots():
+    from jaxnn import _widths
+
+    widths = np.array([16] * 20 + [32] * 20 + [64] * 20 + [128] * 21)
+    assert _widths.buckets([64, 128, 10], widths, 9, 1) == ((32, 4), (128, 5))  # one hidden layer: FLOPs ~ width
+    assert _widths.buckets([64, 128, 128, 10], widths, 9, 1) == ((16, 2), (32, 2), (64, 2), (128, 3))  # ~ width^2
+    assert _widths.buckets([64, 128, 10], widths, 9, 4) == ((32, 4), (128, 8))  # a multiple of the devices each
+    assert _widths.buckets([64, 128, 10], np.array([16] + [128] * 80), 9, 1) == ((16, 1), (128, 9))
+    for sizes in ([64, 128, 10], [3, 128, 128, 1]):
+        for width, _ in _widths.buckets(sizes, widths, 9, 1):
+            members = [w for w in (16, 32, 64, 128) if w <= width]
+            narrowest = min(w for w in members if _widths.flops(sizes, w) * 2 >= _widths.flops(sizes, width))
+            assert _widths.flops(sizes, width) <= 2 * _widths.flops(sizes, narrowest)
+
+
+@pytest.mark.slow  # end to end; CI runs it
+def test_each_width_bucket_trains_its_trials_as_the_narrow_networks_alone():
+    space = {"learning_rate": jaxnn.space.loguniform(0.01, 0.3), "width": jaxnn.space.choice([2, 4, 8])}
+    model = jaxnn.mlp([3, 8, 8, 1])  # FLOPs of widths 2, 4, 8: 12, 32, 96; three buckets
+    result = run(space=space, model=model, num_configs=12, schedule=jaxnn.SuccessiveHalving(1, 4, 2))
+    for width in (2, 4, 8):
+        rows = [r for r in result.trials if r["config"]["width"] == width and r["status"] in ("finished", "pruned")]
+        row = max(rows, key=lambda r: (r["epochs"], -r["id"]))
+        alone = jaxnn.fit(**result.replay(row["id"]))
+        np.testing.assert_allclose(alone.history["val_loss"], result.curves[row["id"]][: row["epochs"]], rtol=1e-5)
+    assert {r["status"] for r in result.trials} <= {"finished", "pruned"}  # every queue was taken
+
+
 @pytest.mark.slow  # end to end; CI runs it
 def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
     y = (np.asarray(Y)[:, 0] > np.median(Y)).astype(np.int32)
@@ -321,7 +349,7 @@ SPREAD = textwrap.dedent("""
     x, y = jaxnn.make_regression(jax.random.key(0), n=200)
     space = {"learning_rate": jaxnn.space.loguniform(1e-3, 0.5), "width": jaxnn.space.choice([2, 8])}
     kw = dict(loss="mse", key=jax.random.key(3), space=space, schedule=jaxnn.SuccessiveHalving(1, 9, 3),
-              num_configs=20, slots=4, progress=False)
+              num_configs=20, slots=8, progress=False)  # two width buckets of 4 slots
     spread, one = (jaxnn.search(jaxnn.mlp([3, 8, 1]), None, x, y, devices=d, **kw) for d in (None, 1))
     rows = lambda r: [[t["id"], t["status"], t["epochs"], t["score"]] for t in sorted(r.trials, key=lambda t: t["id"])]
     params = lambda r: [np.asarray(a).tolist() for a in jax.tree.leaves(r.best_params)]
@@ -338,7 +366,7 @@ def test_the_slots_split_over_devices_give_the_same_search():
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["devices"] == 4
     (spread, one) = r["trials"]
-    assert [t[:3] for t in spread] == [t[:3] for t in one]  # 4 slots over 4 devices, then on one: the same decisions
+    assert [t[:3] for t in spread] == [t[:3] for t in one]  # each bucket's 4 slots over 4 devices, then on one
     np.testing.assert_allclose([t[3] for t in spread], [t[3] for t in one], rtol=1e-5)
     assert_close(r["params"][0], r["params"][1], rtol=1e-5, atol=1e-6)
 

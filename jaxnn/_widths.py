@@ -1,0 +1,64 @@
+"""Width buckets of a ``width`` search (private; used by ``jaxnn._search``).
+
+A trial of width ``w`` masks the hidden units of the model given past ``w``. Computing
+every slot at the model's width would waste the FLOPs of the masked units, so the
+slots are grouped into buckets, each computed at its own width (its widest option):
+a bucket holds the options whose networks cost at least half of its widest one's
+(padding never costs more than 2x the FLOPs). Each bucket has its own slots, shared in
+proportion to the configurations drawn into it, and its own queue of them.
+"""
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def flops(sizes, width: int) -> int:
+    """Multiply-adds of one row through the mlp ``sizes`` with every hidden layer ``width`` wide."""
+    s = [sizes[0], *[width] * (len(sizes) - 2), sizes[-1]]
+    return sum(a * b for a, b in zip(s[:-1], s[1:], strict=False))
+
+
+def buckets(sizes, widths: np.ndarray, slots: int, devices: int) -> tuple:
+    """``((width, slots), ...)``, narrowest first, for the drawn ``widths`` (one per
+    configuration): options grouped while the widest costs at most twice the
+    narrowest; the slots shared in proportion to each bucket's configurations (largest
+    remainders), at least one each, rounded up to a multiple of ``devices``."""
+    groups: list[list[int]] = []
+    for w in sorted({int(w) for w in widths}):
+        if groups and flops(sizes, w) <= 2 * flops(sizes, groups[-1][0]):
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    counts = [int(np.isin(widths, group).sum()) for group in groups]
+    quota = [slots * c / len(widths) for c in counts]
+    share = [int(q) for q in quota]
+    for i in sorted(range(len(quota)), key=lambda i: share[i] - quota[i])[: slots - sum(share)]:
+        share[i] += 1  # the largest remainders
+    share = [max(1, min(c, s)) for c, s in zip(counts, share, strict=True)]
+    return tuple((g[-1], math.ceil(s / devices) * devices) for g, s in zip(groups, share, strict=True))
+
+
+def queues(buckets: tuple, widths: jax.Array) -> jax.Array:
+    """``(B, N)``: each bucket's configurations in id order (a configuration goes to the
+    narrowest bucket that holds its width), padded with ``N``."""
+    n = widths.shape[0]
+    ids = jnp.arange(n, dtype=jnp.int32)
+    bounds = [0, *(width for width, _ in buckets)]
+    return jnp.stack(
+        [jnp.sort(jnp.where((widths > lo) & (widths <= hi), ids, n)) for lo, hi in itertools.pairwise(bounds)]
+    )
+
+
+def narrow(tree, shapes):
+    """Each leaf's leading part of ``shapes``' shape (the first units of every axis)."""
+    return jax.tree.map(lambda a, s: a[tuple(slice(0, n) for n in s.shape)], tree, shapes)
+
+
+def widen(tree, template):
+    """Each leaf zero-padded at the end of every axis to ``template``'s shape."""
+    pad = lambda a, t: jnp.pad(a, [(0, m - n) for n, m in zip(a.shape, t.shape, strict=True)]) if a.ndim else a
+    return jax.tree.map(pad, tree, template)
