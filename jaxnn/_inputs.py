@@ -113,6 +113,15 @@ def check_sample_weight(weights, n: int, name: str) -> np.ndarray:
     return w
 
 
+# Compiled once per row count with LLVM's optimisation off: the same permutation, in
+# 0.1 s less than eager jax.random.permutation's compile (0.2 s on a 2-core CPU).
+_validation_order = jax.jit(
+    lambda key, n: jax.random.permutation(rng.stream(key, "validation"), n),
+    static_argnums=1,
+    compiler_options={"xla_backend_optimization_level": 0},
+)
+
+
 def split_validation(key, data: Data, validation) -> Data:
     """``data`` with its validation part: ``validation`` is ``None``, ``(x_val, y_val)``,
     ``(x_val, y_val, w_val)``, or the fraction of the rows (and weights) to hold out at
@@ -139,7 +148,7 @@ def split_validation(key, data: Data, validation) -> Data:
     n_val = int(round(x.shape[0] * validation))
     if not 0 < n_val < x.shape[0]:
         raise ValueError(f"validation={validation} of {x.shape[0]} rows leaves an empty split")
-    perm = np.asarray(jax.random.permutation(rng.stream(key, "validation"), x.shape[0]))
+    perm = np.asarray(_validation_order(key, x.shape[0]))
     val, train = perm[:n_val], perm[n_val:]
     if w is None:
         return Data(x[train], y[train], None, x[val], y[val], None)

@@ -148,6 +148,7 @@ def search(
     resume=None,
     log_dir=None,
     refit: bool = True,
+    width_buckets: bool | None = None,
 ) -> SearchResult:
     """Searches hyperparameters inside one compiled program.
 
@@ -168,10 +169,9 @@ def search(
       num_configs: configurations drawn (PBT: the population).
       slots: configurations trained at once (default ``ceil(num_configs / eta**2)``,
         rounded up to a multiple of the devices; PBT trains its whole population).
-        A ``width`` search shares them among its width buckets (slots computed at
-        one width, padding at most 2x the FLOPs of a trial's own width) in
-        proportion to the configurations drawn into each: at least one each, a
-        multiple of the devices.
+        A ``width`` search with buckets (``width_buckets``) shares them among the
+        buckets in proportion to the configurations drawn into each: at least one
+        each, a multiple of the devices.
       devices: the devices the slots are split over (``None``: every device; a
         count; a list), as ``fit_many`` splits its models; the slots must divide
         evenly. The results do not depend on the split.
@@ -201,6 +201,12 @@ def search(
         do: ``best_params`` are then those. ``False``: the winner's params from the
         search (trained on the rows not held out). PBT's winner is never refit: its
         values changed as it trained.
+      width_buckets: group a ``width`` search's slots into buckets, each computed at
+        its widest option, so that padding never costs more than 2x a trial's own
+        FLOPs (see ``slots``). ``None`` (default): when a step of the slots at the
+        largest width is at least ``2**24`` multiply-adds on a CPU (``2**30`` on an
+        accelerator): each bucket compiles its own epoch, which costs more than
+        the padding on smaller work. ``True`` or ``False``: always or never.
 
     Returns:
       A :class:`jaxnn.SearchResult`.
@@ -218,7 +224,7 @@ def search(
         raise ValueError("a width search starts each configuration from its own init: pass params=None")
     key = _models.check_key(key)
     n, drawn_n, k = _sizes(schedule, num_configs, slots, None if slots is not None else devices)
-    buckets = _buckets(model, space_, key, (n, k), devices) if "width" in space else ()
+    buckets = _buckets(model, space_, key, (n, k, batch_size), devices, width_buckets) if "width" in space else ()
     k = sum(slots_ for _, slots_ in buckets) or k
     if cv is not None:
         cv = positive_int(cv, "cv", MAX_ELEMENTS)
@@ -261,11 +267,17 @@ def search(
     return result
 
 
-def _buckets(model, space_: tuple, key, sizes: tuple, devices) -> tuple:
-    """A width search's buckets (``jaxnn._widths``), from the widths drawn."""
-    n, k = sizes
+def _buckets(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
+    """A width search's buckets (``jaxnn._widths``), from the widths drawn, or ``()``."""
+    if choice not in (None, True, False):
+        raise TypeError(f"width_buckets must be None, True or False, got {choice!r}")
+    n, k, batch_size = sizes
+    mlp_sizes = _trials.mlp_spec(model)["sizes"]
+    work = k * positive_int(batch_size, "batch_size", MAX_ELEMENTS) * _widths.flops(mlp_sizes, min(mlp_sizes[1:-1]))
+    if choice is False or (choice is None and work < _widths.BUCKET_WORK[jax.default_backend() == "cpu"]):
+        return ()
     widths = np.asarray(fetch(_search.run_widths(space_, key, n)))
-    return _widths.buckets(_trials.mlp_spec(model)["sizes"], widths, k, len(parallel.resolve_devices(devices)))
+    return _widths.buckets(mlp_sizes, widths, k, len(parallel.resolve_devices(devices)))
 
 
 def _drive(prog, state, pool, data, place, progress: bool, saves):

@@ -143,6 +143,16 @@ def test_width_buckets_pad_at_most_twice_the_flops_and_share_the_slots():
     assert _widths.buckets([64, 128, 128, 10], widths, 9, 1) == ((16, 2), (32, 2), (64, 2), (128, 3))  # ~ width^2
     assert _widths.buckets([64, 128, 10], widths, 9, 4) == ((32, 4), (128, 8))  # a multiple of the devices each
     assert _widths.buckets([64, 128, 10], np.array([16] + [128] * 80), 9, 1) == ((16, 1), (128, 9))
+    from jaxnn.hpsearch import _buckets
+
+    space = tuple({"width": jaxnn.space.choice([16, 32, 64, 128])}.items())
+    small, large = jaxnn.mlp([64, 128, 10]), jaxnn.mlp([784, 1024, 1024, 10])
+    assert _buckets(small, space, jax.random.key(0), (81, 9, 32), None, None) == ()  # 2.7M multiply-adds a step
+    assert len(_buckets(small, space, jax.random.key(0), (81, 9, 32), None, True)) == 2
+    assert len(_buckets(large, space, jax.random.key(0), (81, 9, 32), None, None)) == 4  # 545M
+    assert _buckets(large, space, jax.random.key(0), (81, 9, 32), None, False) == ()
+    with pytest.raises(TypeError, match="width_buckets must be None, True or False"):
+        _buckets(small, space, jax.random.key(0), (81, 9, 32), None, "yes")
     for sizes in ([64, 128, 10], [3, 128, 128, 1]):
         for width, _ in _widths.buckets(sizes, widths, 9, 1):
             members = [w for w in (16, 32, 64, 128) if w <= width]
@@ -154,7 +164,8 @@ def test_width_buckets_pad_at_most_twice_the_flops_and_share_the_slots():
 def test_each_width_bucket_trains_its_trials_as_the_narrow_networks_alone():
     space = {"learning_rate": jaxnn.space.loguniform(0.01, 0.3), "width": jaxnn.space.choice([2, 4, 8])}
     model = jaxnn.mlp([3, 8, 8, 1])  # FLOPs of widths 2, 4, 8: 12, 32, 96; three buckets
-    result = run(space=space, model=model, num_configs=12, schedule=jaxnn.SuccessiveHalving(1, 4, 2))
+    schedule = jaxnn.SuccessiveHalving(1, 4, 2)
+    result = run(space=space, model=model, num_configs=12, schedule=schedule, width_buckets=True)
     for width in (2, 4, 8):
         rows = [r for r in result.trials if r["config"]["width"] == width and r["status"] in ("finished", "pruned")]
         row = max(rows, key=lambda r: (r["epochs"], -r["id"]))
@@ -349,7 +360,7 @@ SPREAD = textwrap.dedent("""
     x, y = jaxnn.make_regression(jax.random.key(0), n=200)
     space = {"learning_rate": jaxnn.space.loguniform(1e-3, 0.5), "width": jaxnn.space.choice([2, 8])}
     kw = dict(loss="mse", key=jax.random.key(3), space=space, schedule=jaxnn.SuccessiveHalving(1, 9, 3),
-              num_configs=20, slots=8, progress=False)  # two width buckets of 4 slots
+              num_configs=20, slots=8, progress=False, width_buckets=True)  # two buckets of 4 slots
     spread, one = (jaxnn.search(jaxnn.mlp([3, 8, 1]), None, x, y, devices=d, **kw) for d in (None, 1))
     rows = lambda r: [[t["id"], t["status"], t["epochs"], t["score"]] for t in sorted(r.trials, key=lambda t: t["id"])]
     params = lambda r: [np.asarray(a).tolist() for a in jax.tree.leaves(r.best_params)]
