@@ -3,7 +3,8 @@
 # an accelerator (JAX with CUDA, flax, optax, chex, torch, scikit-learn and tqdm
 # installed there; jaxnn runs from this checkout):
 #
-#     bash benchmarks/device_run.sh OUT_FOLDER          # on the GPU machine: at most 9.5 minutes
+#     bash benchmarks/device_run.sh OUT_FOLDER          # on the GPU machine: at most 13.5 minutes
+#     STEPS="search" bash benchmarks/device_run.sh OUT  # only these steps (a session's device time is 15 minutes)
 #     QUICK=1 bash benchmarks/device_run.sh /tmp/dry    # a dry run of every step, on any machine
 #
 # Steps, each with its own time limit (one slow step cannot take the others' time)
@@ -11,6 +12,7 @@
 #   precision  benchmarks/precision_check.py: "float32" against float64 SGD, each compute mode
 #   benchmark  benchmarks/benchmark.py --repeats 5: works A, B, C, fit_many, against the peers
 #   stream     benchmarks/stream_memmap.py --gb 2 --compare: from disk against from memory
+#   search     benchmarks/search_gpu.py: jaxnn.search's GPU targets (4,096 configurations, Optuna)
 # The 2 GB dataset is written under /tmp, not OUT_FOLDER (files there come back).
 set -uo pipefail
 out=${1:?usage: bash benchmarks/device_run.sh OUT_FOLDER}
@@ -26,6 +28,7 @@ failed=0
 step() {  # $1: time limit in seconds, $2: name, $3...: the command
     local limit=$1 name=$2 start=$SECONDS
     shift 2
+    [[ " ${STEPS:-precision benchmark stream search} " == *" $name "* ]] || return 0
     echo "== $name: $*"
     timeout "$limit" "$@" >"$out/$name.log" 2>&1
     local code=$?
@@ -39,10 +42,12 @@ if [ "$quick" = 1 ]; then
     step 600 benchmark python3 benchmarks/benchmark.py --quick --out "$out/results.json"
     step 300 stream python3 benchmarks/stream_memmap.py --gb 0.02 --compare --no-progress \
         --file /tmp/jaxnn_device_run/x.npy --out "$out/stream.json"
+    step 600 search python3 benchmarks/search_gpu.py --quick --out "$out/search.json"
 else
     step 90 precision python3 benchmarks/precision_check.py --out "$out/precision.json"
     step 360 benchmark python3 benchmarks/benchmark.py --repeats 5 --out "$out/results.json"
     step 120 stream python3 benchmarks/stream_memmap.py --gb 2 --compare --no-progress \
         --file /tmp/jaxnn_device_run/x.npy --out "$out/stream.json"
+    step 240 search python3 benchmarks/search_gpu.py --out "$out/search.json"
 fi
 exit $failed

@@ -68,3 +68,19 @@ def test_search_peers_marks_each_target_met_or_missed_and_says_why():
     assert optuna["met"] and optuna["time ratio"] == round(5 / 30, 3)
     rows["jaxnn cache"] = [(0.9, 0.89, 0.2), (1.1, 0.89, 0.2)]  # 2 points below: fast enough, not accurate enough
     assert "0.5 points below" in module.summarise("classification_20k", rows)["targets"][1]["why"]
+
+
+def test_search_gpu_turns_each_measure_into_a_target_met_or_missed():
+    module = load("search_gpu")
+    w = module.work(False)
+    full = {"seconds": 2.048}  # 4,096 configurations: 2,000 a second
+    sh = {"seconds": 12.0, "chunks": 7, "transfers": 7}
+    opt = {"seconds": 40.0, "trials": 40}  # 1 s a trial, against 12 / 4096 s a configuration
+    rows = {t["run"]: t for t in module.targets(w, full, sh, opt)}
+    assert rows["jaxnn full budget, warm"]["time ratio"] == 0.5 and rows["jaxnn full budget, warm"]["met"]
+    assert rows["jaxnn halving, cold"]["time ratio"] == 1.2 and not rows["jaxnn halving, cold"]["met"]
+    per_config = rows["jaxnn halving, cold (per configuration)"]
+    assert per_config["time ratio"] == round(12 / 4096, 4) and per_config["met"]
+    assert rows["jaxnn halving: transfers / chunks"]["met"]
+    sh["transfers"] = 21  # three arrays a chunk
+    assert not {t["run"]: t for t in module.targets(w, full, sh, opt)}["jaxnn halving: transfers / chunks"]["met"]
