@@ -78,10 +78,10 @@ def drive(run, carry, data, *, epochs: int, history: History, progress: bool, sa
     return carry, np.asarray(fetch(carry.stop) if stop is None else stop)
 
 
-def progress_bar(total: int, initial: int):
+def progress_bar(total: int, initial: int, unit: str = "epoch"):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=min(initial, total), unit="epoch")
+    return tqdm(total=total, initial=min(initial, total), unit=unit)
 
 
 def finish(early, carry, stops: np.ndarray) -> Any:

@@ -394,8 +394,8 @@ def _explored_state(prog: Program, state: TrainState, drawn: dict, new_t) -> Tra
 
 def chunk(prog: Program, s: State, data, pool: Pool):
     """Up to ``prog.chunk`` epochs of the search (nothing once every slot is idle).
-    Returns the state and ``[live slots, trials started, highest rung reached]`` (one
-    int32 array: one transfer) for the host."""
+    Returns the state and ``[live slots, highest rung reached, trials decided (PBT:
+    epochs)]`` (one int32 array: one transfer) for the host."""
     tick = _halving_tick if prog.pbt is None else _pbt_tick
 
     def body(s, _):
@@ -404,7 +404,8 @@ def chunk(prog: Program, s: State, data, pool: Pool):
     s, _ = jax.lax.scan(body, s, None, length=prog.chunk)
     rungs = jnp.arange(len(prog.rungs), dtype=jnp.int32)
     rung = jnp.max(jnp.where(s.reached.any(axis=0), rungs, -1))
-    return s, jnp.stack([(s.trial >= 0).sum(), s.next, rung]).astype(jnp.int32)  # one transfer
+    done = s.epochs.max() if prog.pbt is not None else (s.status >= PRUNED).sum()  # trials decided
+    return s, jnp.stack([(s.trial >= 0).sum(), rung, done]).astype(jnp.int32)  # one transfer
 
 
 def draw(space_: tuple, keys: jax.Array) -> dict:

@@ -8,14 +8,13 @@ epochs cost, with one host round trip per chunk. See ``docs/guides/search.md``.
 
 import dataclasses
 import math
-import sys
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _models, _records, _search, _setup, _trials, _widths, logs, optim, parallel
+from jaxnn import _driver, _models, _records, _search, _setup, _trials, _widths, logs, optim, parallel
 from jaxnn import space as spaces
 from jaxnn._checks import MAX_ELEMENTS, positive_int
 from jaxnn.distributed import fetch
@@ -186,7 +185,8 @@ def search(
       optimizer: a name or a ``jaxnn.optim`` value (its fixed hyperparameters);
         default ``"momentum"`` when ``momentum`` is searched, else ``"sgd"``.
       early_stopping: each trial's own early stopping (status ``stopped``; not PBT).
-      progress: print a line per chunk: trials started, slots training, the highest
+      progress: a progress bar (in process 0), updated after each chunk of epochs:
+        the trials decided (PBT: the epochs), the slots training and the highest
         rung reached.
       checkpoints: ``jaxnn.Checkpoints(dir, every)``: the search's whole state is
         saved to ``dir/search.jaxnn`` after every chunk of ``every`` epochs (the
@@ -284,14 +284,20 @@ def _drive(prog, state, pool, data, place, progress: bool, saves):
     """The host loop: a compiled chunk of epochs, three numbers read, a checkpoint."""
     pool, data = place.replicate(pool), place.replicate(data)  # the slots over the devices; the rest on each
     state = place.replicate(state)._replace(carry=place.split(state.carry), trial=place.split(state.trial))
+    bar = None
+    if progress and jax.process_index() == 0:  # one bar
+        pbt = prog.pbt is not None
+        bar = _driver.progress_bar(prog.rungs[-1] if pbt else prog.n, 0, unit="epoch" if pbt else "trial")
     while True:
         state, status = _search.run_chunk(prog, state, data, pool)
-        live, started, rung = fetch(status)  # the one sync per chunk
+        live, rung, done = (int(v) for v in fetch(status))  # the one sync per chunk
         saves.save(state)
-        if progress:
-            at = f", rung {int(rung) + 1}/{len(prog.rungs)} reached" if prog.pbt is None else ""
-            print(f"search: {int(started)}/{prog.n} trials started, {int(live)} slots training{at}", file=sys.stderr)
+        if bar is not None:
+            bar.update(done - bar.n)
+            bar.set_postfix({"slots": live, **({"rung": f"{rung + 1}/{len(prog.rungs)}"} if prog.pbt is None else {})})
         if live == 0:
+            if bar is not None:
+                bar.close()
             return state
 
 

@@ -501,3 +501,11 @@ def test_a_trials_own_early_stopping_is_its_own_status_and_frees_its_slot():
     assert set(stopped) <= {1, 2} and 2 in stopped  # 1: a first value that is not finite never improves
     assert sum(row["status"] != "pending" for row in result.trials) == 20  # every configuration got a slot
     assert result.best_config is None and result.best_params is None and "none finished" in repr(result)
+
+
+def test_progress_is_a_bar_of_trials_decided_with_the_slots_and_the_rung(capsys):
+    jaxnn.search(jaxnn.mlp([3, 8, 1]), None, X, Y, loss="mse", key=jax.random.key(3),
+                 space={"learning_rate": jaxnn.space.loguniform(1e-3, 0.5)},
+                 schedule=jaxnn.SuccessiveHalving(1, 3, 3), num_configs=6, slots=2, refit=False)  # fmt: skip
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert "6/6 [" in err and "trial" in err and "slots=0, rung=2/2" in err
