@@ -70,25 +70,27 @@ def loss_name(loss) -> str | None:
     return loss if isinstance(loss, str) else next((k for k, f in LOSSES.items() if f is loss), None)
 
 
-def check_multiprocess(x, y, validation, *, whole: bool) -> None:
+def check_multiprocess(x, y, validation, *, whole: bool, weights=None) -> None:
     """The rules of a multi-process run. ``fit`` over every process's devices
     (``whole=False``): each process feeds its equal share of the rows, and the
     validation data whole. ``fit_many`` and
     ``jaxnn.search`` (``whole=True``): the models are split over the processes and
-    every process feeds the whole data, the same everywhere (checked by a digest)."""
+    every process feeds the whole data, the same everywhere (checked by a digest of
+    x, y, ``weights`` and the validation arrays)."""
     from jax.experimental import multihost_utils
 
     if whole:
         digest = hashlib.sha256()
-        for a in (x, y, *(validation if isinstance(validation, tuple | list) else ())):
+        val = validation if isinstance(validation, tuple | list) else ()
+        for a in (x, y, *val, *([] if weights is None else [weights])):
             a = np.ascontiguousarray(np.asarray(a))
             digest.update(f"{a.shape}{a.dtype}".encode())
             digest.update(a.view(np.uint8).ravel())  # a view: no copy of the bytes
         mine = np.frombuffer(digest.digest()[:8], np.int64)
         if len(set(np.ravel(multihost_utils.process_allgather(mine)).tolist())) != 1:
             raise ValueError(
-                "in a multi-process fit_many or search every process passes the same x, y (and validation): "
-                "the models are split over the processes, each of them trains on all the data"
+                "in a multi-process fit_many or search every process passes the same x, y (and sample_weight, "
+                "validation): the models are split over the processes, each of them trains on all the data"
             )
         return
     if validation is not None and not isinstance(validation, tuple | list):

@@ -141,11 +141,17 @@ MANY_WORKER = textwrap.dedent("""
         refused = ""
     except ValueError as e:
         refused = str(e)
+    try:  # the same x and y, other sample weights
+        jaxnn.fit_many(model, None, x, y, loss="mse", epochs=1, key=jax.random.key(2), num_models=8,
+                       sample_weight=np.full(256, 1.0 + pid))
+        refused_weights = ""
+    except ValueError as e:
+        refused_weights = str(e)
     print(json.dumps({"processes": jax.process_count(), "many": leaves(many.params),
                       "val_loss": many.history["val_loss"].tolist(), "trials": result.trials,
                       "best": leaves(result.best_params), "resumed": again.trials == result.trials,
                       "files": sorted(f for f in os.listdir(os.path.join(folder, "many")) if f.endswith(".jaxnn")),
-                      "refused": refused}))
+                      "refused": refused, "refused_weights": refused_weights}))
 """)
 
 
@@ -163,7 +169,8 @@ def test_fit_many_and_search_on_two_processes_equal_one_process(tmp_path):
         assert t["trials"] == one["trials"] and t["best"] == one["best"]
         assert t["resumed"] and t["files"] == one["files"]
         assert "every process passes the same x, y" in t["refused"]
-    assert one["refused"] == ""  # one process: nothing to compare
+        assert "sample_weight" in t["refused_weights"]
+    assert one["refused"] == one["refused_weights"] == ""  # one process: nothing to compare
     assert (tmp_path / "two" / "search" / "search.jaxnn").is_file()
 
 
