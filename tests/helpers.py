@@ -1,6 +1,8 @@
 """Test helpers: tolerances live here, nowhere else."""
 
+import fcntl
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -77,3 +79,24 @@ def expect_rejected(error, match, fn, *args, watch=(), **kwargs):
     assert compiles.count == 0, f"{compiles.count} XLA compilations before the error"
     for path in watch:
         assert not Path(path).exists(), f"a call that failed wrote {path}"
+
+
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """The folder ``make(folder)`` fills, made once per test run. Under pytest-xdist
+    the first worker that asks makes it, under a lock, and the others wait for it and
+    reuse it: a module fixture that builds the docs site (into the source tree's
+    ``docs/generated``) or runs an 8-device subprocess runs neither twice nor twice at once."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name) / name
+        make(folder)
+        return folder
+    root = tmp_path_factory.getbasetemp().parent / name  # the run's workers share getbasetemp().parent
+    root.mkdir(exist_ok=True)
+    folder = root / name
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (root / "done").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed try left
+            make(folder)
+            (root / "done").touch()
+    return folder

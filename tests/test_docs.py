@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import made_once
 
 import jaxnn
 
@@ -53,15 +54,16 @@ def test_the_api_page_lists_the_public_surface_by_hand():
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "JAXNN_NOTEBOOK_SMALL": "1"}
-    env.pop("MPLBACKEND", None)  # the notebooks' kernels draw inline, so the pages get their plots
-    build = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(ROOT / "docs"), str(out)],
-        capture_output=True, text=True, env=env, timeout=1200,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stderr[-5000:]
-    return out
+    def build(out):
+        env = {**os.environ, "JAXNN_NOTEBOOK_SMALL": "1"}
+        env.pop("MPLBACKEND", None)  # the notebooks' kernels draw inline, so the pages get their plots
+        done = subprocess.run(
+            [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(ROOT / "docs"), str(out)],
+            capture_output=True, text=True, env=env, timeout=1200,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-5000:]
+
+    return made_once(tmp_path_factory, "site", build)
 
 
 @pytest.mark.slow

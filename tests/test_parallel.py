@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_close
+from helpers import assert_close, made_once
 
 import jaxnn
 
@@ -56,11 +56,15 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def runs():
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "8", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def runs(tmp_path_factory):
+    def run(folder):
+        env = {**os.environ, "JAX_NUM_CPU_DEVICES": "8", "JAX_PLATFORMS": "cpu"}
+        out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        folder.mkdir()
+        (folder / "runs.json").write_text(out.stdout.strip().splitlines()[-1])
+
+    return json.loads((made_once(tmp_path_factory, "eight_devices", run) / "runs.json").read_text())
 
 
 @pytest.mark.slow  # end to end; CI runs it
