@@ -95,7 +95,7 @@ def value(prog: Program, drawn: dict, name: str, t):
 def _spec_model(prog: Program, width: int | None = None):
     sizes, activation, output_activation, dropout, norm, init = prog.mlp_spec
     if width is not None:
-        sizes = (sizes[0], *[width] * (len(sizes) - 2), sizes[-1])
+        sizes = _widths.hidden(sizes, width)
     return build_mlp(list(sizes), activation, output_activation, init=init, dropout=dropout, norm=norm)
 
 

@@ -248,7 +248,7 @@ def _plan(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, validat
         x, y = validate(x, y, to_device=True)
     shares = processes > 1 and not many and placement.batch is not None  # x: this process's share of the rows
     w = None if sample_weight is None else _inputs.check_sample_weight(sample_weight, x.shape[0], "sample_weight")
-    if shares or (processes > 1 and many):  # (a fit on one device is this process's own)
+    if processes > 1 and (many or placement.batch is not None):  # (a fit on one device is this process's own)
         _inputs.check_multiprocess(x, y, validation, whole=many, weights=w)
     data = _inputs.split_validation(key, _inputs.Data(x, y, w), validation)
     out_shape = _models.output_shape(apply_fn, params, x.sample() if isinstance(x, _stream.Source) else x)

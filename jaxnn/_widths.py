@@ -28,9 +28,14 @@ import numpy as np
 BUCKET_WORK = {True: 2**24, False: 2**30}
 
 
-def flops(sizes, width: int) -> int:
-    """Multiply-adds of one row through the mlp ``sizes`` with every hidden layer ``width`` wide."""
-    s = [sizes[0], *[width] * (len(sizes) - 2), sizes[-1]]
+def hidden(sizes, width: int) -> tuple:
+    """The mlp ``sizes`` with every hidden layer ``width`` wide."""
+    return (sizes[0], *[width] * (len(sizes) - 2), sizes[-1])
+
+
+def flops(sizes, width: int | None = None) -> int:
+    """Multiply-adds of one row through the mlp ``sizes`` (every hidden layer ``width`` wide, if given)."""
+    s = sizes if width is None else hidden(sizes, width)
     return sum(a * b for a, b in zip(s[:-1], s[1:], strict=False))
 
 

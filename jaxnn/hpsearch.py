@@ -273,7 +273,7 @@ def _buckets(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
         raise TypeError(f"width_buckets must be None, True or False, got {choice!r}")
     n, k, batch_size = sizes
     mlp_sizes = _trials.mlp_spec(model)["sizes"]
-    work = k * positive_int(batch_size, "batch_size", MAX_ELEMENTS) * _widths.flops(mlp_sizes, min(mlp_sizes[1:-1]))
+    work = k * positive_int(batch_size, "batch_size", MAX_ELEMENTS) * _widths.flops(mlp_sizes)
     if choice is False or (choice is None and work < _widths.BUCKET_WORK[jax.default_backend() == "cpu"]):
         return ()
     widths = np.asarray(fetch(_search.run_widths(space_, key, n)))

@@ -154,9 +154,9 @@ def test_width_buckets_pad_at_most_twice_the_flops_and_share_the_slots():
     with pytest.raises(TypeError, match="width_buckets must be None, True or False"):
         _buckets(small, space, jax.random.key(0), (81, 9, 32), None, "yes")
     for sizes in ([64, 128, 10], [3, 128, 128, 1]):
-        for width, _ in _widths.buckets(sizes, widths, 9, 1):
-            members = [w for w in (16, 32, 64, 128) if w <= width]
-            narrowest = min(w for w in members if _widths.flops(sizes, w) * 2 >= _widths.flops(sizes, width))
+        bounds = [0, *(width for width, _ in _widths.buckets(sizes, widths, 9, 1))]
+        for below, width in zip(bounds[:-1], bounds[1:], strict=True):  # the options a bucket computes at width
+            narrowest = min(w for w in (16, 32, 64, 128) if below < w <= width)
             assert _widths.flops(sizes, width) <= 2 * _widths.flops(sizes, narrowest)
 
 
