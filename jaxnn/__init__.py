@@ -39,9 +39,11 @@ from jaxnn.options import Tuning as Tuning
 from jaxnn.schedules import PBT as PBT
 from jaxnn.schedules import Hyperband as Hyperband
 from jaxnn.schedules import SuccessiveHalving as SuccessiveHalving
+from jaxnn.settings import Settings as Settings
 from jaxnn.sweep import best_params as best_params
 from jaxnn.sweep import fit_many as fit_many
 from jaxnn.sweep import predict_ensemble as predict_ensemble
+from jaxnn.train import check_fit as check_fit
 from jaxnn.train import evaluate as evaluate
 from jaxnn.train import fit as fit
 from jaxnn.train import init_state as init_state
@@ -64,6 +66,7 @@ __all__ = [
     "ManyResult",
     "Model",
     "SearchResult",
+    "Settings",
     "Standardizer",
     "Stop",
     "SuccessiveHalving",
@@ -73,6 +76,7 @@ __all__ = [
     "backprop",
     "best_params",
     "cache",
+    "check_fit",
     "count_params",
     "doctor",
     "evaluate",

@@ -5,7 +5,6 @@ keeps from its checkpoint and what it takes from the call). The file format is
 """
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,6 @@ from jaxnn import _driver, _files, _models, checkpoint
 from jaxnn._checks import MAX_EPOCHS
 from jaxnn.distributed import fetch
 from jaxnn.options import FitResult, TrainState
-
-
-def new_run_id() -> str:
-    """A random run id (not from the run's PRNG key: two runs with one seed differ)."""
-    return uuid.uuid4().hex[:16]
 
 
 class Saver:
@@ -182,7 +176,7 @@ def checkpointing(checkpoints, resume_path, settings: dict, *, epochs: int, spec
     done = meta.get("epoch", 0)
     if checkpoints is None:
         return file, None, done
-    run_id = meta.get("run_id") or checkpoints.run_id or new_run_id()
+    run_id = meta.get("run_id") or checkpoints.run_id or checkpoint.new_run_id()
     metadata = {"spec": spec, "settings": settings}
     return file, Saver(checkpoints, epochs, metadata, run_id, (done, meta.get("step", 0))), done
 

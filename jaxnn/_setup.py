@@ -12,6 +12,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -20,14 +21,24 @@ import numpy as np
 import optax
 
 from jaxnn import _driver, _inputs, _loop, _models, _records, _saver, _stream, logs, optim, parallel, precision, rng
-from jaxnn._checks import MAX_ELEMENTS, MAX_EPOCHS, check_elements, positive_int
+from jaxnn._checks import MAX_ELEMENTS, check_elements, positive_int
 from jaxnn.data import validate, validate_targets
 from jaxnn.losses import get_loss
 from jaxnn.metrics import get_metric
 from jaxnn.mlp import Model
 from jaxnn.options import Checkpoints, EarlyStopping, ManyResult, TrainState, Tuning
+from jaxnn.settings import Settings
 
 AXIS = "models"  # fit_many's vmapped axis
+
+
+class Models(NamedTuple):
+    """What makes a run ``fit_many``'s K models rather than ``fit``'s one: K (``None``:
+    from the optimizer's values per model, else 1) and the dropout rates (one, or one
+    per model; ``None``: the model's own)."""
+
+    count: int | None = None
+    dropout: Any = None
 
 
 @dataclasses.dataclass
@@ -36,34 +47,36 @@ class Run:
     the checkpoint folder (``saver``) and opens the TensorBoard log; leaving releases
     both. Nothing is written before it is entered."""
 
+    settings: Settings
     plan: _loop.Plan
     data: _inputs.Data
-    stream: Any  # a jaxnn._stream.Source the run reads x from, or None
+    stream: _stream.Source | None  # the source a streamed fit reads x from
     start: Callable[[], TrainState]  # the state it starts from (opt_state None: a fresh one)
     hyperparams: dict  # the optimizer's (and fit_many's dropout), written into the state: data, not code
-    checkpoint: Any  # the checkpoint file to resume from, or None
-    saver: Any  # a jaxnn._saver.Saver, or None
-    placement: Any
-    epochs: int
+    checkpoint: str | os.PathLike | None  # the checkpoint file to resume from
+    saver: _saver.Saver | None
+    placement: parallel.Placement
     done: int  # epochs trained before this call
-    progress: bool
-    log_dir: Any
+    progress: bool  # a bar is drawn (process 0 only)
+    log_dir: Path | None  # TensorBoard logs (process 0 only)
     hparams: dict  # what the logs record as the run's hyperparameters
     models: int | None = None  # K for fit_many
     nnx_module: Any = None  # an nnx Module to write the trained params back into
-    log: Any = None
-    _stack: Any = None
+    log: logs.EpochLog | None = None
+    _stack: contextlib.ExitStack | None = None
+
+    @property
+    def epochs(self) -> int:
+        return self.settings.epochs
 
     def __enter__(self) -> "Run":
         with contextlib.ExitStack() as stack:
             if self.saver is not None:
                 stack.enter_context(self.saver)
             if self.log_dir is not None:
-                self.log = stack.enter_context(
-                    contextlib.closing(
-                        logs.EpochLog(self.log_dir, self.hparams, _records.record_names(self.plan), self.models)
-                    )
-                )
+                names = _records.record_names(self.plan)
+                log = logs.EpochLog(self.log_dir, self.hparams, names, self.models)
+                self.log = stack.enter_context(contextlib.closing(log))
             self._stack = stack.pop_all()
         return self
 
@@ -84,62 +97,70 @@ class Run:
         return _loop.many_runner(self.plan) if self.models else _loop.runner(self.plan)
 
 
-def checked_option(value, kind: type, name: str):
-    if value is not None and not isinstance(value, kind):
-        raise TypeError(f"{name} must be a jaxnn.{kind.__name__}(...) or None, got {value!r}")
-    return value
-
-
-def setup(model, params, x, y, *, loss, key, optimizer, batch_size, epochs, shuffle, validation, metrics,
-          early_stopping, sample_weight, checkpoints, resume, log_dir, devices, progress, tuning,
-          num_models=None, dropout=None, many=False) -> Run:  # fmt: skip
-    """Checks every argument of ``fit`` (``many=False``) or ``fit_many`` (see there),
+def setup(model, params, x, y, settings: Settings, models: Models | None = None) -> Run:
+    """Checks every argument of ``fit`` (``models=None``) or ``fit_many`` (see there),
     in one place, before any work."""
-    key = _models.check_key(key)
-    get_loss(loss)
-    epochs = positive_int(epochs, "epochs", MAX_EPOCHS)
-    tuning = checked_option(tuning, Tuning, "tuning") or Tuning()
-    checkpoints = checked_option(checkpoints, Checkpoints, "checkpoints")
-    early_stopping = checked_option(early_stopping, EarlyStopping, "early_stopping")
-    log_dir = logs.check_log_dir(log_dir) if jax.process_index() == 0 else None  # one writer
-    progress = bool(progress) and jax.process_index() == 0  # one progress bar
-    tx, values = optim.get_optimizer(optimizer)
-    if many:
-        start = _start_many(model, params, key, values, num_models, dropout, resume, devices)
+    s = settings
+    log_dir = logs.check_log_dir(s.log_dir) if jax.process_index() == 0 else None  # one writer
+    progress = s.progress and jax.process_index() == 0  # one progress bar
+    tx, values = optim.get_optimizer(s.optimizer)
+    if models is not None:
+        start = _start_many(model, params, s, values, models)
     else:
-        start = _start_fit(model, params, key, tx, values, resume, devices)
-    apply_fn, shapes, begin, values, path, placement, nnx_module, k = start
-    plan, data = _plan(precision.with_compute_dtype(apply_fn, tuning.compute_dtype), shapes, x, y, key=key, loss=loss,
-                       tx=tx, batch_size=batch_size, shuffle=shuffle, validation=validation, metrics=metrics,
-                       early_stopping=early_stopping, tuning=tuning, sample_weight=sample_weight, many=many,
-                       placement=parallel.OneDevice() if many else placement)  # fmt: skip
+        start = _start_fit(model, params, s, tx, values)
+    apply_fn = precision.with_compute_dtype(start.apply_fn, s.tuning.compute_dtype)
+    placement = parallel.OneDevice() if models is not None else start.placement
+    plan, data = _plan(apply_fn, start.params, x, y, s, tx, placement, many=models is not None)
     stream = data.x if isinstance(data.x, _stream.Source) else None
-    if stream is not None and many:
+    if stream is not None and models is not None:
         raise TypeError("fit_many takes x in memory; a streamed x (a memmap) trains with fit")
-    if stream is None and checkpoints is not None and checkpoints.every_steps is not None:
+    if stream is None and s.checkpoints is not None and s.checkpoints.every_steps is not None:
         raise ValueError(
             "checkpoints.every_steps saves within an epoch of a fit that streams x from disk; an in-memory "
             "epoch is one compiled call: use checkpoints.every (epochs)"
         )
-    settings = {"loss": _inputs.loss_name(loss) or "a custom loss", "optimizer": optimizer_name(optimizer),
-                "records": _records.record_names(plan),
-                "early_stopping": None if plan.early is None else dataclasses.asdict(plan.early)}  # fmt: skip
-    settings = json.loads(json.dumps(settings))  # as a checkpoint stores them
-    path, saver, done = _saver.checkpointing(checkpoints, path, settings, epochs=epochs,
-                                             spec=getattr(model, "spec", None))  # fmt: skip
+    recorded = {
+        "loss": _inputs.loss_name(s.loss) or "a custom loss",
+        "optimizer": optimizer_name(s.optimizer),
+        "records": _records.record_names(plan),
+        "early_stopping": None if plan.early is None else dataclasses.asdict(plan.early),
+    }
+    recorded = json.loads(json.dumps(recorded))  # as a checkpoint stores them
+    spec = getattr(model, "spec", None)
+    path, saver, done = _saver.checkpointing(s.checkpoints, start.path, recorded, epochs=s.epochs, spec=spec)
     if path is None:
-        done = int(np.max(resume.epochs_run)) if isinstance(resume, ManyResult) else int(begin.epoch_done)
-    plan = plan._replace(chunk=epochs_per_call(tuning, epochs - done, progress, checkpoints))
-    compute = precision.resolve_compute_dtype(tuning.compute_dtype)
-    hparams = {"optimizer": optimizer_name(optimizer), **values, "batch_size": plan.batch_size, "epochs": epochs,
-               "shuffle": plan.shuffle, "compute_dtype": compute}  # fmt: skip
+        done = int(np.max(s.resume.epochs_run)) if isinstance(s.resume, ManyResult) else start.begin.epoch_done
+    plan = plan._replace(chunk=epochs_per_call(s.tuning, s.epochs - done, progress, s.checkpoints))
+    hparams = {
+        "optimizer": optimizer_name(s.optimizer),
+        **start.values,
+        "batch_size": plan.batch_size,
+        "epochs": s.epochs,
+        "shuffle": plan.shuffle,
+        "compute_dtype": precision.resolve_compute_dtype(s.tuning.compute_dtype),
+    }
     if stream is not None:
         data = data._replace(x=None)
-    return Run(plan, data, stream, begin, values, path, saver, placement, epochs, done, progress, log_dir, hparams,
-               k, nnx_module)  # fmt: skip
+    return Run(
+        settings=s,
+        plan=plan,
+        data=data,
+        stream=stream,
+        start=start.begin,
+        hyperparams=start.values,
+        checkpoint=path,
+        saver=saver,
+        placement=start.placement,
+        done=done,
+        progress=progress,
+        log_dir=log_dir,
+        hparams=hparams,
+        models=start.models,
+        nnx_module=start.nnx_module,
+    )
 
 
-class _Start(NamedTuple):
+class _Begin(NamedTuple):
     """How to make the state a run starts from, once every check has passed (making it
     may compile: a stacked ``model.init``)."""
 
@@ -150,7 +171,20 @@ class _Start(NamedTuple):
         return self.make()
 
 
-def _start_fit(model, params, key, tx, values, resume, devices):
+class Start(NamedTuple):
+    """What the model, its params and a resume give a run."""
+
+    apply_fn: Callable
+    params: Any  # one model's params (their shapes: fit_many's are stacked later)
+    begin: _Begin
+    values: dict  # the optimizer's hyperparameters (fit_many: one per model; and the dropout rates)
+    path: Any  # a checkpoint to resume from, or None
+    placement: parallel.Placement
+    nnx_module: Any = None
+    models: int | None = None  # K for fit_many
+
+
+def _start_fit(model, params, s: Settings, tx, values) -> Start:
     apply_fn, params, nnx_module = _models.resolve_model(model, params)
     _models.check_host_params(params)
     if per_model := [n for n, v in values.items() if np.ndim(v)]:
@@ -159,30 +193,30 @@ def _start_fit(model, params, key, tx, values, resume, devices):
             "jaxnn.fit_many trains one model per value"
         )
     trainable, model_state = _models.split_variables(apply_fn, params)
-    start, path = _saver.check_resume(resume, tx, TrainState(trainable, None, 0, 0, key, model_state))
-    begin = _Start(lambda: start, 0 if path is not None else int(start.epoch))
-    return apply_fn, params, begin, values, path, parallel.for_fit(devices), nnx_module, None
+    start, path = _saver.check_resume(s.resume, tx, TrainState(trainable, None, 0, 0, s.key, model_state))
+    begin = _Begin(lambda: start, 0 if path is not None else int(start.epoch))
+    return Start(apply_fn, params, begin, values, path, parallel.for_fit(s.devices), nnx_module)
 
 
-def _start_many(model, params, key, values, num_models, dropout, resume, devices):
+def _start_many(model, params, s: Settings, values, models: Models) -> Start:
     apply_fn = _models.apply_function(model)
     if params is None and not isinstance(model, Model):
         raise TypeError("fit_many needs params when model is a plain apply_fn (a jaxnn.Model inits its own)")
     _models.check_host_params(params)
-    values, k = _per_model(values, dropout, num_models)
+    values, k = _per_model(values, models.dropout, models.count)
     if "dropout" in values and not (isinstance(model, Model) and getattr(model.apply, "dropout", ())):
         raise ValueError("dropout= needs a jaxnn.mlp built with dropout (its layers with a rate > 0 take the rate)")
-    one = jax.eval_shape(model.init, key) if params is None else params
+    one = jax.eval_shape(model.init, s.key) if params is None else params
     per_model = sum(math.prod(jnp.shape(p)) for p in jax.tree.leaves(one))
     check_elements(k * per_model, f"{k} models x {per_model} parameters")
     values = {n: v.copy() for n, v in values.items()}  # numpy: never donated with the carry
-    placement = parallel.for_models(devices, k, AXIS)
-    path = _check_resume_many(resume, one, k)
-    if isinstance(resume, ManyResult):  # the key goes through start unchanged and the carry is donated
-        make = lambda: resume.state._replace(key=_loop.copy_key(resume.state.key))
+    placement = parallel.for_models(s.devices, k, AXIS)
+    path = _check_resume_many(s.resume, one, k)
+    if isinstance(s.resume, ManyResult):  # the key goes through start unchanged and the carry is donated
+        make = lambda: s.resume.state._replace(key=_loop.copy_key(s.resume.state.key))
     else:  # model i's key: rng.model_keys(key, k)[i]
-        make = lambda: _stacked_start(model, apply_fn, params, rng.model_keys(key, k))
-    return apply_fn, one, _Start(make, 0), values, path, placement, None, k
+        make = lambda: _stacked_start(model, apply_fn, params, rng.model_keys(s.key, k))
+    return Start(apply_fn, one, _Begin(make, 0), values, path, placement, None, k)
 
 
 def _per_model(values: dict, dropout, num_models) -> tuple[dict, int]:
@@ -231,8 +265,7 @@ def _stacked_start(model, apply_fn, params, keys) -> TrainState:
     return TrainState(params, None, zeros, zeros, keys, model_state)
 
 
-def _plan(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, validation, metrics, early_stopping,
-          tuning, placement, sample_weight, many):  # fmt: skip
+def _plan(apply_fn, params, x, y, s: Settings, tx, placement, many: bool):
     """Checks the data and the settings that shape the compiled loop, and builds the
     static :class:`jaxnn._loop.Plan` (its ``chunk`` is set once the epochs left are
     known). Returns ``(plan, data)``; ``data.x`` is a ``jaxnn._stream.Source`` when
@@ -242,45 +275,45 @@ def _plan(apply_fn, params, x, y, *, key, loss, tx, batch_size, shuffle, validat
     processes = jax.process_count()
     if _stream.is_stream(x):  # read from disk as it trains (jaxnn._stream)
         x = _stream.Source(x)
-        _stream.check_plan_inputs(x, validation=validation, metrics=metrics)
+        _stream.check_plan_inputs(x, validation=s.validation, metrics=s.metrics)
         y = validate_targets(y, x.shape, to_device=True)
     else:
         x, y = validate(x, y, to_device=True)
     shares = processes > 1 and not many and placement.batch is not None  # x: this process's share of the rows
-    w = None if sample_weight is None else _inputs.check_sample_weight(sample_weight, x.shape[0], "sample_weight")
+    w = None if s.sample_weight is None else _inputs.check_sample_weight(s.sample_weight, x.shape[0], "sample_weight")
     if processes > 1 and (many or placement.batch is not None):  # (a fit on one device is this process's own)
-        _inputs.check_multiprocess(x, y, validation, whole=many, weights=w)
-    data = _inputs.split_validation(key, _inputs.Data(x, y, w), validation)
+        _inputs.check_multiprocess(x, y, s.validation, whole=many, weights=w)
+    data = _inputs.split_validation(s.key, _inputs.Data(x, y, w), s.validation)
     out_shape = _models.output_shape(apply_fn, params, x.sample() if isinstance(x, _stream.Source) else x)
-    data = data._replace(y=_inputs.prepare_targets(_inputs.loss_name(loss), data.y, out_shape, "y"))
+    data = data._replace(y=_inputs.prepare_targets(_inputs.loss_name(s.loss), data.y, out_shape, "y"))
     if data.x_val is not None:
         data = data._replace(
-            y_val=_inputs.prepare_targets(_inputs.loss_name(loss), data.y_val, out_shape, "validation y")
+            y_val=_inputs.prepare_targets(_inputs.loss_name(s.loss), data.y_val, out_shape, "validation y")
         )
     # the global rows: each process holds an equal share in memory, or reads the whole file (streamed)
     n = x.n if isinstance(x, _stream.Source) else data.x.shape[0] * (processes if shares else 1)
-    batch_size = positive_int(batch_size, "batch_size", n)
-    metric_fns = tuple(get_metric(m) for m in metrics)
-    if early_stopping is not None:
-        _check_early_stopping(early_stopping, data.x_val is not None, metric_fns, tx, params)
+    batch_size = positive_int(s.batch_size, "batch_size", n)
+    metric_fns = tuple(get_metric(m) for m in s.metrics)
+    if s.early_stopping is not None:
+        _check_early_stopping(s.early_stopping, data.x_val is not None, metric_fns, tx, params)
     plan = _loop.Plan(
         apply_fn=apply_fn,
-        loss_fn=get_loss(loss),
+        loss_fn=get_loss(s.loss),
         tx=tx,
         metrics=metric_fns,
         n=n,
         batch_size=batch_size,
-        n_batches=n // batch_size if tuning.drop_remainder else math.ceil(n / batch_size),
-        shuffle=bool(shuffle),
+        n_batches=n // batch_size if s.tuning.drop_remainder else math.ceil(n / batch_size),
+        shuffle=s.shuffle,
         n_val=0 if data.x_val is None else data.x_val.shape[0],
-        eval_batch=tuning.eval_batch_size,
+        eval_batch=s.tuning.eval_batch_size,
         chunk=1,
-        early=early_stopping,
-        unroll=tuning.unroll or _default_unroll(params, batch_size),
+        early=s.early_stopping,
+        unroll=s.tuning.unroll or _default_unroll(params, batch_size),
         step_rows=placement.step_rows(batch_size),
         batch_sharding=placement.batch,
         axis_name=AXIS if many else None,
-        gather_epoch=tuning.gather == "epoch",
+        gather_epoch=s.tuning.gather == "epoch",
     )
     return plan, data
 

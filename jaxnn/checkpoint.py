@@ -25,6 +25,7 @@ import json
 import os
 import re
 import struct
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,12 @@ _START = len(MAGIC) + _FIXED.size
 SUFFIX = ".jaxnn"
 MAX_HEADER_BYTES = 64 << 20
 _PAYLOAD_SLACK = 64  # msgpack's bytes per array besides its data (about 20 measured), and at the ends
+
+
+def new_run_id() -> str:
+    """A random run id, as checkpoints record it (not from the run's PRNG key: two
+    runs with one seed differ)."""
+    return uuid.uuid4().hex[:16]
 
 
 class CheckpointError(ValueError):

@@ -22,6 +22,7 @@ from jaxnn.initializers import FAN_MODE, INITIALIZERS, get_initializer
 from jaxnn.mlp import MLPTrainApply, Model
 from jaxnn.options import Checkpoints, EarlyStopping, SearchResult, Tuning, higher_is_better
 from jaxnn.schedules import PBT, SuccessiveHalving
+from jaxnn.settings import Settings
 
 
 def _check_space(space_, model, optimizer: str) -> tuple:
@@ -118,7 +119,6 @@ def _sizes(schedule, num_configs, slots, devices) -> tuple[int, int, int]:
     return n, n, math.ceil(k / d) * d
 
 
-# Over 60 lines only by its signature and docstring (every argument documented).
 def search(
     model,
     params,
@@ -236,18 +236,29 @@ def search(
         validation = None
     names = tuple(name for name, _ in space_ if name in optim.HYPERPARAMS[optimizer.name])
     per_slot = {name: np.full(k, spaces.bounds(dict(space_)[name])[0], np.float32) for name in names}
-    run = _setup.setup(
-        _model_for_search(model, space), params, x, y, loss=loss, key=key,
-        optimizer=optim.Optimizer(optimizer.name, {**optimizer.hyperparams, **per_slot}), batch_size=batch_size,
-        epochs=schedule.max_epochs, shuffle=shuffle, validation=validation, metrics=metrics,
-        early_stopping=early_stopping, sample_weight=sample_weight, checkpoints=None, resume=None, log_dir=None,
-        devices=devices, progress=False, tuning=tuning, num_models=k,
-        dropout=np.zeros(k) if "dropout" in space else None, many=True,
-    )  # fmt: skip
+    optimizer_values = optim.Optimizer(optimizer.name, {**optimizer.hyperparams, **per_slot})
+    settings = Settings(
+        loss=loss,
+        key=key,
+        optimizer=optimizer_values,
+        batch_size=batch_size,
+        epochs=schedule.max_epochs,
+        shuffle=shuffle,
+        validation=validation,
+        metrics=metrics,
+        early_stopping=early_stopping,
+        sample_weight=sample_weight,
+        devices=devices,
+        progress=False,
+        tuning=tuning,
+    )
+    models = _setup.Models(k, np.zeros(k) if "dropout" in space else None)
+    run = _setup.setup(_model_for_search(model, space), params, x, y, settings, models)
     plan, data = (run.plan, run.data) if cv is None else _trials.fold_data(run, cv, key, tuning)
     monitor = _monitor(monitor, plan)
     fixed = tuple(sorted((name, float(v[0])) for name, v in run.hyperparams.items() if name not in (*names, "dropout")))
-    checkpoints = _setup.checked_option(checkpoints, Checkpoints, "checkpoints")
+    if checkpoints is not None and not isinstance(checkpoints, Checkpoints):
+        raise TypeError(f"checkpoints must be a jaxnn.Checkpoints(...) or None, got {checkpoints!r}")
     log_dir = logs.check_log_dir(log_dir)
     every = None if checkpoints is None else checkpoints.every
     prog = _program(plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, progress, cv or 0, every)

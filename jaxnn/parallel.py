@@ -125,6 +125,9 @@ class ModelParallel:
         return jax.tree.map(lambda a: _from_whole(sharding, a), tree)
 
 
+Placement = OneDevice | DataParallel | ModelParallel  # where a run's arrays live
+
+
 def for_fit(devices) -> OneDevice | DataParallel:
     """The placement of a fit over ``devices`` (see :func:`resolve_devices`)."""
     devs = resolve_devices(devices)

@@ -22,9 +22,9 @@ from jaxnn.data import validate
 from jaxnn.distributed import fetch
 from jaxnn.mlp import Model, Params
 from jaxnn.options import Checkpoints, EarlyStopping, ManyResult, Stop, Tuning, higher_is_better
+from jaxnn.settings import Settings
 
 
-# Over 60 lines only by its signature and docstring (every argument documented).
 def fit_many(
     model: Model | Callable,
     params: Params | None,
@@ -89,12 +89,25 @@ def fit_many(
       >>> r.history["loss"].shape
       (3, 2)
     """
-    run = _setup.setup(
-        model, params, x, y, loss=loss, key=key, optimizer=optimizer, batch_size=batch_size, epochs=epochs,
-        shuffle=shuffle, validation=validation, metrics=metrics, early_stopping=early_stopping,
-        sample_weight=sample_weight, checkpoints=checkpoints, resume=resume, log_dir=log_dir, devices=devices,
-        progress=progress, tuning=tuning, num_models=num_models, dropout=dropout, many=True,
-    )  # fmt: skip
+    settings = Settings(
+        loss=loss,
+        key=key,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=shuffle,
+        validation=validation,
+        metrics=metrics,
+        early_stopping=early_stopping,
+        sample_weight=sample_weight,
+        checkpoints=checkpoints,
+        resume=resume,
+        log_dir=log_dir,
+        devices=devices,
+        progress=progress,
+        tuning=tuning,
+    )
+    run = _setup.setup(model, params, x, y, settings, _setup.Models(num_models, dropout))
     with run:
         carry, stops, history = _driver.train(run)
     if jax.process_count() > 1:  # the models were split over the processes: every process gets them all

@@ -25,6 +25,7 @@ from jaxnn.losses import Loss, get_loss
 from jaxnn.metrics import get_metric
 from jaxnn.mlp import Model, Params
 from jaxnn.options import Checkpoints, EarlyStopping, FitResult, Stop, TrainState, Tuning
+from jaxnn.settings import Settings
 
 
 def init_state(params: Params, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
@@ -53,7 +54,6 @@ def make_train_step(apply_fn: Callable, loss: str | Loss, optimizer: optax.Gradi
     return _loop.make_train_step(_models.apply_function(apply_fn), get_loss(loss), optimizer)
 
 
-# Over 60 lines only by its signature and docstring (every argument documented).
 def fit(
     model: Model | Callable,
     params: Params,
@@ -146,12 +146,25 @@ def fit(
     Raises:
       TypeError, ValueError: bad data, shapes, labels or settings, before compiling.
     """
-    run = _setup.setup(
-        model, params, x, y, loss=loss, key=key, optimizer=optimizer, batch_size=batch_size, epochs=epochs,
-        shuffle=shuffle, validation=validation, metrics=metrics, early_stopping=early_stopping,
-        sample_weight=sample_weight, checkpoints=checkpoints, resume=resume, log_dir=log_dir, devices=devices,
-        progress=progress, tuning=tuning,
-    )  # fmt: skip
+    settings = Settings(
+        loss=loss,
+        key=key,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=shuffle,
+        validation=validation,
+        metrics=metrics,
+        early_stopping=early_stopping,
+        sample_weight=sample_weight,
+        checkpoints=checkpoints,
+        resume=resume,
+        log_dir=log_dir,
+        devices=devices,
+        progress=progress,
+        tuning=tuning,
+    )
+    run = _setup.setup(model, params, x, y, settings)
     with run:
         carry, stop, history = _driver.train(run)
     params, stop = _driver.finish(run.plan.early, carry, stop), Stop(int(stop))
@@ -194,11 +207,11 @@ def lower(model: Model | Callable, params: Params, x, y, **fit_keywords) -> FitP
       >>> "dot_general" in p.lowered.as_text()
       True
     """
-    run = _setup.setup(model, params, x, y, **{"optimizer": "sgd", "batch_size": 32, "epochs": 1, "shuffle": True,
-                       "validation": None, "metrics": (), "early_stopping": None, "sample_weight": None,
-                       "checkpoints": None, "resume": None, "log_dir": None, "devices": None, "progress": False,
-                       "tuning": None, **fit_keywords})  # fmt: skip
-    if run.models or run.stream is not None or fit_keywords.get("checkpoints") is not None:
+    settings = Settings(**{"progress": False, **fit_keywords})
+    if settings.checkpoints is not None:
+        raise ValueError("lower takes the arguments of an in-memory fit without checkpoints")
+    run = _setup.setup(model, params, x, y, settings)
+    if run.stream is not None:
         raise ValueError("lower takes the arguments of an in-memory fit without checkpoints")
     carry, data, _, _ = run.begin()
     target = np.int32(run.epochs)
@@ -210,6 +223,27 @@ def lower(model: Model | Callable, params: Params, x, y, **fit_keywords) -> FitP
         _loop.run_chunk.lower(run.plan, carry, data, target),
         lambda: jax.block_until_ready(_loop.run_chunk(run.plan, copy(), data, target)),
     )
+
+
+def check_fit(model: Model | Callable, params: Params, x, y, **fit_keywords) -> None:
+    """Checks every argument of :func:`fit` as ``fit`` checks them, before any work:
+    the model and params, the data and its shapes, the settings, a checkpoint to
+    resume from and the checkpoint folder it would write. Nothing compiles, trains or
+    is written.
+
+    Raises:
+      TypeError, ValueError: what ``fit`` would raise for these arguments.
+
+    Example:
+      >>> import jaxnn
+      >>> model = jaxnn.mlp([3, 4, 1])
+      >>> x, y = jaxnn.make_regression(jax.random.key(0), n=32)
+      >>> check_fit(model, model.init(jax.random.key(1)), x, y, loss="mse", key=jax.random.key(2), batch_size=64)
+      Traceback (most recent call last):
+      ...
+      ValueError: batch_size must be in [1, 32], got 64
+    """
+    _setup.setup(model, params, x, y, Settings(**fit_keywords))
 
 
 _predict_chunks = jax.jit(_records.forward_rows, static_argnums=(0, 3))

@@ -15,12 +15,12 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxnn import _files, _saver, _setup, checkpoint, distributed, metrics, optim, rng
+from jaxnn import _files, checkpoint, distributed, metrics, optim, rng
 from jaxnn.experiment._config import KEPT_ON_RESUME, TAKEN_ON_RESUME, ExperimentConfig, Split, load_split
 from jaxnn.losses import get_loss
 from jaxnn.mlp import mlp
 from jaxnn.options import Checkpoints, FitResult
-from jaxnn.train import fit, plot_history, predict
+from jaxnn.train import check_fit, fit, plot_history, predict
 
 
 class RunResult(NamedTuple):
@@ -82,9 +82,9 @@ def run(
     if config.batch_size > len(split.x_train):  # before the run folder exists
         raise ValueError(f"batch_size={config.batch_size} is more than the {len(split.x_train)} training rows")
     writer = distributed.is_main_process()  # in a multi-process run, process 0 writes the folder
-    record = _resume_record(folder, config) if resume else {"run_id": _saver.new_run_id(), "resumes": []}
+    record = _resume_record(folder, config) if resume else {"run_id": checkpoint.new_run_id(), "resumes": []}
     args = _fit_arguments(config, split, folder / "checkpoints", resume, overwrite, record, progress, build)
-    _setup.setup(*args[:4], **args[4])  # every check fit makes (the model, the data, a resume), nothing written
+    check_fit(*args[:4], **args[4])  # every check fit makes (the model, the data, a resume), nothing written
     with _claim(folder, resume, overwrite) if writer else contextlib.nullcontext():
         if writer:
             _write_json(folder / "config.json", dataclasses.asdict(config))
