@@ -84,12 +84,12 @@ def halving(quick: bool) -> dict:
     from search_peers import task
 
     import jaxnn
-    from jaxnn import _search, hpsearch
+    from jaxnn.tune import _program, _search
 
     w = work(quick)
     x, x_test, y, y_test = task("digits")
     counts = {"chunks": 0, "transfers": 0}
-    run_chunk, fetch = _search.run_chunk, hpsearch.fetch
+    run_chunk, fetch = _program.run_chunk, _search.fetch
 
     def counted_chunk(*args):
         counts["chunks"] += 1
@@ -99,7 +99,7 @@ def halving(quick: bool) -> dict:
         counts["transfers"] += len(jax.tree.leaves(tree))
         return fetch(tree)
 
-    _search.run_chunk, hpsearch.fetch = counted_chunk, counted_fetch
+    _program.run_chunk, _search.fetch = counted_chunk, counted_fetch
     start = time.perf_counter()
     result = search(x, y, 0, w["configs"], jaxnn.SuccessiveHalving(1, w["epochs"], 3))
     seconds = time.perf_counter() - start

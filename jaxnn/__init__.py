@@ -11,7 +11,7 @@ from jaxnn import metrics as metrics
 from jaxnn import optim as optim
 from jaxnn import precision as precision
 from jaxnn import rng as rng
-from jaxnn import space as space
+from jaxnn import tune as tune
 from jaxnn.baselines import linear_regression as linear_regression
 from jaxnn.data import Dataset as Dataset
 from jaxnn.data import Standardizer as Standardizer
@@ -24,7 +24,6 @@ from jaxnn.data import validate as validate
 from jaxnn.doctor import doctor as doctor
 from jaxnn.explain import backprop as backprop
 from jaxnn.explain import explain as explain
-from jaxnn.hpsearch import search as search
 from jaxnn.mlp import Model as Model
 from jaxnn.mlp import count_params as count_params
 from jaxnn.mlp import mlp as mlp
@@ -35,10 +34,8 @@ from jaxnn.options import ManyResult as ManyResult
 from jaxnn.options import SearchResult as SearchResult
 from jaxnn.options import Stop as Stop
 from jaxnn.options import TrainState as TrainState
+from jaxnn.options import TrialStatus as TrialStatus
 from jaxnn.options import Tuning as Tuning
-from jaxnn.schedules import PBT as PBT
-from jaxnn.schedules import Hyperband as Hyperband
-from jaxnn.schedules import SuccessiveHalving as SuccessiveHalving
 from jaxnn.settings import Settings as Settings
 from jaxnn.sweep import best_params as best_params
 from jaxnn.sweep import fit_many as fit_many
@@ -51,6 +48,11 @@ from jaxnn.train import lower as lower
 from jaxnn.train import make_train_step as make_train_step
 from jaxnn.train import plot_history as plot_history
 from jaxnn.train import predict as predict
+from jaxnn.tune import PBT as PBT
+from jaxnn.tune import Hyperband as Hyperband
+from jaxnn.tune import SuccessiveHalving as SuccessiveHalving
+from jaxnn.tune import search as search
+from jaxnn.tune import space as space
 
 __version__ = "0.1.0"
 
@@ -71,6 +73,7 @@ __all__ = [
     "Stop",
     "SuccessiveHalving",
     "TrainState",
+    "TrialStatus",
     "Tuning",
     "activations",
     "backprop",
@@ -104,5 +107,6 @@ __all__ = [
     "space",
     "standardize",
     "train_test_split",
+    "tune",
     "validate",
 ]

@@ -20,3 +20,11 @@ def check_elements(count: int, what: str) -> None:
     """Raises before an array of ``count`` elements is made that XLA could not index."""
     if count > MAX_ELEMENTS:
         raise ValueError(f"{what} is more than {MAX_ELEMENTS} elements in one array")
+
+
+DISTRIBUTION = "jaxnn-mlp"  # the name on the package index; "jaxnn" there is another project
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs jaxnn's optional ``extra`` (never ``jaxnn[...]``)."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"

@@ -115,8 +115,19 @@ def with_hyperparams(carry: Carry, hyperparams: dict) -> Carry:
 
 
 def select(pred, new, old):
-    """``new`` where ``pred`` else ``old``, leaf by leaf (PRNG keys never change here)."""
-    pick = lambda a, b: b if jax.dtypes.issubdtype(b.dtype, jax.dtypes.prng_key) else jnp.where(pred, a, b)
+    """``new`` where ``pred`` else ``old``, leaf by leaf: ``pred`` is a scalar, or one
+    per entry of the leaves' leading axis (a search's slots). PRNG keys are selected
+    too (a refilled slot takes its new trial's key)."""
+
+    def pick(a, b):
+        expand = lambda ndim: pred.reshape(pred.shape + (1,) * (ndim - pred.ndim))
+        if jax.dtypes.issubdtype(b.dtype, jax.dtypes.prng_key):
+            if jnp.ndim(pred) == 0:  # one model: its key never changes within a run
+                return b
+            data = jnp.where(expand(b.ndim + 1), jax.random.key_data(a), jax.random.key_data(b))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(b))
+        return jnp.where(expand(b.ndim), a, b)
+
     return jax.tree.map(pick, new, old)
 
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn._checks import check_elements, positive_int
+from jaxnn._checks import check_elements, install_hint, positive_int
 from jaxnn.distributed import fetch
 
 
@@ -321,7 +321,7 @@ def load_dataset(name: str) -> Dataset:
     """Loads one of scikit-learn's bundled datasets (shipped inside its package: no
     download). Names: iris, wine, breast_cancer, digits, diabetes.
 
-    Requires scikit-learn (``pip install 'jaxnn[examples]'``).
+    Requires scikit-learn (``pip install 'jaxnn-mlp[examples]'``).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {list(DATASETS)}")
@@ -329,7 +329,7 @@ def load_dataset(name: str) -> Dataset:
         from sklearn import datasets
     except ImportError:
         raise ImportError(
-            f"load_dataset({name!r}) needs scikit-learn: pip install scikit-learn (or pip install 'jaxnn[examples]')"
+            f"load_dataset({name!r}) needs scikit-learn: pip install scikit-learn (or {install_hint('examples')})"
         ) from None
     raw = getattr(datasets, f"load_{name}")()
     x = raw.data.astype(np.float32)

@@ -13,7 +13,7 @@ per-step sync, nothing added to the compiled loop. Resuming
 into the same folder appends new event files whose epochs continue the run.
 
 The record framing and the protocol buffers are the ``tensorboard`` package's own (an
-optional extra: ``pip install 'jaxnn[tensorboard]'``), written in the caller's thread,
+optional extra: ``pip install 'jaxnn-mlp[tensorboard]'``), written in the caller's thread,
 so a full disk is an ``OSError`` naming the event file; :func:`read_scalars` reads a
 folder back with the same package.
 """
@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from jaxnn import _files
+from jaxnn._checks import install_hint
 
-INSTALL = "TensorBoard logs need the tensorboard package: pip install 'jaxnn[tensorboard]'"
+INSTALL = f"TensorBoard logs need the tensorboard package: {install_hint('tensorboard')}"
 
 
 def _tb():

@@ -242,6 +242,29 @@ def mlp(
     return Model(init_fn, kind(acts, norm, rates if any(rates) else ()), spec)
 
 
+def from_spec(spec: dict) -> Model:
+    """The :func:`mlp` that ``spec`` (an mlp's ``Model.spec``) describes: the same
+    sizes, activations, dropout, norm and named initializer. Its ``init`` draws the
+    same initial params from a key when the original used the default or a named
+    initializer, float32 params and zero biases (``init.rebuilt_from_spec``).
+
+    Example:
+      >>> model = mlp([3, 4, 1], "tanh", dropout=0.1)
+      >>> from_spec(model.spec).spec == model.spec
+      True
+    """
+    if not isinstance(spec, dict) or spec.get("kind") != "mlp":
+        raise ValueError(f"from_spec takes the spec of a jaxnn.mlp (kind 'mlp'), got {spec!r}")
+    return mlp(
+        list(spec["sizes"]),
+        spec["activation"],
+        spec["output_activation"],
+        init=spec.get("init"),
+        dropout=spec.get("dropout") or 0.0,
+        norm=spec.get("norm"),
+    )
+
+
 def _check_dropout(dropout, n_hidden: int) -> tuple[float, ...]:
     rates = (dropout,) * n_hidden if isinstance(dropout, int | float) and not isinstance(dropout, bool) else dropout
     if isinstance(rates, str | bytes) or not isinstance(rates, Sequence) or len(rates) != n_hidden:

@@ -61,6 +61,21 @@ class Stop(enum.IntEnum):
         return self.name
 
 
+class TrialStatus(enum.IntEnum):
+    """Where a search's trial stands; the values are the codes the compiled search
+    records, and a trial's ``status`` in ``SearchResult.trials`` is its lower-case name."""
+
+    PENDING = 0  # not started
+    RUNNING = 1
+    PRUNED = 2  # ranked out at a rung (PBT: replaced by a copy of a better member)
+    FINISHED = 3  # trained its whole budget
+    STOPPED = 4  # its own early stopping fired
+    NAN = 5  # its loss went non-finite
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
 def _final(history: dict) -> str:
     last = {k: v[..., -1] for k, v in history.items() if k != "epoch" and np.shape(v)[-1:] not in ((0,),)}
     return ", ".join(f"{k}={float(np.nanmin(v)) if np.ndim(v) else float(v):.4g}" for k, v in last.items())

@@ -131,7 +131,7 @@ def fit(
         epoch (checked before anything compiles).
       log_dir: a folder for TensorBoard event files (per-epoch loss, validation loss,
         metrics, learning rate and epoch time; the hyperparameters), see
-        ``jaxnn.logs``; needs ``pip install 'jaxnn[tensorboard]'``.
+        ``jaxnn.logs``; needs ``pip install 'jaxnn-mlp[tensorboard]'``.
       devices: ``None`` (every device), a count, or a list of devices. With more than
         one, every batch is split over them (data parallel; params replicated); a
         batch that does not divide evenly is padded and masked, with a warning.
@@ -318,7 +318,7 @@ def evaluate(
 def plot_history(history: dict[str, np.ndarray], *, ax=None):
     """Plots training and validation loss per epoch; returns the matplotlib figure.
 
-    Requires matplotlib (``pip install 'jaxnn[examples]'``).
+    Requires matplotlib (``pip install 'jaxnn-mlp[examples]'``).
     """
     try:
         import matplotlib.pyplot as plt

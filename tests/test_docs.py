@@ -104,3 +104,20 @@ def test_notebook_pages_are_executed_with_their_plots(site):
     assert "identical to an uninterrupted run: True" in (site / "notebooks" / "02_colab_tpu.html").read_text()
     for guide in ("training", "models", "checkpoints", "scaling", "data_on_disk", "colab_tpu", "sklearn", "contracts"):
         assert "docs:" not in (site / "guides" / f"{guide}.html").read_text()  # the README markers stay hidden
+
+
+def test_no_install_hint_names_another_projects_package():
+    """ "jaxnn" on the package index is another project: every hint names jaxnn-mlp."""
+    from jaxnn._checks import install_hint
+
+    assert install_hint("examples") == "pip install 'jaxnn-mlp[examples]'"
+    wrong = re.compile(r"pip install ['\"]?jaxnn\[")
+    folders = ("jaxnn", "docs", "notebooks", "experiments", "benchmarks", "tests")
+    files = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *(p for f in folders for p in (ROOT / f).rglob("*"))]
+    found = [
+        f"{p.relative_to(ROOT)}: {m.group(0)}"
+        for p in files
+        if p.suffix in (".py", ".md", ".ipynb") and "generated" not in p.parts and p.name != "test_docs.py"
+        for m in wrong.finditer(p.read_text(errors="replace"))
+    ]
+    assert not found, found

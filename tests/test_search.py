@@ -136,14 +136,14 @@ def test_a_masked_width_trains_as_the_narrow_network_alone():
 
 
 def test_width_buckets_pad_at_most_twice_the_flops_and_share_the_slots():
-    from jaxnn import _widths
+    from jaxnn.tune import _widths
 
     widths = np.array([16] * 20 + [32] * 20 + [64] * 20 + [128] * 21)
     assert _widths.buckets([64, 128, 10], widths, 9, 1) == ((32, 4), (128, 5))  # one hidden layer: FLOPs ~ width
     assert _widths.buckets([64, 128, 128, 10], widths, 9, 1) == ((16, 2), (32, 2), (64, 2), (128, 3))  # ~ width^2
     assert _widths.buckets([64, 128, 10], widths, 9, 4) == ((32, 4), (128, 8))  # a multiple of the devices each
     assert _widths.buckets([64, 128, 10], np.array([16] + [128] * 80), 9, 1) == ((16, 1), (128, 9))
-    from jaxnn.hpsearch import _buckets
+    from jaxnn.tune._search import _buckets
 
     space = tuple({"width": jaxnn.space.choice([16, 32, 64, 128])}.items())
     small, large = jaxnn.mlp([64, 128, 10]), jaxnn.mlp([784, 1024, 1024, 10])

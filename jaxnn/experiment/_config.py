@@ -10,11 +10,12 @@ from typing import Literal, NamedTuple
 import jax
 import numpy as np
 
-from jaxnn import data, metrics, optim, rng, schedules
+from jaxnn import data, metrics, optim, rng
 from jaxnn import space as spaces
 from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.losses import get_loss
 from jaxnn.mlp import NORMS
+from jaxnn.tune import schedulers
 
 Task = Literal["regression", "binary", "multiclass"]
 
@@ -105,7 +106,7 @@ DEFAULT_SPACE = {"learning_rate": ["loguniform", 0.001, 1.0]}
 DEFAULT_SCHEDULE = {"kind": "halving", "min_epochs": 1, "eta": 3}
 SEARCHED = ("learning_rate", "width", "dropout")  # the config fields a script's search may vary
 _SPACES = {"loguniform": (spaces.loguniform, 2), "uniform": (spaces.uniform, 2), "choice": (spaces.choice, 1)}
-_SCHEDULES = {"halving": schedules.SuccessiveHalving, "hyperband": schedules.Hyperband, "pbt": schedules.PBT}
+_SCHEDULES = {"halving": schedulers.SuccessiveHalving, "hyperband": schedulers.Hyperband, "pbt": schedulers.PBT}
 
 
 def search_settings(config: "ExperimentConfig") -> tuple[dict, object]:

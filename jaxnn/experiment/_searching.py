@@ -20,10 +20,9 @@ import numpy as np
 from jaxnn import _files, optim
 from jaxnn.experiment._config import ExperimentConfig, load_split, search_settings
 from jaxnn.experiment._run import RunResult, check_free, run
-from jaxnn.hpsearch import search
 from jaxnn.mlp import mlp
 from jaxnn.options import SearchResult
-from jaxnn.schedules import PBT
+from jaxnn.tune import search
 
 
 def search_run(config: ExperimentConfig, folder: Path, num_configs: int, *, overwrite: bool, progress: bool,
@@ -55,7 +54,7 @@ def search_run(config: ExperimentConfig, folder: Path, num_configs: int, *, over
     settings = {"num_configs": num_configs, "monitor": monitor, "winner": result.trials[0]["id"],
                 "best_config": result.best_config, "space": config.search_space,
                 "schedule": {**config.search_schedule, "max_epochs": config.epochs}}  # fmt: skip
-    outputs = lambda f: write_search(f, result, settings, isinstance(schedule, PBT))
+    outputs = lambda f: write_search(f, result, settings)
     return run(winner, folder, overwrite=overwrite, progress=progress, extra_outputs=outputs), result
 
 
@@ -84,7 +83,7 @@ def trials_csv(result: SearchResult) -> str:
     return buf.getvalue()
 
 
-def search_figure(result: SearchResult, pbt: bool = False):
+def search_figure(result: SearchResult):
     """Each trial's monitored value against epochs: finished trials solid, pruned
     ones faded; PBT copies drawn from their parent's last epoch."""
     import matplotlib.pyplot as plt
@@ -94,7 +93,7 @@ def search_figure(result: SearchResult, pbt: bool = False):
     by_id = {row["id"]: row for row in result.trials}
     for row in result.trials[::-1]:  # the best drawn last, on top
         curve = result.curves[row["id"]]
-        first = 0 if not pbt or row["parent"] < 0 else max(by_id[row["parent"]]["epochs"] - 1, 0)
+        first = 0 if row["parent"] < 0 else max(by_id[row["parent"]]["epochs"] - 1, 0)
         finished = row["status"] == "finished"
         ax.plot(
             epochs[first:],
@@ -114,7 +113,7 @@ def search_figure(result: SearchResult, pbt: bool = False):
     return fig
 
 
-def write_search(folder: Path, result: SearchResult, settings: dict, pbt: bool) -> None:
+def write_search(folder: Path, result: SearchResult, settings: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,7 +121,7 @@ def write_search(folder: Path, result: SearchResult, settings: dict, pbt: bool) 
 
     _files.atomic_write(folder / "trials.csv", trials_csv(result).encode())
     _files.atomic_write(folder / "search.json", (json.dumps(settings, indent=2) + "\n").encode())
-    fig = search_figure(result, pbt)
+    fig = search_figure(result)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)

@@ -10,7 +10,7 @@ scikit-learn, weights start Glorot-uniform from ``random_state`` (the same draws
 scikit-learn's), the stopping rule is "no improvement by ``tol`` over the best so
 far for more than ``n_iter_no_change`` epochs", ``n_iter_`` counts the epochs of the
 last call, and ``learning_rate`` is ``"constant"``, ``"invscaling"`` or
-``"adaptive"``. Needs scikit-learn (``pip install 'jaxnn[examples]'``).
+``"adaptive"``. Needs scikit-learn (``pip install 'jaxnn-mlp[examples]'``).
 
 Differences from scikit-learn, all deliberate:
 

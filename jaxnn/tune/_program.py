@@ -1,4 +1,4 @@
-"""The compiled search behind ``jaxnn.search`` (private; ``jaxnn.hpsearch`` is the API).
+"""The compiled search behind ``jaxnn.search`` (private; ``jaxnn.tune._search`` is the API).
 
 K slots train side by side in ``fit_many``'s vmapped epoch (``jaxnn._loop``). After
 each epoch, inside the same compiled call:
@@ -12,7 +12,10 @@ each epoch, inside the same compiled call:
   of better ones (params, optimizer state, the position in their PRNG streams) and
   explore: each value multiplied by one of ``perturb``'s factors, or drawn again.
 
-The host only launches chunks of epochs and reads three numbers (one array) per chunk.
+Each scheduler (``jaxnn.tune.schedulers``) writes its own tick from the pieces here:
+an epoch of every live slot (:func:`train_epoch`), the champion (:func:`crown`) and the
+refill of free slots (:func:`refill`). The host only launches chunks of epochs and
+reads three numbers (one array) per chunk.
 """
 
 import dataclasses
@@ -23,14 +26,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn import _loop, _models, _widths, optim, rng, space
+from jaxnn import _loop, _models, rng
 from jaxnn.initializers import FAN_MODE, default_initializer, get_initializer
-from jaxnn.mlp import mlp as build_mlp
-from jaxnn.options import Stop, TrainState
-
-AXIS = "models"
-PENDING, RUNNING, PRUNED, FINISHED, STOPPED, NAN = range(6)
-STATUS = ("pending", "running", "pruned", "finished", "stopped", "nan")
+from jaxnn.mlp import from_spec
+from jaxnn.options import Stop, TrainState, TrialStatus
+from jaxnn.tune import _widths, space
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,20 +39,23 @@ class Program:
 
     plan: _loop.Plan
     init: Callable | None  # the model's init; None: a jaxnn.mlp's, rebuilt from mlp_spec (equal by value)
-    mlp_spec: tuple  # (sizes, activation, output_activation, dropout, norm, init name) of a jaxnn.mlp, or ()
+    mlp_spec: tuple  # a jaxnn.mlp's spec as sorted (name, value) pairs (jaxnn.mlp.from_spec), or ()
     space: tuple  # ((name, distribution), ...)
     optimizer_names: tuple  # the names of the space that are the optimizer's hyperparameters
     fixed: tuple  # ((name, value), ...): the optimizer's other hyperparameters
-    rungs: tuple  # the epochs of each rung; the last is the budget
-    eta: int
-    n: int  # trials (PBT: the population and every member that replaced one)
-    k: int  # slots
+    schedule: Any  # a scheduler of jaxnn.tune.schedulers: its rungs, and its tick inside the chunk
+    trials: int  # trials (PBT: the population and every member that replaced one)
+    slots: int
     monitor: str
     sign: float  # 1.0: lower is better; -1.0: higher is better
     chunk: int
-    pbt: Any = None  # a jaxnn.PBT, or None for successive halving
     folds: int = 0  # cv: every slot trains this many copies, one per fold (0: one, on the validation split)
-    buckets: tuple = ()  # a width search's ((width, slots), ...) (jaxnn._widths); (): every slot at full width
+    buckets: tuple = ()  # a width search's ((width, slots), ...) (jaxnn.tune._widths); (): every slot at full width
+
+    @property
+    def rungs(self) -> tuple:
+        """The epochs at which trials are ranked; the last is the budget."""
+        return self.schedule.rungs()
 
 
 class Pool(NamedTuple):
@@ -93,16 +96,16 @@ def value(prog: Program, drawn: dict, name: str, t):
 
 
 def _spec_model(prog: Program, width: int | None = None):
-    sizes, activation, output_activation, dropout, norm, init = prog.mlp_spec
+    spec = dict(prog.mlp_spec)
     if width is not None:
-        sizes = _widths.hidden(sizes, width)
-    return build_mlp(list(sizes), activation, output_activation, init=init, dropout=dropout, norm=norm)
+        spec["sizes"] = list(_widths.hidden(spec["sizes"], width))
+    return from_spec(spec)
 
 
-def slots(prog: Program) -> tuple:
+def bucket_slots(prog: Program) -> tuple:
     """``((first slot, slots, width or None), ...)``: each bucket's part of the slots."""
     if not prog.buckets:
-        return ((0, prog.k, None),)
+        return ((0, prog.slots, None),)
     firsts = itertools.accumulate((k for _, k in prog.buckets), initial=0)
     return tuple((first, k, w) for first, (w, k) in zip(firsts, prog.buckets, strict=False))
 
@@ -114,7 +117,9 @@ def _initial_variables(prog: Program, key: jax.Array, width):
     full = (prog.init or _spec_model(prog).init)(key)
     if width is None:
         return full
-    sizes, activation, output_activation, init_name = (*prog.mlp_spec[:3], prog.mlp_spec[5])
+    spec = dict(prog.mlp_spec)
+    sizes, activation, output_activation = spec["sizes"], spec["activation"], spec["output_activation"]
+    init_name = spec.get("init")
     w = space.value_on_device(dict(prog.space)["width"], width)
     layers = full["params"] if isinstance(full, dict) else full
     acts = [activation] * (len(sizes) - 2) + [output_activation]
@@ -141,11 +146,11 @@ def initial_variables(prog: Program, keys: jax.Array, drawn: dict):
     return jax.vmap(one)(keys, widths) if widths is not None else jax.vmap(lambda k: one(k, None))(keys)
 
 
-def _model_state(prog: Program, model_state, drawn: dict, t):
+def model_state(prog: Program, state, drawn: dict, t):
     """The model state with trial ``t``'s values of the names the model reads."""
     extra = {("dropout_rate" if n == "dropout" else n): value(prog, drawn, n, t) for n, _ in prog.space}
     extra = {n: v for n, v in extra.items() if n not in prog.optimizer_names}
-    return {**(model_state or {}), **extra} or None
+    return {**(state or {}), **extra} or None
 
 
 def fresh_carry(prog: Program, pool: Pool, t, width: int | None = None) -> _loop.Carry:
@@ -154,50 +159,34 @@ def fresh_carry(prog: Program, pool: Pool, t, width: int | None = None) -> _loop
     variables = jax.tree.map(lambda a: a[t], pool.inits)
     if width is not None:
         variables = _widths.narrow(variables, jax.eval_shape(_spec_model(prog, width).init, pool.keys[0]))
-    params, model_state = _models.split_variables(prog.plan.apply_fn, variables)
+    params, own_state = _models.split_variables(prog.plan.apply_fn, variables)
     zero = jnp.zeros((), jnp.int32)
-    state = TrainState(params, None, zero, zero, pool.keys[t], _model_state(prog, model_state, pool.drawn, t))
+    state = TrainState(params, None, zero, zero, pool.keys[t], model_state(prog, own_state, pool.drawn, t))
     values = {**dict(prog.fixed), **{n: value(prog, pool.drawn, n, t) for n in prog.optimizer_names}}
     return _loop.initial_carry(prog.plan, state, values)
 
 
-def _expand(pred, ndim: int):
-    return pred.reshape(pred.shape + (1,) * (ndim - pred.ndim))
-
-
-def _select(pred, new, old):
-    """Slot by slot: ``new`` where ``pred`` else ``old`` (keys included)."""
-
-    def pick(a, b):
-        if jax.dtypes.issubdtype(b.dtype, jax.dtypes.prng_key):
-            data = jnp.where(_expand(pred, b.ndim + 1), jax.random.key_data(a), jax.random.key_data(b))
-            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(b))
-        return jnp.where(_expand(pred, b.ndim), a, b)
-
-    return jax.tree.map(pick, new, old)
-
-
-def _per_fold(prog: Program, fn):
+def per_fold(prog: Program, fn):
     """``fn`` over the folds' axis (cv), or ``fn`` itself."""
     return jax.vmap(fn) if prog.folds else fn
 
 
-def _fresh_slots(prog: Program, pool: Pool, trial, width=None):
+def fresh_slots(prog: Program, pool: Pool, trial, width=None):
     def one(t):
         carry = fresh_carry(prog, pool, t, width)
         return jax.vmap(lambda _: carry)(jnp.arange(prog.folds)) if prog.folds else carry  # a copy per fold
 
-    return jax.vmap(one)(jnp.clip(trial, 0, prog.n - 1))
+    return jax.vmap(one)(jnp.clip(trial, 0, prog.trials - 1))
 
 
 def start(prog: Program, pool: Pool) -> State:
     """The search's first state: each bucket's slots train the first trials of its queue."""
-    n, r, e = prog.n, len(prog.rungs), prog.rungs[-1]
+    n, r, e = prog.trials, len(prog.rungs), prog.rungs[-1]
     carry, trial = [], []
-    for b, (_, k, width) in enumerate(slots(prog)):
+    for b, (_, k, width) in enumerate(bucket_slots(prog)):
         t = pool.queue[b].at[jnp.arange(k)].get(mode="fill", fill_value=n)
         trial.append(jnp.where(t < n, t, -1).astype(jnp.int32))  # more slots than trials: idle
-        carry.append(_fresh_slots(prog, pool, trial[-1], width))
+        carry.append(fresh_slots(prog, pool, trial[-1], width))
     trial = jnp.concatenate(trial)
     full = jax.eval_shape(lambda p: fresh_carry(prog, p, 0).state.variables, pool)
     return State(
@@ -209,7 +198,9 @@ def start(prog: Program, pool: Pool) -> State:
         scores=jnp.full((n, r), jnp.inf, jnp.float32),
         reached=jnp.zeros((n, r), bool),
         curve=jnp.full((n, e), jnp.nan, jnp.float32),
-        status=jnp.full((n,), PENDING, jnp.int32).at[jnp.where(trial >= 0, trial, n)].set(RUNNING, mode="drop"),
+        status=jnp.full((n,), TrialStatus.PENDING, jnp.int32)
+        .at[jnp.where(trial >= 0, trial, n)]
+        .set(TrialStatus.RUNNING, mode="drop"),
         epochs=jnp.zeros((n,), jnp.int32),
         best=jnp.full((n,), jnp.inf, jnp.float32),
         parent=jnp.full((n,), -1, jnp.int32),
@@ -220,7 +211,7 @@ def start(prog: Program, pool: Pool) -> State:
 
 def _firsts(prog: Program) -> list:
     """Where each bucket's slots start, after the first (``jnp.split``'s indices)."""
-    return [first for first, _, _ in slots(prog)[1:]]
+    return [first for first, _, _ in bucket_slots(prog)[1:]]
 
 
 class Epoch(NamedTuple):
@@ -236,7 +227,7 @@ class Epoch(NamedTuple):
     stopped: jax.Array
 
 
-def _train(prog: Program, data, s: State, latest: bool) -> tuple[State, Epoch]:
+def train_epoch(prog: Program, data, s: State, latest: bool) -> tuple[State, Epoch]:
     """One epoch in every live slot, recorded in the trials' table (``best``: the best
     so far, or with ``latest`` the last value)."""
     live = s.trial >= 0
@@ -244,15 +235,15 @@ def _train(prog: Program, data, s: State, latest: bool) -> tuple[State, Epoch]:
     one = jax.vmap(epoch_of) if prog.folds else epoch_of  # cv: each fold its own data
     carry, parts = [], []
     for c, alive in zip(s.carry, jnp.split(live, _firsts(prog)), strict=True):  # each width bucket
-        new, records, _ = jax.vmap(lambda c: one(c, data), axis_name=AXIS)(c)
-        carry.append(_select(alive, new, c))
+        new, records, _ = jax.vmap(lambda c: one(c, data), axis_name=prog.plan.axis_name)(c)
+        carry.append(_loop.select(alive, new, c))
         parts.append((records[prog.monitor], carry[-1].state.epoch, carry[-1].stop))
     v, epoch, stop = (jnp.concatenate(a) for a in zip(*parts, strict=True))
     if prog.folds:  # scored by the mean over the folds
         v, epoch = v.mean(axis=1), epoch[:, 0]
         stop = jnp.where((stop == Stop.NON_FINITE_LOSS).any(axis=1), Stop.NON_FINITE_LOSS, stop.max(axis=1))
     lower = jnp.where(jnp.isfinite(v), prog.sign * v, jnp.inf)
-    t = jnp.where(live, s.trial, prog.n)  # index n: dropped by the scatters
+    t = jnp.where(live, s.trial, prog.trials)  # index n: dropped by the scatters
     best = lower if latest else jnp.minimum(s.best.at[t].get(mode="fill", fill_value=jnp.inf), lower)
     nan = live & (stop == Stop.NON_FINITE_LOSS)
     stopped = live & (stop == Stop.EARLY_STOPPING) & ~nan
@@ -265,46 +256,11 @@ def _train(prog: Program, data, s: State, latest: bool) -> tuple[State, Epoch]:
     return s, Epoch(t, epoch, v, best, nan, stopped)
 
 
-def _rank(prog: Program, s: State, bracket, t, rung, deciding):
-    """Whether each deciding slot's trial is in the top ``1/eta`` of the trials of its
-    bracket that reached its rung (ties: the lower trial id first)."""
-    col = jnp.clip(rung, 0, len(prog.rungs) - 1)
-    scores = s.scores[:, col]  # (N, K)
-    peers = s.reached[:, col] & (bracket[:, None] == bracket[t][None, :])
-    mine = scores[t, jnp.arange(prog.k)][None, :]
-    ids = jnp.arange(prog.n)[:, None]
-    better = peers & ((scores < mine) | ((scores == mine) & (ids < t[None, :])))
-    keep = jnp.maximum(peers.sum(axis=0) // prog.eta, 1)
-    return deciding & (better.sum(axis=0) < keep)
-
-
-def _halving_tick(prog: Program, data, pool: Pool, s: State) -> State:
-    s, ep = _train(prog, data, s, latest=False)
-    tc = jnp.clip(ep.t, 0, prog.n - 1)
-    rung_of = jnp.full((prog.rungs[-1] + 1,), -1, jnp.int32)
-    rung_of = rung_of.at[jnp.asarray(prog.rungs)].set(jnp.arange(len(prog.rungs), dtype=jnp.int32))
-    live = ep.t < prog.n
-    rung = jnp.where(live, rung_of[ep.epoch], -1)
-    finished = live & (ep.epoch >= prog.rungs[-1]) & ~ep.nan & ~ep.stopped
-    deciding = live & (rung >= pool.bracket[tc]) & ~ep.nan & ~ep.stopped
-    at = jnp.where(deciding, rung, len(prog.rungs))
-    s = s._replace(
-        scores=s.scores.at[ep.t, at].set(ep.lower, mode="drop"),
-        reached=s.reached.at[ep.t, at].set(True, mode="drop"),
-    )
-    promoted = _rank(prog, s, pool.bracket, tc, rung, deciding & ~finished)
-    pruned = deciding & ~finished & ~promoted
-    status = jnp.select([ep.nan, ep.stopped, finished, pruned], [NAN, STOPPED, FINISHED, PRUNED], RUNNING)
-    s = s._replace(status=s.status.at[ep.t].set(status.astype(jnp.int32), mode="drop"))
-    s = _crown(prog, s, finished, ep.lower, ep.t)
-    return _refill(prog, pool, s, ep.nan | ep.stopped | finished | pruned)
-
-
-def _crown(prog: Program, s: State, finished, lower, t) -> State:
+def crown(prog: Program, s: State, finished, lower, t) -> State:
     """Keeps the variables of the best trial that finished so far (zero-padded to the
     model's width; a tie goes to the lower slot)."""
     champion, champion_id = s.champion, s.champion_id
-    for c, (first, k, width) in zip(s.carry, slots(prog), strict=True):
+    for c, (first, k, width) in zip(s.carry, bucket_slots(prog), strict=True):
         candidate = jnp.where(finished[first : first + k], lower[first : first + k], jnp.inf)
         i = jnp.argmin(candidate)
         current = s.best[jnp.maximum(champion_id, 0)]
@@ -316,95 +272,35 @@ def _crown(prog: Program, s: State, finished, lower, t) -> State:
     return s._replace(champion=champion, champion_id=champion_id)
 
 
-def _refill(prog: Program, pool: Pool, s: State, free) -> State:
+def refill(prog: Program, pool: Pool, s: State, free) -> State:
     """Free slots take the next configurations of their bucket's queue, in slot order."""
     carry, trial, taken, status = [], [], [], s.status
-    for b, (c, (first, k, width)) in enumerate(zip(s.carry, slots(prog), strict=True)):
+    for b, (c, (first, k, width)) in enumerate(zip(s.carry, bucket_slots(prog), strict=True)):
         f = free[first : first + k]
         at = s.taken[b] + jnp.cumsum(f) - 1
-        new_t = pool.queue[b].at[at].get(mode="fill", fill_value=prog.n)
-        ok = f & (new_t < prog.n)
+        new_t = pool.queue[b].at[at].get(mode="fill", fill_value=prog.trials)
+        ok = f & (new_t < prog.trials)
         trial.append(jnp.where(f, jnp.where(ok, new_t, -1), s.trial[first : first + k]).astype(jnp.int32))
-        carry.append(_select(ok, _fresh_slots(prog, pool, trial[-1], width), c))
+        carry.append(_loop.select(ok, fresh_slots(prog, pool, trial[-1], width), c))
         taken.append(s.taken[b] + ok.sum())
-        status = status.at[jnp.where(ok, new_t, prog.n)].set(RUNNING, mode="drop")
+        status = status.at[jnp.where(ok, new_t, prog.trials)].set(TrialStatus.RUNNING, mode="drop")
     taken = jnp.stack(taken).astype(jnp.int32)
     return s._replace(carry=tuple(carry), trial=jnp.concatenate(trial), next=taken.sum(), taken=taken, status=status)
-
-
-def _pbt_tick(prog: Program, data, pool: Pool, s: State) -> State:
-    s, ep = _train(prog, data, s, latest=True)
-    live = ep.t < prog.n
-    epoch = ep.epoch.max()  # every slot trains every epoch
-    finished = live & (ep.epoch >= prog.rungs[-1])
-    last = jnp.where(ep.nan, NAN, jnp.where(ep.stopped, STOPPED, FINISHED))
-    s = s._replace(status=s.status.at[jnp.where(finished, ep.t, prog.n)].set(last.astype(jnp.int32), mode="drop"))
-    s = _crown(prog, s, finished & ~ep.nan & ~ep.stopped, ep.lower, ep.t)
-    s = s._replace(trial=jnp.where(finished, -1, s.trial))
-    exploit = (epoch % prog.pbt.interval == 0) & (epoch < prog.rungs[-1])
-    return jax.lax.cond(exploit, lambda s: _exploit(prog, pool, s, ep, epoch), lambda s: s, s)
-
-
-def _exploit(prog: Program, pool: Pool, s: State, ep: Epoch, epoch) -> State:
-    """The worst ``q`` slots copy a random one of the best ``q`` and explore."""
-    q = prog.pbt.replaced(prog.k)
-    key = jax.random.fold_in(pool.explore, epoch)
-    order = jnp.argsort(ep.lower, stable=True)  # best first; non-finite last
-    worst, best = order[prog.k - q :], order[:q]
-    source = best[jax.random.randint(jax.random.fold_in(key, 0), (q,), 0, q)]
-    new_t = s.next + jnp.arange(q, dtype=jnp.int32)
-    parent = s.trial[source]
-    drawn = dict(s.drawn)
-    for j, (name, dist) in enumerate(prog.space):
-        k = jax.random.fold_in(key, j + 1)
-        kr, kf, kd = jax.random.split(k, 3)
-        factors = jnp.asarray(prog.pbt.perturb, jnp.float32)
-        factor = factors[jax.random.randint(kf, (q,), 0, len(prog.pbt.perturb))]
-        again = jax.vmap(dist.draw)(jax.random.split(kd, q))
-        moved = dist.perturb(drawn[name][parent], factor)
-        drawn[name] = (
-            drawn[name].at[new_t].set(jnp.where(jax.random.uniform(kr, (q,)) < prog.pbt.resample, again, moved))
-        )
-    (slots_carry,) = s.carry  # PBT: one bucket
-    copied = jax.tree.map(lambda a: a[source], slots_carry)
-    copied = copied._replace(state=_explored_state(prog, copied.state, drawn, new_t))
-    carry = (jax.tree.map(lambda a, b: a.at[worst].set(b), slots_carry, copied),)
-    return s._replace(
-        carry=carry,
-        trial=s.trial.at[worst].set(new_t),
-        next=s.next + q,
-        drawn=drawn,
-        status=s.status.at[s.trial[worst]].set(jnp.where(ep.nan[worst], NAN, PRUNED)).at[new_t].set(RUNNING),
-        parent=s.parent.at[new_t].set(parent),
-        epochs=s.epochs.at[new_t].set(s.epochs[parent]),
-        best=s.best.at[new_t].set(s.best[parent]),
-        curve=s.curve.at[new_t].set(s.curve[parent]),
-    )
-
-
-def _explored_state(prog: Program, state: TrainState, drawn: dict, new_t) -> TrainState:
-    """The copied states with the new members' values written in."""
-    values = {n: value(prog, drawn, n, new_t) for n in prog.optimizer_names}
-    set_values = lambda o, v: _per_fold(prog, lambda of: optim.set_hyperparams(of, v))(o)
-    opt_state = jax.vmap(set_values)(state.opt_state, values) if values else state.opt_state
-    set_state = lambda ms, t: _per_fold(prog, lambda m: _model_state(prog, m, drawn, t))(ms)
-    model_state = jax.vmap(set_state)(state.model_state, new_t)
-    return state._replace(opt_state=opt_state, model_state=model_state)
 
 
 def chunk(prog: Program, s: State, data, pool: Pool):
     """Up to ``prog.chunk`` epochs of the search (nothing once every slot is idle).
     Returns the state and ``[live slots, highest rung reached, trials decided (PBT:
     epochs)]`` (one int32 array: one transfer) for the host."""
-    tick = _halving_tick if prog.pbt is None else _pbt_tick
 
     def body(s, _):
-        return jax.lax.cond((s.trial >= 0).any(), lambda s: tick(prog, data, pool, s), lambda s: s, s), None
+        tick = lambda s: prog.schedule.tick(prog, data, pool, s)
+        return jax.lax.cond((s.trial >= 0).any(), tick, lambda s: s, s), None
 
     s, _ = jax.lax.scan(body, s, None, length=prog.chunk)
     rungs = jnp.arange(len(prog.rungs), dtype=jnp.int32)
     rung = jnp.max(jnp.where(s.reached.any(axis=0), rungs, -1))
-    done = s.epochs.max() if prog.pbt is not None else (s.status >= PRUNED).sum()  # trials decided
+    done = prog.schedule.decided(s)
     return s, jnp.stack([(s.trial >= 0).sum(), rung, done]).astype(jnp.int32)  # one transfer
 
 
@@ -431,12 +327,12 @@ def widths(space_: tuple, key: jax.Array, n: int) -> jax.Array:
 def begin(prog: Program, key: jax.Array, bracket: jax.Array, drawn_n: int) -> tuple[Pool, State]:
     """The pool (every trial's key; the first ``drawn_n`` configurations' values and
     initial variables) and the first state, in one program."""
-    keys = _keys(key, prog.n)
+    keys = _keys(key, prog.trials)
     drawn = draw(prog.space, keys[:drawn_n])
     inits = initial_variables(prog, keys[:drawn_n], drawn)
-    if prog.n > drawn_n:  # PBT: the copies' values are written in as they are made
-        drawn = {name: jnp.zeros(prog.n, jnp.float32).at[:drawn_n].set(v) for name, v in drawn.items()}
-    queue = jnp.arange(prog.n, dtype=jnp.int32)[None]
+    if prog.trials > drawn_n:  # PBT: the copies' values are written in as they are made
+        drawn = {name: jnp.zeros(prog.trials, jnp.float32).at[:drawn_n].set(v) for name, v in drawn.items()}
+    queue = jnp.arange(prog.trials, dtype=jnp.int32)[None]
     if prog.buckets:
         queue = _widths.queues(prog.buckets, space.value_on_device(dict(prog.space)["width"], drawn["width"]))
     pool = Pool(inits, keys, drawn, bracket, rng.stream(key, "explore"), queue)

@@ -1,4 +1,4 @@
-"""Width buckets of a ``width`` search (private; used by ``jaxnn._search``).
+"""Width buckets of a ``width`` search (private; used by ``jaxnn.tune._program``).
 
 A trial of width ``w`` masks the hidden units of the model given past ``w``. Computing
 every slot at the model's width would waste the FLOPs of the masked units, so the

@@ -1,5 +1,6 @@
-"""What a search leaves (private; ``jaxnn.hpsearch`` is the API): the trials' table,
-the winner refit on every row, the keywords that replay a trial alone, cv's folds.
+"""What a search leaves (private; ``jaxnn.tune._search`` is the API): the trials'
+table, the winner refit on every row, the keywords that replay a trial alone, the
+search's checkpoint and its TensorBoard logs.
 """
 
 import dataclasses
@@ -13,24 +14,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _files, _models, _search, checkpoint, logs, optim, rng
-from jaxnn._checks import positive_int
+from jaxnn import _files, _models, checkpoint, logs, optim
 from jaxnn.distributed import fetch
-from jaxnn.mlp import Model
-from jaxnn.mlp import mlp as build_mlp
-from jaxnn.options import SearchResult, Tuning
+from jaxnn.mlp import Model, from_spec
+from jaxnn.options import SearchResult, TrialStatus
 from jaxnn.train import fit
 
 
 def mlp_spec(model) -> dict | None:
     spec = getattr(model, "spec", None)
     return spec if isinstance(model, Model) and isinstance(spec, dict) and spec.get("kind") == "mlp" else None
-
-
-def rebuild(spec: dict, hidden, dropout) -> Model:
-    sizes = [spec["sizes"][0], *(int(h) for h in hidden), spec["sizes"][-1]]
-    return build_mlp(sizes, spec["activation"], spec["output_activation"], init=spec.get("init"), dropout=dropout,
-                     norm=spec.get("norm"))  # fmt: skip
 
 
 def refit(result: SearchResult, x, y, sample_weight):
@@ -42,35 +35,6 @@ def refit(result: SearchResult, x, y, sample_weight):
     params = fit(**keywords).params
     pad = lambda a, b: jnp.zeros_like(b).at[tuple(slice(0, s) for s in jnp.shape(a))].set(a)
     return jax.tree.map(pad, params, result.best_params)
-
-
-def fold_data(run, cv: int, key, tuning):
-    """The plan of one fold and the folds' data, stacked on a leading axis: fold ``f``
-    holds out the ``f``-th of ``cv`` parts of a permutation of the rows (stream
-    ``validation``); parts of unequal size are padded with rows of weight 0."""
-    x, y, w = run.data.x, run.data.y, run.data.w
-    n = x.shape[0]
-    if cv > n:
-        raise ValueError(f"cv={cv} folds of {n} rows: expected at most {n}")
-    parts = np.array_split(np.asarray(jax.random.permutation(rng.stream(key, "validation"), n)), cv)
-    folds = [(np.concatenate(parts[:f] + parts[f + 1 :]), parts[f]) for f in range(cv)]
-    m, v = n - len(parts[-1]), len(parts[0])  # the largest training and validation parts
-    batch_size = positive_int(run.plan.batch_size, "batch_size", m)
-    pad = lambda idx, size: np.concatenate([idx, np.repeat(idx[:1], size - len(idx))])
-    mask = lambda idx, size: (np.arange(size) < len(idx)).astype(np.float32)
-    padded = n % cv != 0
-
-    def side(which: int, size: int):
-        idx = np.stack([pad(f[which], size) for f in folds])
-        weights = None
-        if padded or w is not None:
-            weights = np.stack([mask(f[which], size) for f in folds]) * (1.0 if w is None else np.asarray(w)[idx])
-        return x[idx], y[idx], None if weights is None else jnp.asarray(weights, jnp.float32)
-
-    tuning = tuning or Tuning()
-    n_batches = m // batch_size if tuning.drop_remainder else math.ceil(m / batch_size)
-    plan = run.plan._replace(n=m, n_batches=n_batches, n_val=v)
-    return plan, type(run.data)(*side(0, m), *side(1, v))
 
 
 def result(prog, state, data, model, inits, keys, optimizer, fixed: dict) -> SearchResult:
@@ -92,7 +56,7 @@ def result(prog, state, data, model, inits, keys, optimizer, fixed: dict) -> Sea
     reached = table["reached"]
     last_rung = np.where(reached.any(axis=1), reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1), -1)
     rows = []
-    for i in range(prog.n):
+    for i in range(prog.trials):
         best = float(table["best"][i])
         rows.append(
             {
@@ -101,13 +65,13 @@ def result(prog, state, data, model, inits, keys, optimizer, fixed: dict) -> Sea
                 "rung": int(last_rung[i]),
                 "epochs": int(table["epochs"][i]),
                 "score": best * prog.sign if math.isfinite(best) else float("nan"),
-                "status": _search.STATUS[int(table["status"][i])],
+                "status": str(TrialStatus(int(table["status"][i]))),
                 "parent": int(table["parent"][i]),
             }
         )
     champion = int(table["champion"])
     key = lambda i: (i != champion, rows[i]["status"] != "finished", -rows[i]["rung"], float(table["best"][i]), i)
-    order = sorted(range(prog.n), key=key)  # the winner, then finished ones, best first
+    order = sorted(range(prog.trials), key=key)  # the winner, then finished ones, best first
     best_params = trained_params(prog, state.champion) if champion >= 0 else None
     replay = Replay(rows, data, model, inits, keys, optimizer, fixed)
     best_config = rows[champion]["config"] if champion >= 0 else None
@@ -145,7 +109,8 @@ class Replay:
         spec = mlp_spec(model)
         if spec is not None and ("width" in config or "dropout" in config):
             hidden = [int(config["width"])] * (len(spec["sizes"]) - 2) if "width" in config else spec["sizes"][1:-1]
-            model = rebuild(spec, hidden, config.get("dropout", spec.get("dropout") or 0.0))
+            sizes = [spec["sizes"][0], *(int(h) for h in hidden), spec["sizes"][-1]]
+            model = from_spec({**spec, "sizes": sizes, "dropout": config.get("dropout", spec.get("dropout") or 0.0)})
         data, start = self.data, jax.tree.map(lambda a: a[i], self.inits)
         if "width" in config:  # the narrow network's part of the masked one
             shapes = jax.eval_shape(model.init, self.keys[i])
@@ -180,12 +145,14 @@ class Replay:
 SEARCH_FILE = "search" + checkpoint.SUFFIX
 
 
-def fingerprint(prog: _search.Program, key, loss) -> str:
+def fingerprint(prog, key, loss) -> str:
     """What makes two searches the same search (a resume must match it)."""
-    settings = [repr(prog.space), prog.rungs, prog.eta, prog.n, prog.k, prog.buckets, prog.monitor, prog.folds,
-                repr(prog.pbt), prog.optimizer_names, prog.fixed, repr(prog.mlp_spec), prog.plan.batch_size,
-                prog.plan.n, prog.plan.n_val, prog.chunk, str(loss),
-                np.asarray(jax.random.key_data(key)).tolist()]  # fmt: skip
+    settings = [
+        *(repr(v) for v in (prog.space, prog.schedule, prog.mlp_spec, prog.optimizer_names, prog.fixed)),
+        *(prog.trials, prog.slots, prog.buckets, prog.monitor, prog.folds, prog.chunk, str(loss)),
+        *(prog.plan.batch_size, prog.plan.n, prog.plan.n_val),
+        np.asarray(jax.random.key_data(key)).tolist(),
+    ]
     return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()
 
 

@@ -1,31 +1,32 @@
-"""Hyperparameter search inside the compiled program: ``jaxnn.search``.
+"""Hyperparameter search inside the compiled program: ``jaxnn.search`` (private;
+``jaxnn.tune`` re-exports it).
 
-Configurations drawn from a :mod:`jaxnn.space` train side by side in ``fit_many``'s
+Configurations drawn from a :mod:`jaxnn.tune.space` train side by side in ``fit_many``'s
 vmapped slots; the schedule's decisions (rank, promote, prune, refill; for PBT copy
 and perturb) are made inside the compiled chunk of epochs, so a search costs what its
 epochs cost, with one host round trip per chunk. See ``docs/guides/search.md``.
 """
 
 import dataclasses
-import math
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _driver, _models, _records, _search, _setup, _trials, _widths, logs, optim, parallel
-from jaxnn import space as spaces
+from jaxnn import _driver, _inputs, _models, _records, _setup, logs, optim, parallel
 from jaxnn._checks import MAX_ELEMENTS, positive_int
 from jaxnn.distributed import fetch
 from jaxnn.initializers import FAN_MODE, INITIALIZERS, get_initializer
 from jaxnn.mlp import MLPTrainApply, Model
 from jaxnn.options import Checkpoints, EarlyStopping, SearchResult, Tuning, higher_is_better
-from jaxnn.schedules import PBT, SuccessiveHalving
 from jaxnn.settings import Settings
+from jaxnn.tune import _program, _results, _widths
+from jaxnn.tune.schedulers import PBT, SuccessiveHalving
+from jaxnn.tune.space import Choice, Uniform, bounds
 
 
-def _check_space(space_, model, optimizer: str) -> tuple:
+def _check_space(space_: dict, model, optimizer: str) -> tuple:
     """``space`` as sorted ``(name, distribution)`` pairs, every name known."""
     if not isinstance(space_, dict) or not space_:
         raise TypeError("space must be a non-empty dict {name: jaxnn.space.loguniform(...) | uniform | choice}")
@@ -33,9 +34,9 @@ def _check_space(space_, model, optimizer: str) -> tuple:
     for name, dist in space_.items():
         if not isinstance(name, str):
             raise TypeError(f"space's names must be strings, got {name!r}")
-        if not isinstance(dist, spaces.Uniform | spaces.Choice):
+        if not isinstance(dist, Uniform | Choice):
             raise TypeError(f"space[{name!r}] must be jaxnn.space.loguniform/uniform/choice(...), got {dist!r}")
-        low, high = spaces.bounds(dist)
+        low, high = bounds(dist)
         if name in optim.HYPERPARAMS[optimizer]:
             optim.check_hyperparam(optimizer, name, low)
             optim.check_hyperparam(optimizer, name, high)
@@ -53,10 +54,10 @@ def _check_space(space_, model, optimizer: str) -> tuple:
 
 
 def _check_width(dist, model) -> None:
-    spec = _trials.mlp_spec(model)
+    spec = _results.mlp_spec(model)
     if spec is None or len(spec["sizes"]) < 3:
         raise ValueError("space['width'] masks the hidden units of a jaxnn.mlp with hidden layers; got another model")
-    if not isinstance(dist, spaces.Choice) or not all(float(w).is_integer() and w >= 1 for w in dist.options):
+    if not isinstance(dist, Choice) or not all(float(w).is_integer() and w >= 1 for w in dist.options):
         raise ValueError(f"space['width'] must be jaxnn.space.choice of positive ints, got {dist!r}")
     if spec.get("norm") == "layer":
         raise ValueError("space['width'] cannot mask a layer-norm MLP (its statistics span every unit)")
@@ -74,7 +75,7 @@ def _check_width(dist, model) -> None:
 def _rebuildable(model) -> bool:
     """Whether ``model`` is a ``jaxnn.mlp`` with the default initializers, which its
     spec rebuilds exactly."""
-    return _trials.mlp_spec(model) is not None and getattr(model.init, "rebuilt_from_spec", False)
+    return _results.mlp_spec(model) is not None and getattr(model.init, "rebuilt_from_spec", False)
 
 
 def _optimizer(optimizer, names) -> optim.Optimizer:
@@ -103,20 +104,6 @@ def _monitor(monitor, plan) -> str:
     if monitor not in names:
         raise ValueError(f"monitor={monitor!r} is not recorded; expected one of {names}")
     return monitor
-
-
-def _sizes(schedule, num_configs, slots, devices) -> tuple[int, int, int]:
-    """``(trials, configurations drawn, slots)``; with ``devices`` (the default
-    slots), the slots rounded up to a multiple of their number."""
-    n = positive_int(num_configs, "num_configs", MAX_ELEMENTS)
-    if isinstance(schedule, PBT):
-        if slots is not None and slots != n:
-            raise ValueError(f"PBT trains its whole population at once: slots must be None or {n}, got {slots!r}")
-        return schedule.trials(n), n, n
-    if slots is not None:
-        return n, n, positive_int(slots, "slots", MAX_ELEMENTS)
-    k, d = min(n, math.ceil(n / schedule.eta**2)), len(parallel.resolve_devices(devices))
-    return n, n, math.ceil(k / d) * d
 
 
 def search(
@@ -159,7 +146,7 @@ def search(
       key: the run's key. Configuration ``i``'s key is
         ``fold_in(jaxnn.rng.stream(key, "search"), i)``: its values, initial params and
         data order come from it, whatever the slots.
-      space: ``{name: distribution}`` from :mod:`jaxnn.space`. Names: the optimizer's
+      space: ``{name: distribution}`` from :mod:`jaxnn.tune.space`. Names: the optimizer's
         hyperparameters (``learning_rate``, ``momentum``, ``l2``, ``b1``, ...),
         ``dropout`` (a ``jaxnn.mlp`` built with dropout), ``width`` (the hidden units
         of a ``jaxnn.mlp``; the model given holds the largest width), or any name a
@@ -214,16 +201,14 @@ def search(
     schedule = SuccessiveHalving() if schedule is None else schedule
     if not isinstance(schedule, SuccessiveHalving | PBT):
         raise TypeError(f"schedule must be jaxnn.SuccessiveHalving, jaxnn.Hyperband or jaxnn.PBT, got {schedule!r}")
-    if isinstance(schedule, PBT) and early_stopping is not None:
-        raise ValueError("PBT replaces its worst members itself: early_stopping goes with the halving schedules")
     optimizer = _optimizer(optimizer, space if isinstance(space, dict) else {})
     space_ = _check_space(space, model, optimizer.name)
-    if isinstance(schedule, PBT) and "width" in space:
-        raise ValueError("PBT cannot change a width: a copied network's masked units have no weights to grow into")
+    schedule.check(space, early_stopping)
     if params is not None and "width" in space:
         raise ValueError("a width search starts each configuration from its own init: pass params=None")
     key = _models.check_key(key)
-    n, drawn_n, k = _sizes(schedule, num_configs, slots, None if slots is not None else devices)
+    devices_n = len(parallel.resolve_devices(devices)) if slots is None else 1
+    n, drawn_n, k = schedule.sizes(num_configs, slots, devices_n)
     buckets = _buckets(model, space_, key, (n, k, batch_size), devices, width_buckets) if "width" in space else ()
     k = sum(slots_ for _, slots_ in buckets) or k
     if cv is not None:
@@ -235,7 +220,7 @@ def search(
             )
         validation = None
     names = tuple(name for name, _ in space_ if name in optim.HYPERPARAMS[optimizer.name])
-    per_slot = {name: np.full(k, spaces.bounds(dict(space_)[name])[0], np.float32) for name in names}
+    per_slot = {name: np.full(k, bounds(dict(space_)[name])[0], np.float32) for name in names}
     optimizer_values = optim.Optimizer(optimizer.name, {**optimizer.hyperparams, **per_slot})
     settings = Settings(
         loss=loss,
@@ -254,40 +239,44 @@ def search(
     )
     models = _setup.Models(k, np.zeros(k) if "dropout" in space else None)
     run = _setup.setup(_model_for_search(model, space), params, x, y, settings, models)
-    plan, data = (run.plan, run.data) if cv is None else _trials.fold_data(run, cv, key, tuning)
+    plan, data = (
+        (run.plan, run.data)
+        if cv is None
+        else _inputs.fold_data(run.plan, run.data, cv, key, run.settings.tuning.drop_remainder)
+    )
     monitor = _monitor(monitor, plan)
     fixed = tuple(sorted((name, float(v[0])) for name, v in run.hyperparams.items() if name not in (*names, "dropout")))
     if checkpoints is not None and not isinstance(checkpoints, Checkpoints):
         raise TypeError(f"checkpoints must be a jaxnn.Checkpoints(...) or None, got {checkpoints!r}")
     log_dir = logs.check_log_dir(log_dir)
-    every = None if checkpoints is None else checkpoints.every
-    prog = _program(plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, progress, cv or 0, every)
+    chunk = _setup.epochs_per_call(run.settings.tuning, schedule.max_epochs, progress, checkpoints)
+    prog = _make_program(plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, chunk, cv or 0)
     prog = dataclasses.replace(prog, buckets=buckets)
-    saves = _trials.Saves(checkpoints, resume, _trials.fingerprint(prog, key, loss))
+    saves = _results.Saves(checkpoints, resume, _results.fingerprint(prog, key, loss))
     with saves:
-        pool, state = _search.run_begin(prog, key, jnp.asarray(schedule.brackets(n)), drawn_n)
+        pool, state = _program.run_begin(prog, key, jnp.asarray(schedule.brackets(n)), drawn_n)
         state = _drive(prog, saves.start(state), pool, data, run.placement, progress, saves)
     same = dict(loss=loss, batch_size=run.plan.batch_size, shuffle=shuffle, metrics=metrics,
                 early_stopping=early_stopping, tuning=tuning)  # fmt: skip
     first = data if cv is None else jax.tree.map(lambda a: a[0], data)  # replay: cv's fold 0
-    result = _trials.result(prog, state, first, model, pool.inits, pool.keys, optimizer, same)
-    if refit and result.best_config is not None and not isinstance(schedule, PBT):
-        result = dataclasses.replace(result, best_params=_trials.refit(result, x, y, sample_weight))
+    result = _results.result(prog, state, first, model, pool.inits, pool.keys, optimizer, same)
+    if refit and result.best_config is not None and schedule.refits:
+        result = dataclasses.replace(result, best_params=_results.refit(result, x, y, sample_weight))
     if log_dir is not None:
-        _trials.write_logs(log_dir, result)
+        _results.write_logs(log_dir, result)
     return result
 
 
 def _buckets(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
-    """A width search's buckets (``jaxnn._widths``), from the widths drawn, or ``()``."""
+    """A width search's buckets (``jaxnn.tune._widths``), from the widths drawn, or ``()``."""
     if choice not in (None, True, False):
         raise TypeError(f"width_buckets must be None, True or False, got {choice!r}")
     n, k, batch_size = sizes
-    mlp_sizes = _trials.mlp_spec(model)["sizes"]
+    mlp_sizes = _results.mlp_spec(model)["sizes"]
     work = k * positive_int(batch_size, "batch_size", MAX_ELEMENTS) * _widths.flops(mlp_sizes)
     if choice is False or (choice is None and work < _widths.BUCKET_WORK[jax.default_backend() == "cpu"]):
         return ()
-    widths = np.asarray(fetch(_search.run_widths(space_, key, n)))
+    widths = np.asarray(fetch(_program.run_widths(space_, key, n)))
     return _widths.buckets(mlp_sizes, widths, k, len(parallel.resolve_devices(devices)))
 
 
@@ -297,36 +286,31 @@ def _drive(prog, state, pool, data, place, progress: bool, saves):
     state = place.replicate(state)._replace(carry=place.split(state.carry), trial=place.split(state.trial))
     bar = None
     if progress and jax.process_index() == 0:  # one bar
-        pbt = prog.pbt is not None
-        bar = _driver.progress_bar(prog.rungs[-1] if pbt else prog.n, 0, unit="epoch" if pbt else "trial")
+        total, unit = prog.schedule.progress(prog)
+        bar = _driver.progress_bar(total, 0, unit=unit)
     while True:
-        state, status = _search.run_chunk(prog, state, data, pool)
+        state, status = _program.run_chunk(prog, state, data, pool)
         live, rung, done = (int(v) for v in fetch(status))  # the one sync per chunk
         saves.save(state)
         if bar is not None:
             bar.update(done - bar.n)
-            bar.set_postfix({"slots": live, **({"rung": f"{rung + 1}/{len(prog.rungs)}"} if prog.pbt is None else {})})
+            rungs = {"rung": f"{rung + 1}/{len(prog.rungs)}"} if len(prog.rungs) > 1 else {}
+            bar.set_postfix({"slots": live, **rungs})
         if live == 0:
             if bar is not None:
                 bar.close()
             return state
 
 
-def _program(plan, model, params, space_, names, schedule, sizes, monitor, progress, folds, every) -> _search.Program:
-    spec, mlp_spec, init = _trials.mlp_spec(model), (), getattr(model, "init", None)
+def _make_program(plan, model, params, space_, names, schedule, sizes, monitor, chunk, folds) -> _program.Program:
+    spec, mlp_spec, init = _results.mlp_spec(model), (), getattr(model, "init", None)
     if spec is not None and _rebuildable(model):  # equal settings share one compiled program
-        dropout = tuple(spec["dropout"]) if spec.get("dropout") else 0.0
-        mlp_spec = (tuple(spec["sizes"]), spec["activation"], spec["output_activation"], dropout, spec.get("norm"),
-                    spec.get("init"))  # fmt: skip
+        mlp_spec = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.items()))
         init = None
     if params is not None:
         init = _Fixed(params)
-    ticks = max(1, math.ceil(schedule.max_epochs / (10 if progress else 1)))
-    return _search.Program(
-        plan, init, mlp_spec, space_, *names, schedule.rungs(), getattr(schedule, "eta", 2), *sizes, monitor,
-        -1.0 if higher_is_better(monitor) else 1.0, every or min(1 << (ticks - 1).bit_length(), 1024),
-        schedule if isinstance(schedule, PBT) else None, folds,
-    )  # fmt: skip
+    sign = -1.0 if higher_is_better(monitor) else 1.0
+    return _program.Program(plan, init, mlp_spec, space_, *names, schedule, *sizes, monitor, sign, chunk, folds)
 
 
 class _Fixed:
