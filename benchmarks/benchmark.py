@@ -285,7 +285,9 @@ def work_a(bs: int, repeats: int, epochs: int = 3):
         "scan, unroll 4": scan_reference(x, y, model, loss, lr, bs, epochs, unroll=4),
         "jax loop": jax_loop(x, y, model, loss, lr, bs, epochs),
         "flax loop": flax_loop(x, y, SEED_SIZES, loss, lr, bs, epochs, "sigmoid"),
-        "torch eager": optional("torch", lambda: torch_eager(x, y, SEED_SIZES, lr, bs, epochs, "sigmoid", False)),
+        "torch eager": optional(
+            "torch", lambda: torch_eager(x, y, SEED_SIZES, lr, bs, epochs, "sigmoid", False)
+        ),
         "sklearn": optional("sklearn", lambda: sklearn_mlp(x, y, lr, bs, epochs)),
     }
     return measure(runs, len(x) * epochs, repeats)
@@ -343,13 +345,17 @@ def work_b_regularized(repeats: int, steps: int = 200, bs: int = 128, rate: floa
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((steps * bs, 784), dtype=np.float32))
     y = jnp.asarray(rng.integers(0, 10, steps * bs).astype(np.int32))
-    fit = lambda **kw: jaxnn_fit(jaxnn.mlp(sizes, **kw), x, y, "softmax_cross_entropy", 0.01, bs, 1, shuffle=False)
+    fit = lambda **kw: jaxnn_fit(
+        jaxnn.mlp(sizes, **kw), x, y, "softmax_cross_entropy", 0.01, bs, 1, shuffle=False
+    )
     runs = {
         "jaxnn.fit, dropout + batch norm": fit(dropout=rate, norm="batch"),
         "jaxnn.fit, plain": fit(),
         "jaxnn.fit, dropout": fit(dropout=rate),
         "jaxnn.fit, batch norm": fit(norm="batch"),
-        "flax loop, plain": flax_loop(x, y, sizes, jaxnn.losses.softmax_cross_entropy, 0.01, bs, 1, None),
+        "flax loop, plain": flax_loop(
+            x, y, sizes, jaxnn.losses.softmax_cross_entropy, 0.01, bs, 1, None
+        ),
         "flax loop, dropout + batch norm": flax_loop_regularized(
             x, y, sizes, jaxnn.losses.softmax_cross_entropy, 0.01, bs, rate
         ),
@@ -399,10 +405,24 @@ def gather_sweep(repeats: int, steps: int = 200, bs: int = 128) -> dict:
     for unroll in (1, 4, 8):
         for gather in ("step", "epoch"):
             runs[f"jaxnn.fit, gather {gather}, unroll {unroll}"] = jaxnn_fit(
-                model, x, y, "softmax_cross_entropy", 0.01, bs, 1, tuning=jaxnn.Tuning(unroll=unroll, gather=gather)
+                model,
+                x,
+                y,
+                "softmax_cross_entropy",
+                0.01,
+                bs,
+                1,
+                tuning=jaxnn.Tuning(unroll=unroll, gather=gather),
             )
         runs[f"scan, unroll {unroll}"] = scan_reference(
-            np.asarray(x), np.asarray(y), model, jaxnn.losses.softmax_cross_entropy, 0.01, bs, 1, unroll=unroll
+            np.asarray(x),
+            np.asarray(y),
+            model,
+            jaxnn.losses.softmax_cross_entropy,
+            0.01,
+            bs,
+            1,
+            unroll=unroll,
         )
     return measure(runs, steps * bs, repeats)
 
@@ -418,13 +438,28 @@ def many_models(count: int, timed_sequential: int) -> dict:
     keys = jaxnn.rng.model_keys(jax.random.key(1), count)
 
     def many():
-        r = fit_many(model, None, x, y, key=jax.random.key(1), num_models=count, optimizer=jaxnn.optim.sgd(0.1), **kw)
+        r = fit_many(
+            model,
+            None,
+            x,
+            y,
+            key=jax.random.key(1),
+            num_models=count,
+            optimizer=jaxnn.optim.sgd(0.1),
+            **kw,
+        )
         jax.block_until_ready(r.params)
 
     def sequential():
         for k in keys[:timed_sequential]:
             r = jaxnn.fit(
-                model, model.init(jaxnn.rng.stream(k, "init")), x, y, key=k, optimizer=jaxnn.optim.sgd(0.1), **kw
+                model,
+                model.init(jaxnn.rng.stream(k, "init")),
+                x,
+                y,
+                key=k,
+                optimizer=jaxnn.optim.sgd(0.1),
+                **kw,
             )
         jax.block_until_ready(r.params)
 
@@ -482,10 +517,14 @@ def work_c(repeats: int, steps: int = 20, bs: int = 8192, width: int = 4096) -> 
         xb, yb = x.reshape(-1, bs, width), y.reshape(-1, bs)
 
         def step(p, b):
-            f = lambda q: loss(model.apply(bf16(q), b[0].astype(jnp.bfloat16)).astype(jnp.float32), b[1])
+            f = lambda q: loss(
+                model.apply(bf16(q), b[0].astype(jnp.bfloat16)).astype(jnp.float32), b[1]
+            )
             return jax.tree.map(lambda a, g: a - 0.01 * g, p, jax.grad(f)(p)), None
 
-        return jax.lax.scan(lambda p, _: (jax.lax.scan(step, p, (xb, yb))[0], None), params, None, length=epochs)[0]
+        return jax.lax.scan(
+            lambda p, _: (jax.lax.scan(step, p, (xb, yb))[0], None), params, None, length=epochs
+        )[0]
 
     a = jax.random.normal(jax.random.key(4), (8192, 8192), jnp.bfloat16)
     b = jax.random.normal(jax.random.key(5), (8192, 8192), jnp.bfloat16)
@@ -497,7 +536,9 @@ def work_c(repeats: int, steps: int = 20, bs: int = 8192, width: int = 4096) -> 
         "scan (hand-written, bf16)": lambda: jax.block_until_ready(scan(params)),
         "matmul": lambda: jax.block_until_ready([mm(a, b) for _ in range(10)]),
     }
-    torch_run = optional("torch", lambda: _torch_bf16(np.asarray(x), np.asarray(y), sizes, bs, steps))
+    torch_run = optional(
+        "torch", lambda: _torch_bf16(np.asarray(x), np.asarray(y), sizes, bs, steps)
+    )
     if torch_run is not None:
         runs["torch eager"] = torch_run
     t = best_times(runs, repeats)
@@ -585,15 +626,25 @@ def table(title: str, results: dict, ref_name: str = "jaxnn.fit") -> str:
 def markdown(results: dict) -> str:
     """The results as markdown tables (docs/benchmarks.md is made by report.py)."""
     env = results["environment"]
-    lines = [f"jax {env['jax']}, {env['backend']} ({env['device']} x{env['device_count']}), Python {env['python']}", ""]
+    lines = [
+        f"jax {env['jax']}, {env['backend']} ({env['device']} x{env['device_count']}), Python {env['python']}",
+        "",
+    ]
     for work in ("A, batch 1", "A, batch 100", "A, batch 100, 30 epochs", "B, batch 128", "B, dropout and batch norm",
                  "B, by gather and unroll"):  # fmt: skip
         if work in results:
             ref_name = next(
-                n for n in ("jaxnn.fit", "jaxnn.fit, dropout + batch norm", "scan, unroll 1") if n in results[work]
+                n
+                for n in ("jaxnn.fit", "jaxnn.fit, dropout + batch norm", "scan, unroll 1")
+                if n in results[work]
             )
             ref = results[work][ref_name]
-            lines += [f"Work {work}", "", f"| peer | samples/s | {ref_name} is |", "|---|---:|---:|"]
+            lines += [
+                f"Work {work}",
+                "",
+                f"| peer | samples/s | {ref_name} is |",
+                "|---|---:|---:|",
+            ]
             for name, v in sorted(results[work].items(), key=lambda kv: -kv[1]):
                 lines.append(f"| {name} | {v:,.0f} | {ref / v:.2f}x |")
             lines.append("")
@@ -624,7 +675,9 @@ def markdown(results: dict) -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--quick", action="store_true", help="tiny repeats and sizes: a smoke run")
     ap.add_argument("--repeats", type=int, default=20)
@@ -656,9 +709,17 @@ def main(argv=None):
         return value
 
     steps = 10 if args.quick else 200
-    print(table("Work B, 784-512-512-10, batch 128", record("B, batch 128", work_b(repeats, steps=steps))))
+    print(
+        table(
+            "Work B, 784-512-512-10, batch 128",
+            record("B, batch 128", work_b(repeats, steps=steps)),
+        )
+    )
     parts = record("B, where a fit's time goes (ms)", work_b_parts(repeats, steps=steps))
-    print("Work B, where a fit's time goes (ms per call):", ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
+    print(
+        "Work B, where a fit's time goes (ms per call):",
+        ", ".join(f"{k} {v:.2f}" for k, v in parts.items()),
+    )
     print(table("Work A, batch 1 (seed network)", record("A, batch 1", work_a(1, repeats))))
     print(table("Work A, batch 100", record("A, batch 100", work_a(100, repeats))))
     if not args.quick:  # the same work, long enough that per-call costs stop mattering

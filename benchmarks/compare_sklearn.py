@@ -30,7 +30,13 @@ import jaxnn
 from jaxnn import experiment
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"  # the scripts it compares
-SCRIPTS = ["seed_network", "classify_breast_cancer", "classify_iris", "classify_digits", "regress_diabetes"]
+SCRIPTS = [
+    "seed_network",
+    "classify_breast_cancer",
+    "classify_iris",
+    "classify_digits",
+    "regress_diabetes",
+]
 
 
 def load_config(script: str) -> experiment.ExperimentConfig:
@@ -83,7 +89,10 @@ def cv_wall(config, split, library: str) -> float:
     """Seconds for a 5-fold ``cross_val_score`` of ``library``'s estimator (compile included)."""
     from sklearn.model_selection import cross_val_score
 
-    est, y = _estimator(config, library), split.y_train.ravel() if split.y_train.ndim == 2 else split.y_train
+    est, y = (
+        _estimator(config, library),
+        split.y_train.ravel() if split.y_train.ndim == 2 else split.y_train,
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -99,7 +108,9 @@ def _score(config, pred, y_test) -> float:
 
 def jaxnn_run(config, split) -> tuple[float, float]:
     n_out = len(split.classes) if config.task == "multiclass" else 1
-    model = jaxnn.mlp([split.x_train.shape[1], *config.hidden, n_out], config.activation, config.output_activation)
+    model = jaxnn.mlp(
+        [split.x_train.shape[1], *config.hidden, n_out], config.activation, config.output_activation
+    )
     params = model.init(jax.random.fold_in(jax.random.key(config.seed), 2))
     kw = dict(
         loss=config.loss,
@@ -109,7 +120,9 @@ def jaxnn_run(config, split) -> tuple[float, float]:
         key=jax.random.key(config.seed),
         progress=False,
     )
-    jaxnn.fit(model, params, split.x_train, split.y_train, **kw)  # compile once, as sklearn has nothing to compile
+    jaxnn.fit(
+        model, params, split.x_train, split.y_train, **kw
+    )  # compile once, as sklearn has nothing to compile
     start = time.perf_counter()
     result = jaxnn.fit(model, params, split.x_train, split.y_train, **kw)
     jax.block_until_ready(result.params)
@@ -121,17 +134,26 @@ def jaxnn_run(config, split) -> tuple[float, float]:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs-scale", type=float, default=1.0, help="scale every config's epochs (smoke runs)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--epochs-scale", type=float, default=1.0, help="scale every config's epochs (smoke runs)"
+    )
     ap.add_argument("--markdown", help="also write the table as markdown to this file")
     args = ap.parse_args(argv)
     rows = []
     for script in SCRIPTS:
         config = load_config(script)
-        config = dataclasses.replace(config, epochs=max(1, round(config.epochs * args.epochs_scale)))
+        config = dataclasses.replace(
+            config, epochs=max(1, round(config.epochs * args.epochs_scale))
+        )
         split = experiment.load_split(config)
         metric = "test RMSE (lower is better)" if config.task == "regression" else "test accuracy"
-        cv = (cv_wall(config, split, "jaxnn"), cv_wall(config, split, "sklearn"))  # first: nothing compiled yet
+        cv = (
+            cv_wall(config, split, "jaxnn"),
+            cv_wall(config, split, "sklearn"),
+        )  # first: nothing compiled yet
         runs = [
             jaxnn_run(config, split),
             estimator_run(config, split, "jaxnn"),

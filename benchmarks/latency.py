@@ -130,7 +130,9 @@ print(once(MLPClassifier), once(MLPClassifier), once(SkMLP))
 def python(code: str, cache: str | None) -> list[float]:
     env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
     env["JAXNN_COMPILATION_CACHE"] = cache or "0"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     return [float(v) for v in out.stdout.split()]
 
 
@@ -146,14 +148,18 @@ def script_time(cache: str) -> float:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args(argv)
     import jax
 
     results = {"jax": jax.__version__, "device": jax.devices()[0].device_kind}
     # A first call is one sample of a noisy machine: the median over three fresh processes.
-    ratio = lambda cache: statistics.median(first / warm for first, warm in (python(SEED_FIT, cache) for _ in range(3)))
+    ratio = lambda cache: statistics.median(
+        first / warm for first, warm in (python(SEED_FIT, cache) for _ in range(3))
+    )
     results["seed fit: first call / warm call, no cache"] = ratio(None)
     with tempfile.TemporaryDirectory() as cache:
         python(SEED_FIT, cache)  # fills the cache
@@ -164,26 +170,39 @@ def main(argv=None) -> dict:
         results["main job: second run / first run"] = run2 / run1
     jx, jx_score, sk, sk_score = python(IRIS + CV, None)
     results["iris CV 5x5: jaxnn.sklearn / scikit-learn time"] = jx / sk
-    results["iris CV 5x5 (s, mean accuracy)"] = {"jaxnn.sklearn": [jx, jx_score], "scikit-learn": [sk, sk_score]}
+    results["iris CV 5x5 (s, mean accuracy)"] = {
+        "jaxnn.sklearn": [jx, jx_score],
+        "scikit-learn": [sk, sk_score],
+    }
     with tempfile.TemporaryDirectory() as cache:
         python(IRIS + CV, cache)  # fills the cache
         jx, _, sk, _ = python(IRIS + CV, cache)
-        results["iris CV 5x5: jaxnn.sklearn / scikit-learn time, second process with the cache"] = jx / sk
+        results["iris CV 5x5: jaxnn.sklearn / scikit-learn time, second process with the cache"] = (
+            jx / sk
+        )
     one, long = python(PER_CALL, None)
-    results["fit per-call cost (us): 3-epoch call minus 1/100 of a 300-epoch call"] = 1e6 * (one - long / 100)
+    results["fit per-call cost (us): 3-epoch call minus 1/100 of a 300-epoch call"] = 1e6 * (
+        one - long / 100
+    )
     results["work A batch 100, 3 epochs (samples/s)"] = 3000 / one
     fit_once, hand = python(BEST + FIXED, None)
     results["fit of one step (us, best of 500 calls)"] = 1e6 * fit_once
     results["jitted make_train_step, one call and its loss fetched (us, best of 500)"] = 1e6 * hand
     jx_predict, jx_partial, sk_predict, sk_partial = python(BEST + IRIS + SKLEARN_CALLS, None)
     results["iris, one predict call: jaxnn.sklearn / scikit-learn time"] = jx_predict / sk_predict
-    results["iris, one partial_fit call: jaxnn.sklearn / scikit-learn time"] = jx_partial / sk_partial
+    results["iris, one partial_fit call: jaxnn.sklearn / scikit-learn time"] = (
+        jx_partial / sk_partial
+    )
     results["iris, one call (us): predict, partial_fit"] = {
         "jaxnn.sklearn": [1e6 * jx_predict, 1e6 * jx_partial],
         "scikit-learn": [1e6 * sk_predict, 1e6 * sk_partial],
     }
     first, repeat, sk = python(IRIS + LBFGS, None)
-    results["iris, solver='lbfgs' (s): first fit in a process, a repeat, scikit-learn"] = [first, repeat, sk]
+    results["iris, solver='lbfgs' (s): first fit in a process, a repeat, scikit-learn"] = [
+        first,
+        repeat,
+        sk,
+    ]
     for k, v in results.items():
         print(f"{k:80s} {v if isinstance(v, str | dict | list) else f'{v:.3g}'}")
     if args.out:

@@ -27,7 +27,10 @@ def float64_sgd_numpy(params, x, y) -> list:
     p = [{k: np.asarray(v, np.float64) for k, v in layer.items()} for layer in params]
     for _ in range(EPOCHS):
         for i in range(0, len(x), BATCH):
-            acts, target = [np.asarray(x[i : i + BATCH], np.float64)], np.asarray(y[i : i + BATCH], np.float64)
+            acts, target = (
+                [np.asarray(x[i : i + BATCH], np.float64)],
+                np.asarray(y[i : i + BATCH], np.float64),
+            )
             for j, layer in enumerate(p):
                 z = acts[-1] @ layer["w"] + layer["b"]
                 acts.append(1 / (1 + np.exp(-z)) if j == len(p) - 1 else np.maximum(z, 0))
@@ -48,7 +51,10 @@ def float64_sgd(params, x, y) -> list:
         return float64_sgd_numpy(params, x, y)
 
     p = [
-        {k: torch.tensor(np.asarray(v), dtype=torch.float64, requires_grad=True) for k, v in layer.items()}
+        {
+            k: torch.tensor(np.asarray(v), dtype=torch.float64, requires_grad=True)
+            for k, v in layer.items()
+        }
         for layer in params
     ]
     xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
@@ -67,7 +73,9 @@ def float64_sgd(params, x, y) -> list:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args(argv)
     x, y = jaxnn.make_regression(jax.random.key(0), n=1000)
@@ -75,7 +83,11 @@ def main(argv=None) -> dict:
     model = jaxnn.mlp(SIZES, output_activation="sigmoid")
     params = model.init(jax.random.key(1))
     reference = float64_sgd(params, x, y)
-    results = {"jax": jax.__version__, "backend": jax.default_backend(), "device": jax.devices()[0].device_kind}
+    results = {
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "device": jax.devices()[0].device_kind,
+    }
     for mode in jaxnn.precision.COMPUTE_DTYPES:
         r = jaxnn.fit(
             model,

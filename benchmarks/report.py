@@ -17,7 +17,14 @@ from common import write_text
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "docs" / "benchmarks.md"
-PEERS = ("flax loop", "jax loop", "nnx loop", "equinox loop", "torch eager", "sklearn")  # each written as its
+PEERS = (
+    "flax loop",
+    "jax loop",
+    "nnx loop",
+    "equinox loop",
+    "torch eager",
+    "sklearn",
+)  # each written as its
 # own tutorials write it (benchmarks/benchmark.py); the hand-written scan is a reference, not a peer
 HEAD = """# Benchmarks
 
@@ -47,7 +54,9 @@ def _machine(env: dict) -> str:
 
 
 def _work_table(name: str, rows: dict) -> list[str]:
-    numeric = {k: v for k, v in rows.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    numeric = {
+        k: v for k, v in rows.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
     out = [f"**{name}**", "", "| run | value | jaxnn.fit / it |", "|---|---:|---:|"]
     base = numeric.get("jaxnn.fit")
     for k, v in sorted(numeric.items(), key=lambda kv: -kv[1]):
@@ -64,7 +73,9 @@ def _targets(results: dict) -> list[str]:
         for peer in PEERS:
             if isinstance(runs.get(peer), int | float) and runs[peer] > 0:
                 ratio = runs["jaxnn.fit"] / runs[peer]
-                rows.append(f"| {work} | {peer} | {ratio:.2f}x | {'met' if ratio >= 1 else 'missed'} |")
+                rows.append(
+                    f"| {work} | {peer} | {ratio:.2f}x | {'met' if ratio >= 1 else 'missed'} |"
+                )
     if not rows:
         return []
     return ["Targets: jaxnn.fit at least as fast as each peer, on the same work.", "",
@@ -83,14 +94,19 @@ def _speed_page(path: Path, results: dict) -> list[str]:
 def _flat_page(path: Path, results: dict) -> list[str]:
     out = [f"## {path.stem}", "", "| measure | value |", "|---|---|"]
     for k, v in results.items():
-        out.append(f"| {_cell(k)} | {_cell(_number(v) if not isinstance(v, dict | list) else json.dumps(v))} |")
+        out.append(
+            f"| {_cell(k)} | {_cell(_number(v) if not isinstance(v, dict | list) else json.dumps(v))} |"
+        )
     return [*out, ""]
 
 
 def _ab_page(path: Path, results: dict) -> list[str]:
     out = [f"## {path.stem}: {_machine(results['environment'])}", "", results["what"] + ".", ""]
     pairs = [("before-1", "after-1"), ("before-2", "after-2")]
-    out += ["| work | ratio | " + " | ".join(f"{b} / {a}" for b, a in pairs) + " |", "|---|---|" + "---:|---:|"]
+    out += [
+        "| work | ratio | " + " | ".join(f"{b} / {a}" for b, a in pairs) + " |",
+        "|---|---|" + "---:|---:|",
+    ]
     for work in results["before-1"]:
         runs = results["before-1"][work]
         if not isinstance(runs, dict) or "jaxnn.fit" not in runs or "(ms)" in work:
@@ -100,7 +116,9 @@ def _ab_page(path: Path, results: dict) -> list[str]:
                 cells = []
                 for b, a in pairs:
                     rb, ra = results[b][work], results[a][work]
-                    cells.append(f"{rb['jaxnn.fit'] / rb[ref]:.2f} / {ra['jaxnn.fit'] / ra[ref]:.2f}")
+                    cells.append(
+                        f"{rb['jaxnn.fit'] / rb[ref]:.2f} / {ra['jaxnn.fit'] / ra[ref]:.2f}"
+                    )
                 out.append(f"| {work} | jaxnn.fit / {ref} | {' | '.join(cells)} |")
     before, after = results["latency before"], results["latency after"]
     out += ["", "| first-call measure | before | after |", "|---|---:|---:|"]
@@ -121,7 +139,11 @@ def _search_page(path: Path, results: dict) -> list[str]:
                 "|---|---:|---:|---:|"]  # fmt: skip
         out += [f"| {_cell(k)} | {_number(v['seconds'])} | {_number(v.get('compiling seconds', ''))} | "
                 f"{v['test accuracy']:.4f} |" for k, v in runs.items() if isinstance(v, dict)]  # fmt: skip
-        out += ["", "| run | peer | time ratio | target | accuracy difference | met |", "|---|---|---:|---:|---:|---|"]
+        out += [
+            "",
+            "| run | peer | time ratio | target | accuracy difference | met |",
+            "|---|---|---:|---:|---:|---|",
+        ]
         for t in runs["targets"]:
             met = "met" if t["met"] else "missed"
             met += f": {t['why']}" if t.get("why") else ""

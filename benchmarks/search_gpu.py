@@ -39,7 +39,11 @@ EPOCHS = 27
 
 
 def work(quick: bool) -> dict:
-    return {"configs": 64 if quick else 4096, "optuna trials": 6 if quick else 40, "epochs": 3 if quick else EPOCHS}
+    return {
+        "configs": 64 if quick else 4096,
+        "optuna trials": 6 if quick else 40,
+        "epochs": 3 if quick else EPOCHS,
+    }
 
 
 def search(x, y, seed: int, n: int, schedule, slots=None):
@@ -47,7 +51,10 @@ def search(x, y, seed: int, n: int, schedule, slots=None):
 
     import jaxnn
 
-    space = {"learning_rate": jaxnn.space.loguniform(1e-4, 1.0), "momentum": jaxnn.space.uniform(0.0, 0.99)}
+    space = {
+        "learning_rate": jaxnn.space.loguniform(1e-4, 1.0),
+        "momentum": jaxnn.space.uniform(0.0, 0.99),
+    }
     model = jaxnn.mlp([64, 100, 10])
     return jaxnn.search(model, None, x, y, loss="softmax_cross_entropy", key=jax.random.key(seed), space=space,
                         schedule=schedule, num_configs=n, slots=slots, validation=0.2, metrics=["accuracy"],
@@ -57,7 +64,9 @@ def search(x, y, seed: int, n: int, schedule, slots=None):
 def accuracy(result, x_test, y_test) -> float:
     import jaxnn
 
-    pred = np.asarray(jaxnn.predict(jaxnn.mlp([64, 100, 10]), result.best_params, x_test)).argmax(-1)
+    pred = np.asarray(jaxnn.predict(jaxnn.mlp([64, 100, 10]), result.best_params, x_test)).argmax(
+        -1
+    )
     return float((pred == y_test).mean())
 
 
@@ -136,7 +145,9 @@ def optuna_trials(quick: bool) -> dict:
         return float(result.history["val_accuracy"][-1])
 
     pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0), pruner=pruner)
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=0), pruner=pruner
+    )
     start = time.perf_counter()
     study.optimize(objective, n_trials=w["optuna trials"])
     seconds = time.perf_counter() - start
@@ -149,7 +160,9 @@ def in_new_process(function: str, quick: bool) -> dict:
         f"print(json.dumps(g.{function}({quick})))"
     )
     env = {**os.environ, "JAXNN_COMPILATION_CACHE": "0"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900
+    )
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -158,10 +171,25 @@ def in_new_process(function: str, quick: bool) -> dict:
 def targets(w: dict, full: dict, sh: dict, opt: dict) -> list[dict]:
     per_config, per_trial = sh["seconds"] / w["configs"], opt["seconds"] / opt["trials"]
     rows = [
-        ("jaxnn full budget, warm", "1,000 configurations/s", full["seconds"] / (w["configs"] / 1000), 1.0),
+        (
+            "jaxnn full budget, warm",
+            "1,000 configurations/s",
+            full["seconds"] / (w["configs"] / 1000),
+            1.0,
+        ),
         ("jaxnn halving, cold", "10 s", sh["seconds"] / 10, 1.0),
-        ("jaxnn halving, cold (per configuration)", "optuna (per trial)", per_config / per_trial, 1 / 20),
-        ("jaxnn halving: transfers / chunks", "one per chunk", sh["transfers"] / max(sh["chunks"], 1), 1.0),
+        (
+            "jaxnn halving, cold (per configuration)",
+            "optuna (per trial)",
+            per_config / per_trial,
+            1 / 20,
+        ),
+        (
+            "jaxnn halving: transfers / chunks",
+            "one per chunk",
+            sh["transfers"] / max(sh["chunks"], 1),
+            1.0,
+        ),
     ]
     return [{"run": run, "peer": peer, "time ratio": round(r, 4), "at most": round(limit, 4),
              "accuracy difference": 0.0, "met": r <= limit, "why": ""} for run, peer, r, limit in rows]  # fmt: skip
@@ -176,7 +204,9 @@ def main(argv=None) -> int:
 
     device = jax.devices()[0].device_kind
     w = work(args.quick)
-    full, sh, opt = (in_new_process(f, args.quick) for f in ("full_budget", "halving", "optuna_trials"))
+    full, sh, opt = (
+        in_new_process(f, args.quick) for f in ("full_budget", "halving", "optuna_trials")
+    )
     print(json.dumps({"full budget": full, "halving": sh, "optuna": opt}, indent=1), flush=True)
     runs = {
         f"jaxnn full budget ({w['configs']} configurations, {w['epochs']} epochs), warm": full,
@@ -193,7 +223,10 @@ def main(argv=None) -> int:
         "digits, 64-100-10": {**runs, "targets": targets(w, full, sh, opt), "seeds": 1},
     }
     name = "".join(c if c.isalnum() else "_" for c in device.lower()).strip("_")
-    write_json(args.out or HERE / "results" / f"search_{'quick_' if args.quick else ''}{name}.json", results)
+    write_json(
+        args.out or HERE / "results" / f"search_{'quick_' if args.quick else ''}{name}.json",
+        results,
+    )
     return 0
 
 

@@ -62,7 +62,9 @@ def task(name: str):
     else:
         x, y = make_classification(n_samples=20000, n_features=30, n_informative=15, n_redundant=5, n_classes=4,
                                    class_sep=0.9, flip_y=0.02, random_state=7)  # fmt: skip
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.25, random_state=0, stratify=y
+    )
     scaler = StandardScaler().fit(x_train)
     f32 = lambda a: scaler.transform(a).astype(np.float32)
     return f32(x_train), f32(x_test), y_train.astype(np.int32), y_test.astype(np.int32)
@@ -153,7 +155,9 @@ def in_new_process(function: str, name: str, seed: int, cache: str | None, calls
     compilation cache in folder ``cache``, or off)."""
     env = {**os.environ, "JAXNN_COMPILATION_CACHE": cache or "0"}
     code = CHILD.format(here=str(HERE), function=function, name=name, seed=seed, calls=calls)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=1800)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=1800
+    )
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -224,7 +228,9 @@ def main(argv=None) -> int:
                 rows["jaxnn cache"].append(in_new_process("timed_jaxnn", name, seed, cache)[0])
             rows["jaxnn warm"].append(in_new_process("timed_jaxnn", name, seed, None, calls=2)[1])
             if name == "classification_20k":
-                rows.setdefault(OPTUNA, []).append(in_new_process("run_optuna", name, seed, None)[0])
+                rows.setdefault(OPTUNA, []).append(
+                    in_new_process("run_optuna", name, seed, None)[0]
+                )
             print(name, seed, {k: v[-1] for k, v in rows.items()}, flush=True)
         results[name] = summarise(name, rows)
         print(json.dumps(results[name], indent=1), flush=True)
@@ -233,7 +239,10 @@ def main(argv=None) -> int:
 
 
 def summarise(name: str, rows: dict) -> dict:
-    mean = {k: (float(np.mean([r[0] for r in v])), float(np.mean([r[1] for r in v]))) for k, v in rows.items()}
+    mean = {
+        k: (float(np.mean([r[0] for r in v])), float(np.mean([r[1] for r in v])))
+        for k, v in rows.items()
+    }
     sk_time, sk_acc = mean["scikit-learn"]
     out = {k: {"seconds": round(t, 3), "test accuracy": round(a, 4)} for k, (t, a) in mean.items()}
     for k, v in rows.items():

@@ -58,7 +58,9 @@ def ladder(x, y, unroll: int):
                 u, s = sgd.update(g, s, p)
                 return (optax.apply_updates(p, u), s), lv
 
-            return jax.lax.scan(step, (params, sgd.init(params)), idx if gather else (xb, yb), unroll=unroll)
+            return jax.lax.scan(
+                step, (params, sgd.init(params)), idx if gather else (xb, yb), unroll=unroll
+            )
 
         return train
 
@@ -157,13 +159,19 @@ def main():
     for unroll in (1, 8):
         rungs, model, params = ladder(x, y, unroll)
         runs = timed(rungs, params)
-        runs["6 jaxnn.fit (device data)"] = fit_runner(model, params, x, y, tuning=jaxnn.Tuning(unroll=unroll))
-        runs["7 jaxnn.fit (host NumPy)"] = fit_runner(model, params, xh, yh, tuning=jaxnn.Tuning(unroll=unroll))
+        runs["6 jaxnn.fit (device data)"] = fit_runner(
+            model, params, x, y, tuning=jaxnn.Tuning(unroll=unroll)
+        )
+        runs["7 jaxnn.fit (host NumPy)"] = fit_runner(
+            model, params, xh, yh, tuning=jaxnn.Tuning(unroll=unroll)
+        )
         res = {k: samples / best(f, args.repeats) for k, f in runs.items()}
         out[f"unroll {unroll}"] = res
         print(f"unroll {unroll}")
         for k, v in res.items():
-            print(f"  {k:42s} {v:12,.0f} samples/s  {v / res['0 scan (grad, pre-batched)']:.2f}x the scan")
+            print(
+                f"  {k:42s} {v:12,.0f} samples/s  {v / res['0 scan (grad, pre-batched)']:.2f}x the scan"
+            )
     rungs, model, params = ladder(x, y, 1)
     hlo = {"fit": fit_hlo(model, params, x, y, unroll=1)}
     for k in ("0 scan (grad, pre-batched)", "2 + gather rows by index", "5 + float32 ComputeApply"):
@@ -176,18 +184,25 @@ def main():
     fit_run(), scan_run()
     for name, fn in (("scan", scan_run), ("fit", fit_run)):
         try:
-            with jax.profiler.trace(os.path.join(args.out, f"trace_{name}"), create_perfetto_trace=True):
+            with jax.profiler.trace(
+                os.path.join(args.out, f"trace_{name}"), create_perfetto_trace=True
+            ):
                 fn()
         except Exception as e:  # a diagnostic: record it and go on
             out[f"trace {name} error"] = repr(e)
     # host upload
     t_finite = best(lambda: np.isfinite(xh).all(), 5)
     t_put = best(lambda: jax.device_put(xh).block_until_ready(), 5)
-    out["host"] = {"isfinite all (ms)": t_finite * 1e3, f"device_put {xh.nbytes / 2**20:.0f} MiB (ms)": t_put * 1e3}
+    out["host"] = {
+        "isfinite all (ms)": t_finite * 1e3,
+        f"device_put {xh.nbytes / 2**20:.0f} MiB (ms)": t_put * 1e3,
+    }
     try:
         import xxhash
 
-        out["host"]["xxh3_64 (ms)"] = best(lambda: xxhash.xxh3_64_intdigest(memoryview(xh).cast("B")), 5) * 1e3
+        out["host"]["xxh3_64 (ms)"] = (
+            best(lambda: xxhash.xxh3_64_intdigest(memoryview(xh).cast("B")), 5) * 1e3
+        )
     except ImportError as e:
         out["host"]["xxhash"] = repr(e)
     print(out["host"])

@@ -39,7 +39,9 @@ def write(path: Path, rows: int, progress: bool) -> None:
     x = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, FEATURES))
     y = np.empty(rows, np.int32)
     step = (64 << 20) // (4 * FEATURES)
-    for start in tqdm(range(0, rows, step), desc=f"writing {path.name}", unit="chunk", disable=not progress):
+    for start in tqdm(
+        range(0, rows, step), desc=f"writing {path.name}", unit="chunk", disable=not progress
+    ):
         block = rng.standard_normal((min(step, rows - start), FEATURES), dtype=np.float32)
         x[start : start + len(block)] = block
         y[start : start + len(block)] = (block @ w).argmax(axis=1)
@@ -83,14 +85,22 @@ def train(path: Path, source: str, epochs: int, progress: bool) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--gb", type=float, default=2.0, help="size of the dataset file (default 2)")
-    ap.add_argument("--epochs", type=int, default=1, help="epochs timed after the first (default 1)")
-    ap.add_argument("--file", default="/tmp/jaxnn_stream/x.npy", help="where the dataset is written")
+    ap.add_argument(
+        "--epochs", type=int, default=1, help="epochs timed after the first (default 1)"
+    )
+    ap.add_argument(
+        "--file", default="/tmp/jaxnn_stream/x.npy", help="where the dataset is written"
+    )
     ap.add_argument("--compare", action="store_true", help="also train from memory; report both")
     ap.add_argument("--out", help="write the results as JSON here")
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--train", choices=["memmap", "memory"], help=argparse.SUPPRESS)  # one child process
+    ap.add_argument(
+        "--train", choices=["memmap", "memory"], help=argparse.SUPPRESS
+    )  # one child process
     args = ap.parse_args(argv)
     path = Path(args.file)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +111,16 @@ def main(argv=None):
     write(path, rows, not args.no_progress)
     results = {}
     for source in ["memmap", "memory"] if args.compare else ["memmap"]:
-        cmd = [sys.executable, __file__, "--train", source, "--file", str(path), "--epochs", str(args.epochs)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--train",
+            source,
+            "--file",
+            str(path),
+            "--epochs",
+            str(args.epochs),
+        ]
         cmd += ["--no-progress"] if args.no_progress else []
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
         results[source] = json.loads(out.strip().splitlines()[-1])

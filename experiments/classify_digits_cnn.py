@@ -41,10 +41,14 @@ class DigitsCNN(nn.Module):
 def build(config: experiment.ExperimentConfig, n_in: int, n_out: int, key):
     """The runner's model builder: ``(model, variables)``."""
     if n_in != 64 or len(config.hidden) != 3:
-        raise ValueError(f"the CNN takes 8x8 images (64 features) and --hidden C1,C2,WIDTH, got {config.hidden}")
+        raise ValueError(
+            f"the CNN takes 8x8 images (64 features) and --hidden C1,C2,WIDTH, got {config.hidden}"
+        )
     if config.norm not in (None, "batch"):
         raise ValueError(f"the CNN's norm is 'batch' or none, got {config.norm!r}")
-    model = DigitsCNN(config.hidden[:2], config.hidden[2], n_out, config.dropout, config.norm == "batch")
+    model = DigitsCNN(
+        config.hidden[:2], config.hidden[2], n_out, config.dropout, config.norm == "batch"
+    )
     return model, model.init(key, np.zeros((1, n_in), np.float32), train=False)
 
 

@@ -46,7 +46,11 @@ def main(argv=None):
         configs = [experiment.config_from_args(args, defaults) for defaults in (BATCH_1, BATCH_100)]
         for config in configs:
             current.append(out / f"batch-{config.batch_size}")
-            results.append(experiment.run(config, current[-1], overwrite=args.overwrite, progress=not args.no_progress))
+            results.append(
+                experiment.run(
+                    config, current[-1], overwrite=args.overwrite, progress=not args.no_progress
+                )
+            )
     split = experiment.load_split(results[0].config)
     line = jaxnn.linear_regression(split.x_train, split.y_train)
     linear_rmse = float(jaxnn.losses.rmse(line(split.x_test), split.y_test))

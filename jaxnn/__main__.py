@@ -9,9 +9,13 @@ from jaxnn.doctor import doctor
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m jaxnn", description=__doc__.replace("`", ""))  # plain text
+    ap = argparse.ArgumentParser(
+        prog="python -m jaxnn", description=__doc__.replace("`", "")
+    )  # plain text
     commands = ap.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("doctor", help="versions, backend and devices, and the fix for a CPU fallback")
+    check = commands.add_parser(
+        "doctor", help="versions, backend and devices, and the fix for a CPU fallback"
+    )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     args = ap.parse_args(argv)
     report = doctor(verbose=not args.json)

@@ -26,7 +26,9 @@ class History:
     epochs run before without one (a run resumed from a ``TrainState``)."""
 
     def __init__(self, prior: dict | None = None, offset: int = 0):
-        self.parts = {k: [np.asarray(v, np.float32)] for k, v in (prior or {}).items() if k != "epoch"}
+        self.parts = {
+            k: [np.asarray(v, np.float32)] for k, v in (prior or {}).items() if k != "epoch"
+        }
         self.offset = offset
         self.epochs = offset + (next(iter(self.parts.values()))[0].shape[-1] if self.parts else 0)
 
@@ -50,8 +52,16 @@ def train(run) -> tuple:
     the host, history)``."""
     carry, data, history, progress = run.begin()
     runner = run.runner(history, progress)
-    carry, stop = drive(runner, carry, data, epochs=run.epochs, history=history, progress=run.progress,
-                        saver=run.saver, log=run.log)  # fmt: skip
+    carry, stop = drive(
+        runner,
+        carry,
+        data,
+        epochs=run.epochs,
+        history=history,
+        progress=run.progress,
+        saver=run.saver,
+        log=run.log,
+    )
     return carry, stop, history
 
 
@@ -70,9 +80,15 @@ def drive(run, carry, data, *, epochs: int, history: History, progress: bool, sa
             log.add({k: v[-1] for k, v in history.parts.items()}, before + 1)
         if bar is not None:
             bar.update(history.epochs - before)
-            bar.set_postfix({k: f"{history.latest(k):.4g}" for k in ("loss", "val_loss") if k in history.parts})
-        if saver is not None and not (chunk.stop == Stop.NON_FINITE_PARAMS).any():  # nothing worth resuming
-            saver.after_chunk(carry, history.epochs, history.arrays(), bool((chunk.stop != Stop.COMPLETED).all()))
+            bar.set_postfix(
+                {k: f"{history.latest(k):.4g}" for k in ("loss", "val_loss") if k in history.parts}
+            )
+        if (
+            saver is not None and not (chunk.stop == Stop.NON_FINITE_PARAMS).any()
+        ):  # nothing worth resuming
+            saver.after_chunk(
+                carry, history.epochs, history.arrays(), bool((chunk.stop != Stop.COMPLETED).all())
+            )
     if bar is not None:
         bar.close()
     return carry, np.asarray(fetch(carry.stop) if stop is None else stop)
@@ -93,10 +109,14 @@ def finish(early, carry, stops: np.ndarray) -> Any:
     """
     params = carry.state.variables
     if (bad := np.flatnonzero(stops == Stop.NON_FINITE_PARAMS)).size:
-        raise _models.non_finite_params_error(jax.tree.map(lambda p: p[bad[0]], params) if stops.ndim else params)
+        raise _models.non_finite_params_error(
+            jax.tree.map(lambda p: p[bad[0]], params) if stops.ndim else params
+        )
     if early is not None and early.restore_best:
         has_best = np.isfinite(np.asarray(fetch(carry.best)))
-        pick = lambda b, p: jnp.where(has_best.reshape(has_best.shape + (1,) * (p.ndim - has_best.ndim)), b, p)
+        pick = lambda b, p: jnp.where(
+            has_best.reshape(has_best.shape + (1,) * (p.ndim - has_best.ndim)), b, p
+        )
         params = jax.tree.map(pick, carry.best_params, params)
     return params
 

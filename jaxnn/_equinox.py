@@ -44,8 +44,12 @@ class EqxApply:
     def _run(self, skeleton, variables, x, key):
         import equinox as eqx
 
-        params, state = (variables["params"], variables["eqx_state"]) if self.stateful else (variables, None)
-        if self.stateful:  # a clone: Equinox marks a State used once consumed, and jaxnn's loop keeps its own
+        params, state = (
+            (variables["params"], variables["eqx_state"]) if self.stateful else (variables, None)
+        )
+        if (
+            self.stateful
+        ):  # a clone: Equinox marks a State used once consumed, and jaxnn's loop keeps its own
             leaves, tree = jax.tree.flatten(state)
             state = jax.tree.unflatten(tree, leaves)
         model = eqx.combine(params, skeleton)
@@ -80,7 +84,9 @@ def split_equinox(model, params):
         variables = arrays
     elif isinstance(params, eqx.nn.State):
         variables = {"params": arrays, "eqx_state": params}
-    elif type(params) is type(model) or (isinstance(params, dict) and set(params) == {"params", "eqx_state"}):
+    elif type(params) is type(model) or (
+        isinstance(params, dict) and set(params) == {"params", "eqx_state"}
+    ):
         variables = params  # trained by fit
     else:
         raise TypeError(

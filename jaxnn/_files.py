@@ -72,7 +72,9 @@ def lock_folder(folder: Path) -> int:
     """
     path = folder / ".lock"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+        fd = os.open(
+            path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666
+        )
     except OSError as e:
         if os.path.islink(path):
             why = f"{path} is a symbolic link; a lock file must be a plain file (remove it)"
@@ -103,7 +105,9 @@ def make_folder(folder: Path, what: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise NotADirectoryError(f"{what} {folder} is not a folder (a file, or a link to nothing)") from None
+        raise NotADirectoryError(
+            f"{what} {folder} is not a folder (a file, or a link to nothing)"
+        ) from None
     except OSError as e:
         raise named_error(e, folder) from e
 

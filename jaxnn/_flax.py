@@ -56,7 +56,9 @@ class NNXTrainApply:
     def __call__(self, variables, x):
         from flax import nnx
 
-        return nnx.merge(self.eval_graph, variables["params"], variables["nnx_rngs"], variables["nnx"])(x)
+        return nnx.merge(
+            self.eval_graph, variables["params"], variables["nnx_rngs"], variables["nnx"]
+        )(x)
 
     def train_apply(self, variables, x, key):
         from flax import nnx
@@ -68,7 +70,9 @@ class NNXTrainApply:
         params, rest = (jax.tree.map(lambda a: a, variables[c]) for c in ("params", "nnx"))
         module = nnx.merge(self.train_graph, params, jax.tree.unflatten(tree, keys), rest)
         y = module(x)
-        return y, {"nnx": nnx.split(module, nnx.Param, nnx.RngState, ...)[3]}  # the RNG state stays as it was
+        return y, {
+            "nnx": nnx.split(module, nnx.Param, nnx.RngState, ...)[3]
+        }  # the RNG state stays as it was
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +94,9 @@ class LinenTrainApply(LinenApply):
     def train_apply(self, variables, x, key):
         if not self.collections:
             return self.module.apply(variables, x, train=True, rngs={"dropout": key}), {}
-        y, updates = self.module.apply(variables, x, train=True, rngs={"dropout": key}, mutable=list(self.collections))
+        y, updates = self.module.apply(
+            variables, x, train=True, rngs={"dropout": key}, mutable=list(self.collections)
+        )
         return y, dict(updates)
 
 
@@ -106,7 +112,9 @@ def linen_with_variables(model, variables):
         return None
     if not hasattr(variables, "keys") or "params" not in variables:
         got = list(variables.keys()) if hasattr(variables, "keys") else type(variables).__name__
-        raise ValueError(f"a flax.linen Module takes its variables from module.init(key, x), with 'params'; got {got}")
+        raise ValueError(
+            f"a flax.linen Module takes its variables from module.init(key, x), with 'params'; got {got}"
+        )
     others = tuple(sorted(k for k in variables if k != "params"))
     if "train" in inspect.signature(model.__call__).parameters:
         return LinenTrainApply(model, others)

@@ -27,14 +27,18 @@ class Data(NamedTuple):
     w_val: Any = None
 
 
-def prepare_targets(loss_name: str | None, y: np.ndarray, out_shape: tuple[int, ...], name: str) -> np.ndarray:
+def prepare_targets(
+    loss_name: str | None, y: np.ndarray, out_shape: tuple[int, ...], name: str
+) -> np.ndarray:
     """Checks ``y`` against the loss and the model's output; reshapes (n,) to (n, 1)
     for a one-output model (documented, never a broadcast)."""
     if loss_name == "softmax_cross_entropy":
         k = out_shape[-1] if out_shape else 1
         if y.ndim == 1:
             if not np.issubdtype(y.dtype, np.integer):
-                raise ValueError(f"{name}: softmax_cross_entropy needs integer class labels, got dtype {y.dtype}")
+                raise ValueError(
+                    f"{name}: softmax_cross_entropy needs integer class labels, got dtype {y.dtype}"
+                )
             _, low, high = summary(y)
             if low < 0 or high >= k:
                 raise ValueError(
@@ -46,7 +50,9 @@ def prepare_targets(loss_name: str | None, y: np.ndarray, out_shape: tuple[int, 
         y = y.astype(np.float32)
         sums = y.sum(axis=1)
         if y.min() < 0 or y.max() > 1 or np.abs(sums - 1).max() > 1e-3:
-            row = int(np.argmax((y < 0).any(axis=1) | (y > 1).any(axis=1) | (np.abs(sums - 1) > 1e-3)))
+            row = int(
+                np.argmax((y < 0).any(axis=1) | (y > 1).any(axis=1) | (np.abs(sums - 1) > 1e-3))
+            )
             raise ValueError(
                 f"{name}: softmax_cross_entropy needs one-hot or probability targets (each row in [0, 1], "
                 f"summing to 1), or integer labels (n,); row {row} is {y[row].tolist()}"
@@ -62,12 +68,16 @@ def prepare_targets(loss_name: str | None, y: np.ndarray, out_shape: tuple[int, 
     if loss_name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
         _, low, high = summary(y)
         if low < 0 or high > 1:
-            raise ValueError(f"{name}: {loss_name} needs targets in [0, 1] (0/1 labels), got values in [{low}, {high}]")
+            raise ValueError(
+                f"{name}: {loss_name} needs targets in [0, 1] (0/1 labels), got values in [{low}, {high}]"
+            )
     return y.astype(float_dtype())
 
 
 def loss_name(loss) -> str | None:
-    return loss if isinstance(loss, str) else next((k for k, f in LOSSES.items() if f is loss), None)
+    return (
+        loss if isinstance(loss, str) else next((k for k, f in LOSSES.items() if f is loss), None)
+    )
 
 
 def check_multiprocess(x, y, validation, *, whole: bool, weights=None) -> None:
@@ -99,13 +109,17 @@ def check_multiprocess(x, y, validation, *, whole: bool, weights=None) -> None:
         )
     rows = multihost_utils.process_allgather(np.array([x.shape[0]]))
     if len(set(np.ravel(rows).tolist())) != 1:
-        raise ValueError(f"every process must feed the same number of rows, got {np.ravel(rows).tolist()}")
+        raise ValueError(
+            f"every process must feed the same number of rows, got {np.ravel(rows).tolist()}"
+        )
 
 
 def check_sample_weight(weights, n: int, name: str) -> np.ndarray:
     """``weights`` as float32 ``(n,)``: finite, >= 0, not all 0."""
     w = np.asarray(weights)
-    if w.dtype == bool or not (np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)):
+    if w.dtype == bool or not (
+        np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)
+    ):
         raise TypeError(f"{name} must be numbers, one per row, got dtype {w.dtype}")
     if w.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},) (one weight per row), got {w.shape}")
@@ -144,7 +158,9 @@ def split_validation(key, data: Data, validation) -> Data:
             w_val = check_sample_weight(validation[2], x_val.shape[0], "validation weights")
         return Data(x, y, w, x_val, y_val, w_val)
     if isinstance(validation, bool) or not isinstance(validation, float | int | np.floating):
-        raise TypeError(f"validation must be a pair (x_val, y_val) or a fraction in (0, 1), got {validation!r}")
+        raise TypeError(
+            f"validation must be a pair (x_val, y_val) or a fraction in (0, 1), got {validation!r}"
+        )
     if not 0 < validation < 1:
         raise ValueError(f"validation fraction must be in (0, 1), got {validation}")
     n_val = int(round(x.shape[0] * validation))

@@ -38,10 +38,14 @@ class Plan(NamedTuple):
     chunk: int
     early: Any  # EarlyStopping | None, with mode resolved to "min" or "max"
     unroll: int
-    step_rows: int = 0  # rows per step: batch_size rounded up to a multiple of the devices (0: batch_size)
+    step_rows: int = (
+        0  # rows per step: batch_size rounded up to a multiple of the devices (0: batch_size)
+    )
     batch_sharding: Any = None  # NamedSharding that splits a batch's rows over the devices, or None
     axis_name: str | None = None  # set when the loop is vmapped over many models (jaxnn.sweep)
-    gather_epoch: bool = False  # gather the epoch's rows once (then slice batches), not each batch's rows
+    gather_epoch: bool = (
+        False  # gather the epoch's rows once (then slice batches), not each batch's rows
+    )
 
 
 class Carry(NamedTuple):
@@ -74,10 +78,14 @@ def make_train_step(apply_fn, loss_fn, tx):
             model_state = None if state.model_state is None else {**state.model_state, **updates}
             return loss_fn(pred, y, *weights), model_state
 
-        (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(state.params)  # backward pass
+        (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params
+        )  # backward pass
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        new = state._replace(params=params, opt_state=opt_state, step=state.step + 1, model_state=model_state)
+        new = state._replace(
+            params=params, opt_state=opt_state, step=state.step + 1, model_state=model_state
+        )
         return new, {"loss": loss}
 
     return train_step
@@ -88,10 +96,14 @@ def initial_carry(plan: Plan, state: TrainState, hyperparams: dict) -> Carry:
     with the optimizer's ``hyperparams`` written into its state."""
     # Copies: train_chunk donates its carry, and the caller keeps its own params.
     params = jax.tree.map(jnp.copy, state.params)
-    opt_state = plan.tx.init(params) if state.opt_state is None else jax.tree.map(jnp.copy, state.opt_state)
+    opt_state = (
+        plan.tx.init(params) if state.opt_state is None else jax.tree.map(jnp.copy, state.opt_state)
+    )
     opt_state = optim.set_hyperparams(opt_state, hyperparams)  # hyperparameters as data
     step, epoch = (jnp.copy(jnp.asarray(v, jnp.int32)) for v in (state.step, state.epoch))
-    state = TrainState(params, opt_state, step, epoch, state.key, jax.tree.map(jnp.copy, state.model_state))
+    state = TrainState(
+        params, opt_state, step, epoch, state.key, jax.tree.map(jnp.copy, state.model_state)
+    )
     early = plan.early
     best = jnp.float32(np.inf if early is None or early.mode == "min" else -np.inf)
     best_params = jax.tree.map(jnp.copy, state.variables) if early is not None else ()
@@ -105,13 +117,17 @@ def initial_carry(plan: Plan, state: TrainState, hyperparams: dict) -> Carry:
 def copy_key(key: jax.Array) -> jax.Array:
     """A copy of ``key``: :func:`start` passes the key through unchanged and
     ``run_chunk`` donates the carry, which would delete the caller's key."""
-    return jax.random.wrap_key_data(jnp.copy(jax.random.key_data(key)), impl=jax.random.key_impl(key))
+    return jax.random.wrap_key_data(
+        jnp.copy(jax.random.key_data(key)), impl=jax.random.key_impl(key)
+    )
 
 
 def with_hyperparams(carry: Carry, hyperparams: dict) -> Carry:
     """``carry`` with the optimizer's ``hyperparams`` written into its state."""
     state = carry.state
-    return carry._replace(state=state._replace(opt_state=optim.set_hyperparams(state.opt_state, hyperparams)))
+    return carry._replace(
+        state=state._replace(opt_state=optim.set_hyperparams(state.opt_state, hyperparams))
+    )
 
 
 def select(pred, new, old):
@@ -181,8 +197,12 @@ def _epoch_inputs(plan: Plan, data, start: TrainState):
 
     def step(state, batch):
         xb, yb, *m = batch if plan.gather_epoch else (x[batch[0]], y[batch[0]], *batch[1:])
-        if plan.batch_sharding is not None:  # data parallel: each device takes its rows of the batch
-            xb, yb, *m = (jax.lax.with_sharding_constraint(a, plan.batch_sharding) for a in (xb, yb, *m))
+        if (
+            plan.batch_sharding is not None
+        ):  # data parallel: each device takes its rows of the batch
+            xb, yb, *m = (
+                jax.lax.with_sharding_constraint(a, plan.batch_sharding) for a in (xb, yb, *m)
+            )
         state, metrics = step_fn(state, (xb, yb, *m))
         return state, metrics["loss"]
 
@@ -215,12 +235,16 @@ def epoch_result(plan: Plan, carry: Carry, end: TrainState, losses: jax.Array, m
     the epoch's training loss and ``first_bad`` (see :func:`_train_epoch`)."""
     start, nb = carry.state, plan.n_batches
     finite = jnp.isfinite(losses)
-    first_bad = jnp.where(finite.all(), jnp.where(all_finite(end.params), -1, nb), jnp.argmin(finite))
+    first_bad = jnp.where(
+        finite.all(), jnp.where(all_finite(end.params), -1, nb), jnp.argmin(finite)
+    )
     counts = mask.sum(axis=1) if mask is not None else jnp.full(nb, float(plan.batch_size))
     counts = jnp.where((first_bad < 0) | (jnp.arange(nb) < first_bad), counts, 0.0)
     total = counts.sum()
     train_loss = jnp.where(
-        total > 0, (jnp.where(counts > 0, losses, 0.0) * counts).sum() / jnp.maximum(total, 1), jnp.nan
+        total > 0,
+        (jnp.where(counts > 0, losses, 0.0) * counts).sum() / jnp.maximum(total, 1),
+        jnp.nan,
     )
     bad = first_bad >= 0
     carry = carry._replace(
@@ -247,7 +271,9 @@ def replay(plan: Plan, carry: Carry, data, start: TrainState, first_bad: jax.Arr
 
     s = jax.lax.scan(masked, start, (jnp.arange(plan.n_batches), inputs))[0]
     s = s._replace(epoch=carry.state.epoch)
-    return carry._replace(state=select(first_bad >= 0, s, carry.state))  # in a sweep, the others keep theirs
+    return carry._replace(
+        state=select(first_bad >= 0, s, carry.state)
+    )  # in a sweep, the others keep theirs
 
 
 def one_epoch(plan: Plan, data, carry: Carry):
@@ -287,7 +313,9 @@ def train_chunk(plan: Plan, carry: Carry, data, target_epochs: jax.Array):
     return carry, records, (carry.state.epoch, carry.stop), rewind
 
 
-def start_and_train_chunk(plan: Plan, state: TrainState, hyperparams: dict, data, target_epochs: jax.Array):
+def start_and_train_chunk(
+    plan: Plan, state: TrainState, hyperparams: dict, data, target_epochs: jax.Array
+):
     """:func:`initial_carry` and :func:`train_chunk` in one program: a run of one call
     (one dispatch, no separate start program). It returns no rewind state, only
     ``first_bad`` (eleven output buffers fewer for the seed network): a run that went
@@ -358,8 +386,15 @@ def runner(plan: Plan) -> Runner:
     fresh = []  # the Fresh carry of a run of one call
 
     def one_call(run: Fresh, data, target):
-        carry, records, status, first_bad = run_fresh(plan, run.state, run.hyperparams, data, target)
-        return carry._replace(state=carry.state._replace(key=run.state.key)), records, status, first_bad
+        carry, records, status, first_bad = run_fresh(
+            plan, run.state, run.hyperparams, data, target
+        )
+        return (
+            carry._replace(state=carry.state._replace(key=run.state.key)),
+            records,
+            status,
+            first_bad,
+        )
 
     def chunk(carry, data, target):
         if isinstance(carry, Fresh):
@@ -369,9 +404,13 @@ def runner(plan: Plan) -> Runner:
         return run_chunk(plan, carry, data, target)
 
     def replay_(carry, data, start, first_bad):
-        if start is None:  # the epoch's first state, from the same program stopped before that epoch
+        if (
+            start is None
+        ):  # the epoch's first state, from the same program stopped before that epoch
             start = one_call(fresh[0], data, np.int32(fetch(carry.state.epoch) - 1))[0].state
-            carry = carry._replace(state=carry.state._replace(key=copy_key(carry.state.key)))  # it is donated
+            carry = carry._replace(
+                state=carry.state._replace(key=copy_key(carry.state.key))
+            )  # it is donated
         return run_replay(plan, carry, data, start, first_bad)
 
     return Runner(chunk, replay_)
@@ -386,7 +425,9 @@ def _chunk_many(plan: Plan, carry, data, target):
 
 
 def _replay_many(plan: Plan, carry, data, start, first_bad):
-    return jax.vmap(lambda c, s, b: replay(plan, c, data, s, b), axis_name=plan.axis_name)(carry, start, first_bad)
+    return jax.vmap(lambda c, s, b: replay(plan, c, data, s, b), axis_name=plan.axis_name)(
+        carry, start, first_bad
+    )
 
 
 run_chunk_many = jax.jit(_chunk_many, static_argnums=0, donate_argnums=1)
@@ -395,4 +436,7 @@ run_replay_many = jax.jit(_replay_many, static_argnums=0, donate_argnums=1)
 
 def many_runner(plan: Plan) -> Runner:
     """The :class:`Runner` of ``fit_many``: K models in each compiled chunk."""
-    return Runner(lambda c, d, t: run_chunk_many(plan, c, d, t), lambda c, d, s, b: run_replay_many(plan, c, d, s, b))
+    return Runner(
+        lambda c, d, t: run_chunk_many(plan, c, d, t),
+        lambda c, d, s, b: run_replay_many(plan, c, d, s, b),
+    )

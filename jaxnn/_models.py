@@ -22,7 +22,9 @@ def apply_function(model) -> Callable:
     if (linen_apply := _flax.linen_apply(model)) is not None:
         return linen_apply
     if _equinox.is_equinox_module(model):
-        raise TypeError("fit, predict and evaluate take an Equinox module directly (not fit_many, make_train_step)")
+        raise TypeError(
+            "fit, predict and evaluate take an Equinox module directly (not fit_many, make_train_step)"
+        )
     if _flax.is_nnx_module(model):
         raise TypeError(
             "fit, predict and evaluate take a flax.nnx Module directly; elsewhere split it first: "
@@ -30,7 +32,9 @@ def apply_function(model) -> Callable:
         )
     if callable(model):
         return model
-    raise TypeError(f"model must be a jaxnn Model, a flax Module or an apply_fn(params, x), got {type(model).__name__}")
+    raise TypeError(
+        f"model must be a jaxnn Model, a flax Module or an apply_fn(params, x), got {type(model).__name__}"
+    )
 
 
 def resolve_model(model, params):
@@ -62,11 +66,17 @@ def check_host_params(params) -> None:
     device sync on every fit."""
     on_host = lambda a: isinstance(a, np.ndarray | np.generic | float)
     if not all(np.isfinite(a).all() for a in jax.tree.leaves(params) if on_host(a)):
-        raise non_finite_params_error(jax.tree.map(lambda a: a if on_host(a) else np.float32(0), params))
+        raise non_finite_params_error(
+            jax.tree.map(lambda a: a if on_host(a) else np.float32(0), params)
+        )
 
 
 def check_key(key) -> jax.Array:
-    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+    if (
+        isinstance(key, jax.Array)
+        and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+        and key.shape == ()
+    ):
         return key
     if isinstance(key, jax.Array | np.ndarray) and key.shape == (2,) and key.dtype == np.uint32:
         return jax.random.wrap_key_data(key)
@@ -92,4 +102,6 @@ def non_finite_params_error(params) -> ValueError:
                 f"params{jax.tree_util.keystr(path)} has non-finite values (NaN or inf); expected finite "
                 "initial parameters (e.g. from model.init(key))"
             )
-    return ValueError("params have non-finite values (NaN or inf); expected finite initial parameters")
+    return ValueError(
+        "params have non-finite values (NaN or inf); expected finite initial parameters"
+    )

@@ -52,22 +52,30 @@ def _early_stop(plan, carry, values: dict):
     v = values[es.monitor].astype(jnp.float32)
     sign = 1.0 if es.mode == "min" else -1.0  # compare as a loss: lower is better
     improved = jnp.isfinite(v) & (sign * v < sign * carry.best - es.min_delta)
-    moves = improved if es.best == "significant" else jnp.isfinite(v) & (sign * v < sign * carry.best)
+    moves = (
+        improved if es.best == "significant" else jnp.isfinite(v) & (sign * v < sign * carry.best)
+    )
     wait = jnp.where(improved, 0, carry.wait + 1)
     out_of_patience = wait >= es.patience
     state = carry.state
-    if es.reduce_lr is not None:  # a plateau lowers the learning rate until it reaches min_lr, then stops
+    if (
+        es.reduce_lr is not None
+    ):  # a plateau lowers the learning rate until it reaches min_lr, then stops
         reduce = out_of_patience & (optim.learning_rate_of(state.opt_state) > es.min_lr)
         factor = jnp.where(reduce, jnp.float32(es.reduce_lr), jnp.float32(1.0))
         state = state._replace(opt_state=optim.scale_learning_rate(state.opt_state, factor))
         wait, out_of_patience = jnp.where(reduce, 0, wait), out_of_patience & ~reduce
-    stop = jnp.where((carry.stop == Stop.COMPLETED) & out_of_patience, Stop.EARLY_STOPPING, carry.stop)
+    stop = jnp.where(
+        (carry.stop == Stop.COMPLETED) & out_of_patience, Stop.EARLY_STOPPING, carry.stop
+    )
     return carry._replace(
         state=state,
         best=jnp.where(moves, v, carry.best),
         wait=wait,
         stop=stop,
-        best_params=jax.tree.map(lambda a, b: jnp.where(moves, a, b), carry.state.variables, carry.best_params),
+        best_params=jax.tree.map(
+            lambda a, b: jnp.where(moves, a, b), carry.state.variables, carry.best_params
+        ),
     )
 
 

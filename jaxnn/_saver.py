@@ -34,7 +34,11 @@ class Saver:
 
     def __init__(self, checkpoints, epochs: int, metadata: dict, run_id: str, resumed=(0, 0)):
         self.folder, self.epochs = Path(checkpoints.dir), epochs
-        self.every, self.keep, self.overwrite = checkpoints.every or epochs, checkpoints.keep, checkpoints.overwrite
+        self.every, self.keep, self.overwrite = (
+            checkpoints.every or epochs,
+            checkpoints.keep,
+            checkpoints.overwrite,
+        )
         self.every_steps = checkpoints.every_steps
         self.metadata = {**metadata, "config": checkpoints.metadata or {}, "run_id": run_id}
         self.run_id, self.resumed = run_id, tuple(resumed)
@@ -64,15 +68,25 @@ class Saver:
     def _claim(self) -> None:
         theirs = {}
         for path, meta, why in checkpoint.scan(self.folder):
-            if meta is not None and meta.get("run_id") == self.run_id and checkpoint.position(meta) <= self.resumed:
+            if (
+                meta is not None
+                and meta.get("run_id") == self.run_id
+                and checkpoint.position(meta) <= self.resumed
+            ):
                 self.files.append((checkpoint.position(meta), path))
             elif meta is None:
                 theirs[path] = f"{path.name} (not a readable checkpoint: {why})"
             elif meta.get("run_id") == self.run_id:
-                at = f"epoch {self.resumed[0]}" + (f" step {self.resumed[1]}" if self.resumed[1] else "")
-                theirs[path] = f"{path.name} (this run's epoch {checkpoint.position(meta)[0]}, past {at})"
+                at = f"epoch {self.resumed[0]}" + (
+                    f" step {self.resumed[1]}" if self.resumed[1] else ""
+                )
+                theirs[path] = (
+                    f"{path.name} (this run's epoch {checkpoint.position(meta)[0]}, past {at})"
+                )
             else:
-                theirs[path] = f"{path.name} (run {meta.get('run_id')}, epoch {checkpoint.position(meta)[0]})"
+                theirs[path] = (
+                    f"{path.name} (run {meta.get('run_id')}, epoch {checkpoint.position(meta)[0]})"
+                )
         if theirs and not self.overwrite:
             names = list(theirs.values())
             raise checkpoint.CheckpointError(
@@ -80,7 +94,10 @@ class Saver:
                 f"{' ...' if len(names) > 3 else ''}. Resume that run (resume=<folder>), write into "
                 "another folder, or pass Checkpoints(..., overwrite=True) to delete them"
             )
-        for path in [*theirs, *self.folder.glob(f".*{checkpoint.SUFFIX}.*.tmp")]:  # and what a killed writer left
+        for path in [
+            *theirs,
+            *self.folder.glob(f".*{checkpoint.SUFFIX}.*.tmp"),
+        ]:  # and what a killed writer left
             path.unlink()
         self.files.sort()
 
@@ -89,7 +106,9 @@ class Saver:
             return
         self._save(f"epoch-{epoch:010d}", carry, (epoch, 0), history)
 
-    def within_epoch(self, progress, epoch: int, step: int, steps_before: int, history: dict) -> None:
+    def within_epoch(
+        self, progress, epoch: int, step: int, steps_before: int, history: dict
+    ) -> None:
         """A streamed fit's save after ``step`` updates of the epoch after ``epoch``
         (``steps_before`` at the chunk before): when it passed a multiple of
         ``every_steps``. ``progress``: ``{"carry", "start", "losses"}``."""
@@ -104,7 +123,9 @@ class Saver:
         records = {k: np.asarray(v).tolist() for k, v in history.items() if k != "epoch"}
         path = self.folder / f"{name}{checkpoint.SUFFIX}"
         epoch, step = position
-        checkpoint.save(path, tree, metadata={**self.metadata, "epoch": epoch, "step": step, "history": records})
+        checkpoint.save(
+            path, tree, metadata={**self.metadata, "epoch": epoch, "step": step, "history": records}
+        )
         self.files = sorted({*self.files, (position, path)})
         for _, old in self.files[: -self.keep]:
             old.unlink(missing_ok=True)
@@ -153,7 +174,9 @@ def checkpointing(checkpoints, resume_path, settings: dict, *, epochs: int, spec
     the optimizer's hyperparameters, the data and every speed setting from the call;
     the ``settings`` (loss, optimizer, recorded metrics, early stopping) must be the
     checkpoint's (refused otherwise)."""
-    if checkpoints is None and resume_path is None:  # the common call: no work on fit's per-call path
+    if (
+        checkpoints is None and resume_path is None
+    ):  # the common call: no work on fit's per-call path
         return None, None, 0
     file, meta = None, {}
     if resume_path is not None:
@@ -172,7 +195,9 @@ def checkpointing(checkpoints, resume_path, settings: dict, *, epochs: int, spec
                 f"up to, counting the resumed ones: pass epochs >= {meta['epoch']}"
             )
         if checkpoints is not None and checkpoints.run_id not in (None, meta.get("run_id")):
-            raise ValueError(f"resume: {file} belongs to run {meta.get('run_id')}, not checkpoints.run_id")
+            raise ValueError(
+                f"resume: {file} belongs to run {meta.get('run_id')}, not checkpoints.run_id"
+            )
     done = meta.get("epoch", 0)
     if checkpoints is None:
         return file, None, done
@@ -194,15 +219,25 @@ def check_resume(resume, tx, fresh: TrainState) -> tuple[TrainState, Any]:
     if isinstance(resume, FitResult):
         resume = resume.state
     if not isinstance(resume, TrainState):
-        raise TypeError(f"resume must be a checkpoint path, a FitResult or a TrainState, got {type(resume).__name__}")
+        raise TypeError(
+            f"resume must be a checkpoint path, a FitResult or a TrainState, got {type(resume).__name__}"
+        )
     shapes = lambda tree: (jax.tree.structure(tree), [jnp.shape(a) for a in jax.tree.leaves(tree)])
     if shapes(resume.variables) != shapes(fresh.variables):
-        raise ValueError("resume's params do not have the structure and shapes of params (the model's)")
+        raise ValueError(
+            "resume's params do not have the structure and shapes of params (the model's)"
+        )
     check_opt_state(tx, resume.params, resume.opt_state)
     for name in ("step", "epoch"):
         value = np.asarray(getattr(resume, name))
-        if value.shape != () or not np.issubdtype(value.dtype, np.integer) or not 0 <= value <= MAX_EPOCHS:
-            raise ValueError(f"resume.{name} must be a non-negative int32 scalar, got {getattr(resume, name)!r}")
+        if (
+            value.shape != ()
+            or not np.issubdtype(value.dtype, np.integer)
+            or not 0 <= value <= MAX_EPOCHS
+        ):
+            raise ValueError(
+                f"resume.{name} must be a non-negative int32 scalar, got {getattr(resume, name)!r}"
+            )
     return resume._replace(key=_models.check_key(resume.key)), None
 
 
@@ -210,7 +245,9 @@ def check_opt_state(tx, params, opt_state) -> None:
     """Raises unless ``opt_state`` has the structure, shapes and dtypes ``tx.init(params)`` would."""
     want = opt_state_shapes(tx, params)
     got = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), opt_state)
-    if jax.tree.structure(want) != jax.tree.structure(got) or jax.tree.leaves(want) != jax.tree.leaves(got):
+    if jax.tree.structure(want) != jax.tree.structure(got) or jax.tree.leaves(
+        want
+    ) != jax.tree.leaves(got):
         raise ValueError(
             "opt_state does not match this optimizer and these params: expected the state "
             f"optimizer.init(params) gives, {want}; got {got}. Pass the state of an earlier fit with the "
@@ -226,7 +263,12 @@ def opt_state_shapes(tx, params):
     params structures: tracing ``tx.init`` costs about 0.3 ms, on every
     ``fit(resume=...)`` and ``partial_fit`` call."""
     leaves, tree = jax.tree.flatten(params)
-    kind = lambda a: (type(a), np.shape(a), getattr(a, "dtype", None), getattr(a, "weak_type", None))
+    kind = lambda a: (
+        type(a),
+        np.shape(a),
+        getattr(a, "dtype", None),
+        getattr(a, "weak_type", None),
+    )
     key = (tx, tree, tuple(map(kind, leaves)))
     try:
         hit = _OPT_STATE_SHAPES.get(key)

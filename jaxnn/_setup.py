@@ -20,7 +20,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _driver, _inputs, _loop, _models, _records, _saver, _stream, logs, optim, parallel, precision, rng
+from jaxnn import (
+    _driver,
+    _inputs,
+    _loop,
+    _models,
+    _records,
+    _saver,
+    _stream,
+    logs,
+    optim,
+    parallel,
+    precision,
+    rng,
+)
 from jaxnn._checks import MAX_ELEMENTS, check_elements, positive_int
 from jaxnn.data import validate, validate_targets
 from jaxnn.losses import get_loss
@@ -52,7 +65,9 @@ class Run:
     data: _inputs.Data
     stream: _stream.Source | None  # the source a streamed fit reads x from
     start: Callable[[], TrainState]  # the state it starts from (opt_state None: a fresh one)
-    hyperparams: dict  # the optimizer's (and fit_many's dropout), written into the state: data, not code
+    hyperparams: (
+        dict  # the optimizer's (and fit_many's dropout), written into the state: data, not code
+    )
     checkpoint: str | os.PathLike | None  # the checkpoint file to resume from
     saver: _saver.Saver | None
     placement: parallel.Placement
@@ -93,7 +108,9 @@ class Run:
         """The loop that trains this run: compiled chunks of epochs in memory, or
         epochs read from disk a chunk of steps at a time."""
         if self.stream is not None:
-            return _stream.Streamed(self.plan, self.stream, self.saver, history, progress, self.placement)
+            return _stream.Streamed(
+                self.plan, self.stream, self.saver, history, progress, self.placement
+            )
         return _loop.many_runner(self.plan) if self.models else _loop.runner(self.plan)
 
 
@@ -127,9 +144,15 @@ def setup(model, params, x, y, settings: Settings, models: Models | None = None)
     }
     recorded = json.loads(json.dumps(recorded))  # as a checkpoint stores them
     spec = getattr(model, "spec", None)
-    path, saver, done = _saver.checkpointing(s.checkpoints, start.path, recorded, epochs=s.epochs, spec=spec)
+    path, saver, done = _saver.checkpointing(
+        s.checkpoints, start.path, recorded, epochs=s.epochs, spec=spec
+    )
     if path is None:
-        done = int(np.max(s.resume.epochs_run)) if isinstance(s.resume, ManyResult) else start.begin.epoch_done
+        done = (
+            int(np.max(s.resume.epochs_run))
+            if isinstance(s.resume, ManyResult)
+            else start.begin.epoch_done
+        )
     plan = plan._replace(chunk=epochs_per_call(s.tuning, s.epochs - done, progress, s.checkpoints))
     hparams = {
         "optimizer": optimizer_name(s.optimizer),
@@ -193,7 +216,9 @@ def _start_fit(model, params, s: Settings, tx, values) -> Start:
             "jaxnn.fit_many trains one model per value"
         )
     trainable, model_state = _models.split_variables(apply_fn, params)
-    start, path = _saver.check_resume(s.resume, tx, TrainState(trainable, None, 0, 0, s.key, model_state))
+    start, path = _saver.check_resume(
+        s.resume, tx, TrainState(trainable, None, 0, 0, s.key, model_state)
+    )
     begin = _Begin(lambda: start, 0 if path is not None else int(start.epoch))
     return Start(apply_fn, params, begin, values, path, parallel.for_fit(s.devices), nnx_module)
 
@@ -201,18 +226,26 @@ def _start_fit(model, params, s: Settings, tx, values) -> Start:
 def _start_many(model, params, s: Settings, values, models: Models) -> Start:
     apply_fn = _models.apply_function(model)
     if params is None and not isinstance(model, Model):
-        raise TypeError("fit_many needs params when model is a plain apply_fn (a jaxnn.Model inits its own)")
+        raise TypeError(
+            "fit_many needs params when model is a plain apply_fn (a jaxnn.Model inits its own)"
+        )
     _models.check_host_params(params)
     values, k = _per_model(values, models.dropout, models.count)
-    if "dropout" in values and not (isinstance(model, Model) and getattr(model.apply, "dropout", ())):
-        raise ValueError("dropout= needs a jaxnn.mlp built with dropout (its layers with a rate > 0 take the rate)")
+    if "dropout" in values and not (
+        isinstance(model, Model) and getattr(model.apply, "dropout", ())
+    ):
+        raise ValueError(
+            "dropout= needs a jaxnn.mlp built with dropout (its layers with a rate > 0 take the rate)"
+        )
     one = jax.eval_shape(model.init, s.key) if params is None else params
     per_model = sum(math.prod(jnp.shape(p)) for p in jax.tree.leaves(one))
     check_elements(k * per_model, f"{k} models x {per_model} parameters")
     values = {n: v.copy() for n, v in values.items()}  # numpy: never donated with the carry
     placement = parallel.for_models(s.devices, k, AXIS)
     path = _check_resume_many(s.resume, one, k)
-    if isinstance(s.resume, ManyResult):  # the key goes through start unchanged and the carry is donated
+    if isinstance(
+        s.resume, ManyResult
+    ):  # the key goes through start unchanged and the carry is donated
         make = lambda: s.resume.state._replace(key=_loop.copy_key(s.resume.state.key))
     else:  # model i's key: rng.model_keys(key, k)[i]
         make = lambda: _stacked_start(model, apply_fn, params, rng.model_keys(s.key, k))
@@ -227,7 +260,10 @@ def _per_model(values: dict, dropout, num_models) -> tuple[dict, int]:
         if (
             rates.ndim != 1
             or not rates.size
-            or not all(isinstance(r, int | float | np.number) and not isinstance(r, bool) and 0 <= r < 1 for r in rates)
+            or not all(
+                isinstance(r, int | float | np.number) and not isinstance(r, bool) and 0 <= r < 1
+                for r in rates
+            )
         ):
             raise ValueError(
                 f"dropout must be a rate in [0, 1) or a 1-D sequence of rates (one per model), got {dropout!r}"
@@ -237,9 +273,13 @@ def _per_model(values: dict, dropout, num_models) -> tuple[dict, int]:
     if num_models is not None:
         sizes.add(positive_int(num_models, "num_models", MAX_ELEMENTS))
     if len(sizes) > 1:
-        raise ValueError(f"the values per model and num_models disagree on the number of models: {sorted(sizes)}")
+        raise ValueError(
+            f"the values per model and num_models disagree on the number of models: {sorted(sizes)}"
+        )
     k = sizes.pop() if sizes else 1
-    return {n: np.broadcast_to(a, (k,)) for n, a in values.items()}, k  # views: copied once K is checked
+    return {
+        n: np.broadcast_to(a, (k,)) for n, a in values.items()
+    }, k  # views: copied once K is checked
 
 
 def _check_resume_many(resume, one_params, k: int):
@@ -247,10 +287,14 @@ def _check_resume_many(resume, one_params, k: int):
     if resume is None or isinstance(resume, str | os.PathLike):
         return resume
     if not isinstance(resume, ManyResult):
-        raise TypeError(f"fit_many's resume must be a checkpoint path or a ManyResult, got {type(resume).__name__}")
+        raise TypeError(
+            f"fit_many's resume must be a checkpoint path or a ManyResult, got {type(resume).__name__}"
+        )
     shapes = [(k, *jnp.shape(a)) for a in jax.tree.leaves(one_params)]
     if [jnp.shape(a) for a in jax.tree.leaves(resume.state.variables)] != shapes:
-        raise ValueError("resume's params do not have the shapes of these models' params (same model, same K)")
+        raise ValueError(
+            "resume's params do not have the shapes of these models' params (same model, same K)"
+        )
     return None
 
 
@@ -279,16 +323,30 @@ def _plan(apply_fn, params, x, y, s: Settings, tx, placement, many: bool):
         y = validate_targets(y, x.shape, to_device=True)
     else:
         x, y = validate(x, y, to_device=True)
-    shares = processes > 1 and not many and placement.batch is not None  # x: this process's share of the rows
-    w = None if s.sample_weight is None else _inputs.check_sample_weight(s.sample_weight, x.shape[0], "sample_weight")
-    if processes > 1 and (many or placement.batch is not None):  # (a fit on one device is this process's own)
+    shares = (
+        processes > 1 and not many and placement.batch is not None
+    )  # x: this process's share of the rows
+    w = (
+        None
+        if s.sample_weight is None
+        else _inputs.check_sample_weight(s.sample_weight, x.shape[0], "sample_weight")
+    )
+    if processes > 1 and (
+        many or placement.batch is not None
+    ):  # (a fit on one device is this process's own)
         _inputs.check_multiprocess(x, y, s.validation, whole=many, weights=w)
     data = _inputs.split_validation(s.key, _inputs.Data(x, y, w), s.validation)
-    out_shape = _models.output_shape(apply_fn, params, x.sample() if isinstance(x, _stream.Source) else x)
-    data = data._replace(y=_inputs.prepare_targets(_inputs.loss_name(s.loss), data.y, out_shape, "y"))
+    out_shape = _models.output_shape(
+        apply_fn, params, x.sample() if isinstance(x, _stream.Source) else x
+    )
+    data = data._replace(
+        y=_inputs.prepare_targets(_inputs.loss_name(s.loss), data.y, out_shape, "y")
+    )
     if data.x_val is not None:
         data = data._replace(
-            y_val=_inputs.prepare_targets(_inputs.loss_name(s.loss), data.y_val, out_shape, "validation y")
+            y_val=_inputs.prepare_targets(
+                _inputs.loss_name(s.loss), data.y_val, out_shape, "validation y"
+            )
         )
     # the global rows: each process holds an equal share in memory, or reads the whole file (streamed)
     n = x.n if isinstance(x, _stream.Source) else data.x.shape[0] * (processes if shares else 1)
@@ -322,8 +380,13 @@ def _check_early_stopping(es: EarlyStopping, has_val: bool, metric_fns, tx, para
     prefix = "val_" if has_val else ""
     names = ["loss"] + (["val_loss"] if has_val else []) + [prefix + n for n, _ in metric_fns]
     if es.monitor not in names:
-        raise ValueError(f"early_stopping.monitor={es.monitor!r} is not recorded; expected one of {names}")
-    if es.reduce_lr is not None and optim.learning_rate_of(_saver.opt_state_shapes(tx, params)) is None:
+        raise ValueError(
+            f"early_stopping.monitor={es.monitor!r} is not recorded; expected one of {names}"
+        )
+    if (
+        es.reduce_lr is not None
+        and optim.learning_rate_of(_saver.opt_state_shapes(tx, params)) is None
+    ):
         raise ValueError(
             "early_stopping.reduce_lr needs the learning rate in the optimizer state: pass an optimizer "
             "name or a jaxnn.optim value (an optax transformation with a schedule has none to reduce)"
@@ -339,7 +402,9 @@ def optimizer_name(optimizer) -> str:
 MAX_EPOCHS_PER_CALL = 1024  # the compiled chunk's length: the host syncs at least this often
 
 
-def epochs_per_call(tuning: Tuning, remaining: int, progress: bool, checkpoints: Checkpoints | None) -> int:
+def epochs_per_call(
+    tuning: Tuning, remaining: int, progress: bool, checkpoints: Checkpoints | None
+) -> int:
     """Epochs per compiled call: the tuning's, else a tenth of the ``remaining`` epochs
     (those this call trains) with a progress bar and all of them without, rounded up to
     a power of two and at most ``MAX_EPOCHS_PER_CALL``; a divisor of the checkpoint
@@ -374,20 +439,28 @@ def _begin_fit(run: Run):
     """A run of one compiled call on one device builds its carry inside that call."""
     start = run.start()
     history = _driver.History(offset=run.done)
-    one_call = run.plan.chunk >= run.epochs - run.done > 0 and run.saver is None and run.checkpoint is None
+    one_call = (
+        run.plan.chunk >= run.epochs - run.done > 0 and run.saver is None and run.checkpoint is None
+    )
     if one_call and run.stream is None and isinstance(run.placement, parallel.OneDevice):
-        carry, data = run.placement.place(_loop.Fresh(start, run.hyperparams), run.data, in_call=True)
+        carry, data = run.placement.place(
+            _loop.Fresh(start, run.hyperparams), run.data, in_call=True
+        )
         return carry, data, history, None
     # The key goes through start unchanged and the carry is donated: start gets a copy.
     carry = _loop.start(run.plan, start._replace(key=_loop.copy_key(start.key)), run.hyperparams)
     progress = None
     if run.checkpoint is not None:
         carry, history, progress = _saver.restore_carry(run.checkpoint, carry)
-        carry = _loop.with_hyperparams(carry, run.hyperparams)  # this call's settings win (documented in fit)
+        carry = _loop.with_hyperparams(
+            carry, run.hyperparams
+        )  # this call's settings win (documented in fit)
         if progress is not None:  # the epoch's first state gets them too (a replay starts there)
             first = _loop.with_hyperparams(carry._replace(state=progress[0]), run.hyperparams).state
             progress = (first, *progress[1:])
-    if run.stream is not None and isinstance(run.placement, parallel.DataParallel):  # every process has all of y
+    if run.stream is not None and isinstance(
+        run.placement, parallel.DataParallel
+    ):  # every process has all of y
         progress = None if progress is None else run.placement.put(progress[:2]) + progress[2:]
         return run.placement.put(carry), run.placement.put(run.data), history, progress
     carry, data = run.placement.place(carry, run.data)
@@ -398,16 +471,22 @@ def _with_dropout(state: TrainState, values: dict) -> TrainState:
     """``state`` with this call's dropout rates (model state, so no recompile per value)."""
     if "dropout" not in values:
         return state
-    return state._replace(model_state={**(state.model_state or {}), "dropout_rate": values["dropout"]})
+    return state._replace(
+        model_state={**(state.model_state or {}), "dropout_rate": values["dropout"]}
+    )
 
 
 def _begin_many(run: Run):
     """The stacked carry of K models: fresh, from a ManyResult, or from a checkpoint."""
     history = _driver.History(offset=run.done if run.checkpoint is None else 0)
     optimizer_values = {n: v for n, v in run.hyperparams.items() if n != "dropout"}
-    carry = _loop.start_many(run.plan, _with_dropout(run.start(), run.hyperparams), optimizer_values)
+    carry = _loop.start_many(
+        run.plan, _with_dropout(run.start(), run.hyperparams), optimizer_values
+    )
     if run.checkpoint is not None:
-        carry, history, _ = _saver.restore_carry(run.checkpoint, carry)  # within an epoch: only streamed fits
+        carry, history, _ = _saver.restore_carry(
+            run.checkpoint, carry
+        )  # within an epoch: only streamed fits
         carry = _loop.with_hyperparams(carry, optimizer_values)
         carry = carry._replace(state=_with_dropout(carry.state, run.hyperparams))
     carry, data = run.placement.place(carry, run.data)

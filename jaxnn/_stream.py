@@ -39,7 +39,11 @@ CHUNK_BYTES = 32 << 20  # rows read per chunk: about this many bytes of float32
 
 
 def _is_grain(x) -> bool:
-    return type(x).__module__.split(".")[0] == "grain" and hasattr(x, "__len__") and hasattr(x, "__getitem__")
+    return (
+        type(x).__module__.split(".")[0] == "grain"
+        and hasattr(x, "__len__")
+        and hasattr(x, "__getitem__")
+    )
 
 
 def is_stream(x) -> bool:
@@ -67,8 +71,12 @@ class Source:
         else:
             shape, dtype = tuple(x.shape), np.dtype(x.dtype)
         if len(shape) != 2 or shape[0] == 0 or shape[1] == 0:
-            raise ValueError(f"{name} must be 2-D (samples, features) with rows and columns, got shape {shape}")
-        if dtype.kind == "b" or not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+            raise ValueError(
+                f"{name} must be 2-D (samples, features) with rows and columns, got shape {shape}"
+            )
+        if dtype.kind == "b" or not (
+            np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
+        ):
             raise TypeError(f"{name} must hold numbers, got dtype {dtype}")
         self.x, self.name, self.n, self.features, self.shape = x, name, shape[0], shape[1], shape
         self.dtype = dtype
@@ -80,7 +88,10 @@ class Source:
                 self._file = None
         if self._file is not None:
             st = os.fstat(self._fd)
-            if _mapped_file(x) not in (None, (st.st_dev, st.st_ino)):  # replaced since np.load: read the mapping
+            if _mapped_file(x) not in (
+                None,
+                (st.st_dev, st.st_ino),
+            ):  # replaced since np.load: read the mapping
                 os.close(self._fd)
                 self._file = None
             else:
@@ -129,8 +140,12 @@ class Source:
                 view = memoryview(out[a:b]).cast("B")
                 got = os.preadv(self._fd, [view], first + int(rows[a]) * stride)
             else:
-                got = sum(os.preadv(self._fd, [memoryview(out[i]).cast("B")], first + int(rows[i]) * stride)
-                          for i in range(a, b))  # fmt: skip
+                got = sum(
+                    os.preadv(
+                        self._fd, [memoryview(out[i]).cast("B")], first + int(rows[i]) * stride
+                    )
+                    for i in range(a, b)
+                )
             if got != (b - a) * width:
                 raise OSError(f"{self._file[0]}: short read (the file changed while training?)")
         return out
@@ -220,7 +235,9 @@ def _inputs(data, xb, idx, mask) -> tuple:
 
 def _steps(plan: _loop.Plan, state, xb, idx, mask, data):
     """``len(xb)`` updates on pre-read batches ``xb`` (rows ``idx`` of the data)."""
-    return jax.lax.scan(_update(plan, data), state, _inputs(data, xb, idx, mask), unroll=plan.unroll)
+    return jax.lax.scan(
+        _update(plan, data), state, _inputs(data, xb, idx, mask), unroll=plan.unroll
+    )
 
 
 def _replay_steps(plan: _loop.Plan, state, xb, idx, mask, data, j0, first_bad):
@@ -294,22 +311,36 @@ class Streamed(NamedTuple):
             parts = [p for p in self._chunks(idx, mask, plan.n_batches) if p[0] >= done_steps]
             for c, (j0, rows, m) in enumerate(parts):
                 xb = self._read(rows) if pending is None else pending
-                if c >= 2:  # at most two chunks in flight: reading is faster than training, and each
+                if (
+                    c >= 2
+                ):  # at most two chunks in flight: reading is faster than training, and each
                     losses[-2].block_until_ready()  # queued call holds its chunk in device memory
-                state, loss = train_steps(plan, state, xb, rows, m, data)  # returns at once: JAX dispatches async
+                state, loss = train_steps(
+                    plan, state, xb, rows, m, data
+                )  # returns at once: JAX dispatches async
                 losses.append(loss)
-                pending = self._read(parts[c + 1][1]) if c + 1 < len(parts) else None  # overlaps that update
+                pending = (
+                    self._read(parts[c + 1][1]) if c + 1 < len(parts) else None
+                )  # overlaps that update
                 j1 = j0 + len(rows)
                 if self.saver is not None and j1 < plan.n_batches:
-                    progress = {"carry": carry._replace(state=state), "start": start, "losses": jnp.concatenate(losses)}
+                    progress = {
+                        "carry": carry._replace(state=state),
+                        "start": start,
+                        "losses": jnp.concatenate(losses),
+                    }
                     self.saver.within_epoch(progress, completed, j1, j0, self.history.arrays())
             carry = carry._replace(state=start)  # its own state went into the first chunk (donated)
-            carry, record, status, first_bad = end_epoch(plan, carry, state, jnp.concatenate(losses), mask, data)
+            carry, record, status, first_bad = end_epoch(
+                plan, carry, state, jnp.concatenate(losses), mask, data
+            )
             record, (epoch, stop), bad = fetch((record, status, first_bad))  # one sync per epoch
             if bad >= 0:
                 carry = self._replay(carry, start, idx, mask, data, int(bad))
             record.pop("ran")
-            yield _loop.Chunk(carry, {k: v[None] for k, v in record.items()}, np.ones(1, bool), epoch, stop)
+            yield _loop.Chunk(
+                carry, {k: v[None] for k, v in record.items()}, np.ones(1, bool), epoch, stop
+            )
             if stop != Stop.COMPLETED:
                 return
 
@@ -317,7 +348,9 @@ class Streamed(NamedTuple):
         """The in-memory replay (``jaxnn._loop.replay``), reading the epoch's rows again."""
         state, bad = start, np.int32(first_bad)
         for j0, rows, m in self._chunks(idx, mask, min(first_bad, self.plan.n_batches)):
-            state = replay_steps(self.plan, state, self._read(rows), rows, m, data, np.int32(j0), bad)
+            state = replay_steps(
+                self.plan, state, self._read(rows), rows, m, data, np.int32(j0), bad
+            )
         return carry._replace(state=state._replace(epoch=carry.state.epoch))
 
 
@@ -336,5 +369,8 @@ def check_plan_inputs(source: Source, *, validation, metrics) -> None:
 def predict_rows(source: Source, run_chunk, batch_size: int) -> np.ndarray:
     """``run_chunk(x_rows) -> predictions`` over the rows of ``source``, a chunk at a time."""
     rows = max(batch_size, (CHUNK_BYTES // (4 * source.features)) // batch_size * batch_size)
-    out = [np.asarray(run_chunk(source.rows(np.arange(i, min(i + rows, source.n))))) for i in range(0, source.n, rows)]
+    out = [
+        np.asarray(run_chunk(source.rows(np.arange(i, min(i + rows, source.n)))))
+        for i in range(0, source.n, rows)
+    ]
     return np.concatenate(out)

@@ -68,7 +68,8 @@ def log_softmax(x: jax.Array) -> jax.Array:
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    f.__name__: f for f in (identity, relu, leaky_relu, elu, gelu, sigmoid, tanh, softplus, softmax, log_softmax)
+    f.__name__: f
+    for f in (identity, relu, leaky_relu, elu, gelu, sigmoid, tanh, softplus, softmax, log_softmax)
 }
 
 

@@ -23,7 +23,9 @@ def linear_regression(x_train, y_train):
     def predict(x_new):
         xn, _ = validate(x_new)
         if xn.shape[1] != x.shape[1]:
-            raise ValueError(f"x has {xn.shape[1]} features, the baseline was fitted on {x.shape[1]}")
+            raise ValueError(
+                f"x has {xn.shape[1]} features, the baseline was fitted on {x.shape[1]}"
+            )
         out = (np.hstack([xn.astype(np.float64), np.ones((len(xn), 1))]) @ coef).astype(np.float32)
         return out if y.ndim == 2 else out[:, 0]
 

@@ -44,7 +44,9 @@ _FIXED = struct.Struct("<IQ32s")  # version, header length, header SHA-256
 _START = len(MAGIC) + _FIXED.size
 SUFFIX = ".jaxnn"
 MAX_HEADER_BYTES = 64 << 20
-_PAYLOAD_SLACK = 64  # msgpack's bytes per array besides its data (about 20 measured), and at the ends
+_PAYLOAD_SLACK = (
+    64  # msgpack's bytes per array besides its data (about 20 measured), and at the ends
+)
 
 
 def new_run_id() -> str:
@@ -78,7 +80,12 @@ def _describe(tree) -> tuple[list, list]:
         is_key = _is_key(leaf)
         arr = fetch(jax.random.key_data(leaf) if is_key else leaf)
         entries.append(
-            {"path": jax.tree_util.keystr(path), "shape": list(arr.shape), "dtype": str(arr.dtype), "prng_key": is_key}
+            {
+                "path": jax.tree_util.keystr(path),
+                "shape": list(arr.shape),
+                "dtype": str(arr.dtype),
+                "prng_key": is_key,
+            }
         )
         arrays.append(arr)
     return entries, arrays
@@ -106,7 +113,12 @@ def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None) -
             "metadata": metadata or {},
         }
     ).encode()
-    blob = MAGIC + _FIXED.pack(FORMAT_VERSION, len(header), hashlib.sha256(header).digest()) + header + payload
+    blob = (
+        MAGIC
+        + _FIXED.pack(FORMAT_VERSION, len(header), hashlib.sha256(header).digest())
+        + header
+        + payload
+    )
     _files.atomic_write(path, blob)
     return Path(path)
 
@@ -119,7 +131,9 @@ def _int(value, lo: int = 0, hi: int | None = None) -> bool:
     return type(value) is int and value >= lo and (hi is None or value <= hi)
 
 
-_DTYPE_KINDS = "biufc"  # bool, int, uint, float (bfloat16 included), complex: never objects or strings
+_DTYPE_KINDS = (
+    "biufc"  # bool, int, uint, float (bfloat16 included), complex: never objects or strings
+)
 
 
 def _check_array_entry(path, i: int, entry) -> int:
@@ -129,7 +143,11 @@ def _check_array_entry(path, i: int, entry) -> int:
         raise CheckpointError(f"{where} must be an object, got {type(entry).__name__}")
     for name, ok, expected in (
         ("path", lambda v: isinstance(v, str), "a string"),
-        ("shape", lambda v: isinstance(v, list) and all(_int(d, 0, 2**40) for d in v), "a list of sizes"),
+        (
+            "shape",
+            lambda v: isinstance(v, list) and all(_int(d, 0, 2**40) for d in v),
+            "a list of sizes",
+        ),
         ("dtype", lambda v: isinstance(v, str), "a dtype name"),
         ("prng_key", lambda v: isinstance(v, bool), "true or false"),
     ):
@@ -138,15 +156,21 @@ def _check_array_entry(path, i: int, entry) -> int:
         if not ok(entry[name]):
             raise CheckpointError(f"{where}.{name} must be {expected}, got {entry[name]!r:.80}")
     dtype = None
-    if re.fullmatch(r"[a-z][a-z0-9_]{0,30}", entry["dtype"]):  # a name, never numpy's comma-string format
+    if re.fullmatch(
+        r"[a-z][a-z0-9_]{0,30}", entry["dtype"]
+    ):  # a name, never numpy's comma-string format
         try:
-            with warnings.catch_warnings():  # a deprecated alias ("a") is refused below, not warned about
+            with (
+                warnings.catch_warnings()
+            ):  # a deprecated alias ("a") is refused below, not warned about
                 warnings.simplefilter("ignore")
                 dtype = jnp.dtype(entry["dtype"])
         except (TypeError, ValueError):
             dtype = None
     if dtype is None or dtype.kind not in _DTYPE_KINDS:
-        raise CheckpointError(f"{where}.dtype must be a numeric dtype name, got {entry['dtype']!r:.80}")
+        raise CheckpointError(
+            f"{where}.dtype must be a numeric dtype name, got {entry['dtype']!r:.80}"
+        )
     if entry["prng_key"] and (entry["dtype"] != "uint32" or entry["shape"][-1:] not in ([2], [4])):
         raise CheckpointError(
             f"{where}.prng_key is true, but a PRNG key is stored as uint32 key data of shape (..., 2) or "
@@ -160,9 +184,13 @@ def _check_metadata(path, meta: dict) -> None:
     where = f"{path}: header field metadata"
     for name in ("epoch", "step"):  # the loop counts them in int32
         if name in meta and not _int(meta[name], 0, 2**31 - 1):
-            raise CheckpointError(f"{where}.{name} must be an int in [0, 2**31 - 1], got {meta[name]!r:.80}")
+            raise CheckpointError(
+                f"{where}.{name} must be an int in [0, 2**31 - 1], got {meta[name]!r:.80}"
+            )
     if "settings" in meta and not isinstance(meta["settings"], dict):
-        raise CheckpointError(f"{where}.settings must be an object, got {type(meta['settings']).__name__}")
+        raise CheckpointError(
+            f"{where}.settings must be an object, got {type(meta['settings']).__name__}"
+        )
     if "run_id" in meta and not isinstance(meta["run_id"], str):
         raise CheckpointError(f"{where}.run_id must be a string, got {meta['run_id']!r:.80}")
     history = meta.get("history", {})
@@ -175,26 +203,35 @@ def _check_metadata(path, meta: dict) -> None:
         except (TypeError, ValueError):
             shapes.add(None)
         if not isinstance(values, list) or None in shapes:
-            raise CheckpointError(f"{where}.history.{name} must be a list of numbers (one list per model)")
+            raise CheckpointError(
+                f"{where}.history.{name} must be a list of numbers (one list per model)"
+            )
     if len(shapes) > 1:
         raise CheckpointError(f"{where}.history has records of different shapes {sorted(shapes)}")
 
 
 def _check_header(path, header) -> None:
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
+        raise CheckpointError(
+            f"{path}: the header must be a JSON object, got {type(header).__name__}"
+        )
     fields = {
         "format_version": (lambda v: v == FORMAT_VERSION and type(v) is int, f"{FORMAT_VERSION}"),
         "arrays": (lambda v: isinstance(v, list), "a list"),
         "payload_bytes": (_int, "an int >= 0"),
-        "payload_sha256": (lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v), "a SHA-256 hex digest"),
+        "payload_sha256": (
+            lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v),
+            "a SHA-256 hex digest",
+        ),
         "metadata": (lambda v: isinstance(v, dict), "an object"),
     }
     for name, (ok, expected) in fields.items():
         if name not in header:
             raise CheckpointError(f"{path}: header field {name} is missing")
         if not ok(header[name]):
-            raise CheckpointError(f"{path}: header field {name} must be {expected}, got {header[name]!r:.80}")
+            raise CheckpointError(
+                f"{path}: header field {name} must be {expected}, got {header[name]!r:.80}"
+            )
     need = sum(_check_array_entry(path, i, e) for i, e in enumerate(header["arrays"]))
     if not need <= header["payload_bytes"] <= need + _PAYLOAD_SLACK * (len(header["arrays"]) + 1):
         raise CheckpointError(
@@ -207,7 +244,9 @@ def _read_header(path: Path, f, size: int) -> dict:
     """The checked header of the open file ``f`` (positioned at the payload after)."""
     fixed = f.read(_START)
     if not fixed.startswith(MAGIC[: len(fixed)]) or not fixed:
-        raise CheckpointError(f"{path} is not a jaxnn checkpoint (it does not start with the jaxnn magic bytes)")
+        raise CheckpointError(
+            f"{path} is not a jaxnn checkpoint (it does not start with the jaxnn magic bytes)"
+        )
     if len(fixed) < _START:
         raise CheckpointError(f"{path} is truncated ({size} bytes)")
     version, header_len, header_digest = _FIXED.unpack(fixed[len(MAGIC) :])
@@ -219,14 +258,18 @@ def _read_header(path: Path, f, size: int) -> dict:
     if header_len > size - _START:
         raise CheckpointError(f"{path} is truncated (its header needs {header_len} bytes)")
     if header_len > MAX_HEADER_BYTES:
-        raise CheckpointError(f"{path} has a header of {header_len} bytes, more than the {MAX_HEADER_BYTES} allowed")
+        raise CheckpointError(
+            f"{path} has a header of {header_len} bytes, more than the {MAX_HEADER_BYTES} allowed"
+        )
     raw = f.read(header_len)
     if hashlib.sha256(raw).digest() != header_digest:
         raise CheckpointError(f"{path} is corrupted: its header checksum does not match")
     try:
         header = json.loads(raw)
     except (ValueError, RecursionError) as e:
-        raise CheckpointError(f"{path} has a damaged header (not JSON: {type(e).__name__})") from None
+        raise CheckpointError(
+            f"{path} has a damaged header (not JSON: {type(e).__name__})"
+        ) from None
     _check_header(path, header)
     payload = size - _START - header_len
     if payload != header["payload_bytes"]:
@@ -271,7 +314,11 @@ def _leaves(path, header: dict, arrays: dict, which) -> list[np.ndarray]:
     for i in which:
         s = header["arrays"][i]
         leaf = arrays.get(str(i))
-        if not isinstance(leaf, np.ndarray) or list(leaf.shape) != s["shape"] or str(leaf.dtype) != s["dtype"]:
+        if (
+            not isinstance(leaf, np.ndarray)
+            or list(leaf.shape) != s["shape"]
+            or str(leaf.dtype) != s["dtype"]
+        ):
             raise CheckpointError(f"{path}: array {s['path']} does not match its own header")
         out.append(leaf)
     return out
@@ -314,7 +361,9 @@ def restore(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
         if not diffs and [s["path"] for s in stored] != [e["path"] for e in expected]:
             diffs.append("the arrays are stored in another order than expected")
         if diffs:
-            raise CheckpointError(f"{path} does not match this model/optimizer:\n  " + "\n  ".join(diffs[:10]))
+            raise CheckpointError(
+                f"{path} does not match this model/optimizer:\n  " + "\n  ".join(diffs[:10])
+            )
 
     header, arrays = _read(path, check)
     stored = header["arrays"]
@@ -335,7 +384,9 @@ def scan(folder: str | os.PathLike) -> list[tuple[Path, dict | None, str]]:
         try:
             found.append((path, read_metadata(path), ""))
         except CheckpointError as e:
-            if path.exists() or path.is_symlink():  # else deleted since it was listed: a writer's clean-up
+            if (
+                path.exists() or path.is_symlink()
+            ):  # else deleted since it was listed: a writer's clean-up
                 found.append((path, None, str(e)))
     return found
 
@@ -361,7 +412,9 @@ def latest(path: str | os.PathLike) -> Path:
         raise CheckpointError(f"no checkpoint ({SUFFIX} file) in {path}")
     for _, meta, why in found:
         if meta is None:
-            raise CheckpointError(f"{why}; pass the checkpoint file to resume from instead of the folder")
+            raise CheckpointError(
+                f"{why}; pass the checkpoint file to resume from instead of the folder"
+            )
     runs = {meta.get("run_id") for _, meta, _ in found}
     if len(runs) > 1:
         raise CheckpointError(
@@ -401,7 +454,9 @@ def load_params(path: str | os.PathLike, params: Any) -> tuple[Any, dict]:
 
 
 _RETRIES = 8  # a folder's newest file deleted under the reader this many times in a row: give up
-_STATE_FACTOR = 16  # a fit state holds the params, the optimizer's moments, the best params, a streamed
+_STATE_FACTOR = (
+    16  # a fit state holds the params, the optimizer's moments, the best params, a streamed
+)
 # epoch's first state: a few times the params' bytes, far below this many
 
 
@@ -419,7 +474,9 @@ def _load_params(path: Path, params: Any) -> tuple[Any, dict]:
         stored = [header["arrays"][i] for i in which]
         got = [(s["path"][len(prefix) :], s["shape"], s["dtype"]) for s in stored]
         if got != want:
-            raise CheckpointError(f"{path}: its params {got[:4]} do not match the given params {want[:4]}")
+            raise CheckpointError(
+                f"{path}: its params {got[:4]} do not match the given params {want[:4]}"
+            )
         if header["payload_bytes"] > bound:
             raise CheckpointError(
                 f"{path} holds {header['payload_bytes']} bytes of arrays, more than a fit state of these params "

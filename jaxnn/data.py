@@ -25,7 +25,9 @@ def _as_numeric(a, name: str) -> np.ndarray | jax.Array:
             raise TypeError(f"{name} must be a numeric array, got PRNG keys")
         arr = a
     elif type(a).__module__.startswith("scipy.sparse"):
-        raise TypeError(f"{name} is a scipy sparse matrix; pass it dense ({name}.toarray()), or rows from disk")
+        raise TypeError(
+            f"{name} is a scipy sparse matrix; pass it dense ({name}.toarray()), or rows from disk"
+        )
     else:
         try:
             arr = np.asarray(a)
@@ -48,7 +50,9 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
     dtype = float_dtype()
     if arr.dtype == dtype:
         return arr
-    with np.errstate(over="ignore"):  # values too large for float32 become inf: _check_finite says where
+    with np.errstate(
+        over="ignore"
+    ):  # values too large for float32 become inf: _check_finite says where
         return arr.astype(dtype)
 
 
@@ -120,8 +124,12 @@ def _digest(arr: np.ndarray) -> bytes:
     buf = memoryview(np.ascontiguousarray(arr)).cast("B")
     piece = 8 << 20
     if _hash_pool is None:
-        _hash_pool = ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="jaxnn-hash")
-    parts = _hash_pool.map(lambda i: hashlib.sha256(buf[i : i + piece]).digest(), range(0, len(buf), piece))
+        _hash_pool = ThreadPoolExecutor(
+            max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="jaxnn-hash"
+        )
+    parts = _hash_pool.map(
+        lambda i: hashlib.sha256(buf[i : i + piece]).digest(), range(0, len(buf), piece)
+    )
     return hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode() + b"".join(parts)).digest()
 
 
@@ -156,7 +164,9 @@ def _check_finite(arr, name: str, original=None) -> None:
                 f"{name} has a value beyond float32's range ({original[pos]}) at {where}; rescale it "
                 f"(float32 holds magnitudes up to {np.finfo(np.float32).max:.3g})"
             )
-        raise ValueError(f"{name} has a non-finite value ({arr[pos]}) at {where}; expected finite numbers")
+        raise ValueError(
+            f"{name} has a non-finite value ({arr[pos]}) at {where}; expected finite numbers"
+        )
 
 
 def validate(x, y=None, *, x_name: str = "x", y_name: str = "y", to_device: bool = False):
@@ -188,10 +198,14 @@ def validate(x, y=None, *, x_name: str = "x", y_name: str = "y", to_device: bool
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{x_name} must have at least one row and one column, got shape {x.shape}")
     x = _float_checked(x, x_name, to_device)
-    return x, None if y is None else validate_targets(y, x.shape, x_name=x_name, y_name=y_name, to_device=to_device)
+    return x, None if y is None else validate_targets(
+        y, x.shape, x_name=x_name, y_name=y_name, to_device=to_device
+    )
 
 
-def validate_targets(y, x_shape: tuple, *, x_name: str = "x", y_name: str = "y", to_device: bool = False):
+def validate_targets(
+    y, x_shape: tuple, *, x_name: str = "x", y_name: str = "y", to_device: bool = False
+):
     """:func:`validate`'s checks of ``y`` alone, for inputs of shape ``x_shape``."""
     y = _as_numeric(y, y_name)
     if y.ndim not in (1, 2) or y.shape[0] != x_shape[0]:
@@ -211,10 +225,17 @@ def validate_targets(y, x_shape: tuple, *, x_name: str = "x", y_name: str = "y",
 
 
 def _float_checked(arr, name: str, to_device: bool):
-    if to_device and isinstance(arr, np.ndarray) and arr.nbytes >= UPLOAD_CACHE_MIN_BYTES and caches_uploads():
+    if (
+        to_device
+        and isinstance(arr, np.ndarray)
+        and arr.nbytes >= UPLOAD_CACHE_MIN_BYTES
+        and caches_uploads()
+    ):
         return _upload(arr, name)
     cast = _to_float(arr)
-    _check_finite(cast, name, arr if cast is not arr else None)  # after the cast: float64 overflow is caught
+    _check_finite(
+        cast, name, arr if cast is not arr else None
+    )  # after the cast: float64 overflow is caught
     return cast
 
 
@@ -255,7 +276,9 @@ class Standardizer(NamedTuple):
     def __call__(self, x) -> np.ndarray:
         x, _ = validate(x)
         if x.shape[1] != self.mean.shape[0]:
-            raise ValueError(f"x has {x.shape[1]} features, the standardizer was fitted on {self.mean.shape[0]}")
+            raise ValueError(
+                f"x has {x.shape[1]} features, the standardizer was fitted on {self.mean.shape[0]}"
+            )
         return (x - self.mean) / self.scale
 
 
@@ -271,9 +294,13 @@ def one_hot(labels, num_classes: int) -> np.ndarray:
     num_classes = positive_int(num_classes, "num_classes")
     labels = _as_numeric(labels, "labels")
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be a 1-D integer array, got shape {labels.shape} and dtype {labels.dtype}")
+        raise ValueError(
+            f"labels must be a 1-D integer array, got shape {labels.shape} and dtype {labels.dtype}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]")
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]"
+        )
     check_elements(labels.shape[0] * num_classes, f"one_hot: {labels.shape[0]} x {num_classes}")
     return np.eye(num_classes, dtype=np.float32)[labels]
 
@@ -290,7 +317,12 @@ def make_regression(key: jax.Array, n: int = 1000, features: int = 3, noise: flo
     """
     n, features = positive_int(n, "n"), positive_int(features, "features")
     check_elements(n * features, f"make_regression: {n} x {features}")
-    if isinstance(noise, bool) or not isinstance(noise, int | float) or not noise >= 0 or noise == np.inf:
+    if (
+        isinstance(noise, bool)
+        or not isinstance(noise, int | float)
+        or not noise >= 0
+        or noise == np.inf
+    ):
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
     kx, kn = jax.random.split(key)
     x = jax.random.normal(kx, (n, features))
@@ -335,7 +367,9 @@ def load_dataset(name: str) -> Dataset:
     x = raw.data.astype(np.float32)
     feature_names = [str(f) for f in getattr(raw, "feature_names", range(x.shape[1]))]
     if name == "diabetes":
-        return Dataset(x, raw.target.astype(np.float32)[:, None], "regression", feature_names, ["target"])
+        return Dataset(
+            x, raw.target.astype(np.float32)[:, None], "regression", feature_names, ["target"]
+        )
     target_names = [str(t) for t in raw.target_names]
     task = "binary" if len(target_names) == 2 else "multiclass"
     return Dataset(x, raw.target.astype(np.int32), task, feature_names, target_names)

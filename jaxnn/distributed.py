@@ -40,7 +40,9 @@ def initialize(
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     except AttributeError:  # an older or newer jax without this option: its default is used
         pass
-    jax.distributed.initialize(coordinator_address, num_processes, process_id, local_device_ids=local_device_ids)
+    jax.distributed.initialize(
+        coordinator_address, num_processes, process_id, local_device_ids=local_device_ids
+    )
 
 
 def is_main_process() -> bool:
@@ -65,17 +67,27 @@ def fetch(tree):
     ``fetch`` with it (in the same order)."""
 
     leaves = jax.tree.leaves(tree)
-    if jax.process_count() == 1 or all(not isinstance(a, jax.Array) or a.is_fully_addressable for a in leaves):
-        numeric = all(not isinstance(a, jax.Array) or isinstance(a.dtype, np.dtype) for a in leaves)  # no PRNG keys
-        if numeric and jax.default_backend() == "cpu":  # a copy each: 1-2 us, against 10-15 us through device_get
+    if jax.process_count() == 1 or all(
+        not isinstance(a, jax.Array) or a.is_fully_addressable for a in leaves
+    ):
+        numeric = all(
+            not isinstance(a, jax.Array) or isinstance(a.dtype, np.dtype) for a in leaves
+        )  # no PRNG keys
+        if (
+            numeric and jax.default_backend() == "cpu"
+        ):  # a copy each: 1-2 us, against 10-15 us through device_get
             return jax.tree.map(lambda a: np.array(a) if isinstance(a, jax.Array) else a, tree)
         return jax.device_get(tree)  # one batched transfer from an accelerator
 
     def one(a):
         if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=jax.random.key_impl(a))
+            return jax.random.wrap_key_data(
+                one(jax.random.key_data(a)), impl=jax.random.key_impl(a)
+            )
         if isinstance(a, jax.Array) and not a.is_fully_addressable:
-            if not a.is_fully_replicated:  # split over the processes (fit_many's models): gathered, a collective
+            if (
+                not a.is_fully_replicated
+            ):  # split over the processes (fit_many's models): gathered, a collective
                 from jax.experimental import multihost_utils
 
                 return np.asarray(multihost_utils.process_allgather(a, tiled=True))

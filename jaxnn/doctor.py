@@ -61,7 +61,9 @@ class Report:
         return not self.problems
 
     def __str__(self) -> str:
-        lines = [f"{name:<8} {version or 'not installed'}" for name, version in self.versions.items()]
+        lines = [
+            f"{name:<8} {version or 'not installed'}" for name, version in self.versions.items()
+        ]
         lines += [
             f"backend  {self.backend} ({self.device_kind})",
             f"devices  {self.device_count} ({self.local_device_count} local), processes {self.process_count}",
@@ -69,7 +71,9 @@ class Report:
             f"cache    {self.cache_check or self.compilation_cache or 'off'} (JAXNN_COMPILATION_CACHE=0 turns it off)",
         ]
         if self.ok:
-            lines.append(f"OK: jaxnn will train on {self.local_device_count} {self.backend} device(s).")
+            lines.append(
+                f"OK: jaxnn will train on {self.local_device_count} {self.backend} device(s)."
+            )
         for problem, fix in zip(self.problems, self.fixes, strict=True):
             lines += [f"PROBLEM: {problem}", f"FIX: {fix}"]
         return "\n".join(lines)
@@ -91,7 +95,11 @@ def visible_accelerators(environ=None, root: str = "/") -> tuple[str, ...]:
     found = []
     if any(environ.get(v) for v in _TPU_ENV) or any(dev.glob("accel*")):
         found.append("tpu")
-    if (dev / "nvidia0").exists() or environ.get("COLAB_GPU") or shutil.which("nvidia-smi", path=environ.get("PATH")):
+    if (
+        (dev / "nvidia0").exists()
+        or environ.get("COLAB_GPU")
+        or shutil.which("nvidia-smi", path=environ.get("PATH"))
+    ):
         found.append("gpu")
     return tuple(found)
 
@@ -126,7 +134,10 @@ def backend_failure(error: str, platforms: str) -> tuple[tuple, tuple]:
     problem = f"JAX could not start a backend: {first}"
     if platforms:
         wanted = [p.strip() for p in platforms.split(",") if p.strip()]
-        named = next((_FIXES[p] for p in ("tpu", "gpu") if p in wanted or (p == "gpu" and "cuda" in wanted)), None)
+        named = next(
+            (_FIXES[p] for p in ("tpu", "gpu") if p in wanted or (p == "gpu" and "cuda" in wanted)),
+            None,
+        )
         fix = f"JAX_PLATFORMS={platforms} asks for a backend this installation lacks: unset JAX_PLATFORMS"
         fix += f", or install it: {named}" if named else ""
     else:
@@ -153,17 +164,26 @@ def doctor(*, verbose: bool = True, environ=None) -> Report:
     hardware = visible_accelerators(environ)
     try:
         backend = jax.default_backend()
-        devices = (jax.devices()[0].device_kind, jax.device_count(), jax.local_device_count(), jax.process_count())
+        devices = (
+            jax.devices()[0].device_kind,
+            jax.device_count(),
+            jax.local_device_count(),
+            jax.process_count(),
+        )
         problems, fixes = diagnose(versions, backend, hardware)
     except Exception as e:  # JAX cannot start a backend: that is the diagnosis, not a crash
         backend, devices = "none", ("no device", 0, 0, 0)
-        problems, fixes = backend_failure(str(e) or type(e).__name__, (environ or os.environ).get("JAX_PLATFORMS", ""))
+        problems, fixes = backend_failure(
+            str(e) or type(e).__name__, (environ or os.environ).get("JAX_PLATFORMS", "")
+        )
     cache_check = None
     if cache.folder() is not None:
         try:
             cache_check = cache.check()
         except OSError as e:
-            problems += (f"the compilation cache folder {cache.folder()} cannot be read: {e.strerror}",)
+            problems += (
+                f"the compilation cache folder {cache.folder()} cannot be read: {e.strerror}",
+            )
             fixes += ("fix its permissions, or set JAXNN_COMPILATION_CACHE to another folder",)
     if cache_check is not None and cache_check.undeletable:
         problems += (

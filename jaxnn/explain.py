@@ -51,7 +51,9 @@ class Explanation(NamedTuple):
             drop = f"   then dropout {layer.dropout:g} (training only)" if layer.dropout else ""
             lines.append(f"A{i} = {layer.activation}({inner}) -> {tuple(layer.a.shape)}{drop}")
             prev = f"A{i}"
-        lines.append(f"output: A{len(self.layers)}; total parameters: {sum(l.num_params for l in self.layers)}")
+        lines.append(
+            f"output: A{len(self.layers)}; total parameters: {sum(l.num_params for l in self.layers)}"
+        )
         return "\n".join(lines)
 
 
@@ -95,11 +97,15 @@ def explain(model: Model, params: Params, x) -> Explanation:
         raise ValueError(f"x must be a batch of shape (batch, features), got {x.shape}")
     rates = model.apply.dropout or (0.0,) * (len(acts) - 1)
     layers = []
-    for i, ((z, a), layer, f) in enumerate(zip(model.apply.layers(variables, x), params, acts, strict=True)):
+    for i, ((z, a), layer, f) in enumerate(
+        zip(model.apply.layers(variables, x), params, acts, strict=True)
+    ):
         hidden = i < len(acts) - 1
         size = sum(int(v.size) for v in layer.values())
         norm, rate = (model.apply.norm, rates[i]) if hidden else (None, 0.0)
-        layers.append(Layer(z, a, tuple(layer["w"].shape), act.activation_name(f), size, norm, rate))
+        layers.append(
+            Layer(z, a, tuple(layer["w"].shape), act.activation_name(f), size, norm, rate)
+        )
     return Explanation(tuple(x.shape), layers)
 
 
@@ -184,7 +190,9 @@ def backprop(model: Model, params: Params, x, y, loss: str = "mse") -> Params:
     """
     _activations_of(model)
     if model.apply.norm is not None or model.apply.dropout:
-        raise ValueError("backprop writes out the plain network only (no norm, no dropout); use jax.grad for this one")
+        raise ValueError(
+            "backprop writes out the plain network only (no norm, no dropout); use jax.grad for this one"
+        )
     if loss not in _BACKPROP_LOSSES:
         raise ValueError(f"backprop supports the losses {list(_BACKPROP_LOSSES)}, got {loss!r}")
     trace = explain(model, params, x)
@@ -193,7 +201,9 @@ def backprop(model: Model, params: Params, x, y, loss: str = "mse") -> Params:
     dA = _loss_backward(loss, trace.output, y)
     grads = []
     inputs = [jnp.asarray(x)] + [layer.a for layer in trace.layers[:-1]]
-    for layer, f, a_prev, p in reversed(list(zip(trace.layers, _activations_of(model), inputs, params, strict=True))):
+    for layer, f, a_prev, p in reversed(
+        list(zip(trace.layers, _activations_of(model), inputs, params, strict=True))
+    ):
         dZ = _activation_backward(f, dA, layer.z, layer.a)
         grads.append({"w": a_prev.T @ dZ, "b": dZ.sum(axis=0)})
         dA = dZ @ p["w"].T

@@ -75,8 +75,13 @@ def default_initializer(activation_name: str) -> Initializer:
 
 # How each named variance-scaling initializer sets its scale (its draws scale with 1 / sqrt(fan)): by
 # fan_in, or by the mean of fan_in and fan_out. jaxnn.search narrows a layer's initial weights with it.
-FAN_MODE = {id(he_normal): "fan_in", id(he_uniform): "fan_in", id(lecun_normal): "fan_in",
-            id(glorot_normal): "fan_avg", id(glorot_uniform): "fan_avg"}  # fmt: skip
+FAN_MODE = {
+    id(he_normal): "fan_in",
+    id(he_uniform): "fan_in",
+    id(lecun_normal): "fan_in",
+    id(glorot_normal): "fan_avg",
+    id(glorot_uniform): "fan_avg",
+}
 
 
 def get_initializer(init: str | Initializer) -> Initializer:

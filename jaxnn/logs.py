@@ -135,7 +135,14 @@ class EpochLog:
       run: the runs' names with ``models``: ``<run>-000``, ...
     """
 
-    def __init__(self, folder: Path, hparams: dict, metrics: list[str], models: int | None = None, run: str = "model"):
+    def __init__(
+        self,
+        folder: Path,
+        hparams: dict,
+        metrics: list[str],
+        models: int | None = None,
+        run: str = "model",
+    ):
         Event, Summary, hp, RecordWriter = _tb()
         self._event, self._summary = Event, Summary
         runs = [folder] if models is None else [folder / f"{run}-{i:03d}" for i in range(models)]
@@ -147,11 +154,14 @@ class EpochLog:
         except BaseException:
             self.close()  # a file that failed is closed already; close the others
             raise
-        self.learning_rates = np.broadcast_to(np.asarray(hparams.get("learning_rate", np.nan), np.float64),
-                                              (len(self.writers),))  # fmt: skip
+        self.learning_rates = np.broadcast_to(
+            np.asarray(hparams.get("learning_rate", np.nan), np.float64), (len(self.writers),)
+        )
         self.last = time.perf_counter()
 
-    def _begin(self, runs, folder: Path, hparams: dict, metrics: list[str], models, RecordWriter, hp) -> None:
+    def _begin(
+        self, runs, folder: Path, hparams: dict, metrics: list[str], models, RecordWriter, hp
+    ) -> None:
         """An event file per run, with its hyperparameters (and a sweep's columns in the
         folder above its runs)."""
         Event = self._event
@@ -168,7 +178,10 @@ class EpochLog:
             finally:
                 top.close()
         for i, writer in enumerate(self.writers):
-            mine = {k: _hparam_value(v if models is None or np.ndim(v) == 0 else v[i]) for k, v in hparams.items()}
+            mine = {
+                k: _hparam_value(v if models is None or np.ndim(v) == 0 else v[i])
+                for k, v in hparams.items()
+            }
             writer.add(Event(wall_time=now, summary=hp.hparams_pb(mine, trial_id=runs[i].name)))
             writer.flush()
 
@@ -176,20 +189,26 @@ class EpochLog:
         """Writes the epochs ``first_epoch, ...`` of ``records`` (``name -> (..., E)``;
         with models, NaN where a model did not run)."""
         now, wall = time.perf_counter(), time.time()
-        records = {k: np.asarray(v).reshape(len(self.writers), -1) for k, v in records.items()}  # (runs, E)
+        records = {
+            k: np.asarray(v).reshape(len(self.writers), -1) for k, v in records.items()
+        }  # (runs, E)
         span = next(iter(records.values())).shape[1]
         seconds, self.last = (now - self.last) / max(span, 1), now
         for i, writer in enumerate(self.writers):
             for j in range(span):
                 values = {k: float(v[i, j]) for k, v in records.items()}
-                if len(self.writers) > 1 and np.isnan(values.get("loss", next(iter(values.values())))):
+                if len(self.writers) > 1 and np.isnan(
+                    values.get("loss", next(iter(values.values())))
+                ):
                     continue  # this model had stopped
                 values["epoch_seconds"] = seconds
                 if np.isfinite(self.learning_rates[i]):
                     values["learning_rate"] = float(self.learning_rates[i])
                 items = [self._summary.Value(tag=k, simple_value=v) for k, v in values.items()]
                 step = first_epoch + j
-                writer.add(self._event(wall_time=wall, step=step, summary=self._summary(value=items)))
+                writer.add(
+                    self._event(wall_time=wall, step=step, summary=self._summary(value=items))
+                )
             writer.flush()
 
     def close(self) -> None:

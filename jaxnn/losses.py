@@ -26,14 +26,18 @@ def check_weights(weights, n: int):
     if weights is None:
         return None
     if jnp.shape(weights) != (n,):
-        raise ValueError(f"weights must have shape ({n},) (one per example), got {jnp.shape(weights)}")
+        raise ValueError(
+            f"weights must have shape ({n},) (one per example), got {jnp.shape(weights)}"
+        )
     return weights
 
 
 def _check_numeric(a, what: str, name: str) -> None:
     dtype = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
     numeric = (
-        jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.bool_)
+        jnp.issubdtype(dtype, jnp.integer)
+        or jnp.issubdtype(dtype, jnp.floating)
+        or jnp.issubdtype(dtype, jnp.bool_)
     )
     if not numeric:
         raise TypeError(f"{name}: {what} must be a numeric (int or float) array, got dtype {dtype}")
@@ -52,7 +56,9 @@ def check_same_shape(predictions, targets, name: str) -> None:
     if jnp.shape(predictions) != jnp.shape(targets):
         hint = ""
         if jnp.ndim(predictions) == jnp.ndim(targets) + 1 and jnp.shape(predictions)[-1] == 1:
-            hint = " (reshape targets with y[:, None]: (n,) against (n, 1) would broadcast to (n, n))"
+            hint = (
+                " (reshape targets with y[:, None]: (n,) against (n, 1) would broadcast to (n, n))"
+            )
         raise ValueError(
             f"{name}: predictions {jnp.shape(predictions)} and targets {jnp.shape(targets)} "
             f"must have the same shape{hint}"
@@ -118,7 +124,9 @@ def huber(predictions, targets, weights=None, delta: float = 1.0):
 
 
 def _check_probability_targets(targets, name: str) -> None:
-    t = np.asarray(targets) if is_concrete(targets) else None  # values are checkable outside a trace
+    t = (
+        np.asarray(targets) if is_concrete(targets) else None
+    )  # values are checkable outside a trace
     if t is not None and t.size and not ((t >= 0) & (t <= 1)).all():
         raise ValueError(f"{name}: targets must lie in [0, 1] (labels 0/1 or probabilities)")
 
@@ -180,7 +188,15 @@ def softmax_cross_entropy(predictions, targets, weights=None):
 
 LOSSES: dict[str, Loss] = {
     f.__name__: f
-    for f in (mse, rmse, mae, huber, binary_cross_entropy, binary_cross_entropy_with_logits, softmax_cross_entropy)
+    for f in (
+        mse,
+        rmse,
+        mae,
+        huber,
+        binary_cross_entropy,
+        binary_cross_entropy_with_logits,
+        softmax_cross_entropy,
+    )
 }
 
 
@@ -190,7 +206,9 @@ def get_loss(loss: str | Loss) -> Loss:
         try:
             return LOSSES[loss]
         except KeyError:
-            raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)} or a callable") from None
+            raise ValueError(
+                f"unknown loss {loss!r}; expected one of {sorted(LOSSES)} or a callable"
+            ) from None
     if callable(loss):
         return loss
     raise TypeError(f"loss must be a name or a callable, got {type(loss).__name__}")

@@ -47,10 +47,14 @@ def accuracy(predictions, targets, weights=None, *, threshold: float = 0.5):
             f"accuracy: targets {jnp.shape(targets)} do not match predictions "
             f"{jnp.shape(predictions)}; expected labels of shape {jnp.shape(predictions)[:1]}"
         )
-    if not one_hot and losses.is_concrete(targets):  # values are checkable outside a trace, before any work
+    if not one_hot and losses.is_concrete(
+        targets
+    ):  # values are checkable outside a trace, before any work
         v = np.asarray(targets).reshape(-1)
         if v.size and not ((v >= 0) & (v < k) & (v == np.round(v))).all():
-            raise ValueError(f"accuracy: targets must be class labels, whole numbers in [0, {k}); got {v[:10]}")
+            raise ValueError(
+                f"accuracy: targets must be class labels, whole numbers in [0, {k}); got {v[:10]}"
+            )
     pred = predicted_classes(predictions, threshold)
     t = jnp.asarray(targets)
     t = jnp.argmax(t, axis=-1) if one_hot else t.reshape(t.shape[0])
@@ -69,12 +73,20 @@ def r2(predictions, targets, weights=None):
     losses.check_same_shape(predictions, targets, "r2")
     p = _columns(predictions)
     t = _columns(targets)
-    w = jnp.ones(t.shape[0], t.dtype) if weights is None else losses.check_weights(weights, t.shape[0])
+    w = (
+        jnp.ones(t.shape[0], t.dtype)
+        if weights is None
+        else losses.check_weights(weights, t.shape[0])
+    )
     w = w.astype(t.dtype)[:, None]
     mean = (w * t).sum(0, keepdims=True) / jnp.maximum(w.sum(), 1e-12)
     ss_res = (w * jnp.square(t - p)).sum(0)
     ss_tot = (w * jnp.square(t - mean)).sum(0)
-    score = jnp.where(ss_tot > 0, 1.0 - ss_res / jnp.where(ss_tot > 0, ss_tot, 1.0), jnp.where(ss_res == 0, 1.0, 0.0))
+    score = jnp.where(
+        ss_tot > 0,
+        1.0 - ss_res / jnp.where(ss_tot > 0, ss_tot, 1.0),
+        jnp.where(ss_res == 0, 1.0, 0.0),
+    )
     return jnp.mean(jnp.where(jnp.isfinite(ss_res), score, jnp.nan))
 
 
@@ -93,7 +105,9 @@ def get_metric(metric: str | Metric) -> tuple[str, Metric]:
         try:
             return metric, METRICS[metric]
         except KeyError:
-            raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(METRICS)} or a callable") from None
+            raise ValueError(
+                f"unknown metric {metric!r}; expected one of {sorted(METRICS)} or a callable"
+            ) from None
     if callable(metric):
         return getattr(metric, "__name__", type(metric).__name__), metric
     raise TypeError(f"metric must be a name or a callable, got {type(metric).__name__}")

@@ -106,12 +106,18 @@ class MLPApply:
                     mean, var = _row(z.mean(axis=0), z), _row(z.var(axis=0), z)
                 else:
                     mean, var = _row(stats[i]["mean"], z), _row(stats[i]["var"], z)
-                z = (z - mean) * jax.lax.rsqrt(var + NORM_EPSILON) * _row(layer["scale"], z) + _row(layer["offset"], z)
+                z = (z - mean) * jax.lax.rsqrt(var + NORM_EPSILON) * _row(layer["scale"], z) + _row(
+                    layer["offset"], z
+                )
             a = act(z)
             if hidden and key is not None and self.dropout and self.dropout[i] > 0:
                 keep = 1.0 - (self.dropout[i] if swept is None else swept)
-                a = jnp.where(jax.random.bernoulli(jax.random.fold_in(key, i), keep, a.shape), a / keep, 0.0)
-            if hidden and width is not None:  # a narrower network inside this one: its gradients stay 0 too
+                a = jnp.where(
+                    jax.random.bernoulli(jax.random.fold_in(key, i), keep, a.shape), a / keep, 0.0
+                )
+            if (
+                hidden and width is not None
+            ):  # a narrower network inside this one: its gradients stay 0 too
                 keep = (jnp.arange(a.shape[-1]) < width).astype(a.dtype)
                 a = a * keep.reshape((1,) * (a.ndim - 1) + keep.shape)
             out.append((linear, a))
@@ -132,7 +138,10 @@ class MLPTrainApply(MLPApply):
             return out[-1][1], {}
         m = BATCH_NORM_MOMENTUM
         stats = [
-            {"mean": m * s["mean"] + (1 - m) * z.mean(axis=0), "var": m * s["var"] + (1 - m) * z.var(axis=0)}
+            {
+                "mean": m * s["mean"] + (1 - m) * z.mean(axis=0),
+                "var": m * s["var"] + (1 - m) * z.var(axis=0),
+            }
             for s, (z, _) in zip(variables["batch_stats"], out[:-1], strict=True)
         ]  # of each hidden layer's Z (recomputed here; XLA fuses it with the forward pass)
         return out[-1][1], {"batch_stats": stats}
@@ -150,7 +159,9 @@ def check_mlp_input(params: Params, x: jax.Array, depth: int) -> None:
     if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
         raise TypeError(f"x must be a numeric (int or float) array, got dtype {dtype}")
     if jnp.ndim(x) not in (1, 2):
-        raise ValueError(f"x must have shape (batch, {n_in}) or ({n_in},), got shape {jnp.shape(x)}")
+        raise ValueError(
+            f"x must have shape (batch, {n_in}) or ({n_in},), got shape {jnp.shape(x)}"
+        )
     if jnp.shape(x)[-1] != n_in:
         raise ValueError(
             f"x has {jnp.shape(x)[-1]} features but the first layer expects {n_in}: "
@@ -207,13 +218,19 @@ def mlp(
     hidden = get_activation(activation)
     out = get_activation(output_activation)
     acts = (hidden,) * (len(sizes) - 2) + (out,)
-    inits = [get_initializer(init) if init is not None else default_initializer(activation_name(a)) for a in acts]
+    inits = [
+        get_initializer(init) if init is not None else default_initializer(activation_name(a))
+        for a in acts
+    ]
     binit = get_initializer(bias_init)
 
     def init_fn(key: jax.Array) -> Params:
         keys = jax.random.split(key, len(acts))
         params = [
-            {"w": w_init(k, (n_in, n_out), dtype), "b": binit(jax.random.fold_in(k, 1), (n_out,), dtype)}
+            {
+                "w": w_init(k, (n_in, n_out), dtype),
+                "b": binit(jax.random.fold_in(k, 1), (n_out,), dtype),
+            }
             for k, w_init, n_in, n_out in zip(keys, inits, sizes[:-1], sizes[1:], strict=True)
         ]
         for layer, n in zip(params[:-1], sizes[1:-1], strict=True):
@@ -221,7 +238,9 @@ def mlp(
                 layer.update(scale=jnp.ones((n,), dtype), offset=jnp.zeros((n,), dtype))
         if norm != "batch":
             return params
-        stats = [{"mean": jnp.zeros((n,), dtype), "var": jnp.ones((n,), dtype)} for n in sizes[1:-1]]
+        stats = [
+            {"mean": jnp.zeros((n,), dtype), "var": jnp.ones((n,), dtype)} for n in sizes[1:-1]
+        ]
         return {"params": params, "batch_stats": stats}
 
     # jaxnn.search rebuilds narrower networks from the spec: with a named (or the default) initializer only
@@ -266,9 +285,15 @@ def from_spec(spec: dict) -> Model:
 
 
 def _check_dropout(dropout, n_hidden: int) -> tuple[float, ...]:
-    rates = (dropout,) * n_hidden if isinstance(dropout, int | float) and not isinstance(dropout, bool) else dropout
+    rates = (
+        (dropout,) * n_hidden
+        if isinstance(dropout, int | float) and not isinstance(dropout, bool)
+        else dropout
+    )
     if isinstance(rates, str | bytes) or not isinstance(rates, Sequence) or len(rates) != n_hidden:
-        raise ValueError(f"dropout must be one rate or one per hidden layer ({n_hidden}), got {dropout!r}")
+        raise ValueError(
+            f"dropout must be one rate or one per hidden layer ({n_hidden}), got {dropout!r}"
+        )
     for r in rates:
         if isinstance(r, bool) or not isinstance(r, int | float) or not 0 <= r < 1:
             raise ValueError(f"each dropout rate must be a number in [0, 1), got {r!r}")

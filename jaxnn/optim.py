@@ -78,9 +78,15 @@ def _weights_only(params):
 # Explicit signatures: optax.inject_hyperparams reads the hyperparameter names from them.
 FACTORIES = {
     "sgd": lambda learning_rate, l2=None: _l2(l2, optax.sgd(learning_rate)),
-    "momentum": lambda learning_rate, momentum=0.9, l2=None: _l2(l2, optax.sgd(learning_rate, momentum)),
-    "nesterov": lambda learning_rate, momentum=0.9, l2=None: _l2(l2, optax.sgd(learning_rate, momentum, True)),
-    "adam": lambda learning_rate, b1=0.9, b2=0.999, eps=1e-8, l2=None: _l2(l2, optax.adam(learning_rate, b1, b2, eps)),
+    "momentum": lambda learning_rate, momentum=0.9, l2=None: _l2(
+        l2, optax.sgd(learning_rate, momentum)
+    ),
+    "nesterov": lambda learning_rate, momentum=0.9, l2=None: _l2(
+        l2, optax.sgd(learning_rate, momentum, True)
+    ),
+    "adam": lambda learning_rate, b1=0.9, b2=0.999, eps=1e-8, l2=None: _l2(
+        l2, optax.adam(learning_rate, b1, b2, eps)
+    ),
     "adamw": lambda learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4, l2=None: _l2(
         l2, optax.adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay)
     ),
@@ -96,7 +102,9 @@ HYPERPARAMS = {
 
 
 @functools.cache
-def transform(name: str, names: tuple[str, ...] = ("learning_rate",)) -> optax.GradientTransformation:
+def transform(
+    name: str, names: tuple[str, ...] = ("learning_rate",)
+) -> optax.GradientTransformation:
     """The optimizer ``name`` whose hyperparameters ``names`` live in its state (one
     object per pair, so equal settings share compiled code)."""
     if names == ("learning_rate",):
@@ -128,7 +136,9 @@ def get_optimizer(optimizer) -> tuple[optax.GradientTransformation, dict]:
     check_name(name)
     if callable(values.get("learning_rate")):  # an optax schedule: step -> learning rate
         if len(values) > 1:
-            raise ValueError("an optax schedule as learning rate goes with no other hyperparameters")
+            raise ValueError(
+                "an optax schedule as learning rate goes with no other hyperparameters"
+            )
         return FACTORIES[name](learning_rate=values["learning_rate"]), {}
     values = {n: check_hyperparam(name, n, v) for n, v in values.items()}
     values.setdefault("learning_rate", DEFAULT_LEARNING_RATE)
@@ -175,9 +185,19 @@ def adam(learning_rate=DEFAULT_LEARNING_RATE, *, b1=None, b2=None, eps=None, l2=
     return _value("adam", learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, l2=l2)
 
 
-def adamw(learning_rate=DEFAULT_LEARNING_RATE, *, b1=None, b2=None, eps=None, weight_decay=None, l2=None) -> Optimizer:
+def adamw(
+    learning_rate=DEFAULT_LEARNING_RATE, *, b1=None, b2=None, eps=None, weight_decay=None, l2=None
+) -> Optimizer:
     """AdamW: Adam with decoupled weight decay (``weight_decay``, default 1e-4); see :func:`adam`."""
-    return _value("adamw", learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, l2=l2)
+    return _value(
+        "adamw",
+        learning_rate=learning_rate,
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        weight_decay=weight_decay,
+        l2=l2,
+    )
 
 
 def check_name(name) -> None:
@@ -195,32 +215,48 @@ _BOUNDS = {  # name -> (low, high, high included)
 def check_hyperparam(optimizer: str, name, value):
     """``value`` (a number, or one per model) checked for ``optimizer``'s hyperparameter ``name``."""
     if name not in HYPERPARAMS[optimizer]:
-        raise ValueError(f"{optimizer} has no hyperparameter {name!r}; expected one of {list(HYPERPARAMS[optimizer])}")
-    if type(value) is float and 1e-30 < value < 1.0 and name == "learning_rate":  # fit's per-call cost: no numpy
+        raise ValueError(
+            f"{optimizer} has no hyperparameter {name!r}; expected one of {list(HYPERPARAMS[optimizer])}"
+        )
+    if (
+        type(value) is float and 1e-30 < value < 1.0 and name == "learning_rate"
+    ):  # fit's per-call cost: no numpy
         return value
     arr = np.asarray(value)
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+    if arr.dtype == bool or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
         raise TypeError(f"{name} must be a number (or one number per model), got {value!r}")
     if arr.ndim > 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a number or a non-empty 1-D sequence of numbers, got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be a number or a non-empty 1-D sequence of numbers, got shape {arr.shape}"
+        )
     f64 = arr.astype(np.float64)
     bound = "> 0" if name == "learning_rate" else ">= 0"
     finite = np.isfinite(f64).all() and (np.abs(f64) <= np.finfo(np.float32).max).all()
     if not (finite and ((f64 > 0) if name == "learning_rate" else (f64 >= 0)).all()):
-        raise ValueError(f"{name} must be a finite number {bound} within float32's range, got {value!r}")
+        raise ValueError(
+            f"{name} must be a finite number {bound} within float32's range, got {value!r}"
+        )
     if ((f64 != 0) & (f64.astype(np.float32) == 0)).any():  # training computes in float32
-        raise ValueError(f"{name}={value!r} underflows to 0 in float32 (below about 1.4e-45); nothing would train")
+        raise ValueError(
+            f"{name}={value!r} underflows to 0 in float32 (below about 1.4e-45); nothing would train"
+        )
     if name in _BOUNDS:
         low, high, closed = _BOUNDS[name]
         if not ((f64 >= low) & ((f64 <= high) if closed else (f64 < high))).all():
-            raise ValueError(f"{name} must be in [{low}, {high}{']' if closed else ')'}, got {value!r}")
+            raise ValueError(
+                f"{name} must be in [{low}, {high}{']' if closed else ')'}, got {value!r}"
+            )
     return float(f64) if arr.ndim == 0 else f64.astype(np.float32)
 
 
 def check_learning_rate(learning_rate) -> float:
     """``learning_rate`` as a float; raises unless it is one finite number > 0."""
     if np.ndim(learning_rate) != 0:
-        raise TypeError(f"learning_rate must be a number or an optax schedule, got {learning_rate!r}")
+        raise TypeError(
+            f"learning_rate must be a number or an optax schedule, got {learning_rate!r}"
+        )
     return check_hyperparam("sgd", "learning_rate", learning_rate)
 
 
@@ -230,7 +266,9 @@ def set_hyperparams(opt_state, values: dict):
         return opt_state
     if hasattr(opt_state, "hyperparams"):  # optax.inject_hyperparams
         hp = opt_state.hyperparams
-        return opt_state._replace(hyperparams={**hp, **{n: jnp.asarray(v, hp[n].dtype) for n, v in values.items()}})
+        return opt_state._replace(
+            hyperparams={**hp, **{n: jnp.asarray(v, hp[n].dtype) for n, v in values.items()}}
+        )
     *core, last = opt_state
     if not isinstance(last, LearningRateState) or set(values) != {"learning_rate"}:
         raise ValueError("set_hyperparams needs the state of a jaxnn named optimizer")

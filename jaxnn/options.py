@@ -45,7 +45,9 @@ class TrainState(NamedTuple):
     def variables(self):
         """What the model's ``apply`` takes: ``params``, or ``{"params": params,
         **model_state}`` for a model with state."""
-        return self.params if self.model_state is None else {"params": self.params, **self.model_state}
+        return (
+            self.params if self.model_state is None else {"params": self.params, **self.model_state}
+        )
 
 
 class Stop(enum.IntEnum):
@@ -77,8 +79,14 @@ class TrialStatus(enum.IntEnum):
 
 
 def _final(history: dict) -> str:
-    last = {k: v[..., -1] for k, v in history.items() if k != "epoch" and np.shape(v)[-1:] not in ((0,),)}
-    return ", ".join(f"{k}={float(np.nanmin(v)) if np.ndim(v) else float(v):.4g}" for k, v in last.items())
+    last = {
+        k: v[..., -1]
+        for k, v in history.items()
+        if k != "epoch" and np.shape(v)[-1:] not in ((0,),)
+    }
+    return ", ".join(
+        f"{k}={float(np.nanmin(v)) if np.ndim(v) else float(v):.4g}" for k, v in last.items()
+    )
 
 
 def _shapes(tree) -> str:
@@ -178,7 +186,11 @@ class SearchResult:
         key: ``jaxnn.fit(**result.replay(i))`` ends with its params (bitwise on jax
         0.10's CPU backend; to float rounding where a backend rounds a vmapped matrix
         product apart from a single one, as jax 0.12's CPU does)."""
-        if isinstance(i, bool) or not isinstance(i, int | np.integer) or not 0 <= i < len(self.trials):
+        if (
+            isinstance(i, bool)
+            or not isinstance(i, int | np.integer)
+            or not 0 <= i < len(self.trials)
+        ):
             raise ValueError(f"trial id must be an int in [0, {len(self.trials)}), got {i!r}")
         return self.replay_keywords(int(i))
 
@@ -187,7 +199,11 @@ class SearchResult:
         for row in self.trials:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
         status = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-        best = f"best {self.monitor}={self.trials[0]['score']:.4g} with {self.best_config}" if self.best_config else ""
+        best = (
+            f"best {self.monitor}={self.trials[0]['score']:.4g} with {self.best_config}"
+            if self.best_config
+            else ""
+        )
         return f"SearchResult({len(self.trials)} trials: {status}; {best or 'none finished'})"
 
 
@@ -236,20 +252,42 @@ class EarlyStopping:
     min_lr: float = 0.0
 
     def __post_init__(self):
-        _check(isinstance(self.monitor, str), TypeError, f"early_stopping.monitor must be a name, got {self.monitor!r}")
+        _check(
+            isinstance(self.monitor, str),
+            TypeError,
+            f"early_stopping.monitor must be a name, got {self.monitor!r}",
+        )
         positive_int(self.patience, "early_stopping.patience")
-        _check(_is_number(self.min_delta) and self.min_delta >= 0, ValueError,
-               f"early_stopping.min_delta must be a number >= 0, got {self.min_delta!r}")  # fmt: skip
-        _check(self.mode in ("min", "max", "auto"), ValueError,
-               f"early_stopping.mode must be 'min', 'max' or 'auto', got {self.mode!r}")  # fmt: skip
-        _check(isinstance(self.restore_best, bool), TypeError,
-               f"early_stopping.restore_best must be True or False, got {self.restore_best!r}")  # fmt: skip
-        _check(self.best in ("significant", "any"), ValueError,
-               f"early_stopping.best must be 'significant' or 'any', got {self.best!r}")  # fmt: skip
-        _check(self.reduce_lr is None or (_is_number(self.reduce_lr) and 0 < self.reduce_lr < 1), ValueError,
-               f"early_stopping.reduce_lr must be None or a factor in (0, 1), got {self.reduce_lr!r}")  # fmt: skip
-        _check(_is_number(self.min_lr) and self.min_lr >= 0, ValueError,
-               f"early_stopping.min_lr must be a number >= 0, got {self.min_lr!r}")  # fmt: skip
+        _check(
+            _is_number(self.min_delta) and self.min_delta >= 0,
+            ValueError,
+            f"early_stopping.min_delta must be a number >= 0, got {self.min_delta!r}",
+        )
+        _check(
+            self.mode in ("min", "max", "auto"),
+            ValueError,
+            f"early_stopping.mode must be 'min', 'max' or 'auto', got {self.mode!r}",
+        )
+        _check(
+            isinstance(self.restore_best, bool),
+            TypeError,
+            f"early_stopping.restore_best must be True or False, got {self.restore_best!r}",
+        )
+        _check(
+            self.best in ("significant", "any"),
+            ValueError,
+            f"early_stopping.best must be 'significant' or 'any', got {self.best!r}",
+        )
+        _check(
+            self.reduce_lr is None or (_is_number(self.reduce_lr) and 0 < self.reduce_lr < 1),
+            ValueError,
+            f"early_stopping.reduce_lr must be None or a factor in (0, 1), got {self.reduce_lr!r}",
+        )
+        _check(
+            _is_number(self.min_lr) and self.min_lr >= 0,
+            ValueError,
+            f"early_stopping.min_lr must be a number >= 0, got {self.min_lr!r}",
+        )
         if self.mode == "auto":
             object.__setattr__(self, "mode", "max" if higher_is_better(self.monitor) else "min")
 
@@ -283,22 +321,37 @@ class Checkpoints:
     every_steps: int | None = None
 
     def __post_init__(self):
-        _check(isinstance(self.dir, str | os.PathLike), TypeError,
-               f"checkpoints.dir must be a folder path, got {self.dir!r}")  # fmt: skip
-        _check(os.fspath(self.dir) != "", ValueError,
-               "checkpoints.dir is empty; expected a folder path (use '.' for the current folder)")  # fmt: skip
+        _check(
+            isinstance(self.dir, str | os.PathLike),
+            TypeError,
+            f"checkpoints.dir must be a folder path, got {self.dir!r}",
+        )
+        _check(
+            os.fspath(self.dir) != "",
+            ValueError,
+            "checkpoints.dir is empty; expected a folder path (use '.' for the current folder)",
+        )
         if self.every is not None:
             positive_int(self.every, "checkpoints.every")
         if self.every_steps is not None:
             positive_int(self.every_steps, "checkpoints.every_steps")
         positive_int(self.keep, "checkpoints.keep")
-        _check(isinstance(self.overwrite, bool), TypeError,
-               f"checkpoints.overwrite must be True or False, got {self.overwrite!r}")  # fmt: skip
-        _check(self.run_id is None or (isinstance(self.run_id, str) and self.run_id.isalnum()), ValueError,
-               f"checkpoints.run_id must be letters and digits, got {self.run_id!r}")  # fmt: skip
+        _check(
+            isinstance(self.overwrite, bool),
+            TypeError,
+            f"checkpoints.overwrite must be True or False, got {self.overwrite!r}",
+        )
+        _check(
+            self.run_id is None or (isinstance(self.run_id, str) and self.run_id.isalnum()),
+            ValueError,
+            f"checkpoints.run_id must be letters and digits, got {self.run_id!r}",
+        )
         if self.metadata is not None:
-            _check(isinstance(self.metadata, dict), TypeError,
-                   f"checkpoints.metadata must be a dict, got {type(self.metadata).__name__}")  # fmt: skip
+            _check(
+                isinstance(self.metadata, dict),
+                TypeError,
+                f"checkpoints.metadata must be a dict, got {type(self.metadata).__name__}",
+            )
             try:
                 json.dumps(self.metadata, allow_nan=False)
             except (TypeError, ValueError) as e:
@@ -339,7 +392,13 @@ class Tuning:
         if self.unroll is not None:
             positive_int(self.unroll, "tuning.unroll")
         positive_int(self.eval_batch_size, "tuning.eval_batch_size")
-        _check(isinstance(self.drop_remainder, bool), TypeError,
-               f"tuning.drop_remainder must be a bool, got {self.drop_remainder!r}")  # fmt: skip
-        _check(self.gather in ("step", "epoch"), ValueError,
-               f"tuning.gather must be 'step' or 'epoch', got {self.gather!r}")  # fmt: skip
+        _check(
+            isinstance(self.drop_remainder, bool),
+            TypeError,
+            f"tuning.drop_remainder must be a bool, got {self.drop_remainder!r}",
+        )
+        _check(
+            self.gather in ("step", "epoch"),
+            ValueError,
+            f"tuning.gather must be 'step' or 'epoch', got {self.gather!r}",
+        )

@@ -33,7 +33,11 @@ def resolve_devices(devices, name: str = "devices") -> list:
         if not 1 <= devices <= len(every):
             raise ValueError(f"{name}={devices}: expected a count in [1, {len(every)}]")
         return every[: int(devices)]
-    if isinstance(devices, Sequence) and devices and all(isinstance(d, jax.Device) for d in devices):
+    if (
+        isinstance(devices, Sequence)
+        and devices
+        and all(isinstance(d, jax.Device) for d in devices)
+    ):
         return list(devices)
     raise TypeError(f"{name} must be None, a count or a sequence of jax devices, got {devices!r}")
 

@@ -45,7 +45,9 @@ def resolve_compute_dtype(compute_dtype: str | None) -> str:
     if compute_dtype in (None, "auto"):
         return "bfloat16" if jax.default_backend() == "tpu" else "float32"
     if compute_dtype not in MODES:
-        raise ValueError(f"compute_dtype must be 'auto' or one of {list(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+        raise ValueError(
+            f"compute_dtype must be 'auto' or one of {list(COMPUTE_DTYPES)}, got {compute_dtype!r}"
+        )
     return compute_dtype
 
 
@@ -78,7 +80,9 @@ class ComputeTrainApply(ComputeApply):
                 return self.apply_fn.train_apply(variables, x, key)
             cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
             y, updates = self.apply_fn.train_apply(jax.tree.map(cast, variables), cast(x), key)
-            keep = lambda new, old: new.astype(old.dtype)  # state stays in its own dtype, like params
+            keep = lambda new, old: new.astype(
+                old.dtype
+            )  # state stays in its own dtype, like params
             updates = {c: jax.tree.map(keep, u, variables[c]) for c, u in updates.items()}
             return y.astype(jnp.float32), updates
 

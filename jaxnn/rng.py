@@ -33,8 +33,18 @@ This module only names streams; it draws nothing.
 
 import jax
 
-STREAMS = {"shuffle": 0, "init": 1, "validation": 2, "dataset": 3, "test_split": 4, "models": 5, "dropout": 6,
-           "search": 7, "config": 8, "explore": 9}  # fmt: skip
+STREAMS = {
+    "shuffle": 0,
+    "init": 1,
+    "validation": 2,
+    "dataset": 3,
+    "test_split": 4,
+    "models": 5,
+    "dropout": 6,
+    "search": 7,
+    "config": 8,
+    "explore": 9,
+}
 
 
 def stream(key: jax.Array, name: str) -> jax.Array:

@@ -78,7 +78,9 @@ class Settings:
         get_loss(self.loss)
         optim.get_optimizer(self.optimizer)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int | np.integer):
-            raise TypeError(f"batch_size must be an int, got {self.batch_size!r}")  # its range needs the rows
+            raise TypeError(
+                f"batch_size must be an int, got {self.batch_size!r}"
+            )  # its range needs the rows
         put("epochs", positive_int(self.epochs, "epochs", MAX_EPOCHS))
         put("shuffle", _flag(self.shuffle, "shuffle"))
         put("progress", _flag(self.progress, "progress"))

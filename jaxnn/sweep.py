@@ -110,13 +110,17 @@ def fit_many(
     run = _setup.setup(model, params, x, y, settings, _setup.Models(num_models, dropout))
     with run:
         carry, stops, history = _driver.train(run)
-    if jax.process_count() > 1:  # the models were split over the processes: every process gets them all
+    if (
+        jax.process_count() > 1
+    ):  # the models were split over the processes: every process gets them all
         carry = fetch(carry)
     params = _driver.finish(run.plan.early, carry, stops)
     reasons = [Stop(int(s)) for s in stops]
     history = history.arrays()
     monitor = (
-        run.plan.early.monitor if run.plan.early is not None else ("val_loss" if "val_loss" in history else "loss")
+        run.plan.early.monitor
+        if run.plan.early is not None
+        else ("val_loss" if "val_loss" in history else "loss")
     )
     epochs_run = np.asarray(carry.state.epoch)
     table = summary_table(history, epochs_run, run.hyperparams, monitor)
@@ -125,7 +129,9 @@ def fit_many(
             f"{bad} of {len(reasons)} models stopped with a non-finite loss (see stop_reasons); "
             "they keep their last finite parameters. A learning rate that is too large is the usual cause."
         )
-    return ManyResult(params, carry.state, history, epochs_run, reasons, run.hyperparams, table, monitor)
+    return ManyResult(
+        params, carry.state, history, epochs_run, reasons, run.hyperparams, table, monitor
+    )
 
 
 def summary_table(history: dict, epochs_run, values: dict, monitor: str) -> list[dict]:
@@ -143,7 +149,9 @@ def summary_table(history: dict, epochs_run, values: dict, monitor: str) -> list
                 row[name] = float(finite[-1]) if finite.size else float("nan")
         rows.append(row)
     sign = -1.0 if higher_is_better(monitor) else 1.0
-    return sorted(rows, key=lambda r: (not np.isfinite(r[monitor]), sign * np.nan_to_num(r[monitor], nan=0.0)))
+    return sorted(
+        rows, key=lambda r: (not np.isfinite(r[monitor]), sign * np.nan_to_num(r[monitor], nan=0.0))
+    )
 
 
 def best_params(result: ManyResult) -> Params:
@@ -156,4 +164,6 @@ def predict_ensemble(model: Model | Callable, stacked_params: Params, x) -> jax.
     """The mean of the K models' predictions for ``x``: shape ``(n, outputs)``."""
     apply_fn = _models.apply_function(model)
     x, _ = validate(x)
-    return jax.jit(jax.vmap(apply_fn, in_axes=(0, None)))(stacked_params, jnp.asarray(x)).mean(axis=0)
+    return jax.jit(jax.vmap(apply_fn, in_axes=(0, None)))(stacked_params, jnp.asarray(x)).mean(
+        axis=0
+    )

@@ -18,7 +18,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _driver, _flax, _inputs, _loop, _models, _records, _setup, _stream, optim, precision
+from jaxnn import (
+    _driver,
+    _flax,
+    _inputs,
+    _loop,
+    _models,
+    _records,
+    _setup,
+    _stream,
+    optim,
+    precision,
+)
 from jaxnn._checks import positive_int
 from jaxnn.data import validate, validate_targets
 from jaxnn.losses import Loss, get_loss
@@ -28,10 +39,16 @@ from jaxnn.options import Checkpoints, EarlyStopping, FitResult, Stop, TrainStat
 from jaxnn.settings import Settings
 
 
-def init_state(params: Params, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
+def init_state(
+    params: Params, optimizer: optax.GradientTransformation, key: jax.Array
+) -> TrainState:
     """A fresh :class:`TrainState` for ``params`` (step 0, epoch 0)."""
     return TrainState(
-        params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), _models.check_key(key)
+        params,
+        optimizer.init(params),
+        jnp.zeros((), jnp.int32),
+        jnp.zeros((), jnp.int32),
+        _models.check_key(key),
     )
 
 
@@ -171,7 +188,9 @@ def fit(
     message = ""
     if stop != Stop.COMPLETED:
         lr = run.hyperparams.get("learning_rate")
-        message = _driver.stop_message(run.plan.early, stop, int(carry.stop_step), run.plan.n_batches, lr)
+        message = _driver.stop_message(
+            run.plan.early, stop, int(carry.stop_step), run.plan.n_batches, lr
+        )
     if stop == Stop.NON_FINITE_LOSS:
         _driver.warn(message)
     if run.nnx_module is not None:
@@ -217,7 +236,9 @@ def lower(model: Model | Callable, params: Params, x, y, **fit_keywords) -> FitP
     target = np.int32(run.epochs)
     if isinstance(carry, _loop.Fresh):
         args = (run.plan, carry.state, carry.hyperparams, data, target)
-        return FitProgram(_loop.run_fresh.lower(*args), lambda: jax.block_until_ready(_loop.run_fresh(*args)))
+        return FitProgram(
+            _loop.run_fresh.lower(*args), lambda: jax.block_until_ready(_loop.run_fresh(*args))
+        )
     copy = lambda: jax.tree.map(jnp.copy, carry)  # the chunk donates its carry
     return FitProgram(
         _loop.run_chunk.lower(run.plan, carry, data, target),
@@ -250,7 +271,12 @@ _predict_chunks = jax.jit(_records.forward_rows, static_argnums=(0, 3))
 
 
 def predict(
-    model: Model | Callable, params: Params, x, *, batch_size: int = 1024, compute_dtype: str | None = "auto"
+    model: Model | Callable,
+    params: Params,
+    x,
+    *,
+    batch_size: int = 1024,
+    compute_dtype: str | None = "auto",
 ) -> jax.Array:
     """Runs the model over ``x`` in chunks of ``batch_size`` rows (jitted; the last
     chunk is padded, so any ``n`` reuses the same compiled chunk), computing in
@@ -267,7 +293,9 @@ def predict(
         apply_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
         chunk = min(batch_size, source.n)
 
-        def run(rows):  # in chunks of the in-memory path's shape, the last one padded: the same bits
+        def run(
+            rows,
+        ):  # in chunks of the in-memory path's shape, the last one padded: the same bits
             n = rows.shape[0]
             padded = rows[np.minimum(np.arange(-(-n // chunk) * chunk), n - 1)]
             return _predict_chunks(apply_fn, params, jnp.asarray(padded), chunk)[:n]
@@ -307,7 +335,9 @@ def evaluate(
         else (jnp.asarray(_inputs.check_sample_weight(sample_weight, x.shape[0], "sample_weight")),)
     )
     sample = _stream.Source(x).sample() if streamed else x
-    y = _inputs.prepare_targets(_inputs.loss_name(loss), y, _models.output_shape(apply_fn, params, sample), "y")
+    y = _inputs.prepare_targets(
+        _inputs.loss_name(loss), y, _models.output_shape(apply_fn, params, sample), "y"
+    )
     pred = predict(apply_fn, params, x, batch_size=batch_size, compute_dtype=compute_dtype)
     out = {"loss": float(get_loss(loss)(pred, jnp.asarray(y), *weights))}
     for name, fn in (get_metric(m) for m in metrics):

@@ -49,10 +49,14 @@ def bad_input_test(*entries: str):
     keys = sorted(k for k in CASES if k[0] in entries)
 
     @pytest.mark.parametrize(("entry", "kind"), keys, ids=[f"{e}-{k}" for e, k in keys])
-    @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(data=st.data())
     def test_bad_input_gets_a_clear_error(entry, kind, data, tmp_path_factory):
-        tmp = tmp_path_factory.getbasetemp() / f"{entry}-{kind}"  # a folder per case, shared by its examples
+        tmp = (
+            tmp_path_factory.getbasetemp() / f"{entry}-{kind}"
+        )  # a folder per case, shared by its examples
         tmp.mkdir(exist_ok=True)
         CASES[(entry, kind)](data, tmp)
 
@@ -67,7 +71,9 @@ Y = np.linspace(0, 1, 20, dtype=np.float32).reshape(10, 2)
 LABELS = np.arange(10) % 2
 
 
-CHECKPOINTS = Path(tempfile.mkdtemp()) / "checkpoints"  # fit is told to save here; a failed fit must not
+CHECKPOINTS = (
+    Path(tempfile.mkdtemp()) / "checkpoints"
+)  # fit is told to save here; a failed fit must not
 
 
 def expect(error, match, fn, *args, **kwargs):
@@ -136,25 +142,73 @@ def bad_labels(data, k: int, n: int = 10):
 OPTIONS = {
     "checkpoints": [
         (lambda: "not a Checkpoints value", TypeError, "checkpoints must be a jaxnn.Checkpoints"),
-        (lambda: jaxnn.Checkpoints(CHECKPOINTS, keep=1.5), TypeError, "checkpoints.keep must be an int"),
-        (lambda: jaxnn.Checkpoints(CHECKPOINTS, keep=0), ValueError, r"checkpoints.keep must be >= 1"),
-        (lambda: jaxnn.Checkpoints(CHECKPOINTS, every=0), ValueError, r"checkpoints.every must be >= 1"),
+        (
+            lambda: jaxnn.Checkpoints(CHECKPOINTS, keep=1.5),
+            TypeError,
+            "checkpoints.keep must be an int",
+        ),
+        (
+            lambda: jaxnn.Checkpoints(CHECKPOINTS, keep=0),
+            ValueError,
+            r"checkpoints.keep must be >= 1",
+        ),
+        (
+            lambda: jaxnn.Checkpoints(CHECKPOINTS, every=0),
+            ValueError,
+            r"checkpoints.every must be >= 1",
+        ),
         (lambda: jaxnn.Checkpoints(3), TypeError, "checkpoints.dir must be a folder path"),
         (lambda: jaxnn.Checkpoints(""), ValueError, "checkpoints.dir is empty"),
-        (lambda: jaxnn.Checkpoints(CHECKPOINTS, metadata={"f": print}), TypeError, "JSON-serialisable"),
-        (lambda: jaxnn.Checkpoints(CHECKPOINTS, metadata={"x": float("nan")}), TypeError, "JSON-serialisable"),
-        (lambda: jaxnn.Checkpoints(CHECKPOINTS, overwrite="yes"), TypeError, "overwrite must be True or False"),
-        (lambda: jaxnn.Checkpoints(CHECKPOINTS, run_id="../x"), ValueError, "run_id must be letters and digits"),
+        (
+            lambda: jaxnn.Checkpoints(CHECKPOINTS, metadata={"f": print}),
+            TypeError,
+            "JSON-serialisable",
+        ),
+        (
+            lambda: jaxnn.Checkpoints(CHECKPOINTS, metadata={"x": float("nan")}),
+            TypeError,
+            "JSON-serialisable",
+        ),
+        (
+            lambda: jaxnn.Checkpoints(CHECKPOINTS, overwrite="yes"),
+            TypeError,
+            "overwrite must be True or False",
+        ),
+        (
+            lambda: jaxnn.Checkpoints(CHECKPOINTS, run_id="../x"),
+            ValueError,
+            "run_id must be letters and digits",
+        ),
     ],
     "log_dir": [(lambda: 3, TypeError, "log_dir must be a folder path")],
     "tuning": [
         (lambda: {"unroll": 2}, TypeError, "tuning must be a jaxnn.Tuning"),
-        (lambda: jaxnn.Tuning(epochs_per_call=0), ValueError, r"tuning.epochs_per_call must be >= 1"),
+        (
+            lambda: jaxnn.Tuning(epochs_per_call=0),
+            ValueError,
+            r"tuning.epochs_per_call must be >= 1",
+        ),
         (lambda: jaxnn.Tuning(unroll=1.5), TypeError, "tuning.unroll must be an int"),
-        (lambda: jaxnn.Tuning(eval_batch_size=-1), ValueError, "tuning.eval_batch_size must be >= 1"),
-        (lambda: jaxnn.Tuning(drop_remainder="yes"), TypeError, "tuning.drop_remainder must be a bool"),
-        (lambda: jaxnn.Tuning(gather="batch"), ValueError, "tuning.gather must be 'step' or 'epoch'"),
-        (lambda: jaxnn.Tuning(compute_dtype="int8"), ValueError, "compute_dtype must be 'auto' or one of"),
+        (
+            lambda: jaxnn.Tuning(eval_batch_size=-1),
+            ValueError,
+            "tuning.eval_batch_size must be >= 1",
+        ),
+        (
+            lambda: jaxnn.Tuning(drop_remainder="yes"),
+            TypeError,
+            "tuning.drop_remainder must be a bool",
+        ),
+        (
+            lambda: jaxnn.Tuning(gather="batch"),
+            ValueError,
+            "tuning.gather must be 'step' or 'epoch'",
+        ),
+        (
+            lambda: jaxnn.Tuning(compute_dtype="int8"),
+            ValueError,
+            "compute_dtype must be 'auto' or one of",
+        ),
     ],
     "validation": [
         (lambda: True, TypeError, "validation must be a pair"),
@@ -165,24 +219,52 @@ OPTIONS = {
     ],
     "early_stopping": [
         (lambda: "val_loss", TypeError, "early_stopping must be a jaxnn.EarlyStopping"),
-        (lambda: jaxnn.EarlyStopping(patience=0), ValueError, r"early_stopping.patience must be >= 1"),
-        (lambda: jaxnn.EarlyStopping(mode="up"), ValueError, "early_stopping.mode must be 'min', 'max' or 'auto'"),
-        (lambda: jaxnn.EarlyStopping(min_delta=-1.0), ValueError, "early_stopping.min_delta must be a number >= 0"),
-        (lambda: jaxnn.EarlyStopping("val_accuracy"), ValueError, "monitor='val_accuracy' is not recorded"),
+        (
+            lambda: jaxnn.EarlyStopping(patience=0),
+            ValueError,
+            r"early_stopping.patience must be >= 1",
+        ),
+        (
+            lambda: jaxnn.EarlyStopping(mode="up"),
+            ValueError,
+            "early_stopping.mode must be 'min', 'max' or 'auto'",
+        ),
+        (
+            lambda: jaxnn.EarlyStopping(min_delta=-1.0),
+            ValueError,
+            "early_stopping.min_delta must be a number >= 0",
+        ),
+        (
+            lambda: jaxnn.EarlyStopping("val_accuracy"),
+            ValueError,
+            "monitor='val_accuracy' is not recorded",
+        ),
     ],
     "devices": [
         (lambda: 0, ValueError, r"devices=0: expected a count in \[1, "),
         (lambda: "gpu", TypeError, "devices must be None, a count or a sequence"),
-        (lambda: True, TypeError, "devices must be None, a count or a sequence of jax devices, not a bool"),
+        (
+            lambda: True,
+            TypeError,
+            "devices must be None, a count or a sequence of jax devices, not a bool",
+        ),
     ],
     "key": [(lambda: 0, TypeError, "key must be a PRNG key")],
     "optimizer": [
         (lambda: 0.1, TypeError, "optimizer must be a name"),
-        (lambda: jaxnn.optim.Optimizer("sgd", {"b1": 0.9}), ValueError, "sgd has no hyperparameter 'b1'"),
+        (
+            lambda: jaxnn.optim.Optimizer("sgd", {"b1": 0.9}),
+            ValueError,
+            "sgd has no hyperparameter 'b1'",
+        ),
         (lambda: jaxnn.optim.adam(eps=-1.0), ValueError, "eps must be a finite number >= 0"),
         (lambda: jaxnn.optim.adam(b1=2.0), ValueError, r"b1 must be in \[0.0, 1.0\)"),
         (lambda: jaxnn.optim.sgd("0.1"), TypeError, "learning_rate must be a number"),
-        (lambda: jaxnn.optim.sgd([[0.1, 0.2]]), ValueError, "must be a number or a non-empty 1-D sequence"),
+        (
+            lambda: jaxnn.optim.sgd([[0.1, 0.2]]),
+            ValueError,
+            "must be a number or a non-empty 1-D sequence",
+        ),
         (lambda: jaxnn.optim.sgd([]), ValueError, "must be a number or a non-empty 1-D sequence"),
         (lambda: jaxnn.optim.sgd([1e300]), ValueError, r"within float32's range, got \[1e\+300\]"),
         (lambda: jaxnn.optim.sgd(1e-50), ValueError, "underflows to 0 in float32"),
@@ -193,12 +275,24 @@ OPTIONS = {
 FIT_ONLY = {
     "resume": [
         (lambda: 42, TypeError, "resume must be a checkpoint path, a FitResult or a TrainState"),
-        (lambda: jaxnn.TrainState(PARAMS[:1], None, 0, 0, K), ValueError, "resume's params do not have"),
+        (
+            lambda: jaxnn.TrainState(PARAMS[:1], None, 0, 0, K),
+            ValueError,
+            "resume's params do not have",
+        ),
     ],
-    "optimizer": [(lambda: jaxnn.optim.sgd([0.1, 0.2]), ValueError, "one value per model; fit trains one model")],
+    "optimizer": [
+        (
+            lambda: jaxnn.optim.sgd([0.1, 0.2]),
+            ValueError,
+            "one value per model; fit trains one model",
+        )
+    ],
 }
 MANY_ONLY = {
-    "resume": [(lambda: 3, TypeError, "fit_many's resume must be a checkpoint path or a ManyResult")],
+    "resume": [
+        (lambda: 3, TypeError, "fit_many's resume must be a checkpoint path or a ManyResult")
+    ],
     "num_models": [
         (lambda: 0, ValueError, r"num_models must be in \[1, "),
         (lambda: 2.5, TypeError, "num_models must be an int"),

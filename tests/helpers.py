@@ -90,7 +90,9 @@ def made_once(tmp_path_factory, name: str, make) -> Path:
         folder = tmp_path_factory.mktemp(name) / name
         make(folder)
         return folder
-    root = tmp_path_factory.getbasetemp().parent / name  # the run's workers share getbasetemp().parent
+    root = (
+        tmp_path_factory.getbasetemp().parent / name
+    )  # the run's workers share getbasetemp().parent
     root.mkdir(exist_ok=True)
     folder = root / name
     with open(root / "lock", "w") as lock:

@@ -33,7 +33,9 @@ def test_tanh_maps_into_minus_one_one(x):
 def test_softmax_rows_sum_to_one(x):
     y = np.asarray(A.softmax(jnp.asarray(x)))
     np.testing.assert_allclose(y.sum(-1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(np.exp(np.asarray(A.log_softmax(jnp.asarray(x)))).sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.exp(np.asarray(A.log_softmax(jnp.asarray(x)))).sum(-1), 1.0, rtol=1e-5
+    )
 
 
 @given(floats)

@@ -24,7 +24,9 @@ FIT = textwrap.dedent("""
 
 def run_fit(env_value: str) -> tuple[str, int]:
     env = {**os.environ, "JAXNN_COMPILATION_CACHE": env_value, "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", FIT], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", FIT], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     folder, hits = out.stdout.split()
     return folder, int(hits)
@@ -52,8 +54,12 @@ def test_configure_respects_an_existing_choice_and_the_functions_switch(tmp_path
     try:
         assert jaxnn.cache.folder() is None
         assert jaxnn.cache.configure_from_environment({"JAXNN_COMPILATION_CACHE": "off"}) is None
-        assert jaxnn.cache.configure_from_environment({"JAXNN_COMPILATION_CACHE": str(tmp_path)}) == str(tmp_path)
-        assert jax.config.jax_persistent_cache_min_compile_time_secs == jaxnn.cache.MIN_COMPILE_SECONDS
+        assert jaxnn.cache.configure_from_environment(
+            {"JAXNN_COMPILATION_CACHE": str(tmp_path)}
+        ) == str(tmp_path)
+        assert (
+            jax.config.jax_persistent_cache_min_compile_time_secs == jaxnn.cache.MIN_COMPILE_SECONDS
+        )
         elsewhere = str(tmp_path / "mine")
         jax.config.update("jax_compilation_cache_dir", elsewhere)  # the user's own setting wins
         assert jaxnn.cache.configure_from_environment({}) == elsewhere
@@ -99,7 +105,9 @@ def test_check_drops_truncated_entries_once_and_doctor_reports_them(tmp_path):
     last_look = (tmp_path / ".jaxnn-checked").stat().st_mtime
     os.utime(tmp_path / "young-cache", (last_look, last_look))  # written while the last look ran
     (tmp_path / "old-cut-cache").write_bytes(whole[:10])
-    _age(tmp_path / "old-cut-cache", 3600)  # older than the last look: enable() does not read it again
+    _age(
+        tmp_path / "old-cut-cache", 3600
+    )  # older than the last look: enable() does not read it again
     assert jaxnn.cache.check(tmp_path, since_last=True).dropped == ("young-cache",)
     session = jaxnn.cache.folder()
     try:
@@ -123,9 +131,15 @@ def test_a_truncated_entry_is_recompiled_once_then_loaded(tmp_path):
     last_look = (tmp_path / ".jaxnn-checked").stat().st_mtime
     for entry in tmp_path.glob("*-cache"):
         entry.write_bytes(entry.read_bytes()[:7])  # a kill or a full disk during JAX's write
-        os.utime(entry, (last_look, last_look))  # written after that process's look (and 2 s before the next)
+        os.utime(
+            entry, (last_look, last_look)
+        )  # written after that process's look (and 2 s before the next)
     env = {**os.environ, "JAXNN_COMPILATION_CACHE": str(tmp_path), "JAX_PLATFORMS": "cpu"}
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", FIT], env=env, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0 and "Error reading persistent compilation cache" not in out.stderr, out.stderr
+        out = subprocess.run(
+            [sys.executable, "-c", FIT], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert (
+            out.returncode == 0 and "Error reading persistent compilation cache" not in out.stderr
+        ), out.stderr
     assert int(out.stdout.split()[1]) >= 1  # the second process loads what the first rewrote

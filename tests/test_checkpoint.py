@@ -35,7 +35,9 @@ def trained_state(optimizer: str):
 def test_round_trip_of_every_state_kind(tmp_path, optimizer):
     model, state = trained_state(optimizer)
     path = checkpoint.save(tmp_path / "s.jaxnn", state, metadata={"spec": model.spec, "epoch": 2})
-    fresh = jaxnn.init_state(model.init(jax.random.key(9)), jaxnn.optim.transform(optimizer), jax.random.key(5))
+    fresh = jaxnn.init_state(
+        model.init(jax.random.key(9)), jaxnn.optim.transform(optimizer), jax.random.key(5)
+    )
     restored, meta = checkpoint.restore(path, fresh)
     assert_bitwise_equal(restored, state)
     assert meta == {"spec": model.spec, "epoch": 2}
@@ -46,8 +48,12 @@ def test_mismatched_model_says_what_differs(tmp_path):
     _, state = trained_state("sgd")
     path = checkpoint.save(tmp_path / "s.jaxnn", state)
     other = jaxnn.mlp([3, 8, 1])
-    template = jaxnn.init_state(other.init(jax.random.key(0)), jaxnn.optim.transform("sgd"), jax.random.key(0))
-    with pytest.raises(checkpoint.CheckpointError, match=r"(?s)does not match.*\[3, 4\] float32, expected \[3, 8\]"):
+    template = jaxnn.init_state(
+        other.init(jax.random.key(0)), jaxnn.optim.transform("sgd"), jax.random.key(0)
+    )
+    with pytest.raises(
+        checkpoint.CheckpointError, match=r"(?s)does not match.*\[3, 4\] float32, expected \[3, 8\]"
+    ):
         checkpoint.restore(path, template)
     adam = jaxnn.init_state(state.params, jaxnn.optim.transform("adam"), jax.random.key(0))
     with pytest.raises(checkpoint.CheckpointError, match="missing from the file"):
@@ -122,9 +128,22 @@ def test_fit_saves_every_k_epochs_keeps_n_and_resumes_exactly(tmp_path):
         early_stopping=jaxnn.EarlyStopping(patience=50),
     )
     full = jaxnn.fit(model, params, x, y, epochs=9, **kw)
-    jaxnn.fit(model, params, x, y, epochs=5, checkpoints=jaxnn.Checkpoints(tmp_path, every=2, keep=2), **kw)
-    assert sorted(p.name for p in tmp_path.glob("*.jaxnn")) == ["epoch-0000000004.jaxnn", "epoch-0000000005.jaxnn"]
-    resumed = jaxnn.fit(model, params, x, y, epochs=9, resume=tmp_path / "epoch-0000000004.jaxnn", **kw)
+    jaxnn.fit(
+        model,
+        params,
+        x,
+        y,
+        epochs=5,
+        checkpoints=jaxnn.Checkpoints(tmp_path, every=2, keep=2),
+        **kw,
+    )
+    assert sorted(p.name for p in tmp_path.glob("*.jaxnn")) == [
+        "epoch-0000000004.jaxnn",
+        "epoch-0000000005.jaxnn",
+    ]
+    resumed = jaxnn.fit(
+        model, params, x, y, epochs=9, resume=tmp_path / "epoch-0000000004.jaxnn", **kw
+    )
     assert_bitwise_equal(resumed.params, full.params)
     assert_bitwise_equal(resumed.state, full.state)
     np.testing.assert_array_equal(resumed.history["val_loss"], full.history["val_loss"])
@@ -186,7 +205,11 @@ def _(data, tmp):
     for dtype in (np.float16, np.int32):
         template = jax.tree.map(lambda p, d=dtype: p.astype(d), PARAMS)
         expect(
-            checkpoint.CheckpointError, "does not match this model/optimizer", checkpoint.restore, saved(tmp), template
+            checkpoint.CheckpointError,
+            "does not match this model/optimizer",
+            checkpoint.restore,
+            saved(tmp),
+            template,
         )
 
 
@@ -200,7 +223,9 @@ def _forge(raw: bytes, header: dict, nest: str | None = None) -> bytes:
     _, length, _ = checkpoint._FIXED.unpack(raw[len(checkpoint.MAGIC) : start])
     text = json.dumps(header)
     text = (text.replace('"NEST"', nest) if nest else text).encode()
-    fixed = checkpoint._FIXED.pack(checkpoint.FORMAT_VERSION, len(text), hashlib.sha256(text).digest())
+    fixed = checkpoint._FIXED.pack(
+        checkpoint.FORMAT_VERSION, len(text), hashlib.sha256(text).digest()
+    )
     return checkpoint.MAGIC + fixed + text + raw[start + length :]
 
 
@@ -211,7 +236,10 @@ _JUNK = st.one_of(
 
 
 HEADER_FIELDS = [  # (where, name): every field of the header a reader checks
-    *((None, n) for n in ("format_version", "arrays", "payload_bytes", "payload_sha256", "metadata")),
+    *(
+        (None, n)
+        for n in ("format_version", "arrays", "payload_bytes", "payload_sha256", "metadata")
+    ),
     *(("entry", n) for n in ("path", "shape", "dtype", "prng_key")),
     *(("meta", n) for n in ("epoch", "step", "run_id", "history", "settings")),
 ]
@@ -221,7 +249,10 @@ HEADER_FIELDS = [  # (where, name): every field of the header a reader checks
 def _(data, tmp):
     good = saved(tmp)
     raw = good.read_bytes()
-    for where, name in HEADER_FIELDS:  # every field, every way, on every run; hypothesis draws the values
+    for (
+        where,
+        name,
+    ) in HEADER_FIELDS:  # every field, every way, on every run; hypothesis draws the values
         for how in ("drop", "junk", "nest"):
             header = checkpoint.read_header(good)
             target = header
@@ -243,11 +274,17 @@ def _(data, tmp):
 
 
 def _read_forged(path):
-    readers = {"metadata": checkpoint.read_metadata, "restore": checkpoint.restore, "params": checkpoint.load_params}
+    readers = {
+        "metadata": checkpoint.read_metadata,
+        "restore": checkpoint.restore,
+        "params": checkpoint.load_params,
+    }
     for what, read in readers.items():
         try:
             out = read(path) if what == "metadata" else read(path, PARAMS)
-        except checkpoint.CheckpointError as e:  # a damaged field is named; any other exception is a bug
+        except (
+            checkpoint.CheckpointError
+        ) as e:  # a damaged field is named; any other exception is a bug
             assert "forged.jaxnn" in str(e)
         else:  # a change no reader depends on (e.g. other metadata) may pass, and never yields other arrays
             if what != "metadata":
@@ -261,7 +298,9 @@ def test_only_regular_files_are_read_and_never_past_what_the_header_needs(tmp_pa
     good = saved(tmp_path)
     fifo = tmp_path / "fifo.jaxnn"
     os.mkfifo(fifo)
-    with pytest.raises(checkpoint.CheckpointError, match="not a regular file"):  # no hang waiting for a writer
+    with pytest.raises(
+        checkpoint.CheckpointError, match="not a regular file"
+    ):  # no hang waiting for a writer
         checkpoint.restore(fifo, PARAMS)
     (tmp_path / "zero.jaxnn").symlink_to("/dev/zero")
     with pytest.raises(checkpoint.CheckpointError, match="not a regular file"):
@@ -307,7 +346,15 @@ def test_a_forged_prng_key_flag_step_settings_or_history_is_a_checkpoint_error(t
     model = jaxnn.mlp([3, 4, 1])
     kw = dict(loss="mse", key=jax.random.key(1), batch_size=8, progress=False)
     folder = tmp_path / "ck"
-    jaxnn.fit(model, model.init(jax.random.key(2)), x, y, epochs=2, checkpoints=jaxnn.Checkpoints(folder), **kw)
+    jaxnn.fit(
+        model,
+        model.init(jax.random.key(2)),
+        x,
+        y,
+        epochs=2,
+        checkpoints=jaxnn.Checkpoints(folder),
+        **kw,
+    )
     good = checkpoint.latest(folder)
     raw = good.read_bytes()
 
@@ -323,8 +370,14 @@ def test_a_forged_prng_key_flag_step_settings_or_history_is_a_checkpoint_error(t
 
     for change, match in [
         (key_flag, "prng_key is true, but a PRNG key is stored as uint32"),
-        (lambda h: h["metadata"].update(step="3"), r"metadata.step must be an int in \[0, 2\*\*31 - 1\]"),
-        (lambda h: h["metadata"].update(step=2**42), r"metadata.step must be an int in \[0, 2\*\*31 - 1\]"),
+        (
+            lambda h: h["metadata"].update(step="3"),
+            r"metadata.step must be an int in \[0, 2\*\*31 - 1\]",
+        ),
+        (
+            lambda h: h["metadata"].update(step=2**42),
+            r"metadata.step must be an int in \[0, 2\*\*31 - 1\]",
+        ),
         (lambda h: h["metadata"].update(settings="sgd"), "metadata.settings must be an object"),
         *(  # numpy's comma-string formats ("01" went through ast.literal_eval: a SyntaxError)
             (lambda h, d=d: h["arrays"][0].update(dtype=d), "dtype must be a numeric dtype name")
@@ -333,9 +386,15 @@ def test_a_forged_prng_key_flag_step_settings_or_history_is_a_checkpoint_error(t
     ]:
         with pytest.raises(checkpoint.CheckpointError, match=match):
             checkpoint.read_metadata(forged(change))
-    for history, match in [([[1.0, 2.0], [3.0, 4.0]], r"has shape \(2, 2\)"), ([0.5] * 8, r"has shape \(8,\)")]:
+    for history, match in [
+        ([[1.0, 2.0], [3.0, 4.0]], r"has shape \(2, 2\)"),
+        ([0.5] * 8, r"has shape \(8,\)"),
+    ]:
         path = forged(lambda h, v=history: h["metadata"]["history"].update(loss=v))
-        with CompileCounter() as c, pytest.raises(checkpoint.CheckpointError, match=f"history.loss {match}"):
+        with (
+            CompileCounter() as c,
+            pytest.raises(checkpoint.CheckpointError, match=f"history.loss {match}"),
+        ):
             jaxnn.fit(model, model.init(jax.random.key(2)), x, y, epochs=3, resume=path, **kw)
         assert c.count <= 1  # refused at the start (the carry's template), not after training
 
@@ -345,18 +404,26 @@ def test_load_params_reads_no_more_than_a_fit_state_could_hold(tmp_path):
     small, big = tmp_path / "small.jaxnn", tmp_path / "big.jaxnn"
     checkpoint.save(small, _FitState(state, np.zeros(1000, np.float32)))
     assert_bitwise_equal(checkpoint.load_params(small, PARAMS)[0], PARAMS)
-    checkpoint.save(big, _FitState(state, np.zeros(4 << 20, np.float32)))  # 16 MiB beside 104 bytes of params
-    with pytest.raises(checkpoint.CheckpointError, match="more than a fit state of these params can"):
+    checkpoint.save(
+        big, _FitState(state, np.zeros(4 << 20, np.float32))
+    )  # 16 MiB beside 104 bytes of params
+    with pytest.raises(
+        checkpoint.CheckpointError, match="more than a fit state of these params can"
+    ):
         checkpoint.load_params(big, PARAMS)
 
 
-def test_load_params_passes_over_a_newest_file_deleted_by_a_running_fits_clean_up(tmp_path, monkeypatch):
+def test_load_params_passes_over_a_newest_file_deleted_by_a_running_fits_clean_up(
+    tmp_path, monkeypatch
+):
     for epoch in (1, 2, 3):
         path = tmp_path / f"epoch-{epoch:010d}.jaxnn"
         checkpoint.save(path, _FitState(_Params(PARAMS)), metadata={"epoch": epoch})
     read = checkpoint._read
 
-    def racing(path, check=None):  # the writer's clean-up deletes the newest file between listing and reading
+    def racing(
+        path, check=None
+    ):  # the writer's clean-up deletes the newest file between listing and reading
         if Path(path).name == "epoch-0000000003.jaxnn":
             Path(path).unlink()
         return read(path, check)

@@ -23,7 +23,12 @@ def test_validate_converts_and_passes_good_data():
         (np.array([["a", "b"]]), None, TypeError, "numeric"),
         (np.array([[1.0, np.nan], [2.0, 3.0]]), None, ValueError, "row 0, column 1"),
         (np.array([[1.0, 2.0], [np.inf, 3.0]]), None, ValueError, "row 1, column 0"),
-        (np.array([[1e300, 1.0]]), None, ValueError, "beyond float32's range"),  # float64 overflowing float32
+        (
+            np.array([[1e300, 1.0]]),
+            None,
+            ValueError,
+            "beyond float32's range",
+        ),  # float64 overflowing float32
         (np.ones((3, 2)), np.ones(4), ValueError, r"shape \(3,\)"),
         (np.ones((3, 2)), np.array([1.0, np.nan, 2.0]), ValueError, "row 1"),
         (np.ones((2, 2)), np.array([2**40, 1]), ValueError, "int32"),
@@ -145,7 +150,9 @@ def test_host_data_is_uploaded_once_per_content(monkeypatch):
     assert again is not first and float(again[5, 3]) == 2.5
     np.testing.assert_array_equal(np.asarray(again), x.astype(np.float32))
     small = np.ones((4, 3))
-    assert isinstance(D.validate(small, to_device=True)[0], np.ndarray)  # below the size worth caching
+    assert isinstance(
+        D.validate(small, to_device=True)[0], np.ndarray
+    )  # below the size worth caching
     # float64, so each upload is a float32 copy (a float32 array's CPU "device copy" would alias it)
     arrays = [np.full((2048, 128), float(i)) for i in range(D.UPLOAD_CACHE_ENTRIES + 2)]
     for a in arrays:
@@ -199,7 +206,10 @@ def _(data, tmp):
 @case("data", "length")
 def _(data, tmp):
     n = data.draw(st.integers(1, 20).filter(lambda n: n != 10))
-    for fn in (jaxnn.validate, lambda x, y: jaxnn.train_test_split(K, x, y)):  # every variant, every run
+    for fn in (
+        jaxnn.validate,
+        lambda x, y: jaxnn.train_test_split(K, x, y),
+    ):  # every variant, every run
         expect(ValueError, r"y must have shape \(10,\) or \(10, outputs\)", fn, X, np.ones(n))
 
 
@@ -217,17 +227,30 @@ def _(data, tmp):
 @case("data", "empty")
 def _(data, tmp):
     for shape in ((0, 3), (3, 0), (0, 0)):
-        expect(ValueError, "must have at least one row and one column", jaxnn.validate, np.ones(shape))
+        expect(
+            ValueError, "must have at least one row and one column", jaxnn.validate, np.ones(shape)
+        )
 
 
 @case("data", "dtype")
 def _(data, tmp):
-    expect(TypeError, r"must be a numeric array \(int or float\)", jaxnn.validate, of_dtype(data.draw(bad_dtypes)))
+    expect(
+        TypeError,
+        r"must be a numeric array \(int or float\)",
+        jaxnn.validate,
+        of_dtype(data.draw(bad_dtypes)),
+    )
 
 
 @case("data", "overflow")
 def _(data, tmp):
-    expect(ValueError, "integer labels outside the int32 range", jaxnn.validate, X, np.full(10, data.draw(huge_ints)))
+    expect(
+        ValueError,
+        "integer labels outside the int32 range",
+        jaxnn.validate,
+        X,
+        np.full(10, data.draw(huge_ints)),
+    )
     expect(
         ValueError,
         r"value beyond float32's range \(-?[0-9.e+]+\)",
@@ -241,7 +264,13 @@ def _(data, tmp):
 @case("data", "labels")
 def _(data, tmp):
     labels = bad_labels(data, 2)
-    expect(ValueError, r"labels must (lie in \[0, 2\)|be a 1-D integer array)", jaxnn.one_hot, labels, 2)
+    expect(
+        ValueError,
+        r"labels must (lie in \[0, 2\)|be a 1-D integer array)",
+        jaxnn.one_hot,
+        labels,
+        2,
+    )
 
 
 @case("data", "name")
@@ -256,7 +285,9 @@ test_bad_input_gets_a_clear_error = bad_input_test("data")
 def test_a_float64_value_beyond_float32_is_named_as_such_not_as_inf():
     x = np.zeros((4, 3))
     x[2, 1] = 1e300
-    with pytest.raises(ValueError, match=r"x has a value beyond float32's range \(1e\+300\) at row 2, column 1"):
+    with pytest.raises(
+        ValueError, match=r"x has a value beyond float32's range \(1e\+300\) at row 2, column 1"
+    ):
         jaxnn.validate(x)
     x[2, 1] = np.inf
     with pytest.raises(ValueError, match=r"x has a non-finite value \(inf\) at row 2, column 1"):

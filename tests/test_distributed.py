@@ -111,8 +111,12 @@ def test_a_streamed_fit_on_two_processes_equals_one_process(tmp_path):
     two = _launch(2, 2, STREAM_WORKER, args)
     assert one["devices"] == 4 and all(t["devices"] == 4 and t["processes"] == 2 for t in two)
     assert one["same_as_memory"]  # bit for bit, over four devices
-    assert one["rows_read"] == 1 + 3 * 8 * 32  # a first row for shapes, then 3 epochs of 8 batches of 32
-    assert all(t["rows_read"] == 1 + 3 * 8 * 16 for t in two)  # each process reads only its half of each batch
+    assert (
+        one["rows_read"] == 1 + 3 * 8 * 32
+    )  # a first row for shapes, then 3 epochs of 8 batches of 32
+    assert all(
+        t["rows_read"] == 1 + 3 * 8 * 16 for t in two
+    )  # each process reads only its half of each batch
     for t in two:
         assert_close(t["params"], one["params"], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(t["val_loss"], one["val_loss"], rtol=1e-5)
@@ -185,9 +189,13 @@ def test_fetch_copies_cpu_arrays_to_the_host_and_keeps_other_leaves():
     a, b = jnp.arange(4.0), jnp.int32(7)
     tree = {"a": a, "b": b, "n": 3, "h": np.ones(2), "key": jax.random.key(0)}
     out = fetch(tree)
-    assert out["a"].tolist() == [0.0, 1.0, 2.0, 3.0] and out["b"] == 7 and out["b"].dtype == np.int32
+    assert (
+        out["a"].tolist() == [0.0, 1.0, 2.0, 3.0] and out["b"] == 7 and out["b"].dtype == np.int32
+    )
     assert out["n"] == 3 and out["h"] is tree["h"]  # not jax arrays: as they were
-    assert jax.dtypes.issubdtype(out["key"].dtype, jax.dtypes.prng_key)  # keys go through device_get
+    assert jax.dtypes.issubdtype(
+        out["key"].dtype, jax.dtypes.prng_key
+    )  # keys go through device_get
     host = fetch(a)
     assert isinstance(host, np.ndarray) and host.flags.owndata
     jax.jit(lambda v: v * 0, donate_argnums=0)(a)

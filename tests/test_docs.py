@@ -56,7 +56,9 @@ def test_the_api_page_lists_the_public_surface_by_hand():
 def site(tmp_path_factory):
     def build(out):
         env = {**os.environ, "JAXNN_NOTEBOOK_SMALL": "1"}
-        env.pop("MPLBACKEND", None)  # the notebooks' kernels draw inline, so the pages get their plots
+        env.pop(
+            "MPLBACKEND", None
+        )  # the notebooks' kernels draw inline, so the pages get their plots
         done = subprocess.run(
             [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(ROOT / "docs"), str(out)],
             capture_output=True, text=True, env=env, timeout=1200,
@@ -71,7 +73,10 @@ def test_every_listed_name_has_a_page(site):
     missing = [n for n in documented() if not (site / "generated" / f"{n}.html").exists()]
     assert not missing, missing
     fit_page = (site / "generated" / "jaxnn.train.fit.html").read_text()
-    assert "log_dir" in fit_page and "&gt;&gt;&gt;" in (site / "generated" / "jaxnn.mlp.mlp.html").read_text()
+    assert (
+        "log_dir" in fit_page
+        and "&gt;&gt;&gt;" in (site / "generated" / "jaxnn.mlp.mlp.html").read_text()
+    )
 
 
 @pytest.mark.slow
@@ -82,7 +87,9 @@ def test_notebooks_run_top_to_bottom_in_the_build(site):
 
     def printed(stem):
         nb = nbformat.read(executed / f"{stem}.ipynb", as_version=4)
-        return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        return "\n".join(
+            o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+        )
 
     text = printed("01_intro_to_deep_learning")
     assert "by hand == model.apply: True" in text
@@ -101,9 +108,23 @@ def test_notebook_pages_are_executed_with_their_plots(site):
     images = re.findall(r'<img [^>]*src="\.\./_images/([^"]+\.png)"', page)
     assert len(images) >= 5 and all((site / "_images" / i).exists() for i in images)
     assert "by hand == model.apply: True" in page
-    assert "identical to an uninterrupted run: True" in (site / "notebooks" / "02_colab_tpu.html").read_text()
-    for guide in ("training", "models", "checkpoints", "scaling", "data_on_disk", "colab_tpu", "sklearn", "contracts"):
-        assert "docs:" not in (site / "guides" / f"{guide}.html").read_text()  # the README markers stay hidden
+    assert (
+        "identical to an uninterrupted run: True"
+        in (site / "notebooks" / "02_colab_tpu.html").read_text()
+    )
+    for guide in (
+        "training",
+        "models",
+        "checkpoints",
+        "scaling",
+        "data_on_disk",
+        "colab_tpu",
+        "sklearn",
+        "contracts",
+    ):
+        assert (
+            "docs:" not in (site / "guides" / f"{guide}.html").read_text()
+        )  # the README markers stay hidden
 
 
 def test_no_install_hint_names_another_projects_package():
@@ -113,11 +134,17 @@ def test_no_install_hint_names_another_projects_package():
     assert install_hint("examples") == "pip install 'jaxnn-mlp[examples]'"
     wrong = re.compile(r"pip install ['\"]?jaxnn\[")
     folders = ("jaxnn", "docs", "notebooks", "experiments", "benchmarks", "tests")
-    files = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *(p for f in folders for p in (ROOT / f).rglob("*"))]
+    files = [
+        ROOT / "README.md",
+        ROOT / "CONTRIBUTING.md",
+        *(p for f in folders for p in (ROOT / f).rglob("*")),
+    ]
     found = [
         f"{p.relative_to(ROOT)}: {m.group(0)}"
         for p in files
-        if p.suffix in (".py", ".md", ".ipynb") and "generated" not in p.parts and p.name != "test_docs.py"
+        if p.suffix in (".py", ".md", ".ipynb")
+        and "generated" not in p.parts
+        and p.name != "test_docs.py"
         for m in wrong.finditer(p.read_text(errors="replace"))
     ]
     assert not found, found

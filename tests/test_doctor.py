@@ -13,7 +13,9 @@ from jaxnn.doctor import diagnose, visible_accelerators
 def test_doctor_reports_versions_backend_and_devices(capsys):
     report = jaxnn.doctor(environ={})
     out = capsys.readouterr().out
-    assert report.versions["jax"] == jax.__version__ and report.versions["jaxnn"] == jaxnn.__version__
+    assert (
+        report.versions["jax"] == jax.__version__ and report.versions["jaxnn"] == jaxnn.__version__
+    )
     assert report.backend == jax.default_backend() and report.device_count == jax.device_count()
     assert report.process_count == 1 and report.ok and report.problems == ()
     assert f"backend  {report.backend}" in out and "OK: jaxnn will train on" in out
@@ -36,7 +38,9 @@ def test_visible_accelerators_reads_device_files_and_environment(tmp_path):
     (tmp_path / "dev" / "accel0").touch()
     (tmp_path / "dev" / "nvidia0").touch()
     assert visible_accelerators({"PATH": ""}, root=tmp_path) == ("tpu", "gpu")
-    assert visible_accelerators({"TPU_ACCELERATOR_TYPE": "v5litepod-1", "PATH": ""}, root=tmp_path / "x") == ("tpu",)
+    assert visible_accelerators(
+        {"TPU_ACCELERATOR_TYPE": "v5litepod-1", "PATH": ""}, root=tmp_path / "x"
+    ) == ("tpu",)
 
 
 def test_diagnose_gpu_fallback_and_mismatched_jaxlib():
@@ -49,10 +53,16 @@ def test_diagnose_gpu_fallback_and_mismatched_jaxlib():
 
 def test_python_m_jaxnn_doctor_json():
     out = subprocess.run(
-        [sys.executable, "-m", "jaxnn", "doctor", "--json"], capture_output=True, text=True, check=False, timeout=120
+        [sys.executable, "-m", "jaxnn", "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     report = json.loads(out.stdout)
-    assert report["backend"] == jax.default_backend() and report["versions"]["jax"] == jax.__version__
+    assert (
+        report["backend"] == jax.default_backend() and report["versions"]["jax"] == jax.__version__
+    )
     assert out.returncode == (0 if report["ok"] else 1)
 
 
@@ -60,9 +70,16 @@ def test_python_m_jaxnn_doctor_json():
 def test_doctor_reports_a_backend_jax_cannot_start(platform):
     env = {**os.environ, "JAX_PLATFORMS": platform}
     out = subprocess.run(
-        [sys.executable, "-m", "jaxnn", "doctor", "--json"], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "jaxnn", "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     report = json.loads(out.stdout)  # a report, not a traceback
     assert out.returncode == 1 and not report["ok"] and report["backend"] == "none"
     assert "could not start a backend" in report["problems"][0]
-    assert f"JAX_PLATFORMS={platform}" in report["fixes"][0] and "unset JAX_PLATFORMS" in report["fixes"][0]
+    assert (
+        f"JAX_PLATFORMS={platform}" in report["fixes"][0]
+        and "unset JAX_PLATFORMS" in report["fixes"][0]
+    )

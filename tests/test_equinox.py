@@ -32,7 +32,10 @@ class BatchNormNet(eqx.Module):
     def __init__(self, key):
         k1, k2 = jax.random.split(key)
         self.hidden, self.out = eqx.nn.Linear(64, 64, key=k1), eqx.nn.Linear(64, 10, key=k2)
-        self.norm, self.drop = eqx.nn.BatchNorm(64, axis_name="batch", mode="batch"), eqx.nn.Dropout(0.2)
+        self.norm, self.drop = (
+            eqx.nn.BatchNorm(64, axis_name="batch", mode="batch"),
+            eqx.nn.Dropout(0.2),
+        )
 
     def __call__(self, x, state, *, key=None):
         h, state = self.norm(self.hidden(x), state)
@@ -59,14 +62,22 @@ KW = dict(
 def test_equinox_mlp_with_dropout_reaches_93_percent_on_digits(digits):
     xtr, xte, ytr, yte = digits
     model = DropoutMLP(jax.random.key(0))
-    before = jaxnn.evaluate(model, None, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"])
+    before = jaxnn.evaluate(
+        model, None, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"]
+    )
     r = jaxnn.fit(model, None, xtr, ytr, validation=(xte, yte), **KW)
-    after = jaxnn.evaluate(model, r.params, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"])
+    after = jaxnn.evaluate(
+        model, r.params, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"]
+    )
     assert after["accuracy"] >= 0.93 and after["loss"] < before["loss"]
-    np.testing.assert_allclose(after["loss"], r.history["val_loss"][-1], rtol=1e-5)  # inference mode in both
+    np.testing.assert_allclose(
+        after["loss"], r.history["val_loss"][-1], rtol=1e-5
+    )  # inference mode in both
     trained = eqx.combine(r.params, eqx.partition(model, eqx.is_inexact_array)[1])
     inference = eqx.nn.inference_mode(trained)
-    assert_close(jax.vmap(inference)(xte[:5]), jaxnn.predict(model, r.params, xte[:5]), rtol=1e-5, atol=1e-5)
+    assert_close(
+        jax.vmap(inference)(xte[:5]), jaxnn.predict(model, r.params, xte[:5]), rtol=1e-5, atol=1e-5
+    )
     again = jaxnn.fit(model, None, xtr, ytr, validation=(xte, yte), **KW)
     assert_bitwise_equal(again.params, r.params)  # per-example dropout keys from the run key
 
@@ -75,9 +86,13 @@ def test_equinox_batch_norm_state_trains_to_95_percent_on_digits(digits):
     xtr, xte, ytr, yte = digits
     model, state = eqx.nn.make_with_state(BatchNormNet)(jax.random.key(0))
     r = jaxnn.fit(model, state, xtr, ytr, validation=(xte, yte), **KW)
-    after = jaxnn.evaluate(model, r.params, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"])
+    after = jaxnn.evaluate(
+        model, r.params, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"]
+    )
     assert after["accuracy"] >= 0.95, after
-    assert set(r.params) == {"params", "eqx_state"} and isinstance(r.params["eqx_state"], eqx.nn.State)
+    assert set(r.params) == {"params", "eqx_state"} and isinstance(
+        r.params["eqx_state"], eqx.nn.State
+    )
     moved = [np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(
         jax.tree.leaves(r.params["eqx_state"]), jax.tree.leaves(state), strict=True)]  # fmt: skip
     assert max(moved) > 0  # the running statistics were updated
@@ -86,6 +101,10 @@ def test_equinox_batch_norm_state_trains_to_95_percent_on_digits(digits):
 def test_equinox_bad_params_and_sweeps_are_refused(digits):
     xtr, _, ytr, _ = digits
     with pytest.raises(TypeError, match="an Equinox model takes params=None, its eqx.nn.State"):
-        jaxnn.fit(DropoutMLP(jax.random.key(0)), {"w": 1}, xtr, ytr, loss="mse", key=jax.random.key(0))
+        jaxnn.fit(
+            DropoutMLP(jax.random.key(0)), {"w": 1}, xtr, ytr, loss="mse", key=jax.random.key(0)
+        )
     with pytest.raises(TypeError, match="Equinox module directly"):
-        jaxnn.fit_many(DropoutMLP(jax.random.key(0)), None, xtr, ytr, loss="mse", key=jax.random.key(0))
+        jaxnn.fit_many(
+            DropoutMLP(jax.random.key(0)), None, xtr, ytr, loss="mse", key=jax.random.key(0)
+        )

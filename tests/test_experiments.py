@@ -16,7 +16,9 @@ SCRIPTS = ["seed_network", "classify_breast_cancer", "classify_iris", "classify_
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", ROOT / "experiments" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"experiments_{name}", ROOT / "experiments" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -67,7 +69,8 @@ EXPECTED = {"config.json", "run.json", "metrics.csv", "summary.json", "environme
 
 
 @pytest.mark.parametrize(
-    "name", [n if n == "classify_iris" else pytest.param(n, marks=pytest.mark.slow) for n in SCRIPTS[1:]]
+    "name",
+    [n if n == "classify_iris" else pytest.param(n, marks=pytest.mark.slow) for n in SCRIPTS[1:]],
 )  # one script in the quick tier; the runner's own tests cover the rest
 def test_tiny_run_leaves_a_complete_run_folder(name, tmp_path, capsys):
     result = run_script(name, ["--epochs", "2", "--out", str(tmp_path), "--no-progress"])
@@ -77,7 +80,9 @@ def test_tiny_run_leaves_a_complete_run_folder(name, tmp_path, capsys):
         assert "confusion.png" in files
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["epochs_run"] == 2 and summary["samples_per_s"] > 0
-    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3  # header + one row per epoch
+    assert (
+        len((tmp_path / "metrics.csv").read_text().splitlines()) == 3
+    )  # header + one row per epoch
     env = json.loads((tmp_path / "environment.json").read_text())
     assert {"jax", "jaxlib", "optax", "flax", "backend", "device_kind", "device_count"} <= set(env)
     assert checkpoint.read_metadata(checkpoint.latest(tmp_path / "checkpoints"))["epoch"] == 2
@@ -96,9 +101,13 @@ def test_seed_network_runs_both_batch_sizes_and_beats_the_line(tmp_path, capsys)
 
 
 def test_from_run_reproduces_a_run(tmp_path):
-    first = run_script("classify_iris", ["--epochs", "3", "--seed", "4", "--out", str(tmp_path / "a"), "--no-progress"])
+    first = run_script(
+        "classify_iris",
+        ["--epochs", "3", "--seed", "4", "--out", str(tmp_path / "a"), "--no-progress"],
+    )
     again = run_script(
-        "classify_iris", ["--from-run", str(tmp_path / "a"), "--out", str(tmp_path / "b"), "--no-progress"]
+        "classify_iris",
+        ["--from-run", str(tmp_path / "a"), "--out", str(tmp_path / "b"), "--no-progress"],
     )
     assert again.config == first.config
     assert again.summary["test_loss"] == first.summary["test_loss"]
@@ -106,7 +115,8 @@ def test_from_run_reproduces_a_run(tmp_path):
 
 def test_resume_continues_a_finished_config(tmp_path):
     run_script(
-        "regress_diabetes", ["--epochs", "3", "--checkpoint-every", "1", "--out", str(tmp_path), "--no-progress"]
+        "regress_diabetes",
+        ["--epochs", "3", "--checkpoint-every", "1", "--out", str(tmp_path), "--no-progress"],
     )
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["epochs"] == 3 and cfg["checkpoint_every"] == 1
@@ -123,7 +133,9 @@ def test_bad_command_lines(tmp_path, capsys):
     ]:
         with pytest.raises(SystemExit) as exit_:
             run_script("classify_iris", [*argv, "--out", str(tmp_path / "run")])
-        assert exit_.value.code == 2 and re.search(f"error: .*{match}", capsys.readouterr().err), argv
+        assert exit_.value.code == 2 and re.search(f"error: .*{match}", capsys.readouterr().err), (
+            argv
+        )
         assert not (tmp_path / "run").exists()
 
 
@@ -167,29 +179,41 @@ def _(data, tmp):
 @case("cli", "dtype")
 def _(data, tmp):
     for flag in ("--epochs", "--batch-size", "--seed"):
-        expect_cli([flag, data.draw(st.sampled_from(["x", "1.5", "1e3", "ten"]))], tmp, "invalid int value")
+        expect_cli(
+            [flag, data.draw(st.sampled_from(["x", "1.5", "1e3", "ten"]))], tmp, "invalid int value"
+        )
 
 
 @case("cli", "overflow")
 def _(data, tmp):
-    expect_cli(["--epochs", str(data.draw(huge_ints))], tmp, r"error: epochs must be in \[1, 2147483647\]")
+    expect_cli(
+        ["--epochs", str(data.draw(huge_ints))], tmp, r"error: epochs must be in \[1, 2147483647\]"
+    )
 
 
 @case("cli", "batch_size")
 def _(data, tmp):
     size = data.draw(st.one_of(st.integers(-5, 0), st.integers(121, 10**6)))
-    expect_cli(["--batch-size", str(size)], tmp, r"error: batch_size( must be >= 1|=\d+ is more than the 120 training)")
+    expect_cli(
+        ["--batch-size", str(size)],
+        tmp,
+        r"error: batch_size( must be >= 1|=\d+ is more than the 120 training)",
+    )
 
 
 @case("cli", "learning_rate")
 def _(data, tmp):
     for lr in ("-0.1", "0", "nan", "inf", "-inf"):
-        expect_cli([f"--learning-rate={lr}"], tmp, "error: learning_rate must be a finite number > 0")
+        expect_cli(
+            [f"--learning-rate={lr}"], tmp, "error: learning_rate must be a finite number > 0"
+        )
 
 
 @case("cli", "name")
 def _(data, tmp):
-    name = data.draw(st.text("abcxyz", min_size=1, max_size=6).filter(lambda s: s not in jaxnn.optim.OPTIMIZERS))
+    name = data.draw(
+        st.text("abcxyz", min_size=1, max_size=6).filter(lambda s: s not in jaxnn.optim.OPTIMIZERS)
+    )
     expect_cli(["--optimizer", name], tmp, "invalid choice")
 
 

@@ -48,15 +48,21 @@ CASES = [  # (loss, output activation, targets)
 ]
 
 
-@pytest.mark.parametrize("hidden", sorted(set(ACTIVATIONS) - {"softmax", "log_softmax"}) + ["softmax"])
-@pytest.mark.parametrize(("loss", "out_act", "kind"), CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CASES])
+@pytest.mark.parametrize(
+    "hidden", sorted(set(ACTIVATIONS) - {"softmax", "log_softmax"}) + ["softmax"]
+)
+@pytest.mark.parametrize(
+    ("loss", "out_act", "kind"), CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CASES]
+)
 def test_backprop_equals_jax_grad_on_random_networks(hidden, loss, out_act, kind):
     seed = zlib.crc32(f"{hidden}-{loss}-{out_act}-{kind}".encode())
     rng = np.random.default_rng(seed)
     depth = int(rng.integers(1, 5))
     sizes = [int(rng.integers(1, 7)) for _ in range(depth)]
     n_out = 3 if kind in ("labels", "onehot") else int(rng.integers(1, 4))
-    model = jaxnn.mlp([int(rng.integers(1, 6)), *sizes, n_out], activation=hidden, output_activation=out_act)
+    model = jaxnn.mlp(
+        [int(rng.integers(1, 6)), *sizes, n_out], activation=hidden, output_activation=out_act
+    )
     # Random weights (scaled by fan-in) and biases, and data, drawn on the host: the case's
     # random shapes would otherwise compile model.init's initializers op by op.
     f32 = lambda a: jnp.asarray(np.asarray(a, np.float32))

@@ -24,7 +24,9 @@ class SeedNetwork(nn.Module):
 
 class NnxMLP(nnx.Module):
     def __init__(self, sizes, rngs):
-        self.layers = nnx.List(nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.layers = nnx.List(
+            nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
 
     def __call__(self, x):
         for layer in self.layers[:-1]:
@@ -41,13 +43,24 @@ def test_linen_seed_network_ends_with_the_same_params_as_jaxnn_mlp(regression):
     x, y = regression
     model = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
     params = model.init(jax.random.key(1))
-    variables = {"params": {f"Dense_{i}": {"kernel": p["w"], "bias": p["b"]} for i, p in enumerate(params)}}
+    variables = {
+        "params": {f"Dense_{i}": {"kernel": p["w"], "bias": p["b"]} for i, p in enumerate(params)}
+    }
     kw = dict(
-        loss="rmse", key=jax.random.key(2), batch_size=1, epochs=3, optimizer=jaxnn.optim.sgd(0.05), progress=False
+        loss="rmse",
+        key=jax.random.key(2),
+        batch_size=1,
+        epochs=3,
+        optimizer=jaxnn.optim.sgd(0.05),
+        progress=False,
     )
     ours = jaxnn.fit(model, params, x, y, **kw)
     theirs = jaxnn.fit(SeedNetwork(), variables, x, y, **kw)
-    as_linen = {"params": {f"Dense_{i}": {"kernel": p["w"], "bias": p["b"]} for i, p in enumerate(ours.params)}}
+    as_linen = {
+        "params": {
+            f"Dense_{i}": {"kernel": p["w"], "bias": p["b"]} for i, p in enumerate(ours.params)
+        }
+    }
     assert_bitwise_equal(theirs.params, as_linen)
     np.testing.assert_array_equal(theirs.history["loss"], ours.history["loss"])
     assert ours.history["loss"][-1] < ours.history["loss"][0]
@@ -87,7 +100,9 @@ def test_linen_batch_norm_and_dropout_train_like_a_hand_written_flax_loop(regres
     )
 
     @jax.jit
-    def step(params, stats, opt_state, i, xb, yb):  # Flax's training loop, with jaxnn's documented step keys
+    def step(
+        params, stats, opt_state, i, xb, yb
+    ):  # Flax's training loop, with jaxnn's documented step keys
         def loss(p):
             dropout_key = jax.random.fold_in(jaxnn.rng.stream(key, "dropout"), i)
             out, upd = module.apply({"params": p, "batch_stats": stats}, xb, train=True, mutable=["batch_stats"],
@@ -105,7 +120,12 @@ def test_linen_batch_norm_and_dropout_train_like_a_hand_written_flax_loop(regres
         params, stats, opt_state = step(params, stats, opt_state, i, x[b], y[b])
     assert_close(r.params, {"params": params, "batch_stats": stats}, rtol=1e-5, atol=1e-6)
     pred = jaxnn.predict(module, r.params, x)  # inference mode: train=False, the running statistics
-    assert_close(pred, module.apply({"params": params, "batch_stats": stats}, x, train=False), rtol=1e-5, atol=1e-6)
+    assert_close(
+        pred,
+        module.apply({"params": params, "batch_stats": stats}, x, train=False),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_linen_module_with_state_and_no_train_argument_is_refused(regression):
@@ -117,8 +137,12 @@ def test_linen_module_with_state_and_no_train_argument_is_refused(regression):
             return nn.Dense(1)(nn.BatchNorm(use_running_average=True)(x))
 
     variables = WithBatchNorm().init(jax.random.key(0), x[:2])
-    with pytest.raises(ValueError, match=r"state besides 'params' \(\['batch_stats'\]\).*must take a `train`"):
-        jaxnn.fit(WithBatchNorm(), variables, x, y, loss="mse", key=jax.random.key(0), progress=False)
+    with pytest.raises(
+        ValueError, match=r"state besides 'params' \(\['batch_stats'\]\).*must take a `train`"
+    ):
+        jaxnn.fit(
+            WithBatchNorm(), variables, x, y, loss="mse", key=jax.random.key(0), progress=False
+        )
 
 
 def test_nnx_mlp_trains_to_90_percent_on_iris_and_is_updated_in_place():
@@ -126,7 +150,9 @@ def test_nnx_mlp_trains_to_90_percent_on_iris_and_is_updated_in_place():
     xtr, xte, ytr, yte = jaxnn.train_test_split(jax.random.key(0), ds.x, ds.y, 0.3)
     xtr, xte = jaxnn.standardize(xtr, xte)
     module = NnxMLP([4, 16, 3], nnx.Rngs(0))
-    before = jaxnn.evaluate(module, None, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"])
+    before = jaxnn.evaluate(
+        module, None, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"]
+    )
     r = jaxnn.fit(
         module,
         None,
@@ -139,10 +165,14 @@ def test_nnx_mlp_trains_to_90_percent_on_iris_and_is_updated_in_place():
         epochs=60,
         progress=False,
     )
-    after = jaxnn.evaluate(module, None, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"])
+    after = jaxnn.evaluate(
+        module, None, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"]
+    )
     assert after["accuracy"] >= 0.9 and after["loss"] < before["loss"]
     assert_bitwise_equal(nnx.state(module, nnx.Param), r.params)
-    assert_bitwise_equal(jnp.argmax(module(jnp.asarray(xte)), 1), jnp.argmax(jaxnn.predict(module, None, xte), 1))
+    assert_bitwise_equal(
+        jnp.argmax(module(jnp.asarray(xte)), 1), jnp.argmax(jaxnn.predict(module, None, xte), 1)
+    )
 
 
 class NnxBatchNormDropout(nnx.Module):
@@ -171,9 +201,13 @@ def test_nnx_module_with_batch_norm_and_dropout_trains_to_95_percent_on_digits()
         progress=False,
     )
     r = jaxnn.fit(module, None, xtr, ytr, **kw)
-    after = jaxnn.evaluate(module, None, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"])
+    after = jaxnn.evaluate(
+        module, None, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"]
+    )
     assert after["accuracy"] >= 0.95, after
-    np.testing.assert_allclose(after["loss"], r.history["val_loss"][-1], rtol=1e-5)  # eval mode in both
+    np.testing.assert_allclose(
+        after["loss"], r.history["val_loss"][-1], rtol=1e-5
+    )  # eval mode in both
     assert not np.array_equal(module.norm.mean[...], 0)  # the statistics were written back
     again = jaxnn.fit(NnxBatchNormDropout(nnx.Rngs(0)), None, xtr, ytr, **kw)
     assert_bitwise_equal(again.params, r.params)  # dropout masks from the run key: reproducible
@@ -185,7 +219,14 @@ def test_resume_from_a_fit_result_continues_a_run_exactly(regression):
     x, y = regression
     model = jaxnn.mlp([3, 8, 1])
     params = model.init(jax.random.key(0))
-    kw = dict(loss="mse", key=jax.random.key(1), optimizer="adam", shuffle=False, batch_size=32, progress=False)
+    kw = dict(
+        loss="mse",
+        key=jax.random.key(1),
+        optimizer="adam",
+        shuffle=False,
+        batch_size=32,
+        progress=False,
+    )
     whole = jaxnn.fit(model, params, x, y, epochs=4, **kw)
     first = jaxnn.fit(model, params, x, y, epochs=2, **kw)
     second = jaxnn.fit(model, params, x, y, epochs=4, resume=first, **kw)
@@ -193,7 +234,9 @@ def test_resume_from_a_fit_result_continues_a_run_exactly(regression):
     assert second.epochs_run == 4 and second.history["epoch"].tolist() == [3, 4]
     restarted = jaxnn.fit(model, first.params, x, y, epochs=2, **kw)  # fresh Adam moments differ
     assert not np.array_equal(restarted.params[0]["w"], whole.params[0]["w"])
-    with pytest.raises(TypeError, match="resume must be a checkpoint path, a FitResult or a TrainState"):
+    with pytest.raises(
+        TypeError, match="resume must be a checkpoint path, a FitResult or a TrainState"
+    ):
         jaxnn.fit(model, params, x, y, epochs=1, resume=first.state.opt_state, **kw)
     with pytest.raises(ValueError, match="opt_state does not match this optimizer"):
         jaxnn.fit(model, params, x, y, epochs=3, resume=first, **{**kw, "optimizer": "momentum"})

@@ -12,7 +12,9 @@ from jaxnn import losses
 from jaxnn import losses as L
 
 REGRESSION = ["mse", "rmse", "mae", "huber"]
-preds = hnp.arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 3)), elements=st.floats(-5, 5, width=32))
+preds = hnp.arrays(
+    np.float32, st.tuples(st.integers(1, 6), st.integers(1, 3)), elements=st.floats(-5, 5, width=32)
+)
 
 
 @pytest.mark.parametrize("name", REGRESSION)
@@ -54,7 +56,9 @@ def test_rmse_gradient_is_finite_at_zero_error():
 def test_gradients_match_finite_differences(name, key):
     p = jax.random.uniform(key, (6, 2), minval=0.1, maxval=0.9)
     t = jnp.round(jax.random.uniform(jax.random.key(1), (6, 2)))
-    check_grads(lambda q: L.get_loss(name)(q, t), (p,), order=1, modes=["rev"], atol=GRAD_TOL, rtol=GRAD_TOL)
+    check_grads(
+        lambda q: L.get_loss(name)(q, t), (p,), order=1, modes=["rev"], atol=GRAD_TOL, rtol=GRAD_TOL
+    )
 
 
 def test_softmax_and_bce_gradients_match_finite_differences(key):
@@ -83,18 +87,28 @@ def test_cross_entropies_stable_for_huge_logits():
     for value, grad in [
         jax.value_and_grad(L.softmax_cross_entropy)(logits, jnp.array([1, 0])),
         jax.value_and_grad(L.softmax_cross_entropy)(logits, jnp.array([[0.0, 1.0], [1.0, 0.0]])),
-        jax.value_and_grad(L.binary_cross_entropy_with_logits)(logits, jnp.array([[0.0, 1.0], [1.0, 0.0]])),
-        jax.value_and_grad(L.binary_cross_entropy)(jax.nn.sigmoid(logits), jnp.array([[0.0, 1.0], [1.0, 0.0]])),
+        jax.value_and_grad(L.binary_cross_entropy_with_logits)(
+            logits, jnp.array([[0.0, 1.0], [1.0, 0.0]])
+        ),
+        jax.value_and_grad(L.binary_cross_entropy)(
+            jax.nn.sigmoid(logits), jnp.array([[0.0, 1.0], [1.0, 0.0]])
+        ),
     ]:
         assert np.isfinite(float(value)) and np.isfinite(np.asarray(grad)).all()
     assert float(L.softmax_cross_entropy(logits, jnp.array([1, 0]))) == pytest.approx(2000.0)
-    assert float(L.binary_cross_entropy_with_logits(logits, jnp.array([[1.0, 0.0], [0.0, 1.0]]))) == 0.0
+    assert (
+        float(L.binary_cross_entropy_with_logits(logits, jnp.array([[1.0, 0.0], [0.0, 1.0]])))
+        == 0.0
+    )
 
 
 def test_one_hot_and_integer_labels_agree(key):
     logits = jax.random.normal(key, (8, 4))
     labels = jnp.array([0, 1, 2, 3, 3, 2, 1, 0])
-    assert_close(L.softmax_cross_entropy(logits, labels), L.softmax_cross_entropy(logits, jax.nn.one_hot(labels, 4)))
+    assert_close(
+        L.softmax_cross_entropy(logits, labels),
+        L.softmax_cross_entropy(logits, jax.nn.one_hot(labels, 4)),
+    )
 
 
 def test_weights_mask_examples():
@@ -107,7 +121,9 @@ def test_weights_mask_examples():
         L.mse(p, t, jnp.ones(2))
 
 
-@pytest.mark.parametrize("name", REGRESSION + ["binary_cross_entropy", "binary_cross_entropy_with_logits"])
+@pytest.mark.parametrize(
+    "name", REGRESSION + ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
+)
 def test_shape_mismatch_raises_instead_of_broadcasting(name):
     with pytest.raises(ValueError, match=r"same shape.*y\[:, None\]"):
         L.get_loss(name)(jnp.zeros((5, 1)), jnp.zeros(5))
@@ -145,7 +161,11 @@ loss_names = st.sampled_from(sorted(losses.LOSSES))
 def _(data, tmp):
     name = data.draw(loss_names.filter(lambda n: n != "softmax_cross_entropy"))
     expect(
-        ValueError, r"must have the same shape \(reshape targets", losses.get_loss(name), np.ones((5, 1)), np.ones(5)
+        ValueError,
+        r"must have the same shape \(reshape targets",
+        losses.get_loss(name),
+        np.ones((5, 1)),
+        np.ones(5),
     )
 
 
@@ -193,9 +213,17 @@ def _(data, tmp):
         np.zeros((10, 2)),
         labels,
     )
-    targets = poisoned(data, np.zeros((10, 1)), data.draw(st.one_of(st.floats(1.01, 1e6), st.floats(-1e6, -0.01))))
+    targets = poisoned(
+        data, np.zeros((10, 1)), data.draw(st.one_of(st.floats(1.01, 1e6), st.floats(-1e6, -0.01)))
+    )
     for name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
-        expect(ValueError, r"targets must lie in \[0, 1\]", losses.get_loss(name), np.full((10, 1), 0.5), targets)
+        expect(
+            ValueError,
+            r"targets must lie in \[0, 1\]",
+            losses.get_loss(name),
+            np.full((10, 1), 0.5),
+            targets,
+        )
 
 
 @case("losses", "name")

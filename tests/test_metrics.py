@@ -26,9 +26,13 @@ def test_regression_metrics():
     t = jnp.array([[1.0], [2.0], [3.0], [4.0]])
     assert float(M.r2(t, t)) == 1.0
     assert float(M.r2(jnp.full_like(t, 2.5), t)) == pytest.approx(0.0)
-    constant = jnp.full_like(t, 3.0)  # scikit-learn's force_finite: 1 if exact, else 0; NaN after overflow
+    constant = jnp.full_like(
+        t, 3.0
+    )  # scikit-learn's force_finite: 1 if exact, else 0; NaN after overflow
     assert float(M.r2(constant, constant)) == 1.0 and float(M.r2(t, constant)) == 0.0
-    assert np.isnan(float(M.r2(jnp.full_like(t, jnp.inf), t))) and np.isnan(float(M.r2(t.at[0].set(jnp.nan), t)))
+    assert np.isnan(float(M.r2(jnp.full_like(t, jnp.inf), t))) and np.isnan(
+        float(M.r2(t.at[0].set(jnp.nan), t))
+    )
     assert float(M.rmse(t + 1, t)) == pytest.approx(1.0)
     assert float(M.mae(t - 2, t)) == pytest.approx(2.0)
     # weights leave out masked rows

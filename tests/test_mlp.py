@@ -11,12 +11,21 @@ import jaxnn
 def test_seed_network_shapes(key):
     model = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
     params = model.init(key)
-    assert [(p["w"].shape, p["b"].shape) for p in params] == [((3, 4), (4,)), ((4, 4), (4,)), ((4, 1), (1,))]
+    assert [(p["w"].shape, p["b"].shape) for p in params] == [
+        ((3, 4), (4,)),
+        ((4, 4), (4,)),
+        ((4, 1), (1,)),
+    ]
     assert jaxnn.count_params(params) == 16 + 20 + 5
     y = model.apply(params, jnp.ones((100, 3)))
     assert y.shape == (100, 1)
     assert ((y > 0) & (y < 1)).all()  # the sigmoid output
-    assert model.spec == {"kind": "mlp", "sizes": [3, 4, 4, 1], "activation": "relu", "output_activation": "sigmoid"}
+    assert model.spec == {
+        "kind": "mlp",
+        "sizes": [3, 4, 4, 1],
+        "activation": "relu",
+        "output_activation": "sigmoid",
+    }
 
 
 def test_single_example_and_batch_agree(key):
@@ -34,7 +43,9 @@ def test_forward_is_the_seeds_matrix_products(key):
     model = jaxnn.mlp([3, 4, 4, 1], output_activation="sigmoid")
     p = model.init(key)
     x = jax.random.normal(key, (100, 3))
-    a1 = jax.nn.relu(x @ p[0]["w"] + p[0]["b"][None, :])  # the bias row added to every row of the batch
+    a1 = jax.nn.relu(
+        x @ p[0]["w"] + p[0]["b"][None, :]
+    )  # the bias row added to every row of the batch
     a2 = jax.nn.relu(a1 @ p[1]["w"] + p[1]["b"][None, :])
     assert_close(model.apply(p, x), jax.nn.sigmoid(a2 @ p[2]["w"] + p[2]["b"][None, :]))
 
@@ -43,13 +54,22 @@ def test_gradients_match_finite_differences(key):
     model = jaxnn.mlp([3, 6, 2], activation="tanh")
     params = jax.tree.map(lambda a: a.astype(jnp.float32), model.init(key))
     x = jax.random.normal(key, (5, 3))
-    check_grads(lambda p: model.apply(p, x).sum(), (params,), order=1, modes=["rev"], atol=GRAD_TOL, rtol=GRAD_TOL)
+    check_grads(
+        lambda p: model.apply(p, x).sum(),
+        (params,),
+        order=1,
+        modes=["rev"],
+        atol=GRAD_TOL,
+        rtol=GRAD_TOL,
+    )
 
 
 def test_init_is_deterministic_and_key_dependent():
     model = jaxnn.mlp([3, 4, 1])
     a, b = model.init(jax.random.key(1)), model.init(jax.random.key(1))
-    chex_equal = all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+    chex_equal = all(
+        np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
     assert chex_equal
     assert not np.array_equal(a[0]["w"], model.init(jax.random.key(2))[0]["w"])
 
@@ -61,7 +81,9 @@ def test_equal_networks_have_equal_apply():
 
 
 def test_custom_initializers_and_callable_activation(key):
-    model = jaxnn.mlp([2, 3, 1], activation=jnp.sin, init="zeros", bias_init=jaxnn.initializers.normal(1.0))
+    model = jaxnn.mlp(
+        [2, 3, 1], activation=jnp.sin, init="zeros", bias_init=jaxnn.initializers.normal(1.0)
+    )
     p = model.init(key)
     assert not np.asarray(p[0]["w"]).any() and np.asarray(p[0]["b"]).any()
     assert model.spec["activation"] == "sin"
@@ -123,12 +145,16 @@ def _(data, tmp):
 
 @case("mlp", "overflow")
 def _(data, tmp):
-    expect(ValueError, "weights; at most 2147483647 per layer", jaxnn.mlp, [3, data.draw(huge_ints), 1])
+    expect(
+        ValueError, "weights; at most 2147483647 per layer", jaxnn.mlp, [3, data.draw(huge_ints), 1]
+    )
 
 
 @case("mlp", "name")
 def _(data, tmp):
-    name = data.draw(st.text(min_size=1, max_size=8).filter(lambda s: s not in jaxnn.activations.ACTIVATIONS))
+    name = data.draw(
+        st.text(min_size=1, max_size=8).filter(lambda s: s not in jaxnn.activations.ACTIVATIONS)
+    )
     expect(ValueError, "unknown activation .*; expected one of", jaxnn.mlp, [3, 1], activation=name)
 
 
@@ -138,18 +164,36 @@ def _(data, tmp):
 @case("apply", "rank")
 def _(data, tmp):
     for shape in ((), (2, 2, 3), (1, 1, 1, 3)):
-        expect(ValueError, r"x must have shape \(batch, 3\) or \(3,\)", MODEL.apply, PARAMS, np.ones(shape))
+        expect(
+            ValueError,
+            r"x must have shape \(batch, 3\) or \(3,\)",
+            MODEL.apply,
+            PARAMS,
+            np.ones(shape),
+        )
 
 
 @case("apply", "length")
 def _(data, tmp):
     features = data.draw(st.integers(1, 9).filter(lambda f: f != 3))
-    expect(ValueError, "features but the first layer expects 3", MODEL.apply, PARAMS, np.ones((2, features)))
+    expect(
+        ValueError,
+        "features but the first layer expects 3",
+        MODEL.apply,
+        PARAMS,
+        np.ones((2, features)),
+    )
 
 
 @case("apply", "dtype")
 def _(data, tmp):
-    expect(TypeError, "x must be a numeric", MODEL.apply, PARAMS, of_dtype(data.draw(bad_dtypes), (2, 3)))
+    expect(
+        TypeError,
+        "x must be a numeric",
+        MODEL.apply,
+        PARAMS,
+        of_dtype(data.draw(bad_dtypes), (2, 3)),
+    )
 
 
 test_bad_input_gets_a_clear_error = bad_input_test("mlp", "apply")
@@ -163,13 +207,21 @@ def test_dropout_masks_are_reproducible_and_differ_per_step_and_per_row():
     params = model.init(jax.random.key(0))
     x = jnp.ones((8, 3))  # identical rows: any difference between rows is the mask's
     hidden = lambda key: model.apply.layers(params, x, key)[0][1]
-    a, again, other = hidden(jax.random.key(1)), hidden(jax.random.key(1)), hidden(jax.random.key(2))
+    a, again, other = (
+        hidden(jax.random.key(1)),
+        hidden(jax.random.key(1)),
+        hidden(jax.random.key(2)),
+    )
     np.testing.assert_array_equal(a, again)
     assert not np.array_equal(a, other)
-    assert len({tuple(np.asarray(row != 0)) for row in a}) == 8  # rows (so devices) get their own masks
+    assert (
+        len({tuple(np.asarray(row != 0)) for row in a}) == 8
+    )  # rows (so devices) get their own masks
     kept = np.asarray(a != 0).mean()
     assert 0.35 < kept < 0.65
-    np.testing.assert_array_equal(a[a != 0], 2 * model.apply.layers(params, x)[0][1][a != 0])  # scaled by 1/(1-p)
+    np.testing.assert_array_equal(
+        a[a != 0], 2 * model.apply.layers(params, x)[0][1][a != 0]
+    )  # scaled by 1/(1-p)
     assert_bitwise_equal(model.apply(params, x), model.apply(params, x))  # inference: no dropout
 
 
@@ -180,9 +232,15 @@ def test_batch_norm_trains_on_batch_statistics_and_predicts_with_running_ones():
     y, updates = model.apply.train_apply(variables, x, jax.random.key(2))
     z = x @ variables["params"][0]["w"] + variables["params"][0]["b"].reshape(1, -1)
     np.testing.assert_allclose(updates["batch_stats"][0]["mean"], 0.1 * z.mean(axis=0), rtol=1e-5)
-    np.testing.assert_allclose(updates["batch_stats"][0]["var"], 0.9 + 0.1 * z.var(axis=0), rtol=1e-5)
-    normalised = model.apply.layers(variables, x, batch_stats=True)  # each hidden unit: mean 0, var 1
-    assert_close(model.apply.train_apply(variables, x, jax.random.key(3))[0], y)  # no dropout: key-free
+    np.testing.assert_allclose(
+        updates["batch_stats"][0]["var"], 0.9 + 0.1 * z.var(axis=0), rtol=1e-5
+    )
+    normalised = model.apply.layers(
+        variables, x, batch_stats=True
+    )  # each hidden unit: mean 0, var 1
+    assert_close(
+        model.apply.train_apply(variables, x, jax.random.key(3))[0], y
+    )  # no dropout: key-free
     h = (z - z.mean(axis=0, keepdims=True)) / jnp.sqrt(z.var(axis=0, keepdims=True) + 1e-5)
     assert_close(normalised[0][1], jax.nn.relu(h), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="batch-norm MLP takes its variables from model.init"):
@@ -213,18 +271,31 @@ def test_dropout_and_batch_norm_fit_exactly_whatever_the_chunking_and_resume(tmp
     x, y = jaxnn.make_regression(jax.random.key(0), n=100)
     model = jaxnn.mlp([3, 16, 16, 1], norm="batch", dropout=[0.3, 0.1], output_activation="sigmoid")
     x, y, xv, yv = x[:80], y[:80], x[80:], y[80:]
-    kw = dict(loss="mse", key=jax.random.key(2), batch_size=16, validation=(xv, yv), progress=False, optimizer="adam")
+    kw = dict(
+        loss="mse",
+        key=jax.random.key(2),
+        batch_size=16,
+        validation=(xv, yv),
+        progress=False,
+        optimizer="adam",
+    )
     whole = jaxnn.fit(model, model.init(jax.random.key(1)), x, y, epochs=6, **kw)
-    chunked = jaxnn.fit(model, model.init(jax.random.key(1)), x, y, epochs=6, tuning=jaxnn.Tuning(1), **kw)
+    chunked = jaxnn.fit(
+        model, model.init(jax.random.key(1)), x, y, epochs=6, tuning=jaxnn.Tuning(1), **kw
+    )
     assert_bitwise_equal(chunked.params, whole.params)
     ck = jaxnn.Checkpoints(tmp_path, every=1)
     jaxnn.fit(model, model.init(jax.random.key(1)), x, y, epochs=3, checkpoints=ck, **kw)
     resumed = jaxnn.fit(model, model.init(jax.random.key(1)), x, y, epochs=6, resume=tmp_path, **kw)
     assert_bitwise_equal(resumed.params, whole.params)
     assert set(whole.params) == {"params", "batch_stats"}
-    assert not np.array_equal(whole.params["batch_stats"][0]["mean"], 0)  # the running statistics moved
+    assert not np.array_equal(
+        whole.params["batch_stats"][0]["mean"], 0
+    )  # the running statistics moved
     ev = jaxnn.evaluate(model, whole.params, xv, yv, loss="mse")
-    np.testing.assert_allclose(ev["loss"], whole.history["val_loss"][-1], rtol=1e-6)  # inference mode, both
+    np.testing.assert_allclose(
+        ev["loss"], whole.history["val_loss"][-1], rtol=1e-6
+    )  # inference mode, both
 
 
 def test_explain_shows_norm_and_dropout_and_backprop_says_plain_only():

@@ -25,7 +25,9 @@ def test_notebooks_are_committed_without_outputs(path):
     nbformat.validate(nb)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: clear the outputs"
+            assert cell.outputs == [] and cell.execution_count is None, (
+                f"{path.name}: clear the outputs"
+            )
     assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
 
 
@@ -42,4 +44,6 @@ def test_every_repository_address_is_the_one_in_pyproject():
     texts = [ROOT / "README.md", *NOTEBOOKS, *(ROOT / "docs" / "guides").glob("*.md")]
     for path in texts:
         for found in re.findall(r"github\.com/([\w.-]+/[\w.-]+)", path.read_text()):
-            assert found == GITHUB, f"{path.name} names github.com/{found}, pyproject says {REPOSITORY}"
+            assert found == GITHUB, (
+                f"{path.name} names github.com/{found}, pyproject says {REPOSITORY}"
+            )

@@ -59,7 +59,9 @@ SCRIPT = textwrap.dedent("""
 def runs(tmp_path_factory):
     def run(folder):
         env = {**os.environ, "JAX_NUM_CPU_DEVICES": "8", "JAX_PLATFORMS": "cpu"}
-        out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
+        )
         assert out.returncode == 0, out.stderr[-3000:]
         folder.mkdir()
         (folder / "runs.json").write_text(out.stdout.strip().splitlines()[-1])
@@ -101,7 +103,14 @@ def test_device_selection_errors():
     for bad, err in [(0, ValueError), (99, ValueError), (True, TypeError), ("gpu", TypeError)]:
         with pytest.raises(err, match="devices"):
             jaxnn.fit(
-                m, m.init(jax.random.key(0)), x, y, loss="mse", key=jax.random.key(0), devices=bad, progress=False
+                m,
+                m.init(jax.random.key(0)),
+                x,
+                y,
+                loss="mse",
+                key=jax.random.key(0),
+                devices=bad,
+                progress=False,
             )
 
 
@@ -110,7 +119,12 @@ def test_bfloat16_compute_keeps_float32_master_params():
     m = jaxnn.mlp([3, 32, 32, 1], output_activation="sigmoid")
     p = m.init(jax.random.key(1))
     kw = dict(
-        loss="mse", optimizer=jaxnn.optim.sgd(0.1), batch_size=16, epochs=10, key=jax.random.key(2), progress=False
+        loss="mse",
+        optimizer=jaxnn.optim.sgd(0.1),
+        batch_size=16,
+        epochs=10,
+        key=jax.random.key(2),
+        progress=False,
     )
     bf = jaxnn.fit(m, p, x, y, tuning=jaxnn.Tuning(compute_dtype="bfloat16"), **kw)
     f32 = jaxnn.fit(m, p, x, y, tuning=jaxnn.Tuning(compute_dtype="float32"), **kw)
@@ -139,7 +153,9 @@ SWEEP = textwrap.dedent("""
 @pytest.mark.slow  # end to end; CI runs it
 def test_fit_many_splits_models_over_devices():
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "8", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", SWEEP], env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", SWEEP], env=env, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert "P('models'" in r["sharding"]

@@ -70,7 +70,10 @@ def _fit(**kw):
 CASES = {
     "batch-1": lambda: _fit(optimizer=jaxnn.optim.sgd(0.02), batch_size=1, epochs=3),
     "batch-100-chunked": lambda: _fit(
-        optimizer=jaxnn.optim.sgd(0.5), batch_size=100, epochs=40, tuning=jaxnn.Tuning(epochs_per_call=7)
+        optimizer=jaxnn.optim.sgd(0.5),
+        batch_size=100,
+        epochs=40,
+        tuning=jaxnn.Tuning(epochs_per_call=7),
     ),
     "batch-32-validation-early-stopping": lambda: _fit(
         optimizer=jaxnn.optim.sgd(0.3),
@@ -102,5 +105,7 @@ def test_seed_fit_params_are_bitwise_the_pinned_ones(case):
     got = _digest(CASES[case]())
     pinned = PINNED.get((jax.__version__, _isa()))
     if pinned is None:
-        pytest.skip(f"no hashes recorded for jax {jax.__version__} on {_isa()}; this one's {case}: {got}")
+        pytest.skip(
+            f"no hashes recorded for jax {jax.__version__} on {_isa()}; this one's {case}: {got}"
+        )
     assert got == pinned[case], f"{case}: the trained params moved (sha256 {got})"

@@ -23,7 +23,9 @@ def _fit_program(compute_dtype: str) -> str:
     return program.lowered.as_text()
 
 
-@pytest.mark.parametrize(("mode", "want"), [("float32", "HIGHEST"), ("tensorfloat32", "HIGH"), ("bfloat16", "DEFAULT")])
+@pytest.mark.parametrize(
+    ("mode", "want"), [("float32", "HIGHEST"), ("tensorfloat32", "HIGH"), ("bfloat16", "DEFAULT")]
+)
 def test_every_matmul_of_a_fit_has_the_modes_precision(mode, want):
     text = _fit_program(mode)
     dots = re.findall(r"stablehlo\.dot_general.*", text)
@@ -36,7 +38,11 @@ def test_every_matmul_of_a_fit_has_the_modes_precision(mode, want):
 def test_float32_predictions_are_highest_precision_and_auto_is_float32_off_tpu():
     model = jaxnn.mlp([3, 4, 1])
     params = model.init(jax.random.key(0))
-    jaxpr = str(jax.make_jaxpr(precision.with_compute_dtype(model.apply, "float32"))(params, jnp.ones((2, 3))))
+    jaxpr = str(
+        jax.make_jaxpr(precision.with_compute_dtype(model.apply, "float32"))(
+            params, jnp.ones((2, 3))
+        )
+    )
     assert jaxpr.count("precision=(Precision.HIGHEST, Precision.HIGHEST)") == 2
     assert precision.resolve_compute_dtype("auto") == "float32"  # the CPU: tests run there
 
@@ -50,7 +56,9 @@ def test_modes_give_float32_outputs_and_cast_only_inside():
         out = precision.with_compute_dtype(model.apply, mode)(params, x)
         assert out.dtype == jnp.float32
         assert_close(out, exact, rtol=2e-2, atol=2e-2)  # bf16/fp16 round to ~3 digits
-    assert precision.with_compute_dtype(model.apply, "float32") == precision.with_compute_dtype(model.apply, "auto")
+    assert precision.with_compute_dtype(model.apply, "float32") == precision.with_compute_dtype(
+        model.apply, "auto"
+    )
     with pytest.raises(ValueError, match="compute_dtype must be 'auto' or one of"):
         precision.with_compute_dtype(model.apply, "int8")
 

@@ -35,7 +35,9 @@ def test_the_readme_is_a_front_page():
     assert "<!--" not in text and "Introduction to Deep Learning" in text
     commands = re.findall(r"```bash\n(.*?)```", text, re.S)
     assert any("experiments/seed_network.py" in c for c in commands)
-    assert any(c.strip().endswith("python -m pytest") for c in commands)  # .ci/run runs this command
+    assert any(
+        c.strip().endswith("python -m pytest") for c in commands
+    )  # .ci/run runs this command
     assert "python -m pytest" in (ROOT / ".ci" / "run").read_text()
 
 
@@ -44,7 +46,17 @@ def test_the_contracts_guide_states_the_bad_input_table_size():
 
     import bad_inputs
 
-    for module in ("checkpoint", "data", "experiments", "losses", "metrics", "mlp", "sklearn", "sweep", "train"):
+    for module in (
+        "checkpoint",
+        "data",
+        "experiments",
+        "losses",
+        "metrics",
+        "mlp",
+        "sklearn",
+        "sweep",
+        "train",
+    ):
         importlib.import_module(f"test_{module}")  # each registers its own table
     cases = bad_inputs.CASES
     entries, kinds = sorted({e for e, _ in cases}), sorted({k for _, k in cases})

@@ -31,7 +31,16 @@ def train(epochs, folder=None, *, every=1, keep=3, overwrite=False, resume=None,
     kw = {"loss": "mse", "optimizer": jaxnn.optim.adam(0.01), "batch_size": 8, **kw}
     ck = None if folder is None else jaxnn.Checkpoints(folder, every, keep, overwrite=overwrite)
     return jaxnn.fit(
-        MODEL, PARAMS, X, Y, key=jax.random.key(2), epochs=epochs, checkpoints=ck, resume=resume, progress=False, **kw
+        MODEL,
+        PARAMS,
+        X,
+        Y,
+        key=jax.random.key(2),
+        epochs=epochs,
+        checkpoints=ck,
+        resume=resume,
+        progress=False,
+        **kw,
     )
 
 
@@ -42,11 +51,23 @@ def files(folder: Path) -> dict[str, bytes]:
 def test_a_new_run_never_deletes_or_resumes_another_runs_checkpoints(tmp_path):
     train(10, tmp_path, every=2)
     before = files(tmp_path)
-    expect_rejected(checkpoint.CheckpointError, "holds checkpoints this run must not mix with", train, 4, tmp_path)
+    expect_rejected(
+        checkpoint.CheckpointError,
+        "holds checkpoints this run must not mix with",
+        train,
+        4,
+        tmp_path,
+    )
     assert files(tmp_path) == before  # nothing deleted, nothing added
     mine = train(4, tmp_path, overwrite=True, optimizer=jaxnn.optim.adam(0.05))
-    assert [checkpoint.read_metadata(p)["epoch"] for p in sorted(tmp_path.glob("*.jaxnn"))] == [2, 3, 4]
-    again = train(4, resume=tmp_path, optimizer=jaxnn.optim.adam(0.05))  # the folder now holds the second run only
+    assert [checkpoint.read_metadata(p)["epoch"] for p in sorted(tmp_path.glob("*.jaxnn"))] == [
+        2,
+        3,
+        4,
+    ]
+    again = train(
+        4, resume=tmp_path, optimizer=jaxnn.optim.adam(0.05)
+    )  # the folder now holds the second run only
     assert again.epochs_run == 4
     assert_bitwise_equal(again.params, mine.params)
 
@@ -82,7 +103,9 @@ def test_clean_up_and_latest_go_by_the_recorded_epoch_not_the_name(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="checkpoints of 2 runs"):
         checkpoint.latest(tmp_path)
     with pytest.raises(checkpoint.CheckpointError, match=r"a\.jaxnn \(run run2, epoch 5\)"):
-        with _saver.Saver(jaxnn.Checkpoints(tmp_path, 1, keep=2), 2_000_000, {}, "run1", (1_000_001, 0)):
+        with _saver.Saver(
+            jaxnn.Checkpoints(tmp_path, 1, keep=2), 2_000_000, {}, "run1", (1_000_001, 0)
+        ):
             pass
     (tmp_path / "a.jaxnn").unlink()
     (tmp_path / "z.jaxnn").write_bytes(b"not a checkpoint")
@@ -90,7 +113,9 @@ def test_clean_up_and_latest_go_by_the_recorded_epoch_not_the_name(tmp_path):
         checkpoint.latest(tmp_path)
 
 
-def test_resume_takes_epochs_and_hyperparameters_from_the_call_and_refuses_what_defines_the_run(tmp_path):
+def test_resume_takes_epochs_and_hyperparameters_from_the_call_and_refuses_what_defines_the_run(
+    tmp_path,
+):
     train(5, tmp_path, keep=5, validation=0.25, metrics=["rmse"])
     kw = {"validation": 0.25, "metrics": ["rmse"]}
     refused = [
@@ -102,10 +127,16 @@ def test_resume_takes_epochs_and_hyperparameters_from_the_call_and_refuses_what_
         ({"early_stopping": jaxnn.EarlyStopping(patience=2)}, "trained with early_stopping"),
     ]
     for change, match in refused:
-        expect_rejected(ValueError, match, train, **{"epochs": 8, **kw, **change, "resume": tmp_path})
-    slow, fast = (train(8, resume=tmp_path, optimizer=jaxnn.optim.adam(lr), **kw) for lr in (0.01, 0.05))
+        expect_rejected(
+            ValueError, match, train, **{"epochs": 8, **kw, **change, "resume": tmp_path}
+        )
+    slow, fast = (
+        train(8, resume=tmp_path, optimizer=jaxnn.optim.adam(lr), **kw) for lr in (0.01, 0.05)
+    )
     assert slow.epochs_run == fast.epochs_run == 8
-    assert not np.array_equal(jax.tree.leaves(slow.params)[0], jax.tree.leaves(fast.params)[0])  # the call's rate
+    assert not np.array_equal(
+        jax.tree.leaves(slow.params)[0], jax.tree.leaves(fast.params)[0]
+    )  # the call's rate
     assert_bitwise_equal(slow.params, train(8, **kw).params)
     # resuming an earlier epoch while later ones of the run exist would mix two continuations
     earlier = tmp_path / "epoch-0000000003.jaxnn"
@@ -117,8 +148,18 @@ def test_resume_takes_epochs_and_hyperparameters_from_the_call_and_refuses_what_
 def test_an_unusable_checkpoint_folder_fails_before_anything_compiles(tmp_path, kind):
     (tmp_path / "f").write_text("x")
     (tmp_path / "link").symlink_to(tmp_path / "nowhere")
-    folder = {"file": tmp_path / "f", "dangling link": tmp_path / "link", "under a file": tmp_path / "f" / "sub"}[kind]
-    expect_rejected(OSError, re.escape(str(folder.parent if kind == "under a file" else folder)), train, 2, folder)
+    folder = {
+        "file": tmp_path / "f",
+        "dangling link": tmp_path / "link",
+        "under a file": tmp_path / "f" / "sub",
+    }[kind]
+    expect_rejected(
+        OSError,
+        re.escape(str(folder.parent if kind == "under a file" else folder)),
+        train,
+        2,
+        folder,
+    )
 
 
 # the command line -------------------------------------------------------------------
@@ -147,22 +188,38 @@ def test_cli_run_folder_rules(tmp_path, capsys):
     run = tmp_path / "run"
     cli("--epochs", "2", "--checkpoint-every", "1", "--out", str(run))
     first = json.loads((run / "run.json").read_text())
-    assert checkpoint.read_metadata(checkpoint.latest(run / "checkpoints"))["run_id"] == first["run_id"]
+    assert (
+        checkpoint.read_metadata(checkpoint.latest(run / "checkpoints"))["run_id"]
+        == first["run_id"]
+    )
     assert "holds another run" in cli("--epochs", "1", "--out", str(run), code=2)
-    for flags in (["--seed", "3"], ["--hidden", "8"], ["--optimizer", "sgd"], ["--out", str(tmp_path / "x")]):
-        assert re.search(f"error: .*{flags[0]}.* cannot change", cli("--resume", str(run), *flags, code=2)), flags
+    for flags in (
+        ["--seed", "3"],
+        ["--hidden", "8"],
+        ["--optimizer", "sgd"],
+        ["--out", str(tmp_path / "x")],
+    ):
+        assert re.search(
+            f"error: .*{flags[0]}.* cannot change", cli("--resume", str(run), *flags, code=2)
+        ), flags
     cli("--resume", str(run), "--epochs", "4", "--learning-rate", "0.07")
     record = json.loads((run / "run.json").read_text())
     assert record["run_id"] == first["run_id"]
-    assert record["resumes"] == [{"from_epoch": 2, "changed": {"epochs": [2, 4], "learning_rate": [0.05, 0.07]}}]
+    assert record["resumes"] == [
+        {"from_epoch": 2, "changed": {"epochs": [2, 4], "learning_rate": [0.05, 0.07]}}
+    ]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_run"] == 4 and summary["epochs_trained_now"] == 2
     assert json.loads((run / "config.json").read_text())["epochs"] == 4
-    cli("--from-run", str(run), "--seed", "3", "--out", str(tmp_path / "copy"))  # flags apply to a rerun
+    cli(
+        "--from-run", str(run), "--seed", "3", "--out", str(tmp_path / "copy")
+    )  # flags apply to a rerun
     assert json.loads((tmp_path / "copy" / "config.json").read_text())["seed"] == 3
     cli("--epochs", "1", "--out", str(run), "--overwrite")
     assert json.loads((run / "run.json").read_text())["run_id"] != first["run_id"]
-    assert [checkpoint.read_metadata(p)["epoch"] for p in (run / "checkpoints").glob("*.jaxnn")] == [1]
+    assert [
+        checkpoint.read_metadata(p)["epoch"] for p in (run / "checkpoints").glob("*.jaxnn")
+    ] == [1]
     fd = _files.lock_folder(run)
     try:
         assert f"in use by another process (pid {os.getpid()})" in cli("--resume", str(run), code=2)
@@ -184,8 +241,14 @@ def test_a_bad_config_json_is_an_error_before_anything_is_written(tmp_path, fiel
     config = {**json.loads(json.dumps(dataclasses.asdict(classify_iris.CONFIG))), field: value}
     (saved / "config.json").write_text(json.dumps(config))
     out = tmp_path / "out"
-    assert re.search(f"error: .*({match})", cli("--from-run", str(saved), "--out", str(out), code=2))
-    assert not out.exists() and not (tmp_path / "evil").exists() and sorted(os.listdir(tmp_path)) == ["saved"]
+    assert re.search(
+        f"error: .*({match})", cli("--from-run", str(saved), "--out", str(out), code=2)
+    )
+    assert (
+        not out.exists()
+        and not (tmp_path / "evil").exists()
+        and sorted(os.listdir(tmp_path)) == ["saved"]
+    )
 
 
 def _snapshot(folder: Path) -> dict:
@@ -199,12 +262,17 @@ def test_a_refused_resume_writes_nothing(tmp_path):
     assert re.search(r"error: .*past epochs=1", cli("--resume", str(run), "--epochs", "1", code=2))
     assert _snapshot(run) == before  # config.json, run.json, environment.json untouched
     cli("--resume", str(run), "--epochs", "4")  # the plain resume still works, from epoch 3
-    assert json.loads((run / "run.json").read_text())["resumes"] == [{"from_epoch": 3, "changed": {"epochs": [3, 4]}}]
+    assert json.loads((run / "run.json").read_text())["resumes"] == [
+        {"from_epoch": 3, "changed": {"epochs": [3, 4]}}
+    ]
 
 
 @pytest.mark.parametrize(
     ("flags", "match"),
-    [(["--hidden", "2000000000"], "would have 4 x 2000000000 weights"), (["--learning-rate", "1e-50"], "underflows")],
+    [
+        (["--hidden", "2000000000"], "would have 4 x 2000000000 weights"),
+        (["--learning-rate", "1e-50"], "underflows"),
+    ],
 )
 def test_a_bad_flag_found_by_fit_leaves_no_folder(tmp_path, flags, match):
     out = tmp_path / "run"
@@ -225,9 +293,14 @@ def test_unreadable_config_and_run_files_are_refused_not_hung_on(tmp_path, kind)
         path.write_text("[" * 100_000 + "]" * 100_000)
     else:
         path.write_text(" " * (2 << 20))
-    for argv in (["--from-run", str(saved), "--out", str(tmp_path / "out")], ["--resume", str(saved)]):
+    for argv in (
+        ["--from-run", str(saved), "--out", str(tmp_path / "out")],
+        ["--resume", str(saved)],
+    ):
         err = cli(*argv, code=2)
-        assert re.search(r"error: .*(not a regular file|more than the|nested too deeply|holds no run)", err), err
+        assert re.search(
+            r"error: .*(not a regular file|more than the|nested too deeply|holds no run)", err
+        ), err
     assert not (tmp_path / "out").exists()
 
 
@@ -277,7 +350,12 @@ def test_ctrl_c_says_how_to_resume_and_that_command_finishes_the_run_bitwise(tmp
     script = str(ROOT / "experiments" / "seed_network.py")
     flags = ["--batch-size", "1", "--epochs", "300", "--checkpoint-every", "5", "--no-progress"]
     whole = tmp_path / "whole"
-    subprocess.run([sys.executable, script, *flags, "--out", str(whole)], check=True, env=ENV, capture_output=True)
+    subprocess.run(
+        [sys.executable, script, *flags, "--out", str(whole)],
+        check=True,
+        env=ENV,
+        capture_output=True,
+    )
     run = tmp_path / "run"
     victim = popen_as_in_a_terminal(  # -X faulthandler: SIGABRT prints every thread's stack
         [sys.executable, "-X", "faulthandler", script, *flags, "--out", str(run)],
@@ -292,7 +370,9 @@ def test_ctrl_c_says_how_to_resume_and_that_command_finishes_the_run_bitwise(tmp
             err = victim.communicate(timeout=180)[1].decode()
         except subprocess.TimeoutExpired:  # a hang: fail with where each thread was
             victim.send_signal(signal.SIGABRT)
-            pytest.fail("still running 180 s after Ctrl-C:\n" + victim.communicate(timeout=60)[1].decode())
+            pytest.fail(
+                "still running 180 s after Ctrl-C:\n" + victim.communicate(timeout=60)[1].decode()
+            )
     finally:
         if victim.poll() is None:
             victim.kill()
@@ -300,9 +380,14 @@ def test_ctrl_c_says_how_to_resume_and_that_command_finishes_the_run_bitwise(tmp
     assert victim.returncode == 130 and "Traceback" not in err, err
     command = re.search(r"Continue with:\n  (python .*)", err).group(1)
     assert command == f"python {script} --resume {run}"
-    done = subprocess.run([sys.executable, *command.split()[1:]], env=ENV, capture_output=True, check=True)
+    done = subprocess.run(
+        [sys.executable, *command.split()[1:]], env=ENV, capture_output=True, check=True
+    )
     assert done.returncode == 0
-    params = [checkpoint.load_params(r / "checkpoints", MODEL_4.init(jax.random.key(0))) for r in (run, whole)]
+    params = [
+        checkpoint.load_params(r / "checkpoints", MODEL_4.init(jax.random.key(0)))
+        for r in (run, whole)
+    ]
     assert params[0][1]["epoch"] == params[1][1]["epoch"] == 300
     assert_bitwise_equal(params[0][0], params[1][0])
 
@@ -324,19 +409,30 @@ r = jaxnn.fit(model, model.init(jax.random.key(1)), x, y, loss="mse", key=jax.ra
 
 @pytest.mark.slow
 def test_twenty_random_kills_and_interrupts_then_resume_equals_one_uninterrupted_run(tmp_path):
-    epochs, rng = 600, random.Random(0)  # 20 kills land within the first ~100 epochs (asserted below)
+    epochs, rng = (
+        600,
+        random.Random(0),
+    )  # 20 kills land within the first ~100 epochs (asserted below)
     env = {**ENV, "JAXNN_COMPILATION_CACHE": str(tmp_path / "xla")}  # restarts as quick as a user's
     other = tmp_path / "other"  # another run's folder beside it: never touched
     subprocess.run([sys.executable, "-c", CRASH_LOOP_RUN, str(other), "3"], env=env, check=True)
     untouched = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in other.iterdir()}
     whole, crashed = tmp_path / "whole", tmp_path / "crashed"
-    subprocess.run([sys.executable, "-c", CRASH_LOOP_RUN, str(whole), str(epochs)], env=env, check=True)
-    newest = lambda: max((int(p.stem.split("-")[1]) for p in crashed.glob("epoch-*.jaxnn")), default=0)
+    subprocess.run(
+        [sys.executable, "-c", CRASH_LOOP_RUN, str(whole), str(epochs)], env=env, check=True
+    )
+    newest = lambda: max(
+        (int(p.stem.split("-")[1]) for p in crashed.glob("epoch-*.jaxnn")), default=0
+    )
     for _ in range(20):
-        target = newest() + rng.randint(1, 5)  # progress per process in epochs, whatever the machine's speed
+        target = newest() + rng.randint(
+            1, 5
+        )  # progress per process in epochs, whatever the machine's speed
         p = popen_as_in_a_terminal([sys.executable, "-c", CRASH_LOOP_RUN, str(crashed), str(epochs)], env=env,
                                    stderr=subprocess.DEVNULL)  # fmt: skip
-        early = rng.random() < 0.25  # while starting, compiling or restoring; else while checkpointing
+        early = (
+            rng.random() < 0.25
+        )  # while starting, compiling or restoring; else while checkpointing
         deadline = time.time() + (rng.uniform(0.2, 2.5) if early else 120)
         while p.poll() is None and time.time() < deadline and newest() < target:
             time.sleep(0.002)
@@ -353,13 +449,17 @@ def test_twenty_random_kills_and_interrupts_then_resume_equals_one_uninterrupted
             p.wait()
     kept = checkpoint.read_metadata(checkpoint.latest(crashed))["epoch"]
     assert 0 < kept < epochs, "the kills must land mid-run"
-    subprocess.run([sys.executable, "-c", CRASH_LOOP_RUN, str(crashed), str(epochs)], env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-c", CRASH_LOOP_RUN, str(crashed), str(epochs)], env=env, check=True
+    )
     model = jaxnn.mlp([3, 16, 16, 1], output_activation="sigmoid", norm="batch", dropout=0.2)
     template = model.init(jax.random.key(0))["params"]
     a, meta = checkpoint.load_params(crashed, template)
     b, _ = checkpoint.load_params(whole, template)
     # the whole loop state (params, batch statistics, optimizer state, key) bitwise: one payload
-    digests = {checkpoint.read_header(checkpoint.latest(f))["payload_sha256"] for f in (crashed, whole)}
+    digests = {
+        checkpoint.read_header(checkpoint.latest(f))["payload_sha256"] for f in (crashed, whole)
+    }
     assert len(digests) == 1
     assert meta["epoch"] == epochs
     assert_bitwise_equal(a, b)

@@ -20,23 +20,32 @@ import jaxnn
 
 ROOT = Path(__file__).resolve().parents[1]
 X, Y = jaxnn.make_regression(jax.random.key(0), n=200)
-SPACE = {"learning_rate": jaxnn.space.loguniform(1e-3, 0.5), "momentum": jaxnn.space.uniform(0.0, 0.9)}
+SPACE = {
+    "learning_rate": jaxnn.space.loguniform(1e-3, 0.5),
+    "momentum": jaxnn.space.uniform(0.0, 0.9),
+}
 
 
-def run(schedule=None, *, space=SPACE, model=None, num_configs=20, slots=4, key=3, refit=False, **kw):
+def run(
+    schedule=None, *, space=SPACE, model=None, num_configs=20, slots=4, key=3, refit=False, **kw
+):
     model = model or jaxnn.mlp([3, 8, 1])
     schedule = schedule or jaxnn.SuccessiveHalving(1, 9, 3)
     return jaxnn.search(model, None, X, Y, loss="mse", key=jax.random.key(key), space=space, schedule=schedule,
                         num_configs=num_configs, slots=slots, progress=False, refit=refit, **kw)  # fmt: skip
 
 
-def reference(curves: np.ndarray, rungs, eta: int, slots: int, brackets, diverged) -> tuple[list, list]:
+def reference(
+    curves: np.ndarray, rungs, eta: int, slots: int, brackets, diverged
+) -> tuple[list, list]:
     """NumPy successive halving with slot refill, every slot advancing together: the
     rule jaxnn.search compiles, replayed from the monitored values it recorded (and
     the trials whose training loss went non-finite, which free their slot)."""
     n = len(curves)
     status, epochs, best = ["pending"] * n, [0] * n, [np.inf] * n
-    reached = {r: {} for r in range(len(rungs))}  # trial -> its best so far when it reached the rung
+    reached = {
+        r: {} for r in range(len(rungs))
+    }  # trial -> its best so far when it reached the rung
     trial, nxt = list(range(min(slots, n))), min(slots, n)
     for t in trial:
         status[t] = "running"
@@ -57,13 +66,19 @@ def reference(curves: np.ndarray, rungs, eta: int, slots: int, brackets, diverge
                 arrived.append((i, t, rungs.index(epochs[t])))
         free = []
         for i, t, r in arrived:
-            peers = {j: v for j, v in reached[r].items() if brackets[j] == brackets[t]} if r is not None else {}
+            peers = (
+                {j: v for j, v in reached[r].items() if brackets[j] == brackets[t]}
+                if r is not None
+                else {}
+            )
             if r is None:
                 free.append(i)
             elif r == len(rungs) - 1:
                 status[t] = "finished"
                 free.append(i)
-            elif sum(v < best[t] or (v == best[t] and j < t) for j, v in peers.items()) >= max(len(peers) // eta, 1):
+            elif sum(v < best[t] or (v == best[t] and j < t) for j, v in peers.items()) >= max(
+                len(peers) // eta, 1
+            ):
                 status[t] = "pruned"
                 free.append(i)
         for i in sorted(free):
@@ -80,7 +95,9 @@ def test_in_program_halving_matches_a_numpy_reference(schedule):
     result = run(schedule, space={**SPACE, "learning_rate": jaxnn.space.loguniform(1e-3, 3.0)})
     rows = sorted(result.trials, key=lambda r: r["id"])
     diverged = {r["id"]: r["epochs"] for r in rows if r["status"] == "nan"}
-    status, epochs = reference(result.curves, list(schedule.rungs()), 3, 4, schedule.brackets(20), diverged)
+    status, epochs = reference(
+        result.curves, list(schedule.rungs()), 3, 4, schedule.brackets(20), diverged
+    )
     assert [r["status"] for r in rows] == status
     assert [r["epochs"] for r in rows] == epochs
     assert {"finished", "pruned", "nan"} <= set(status)
@@ -102,10 +119,16 @@ def test_replay_retrains_a_trial_alone_bitwise_and_same_key_same_search():
     assert repr(first.trials) == repr(again.trials)  # NaN scores included
     winner = first.trials[0]["id"]
     alone = jaxnn.fit(**first.replay(winner))
-    if jax.__version__.startswith("0.10."):  # its CPU backend rounds a vmapped matmul as the single one
+    if jax.__version__.startswith(
+        "0.10."
+    ):  # its CPU backend rounds a vmapped matmul as the single one
         assert_bitwise_equal(alone.params, first.best_params)
-    assert_close(alone.params, first.best_params, rtol=1e-5, atol=1e-7)  # jax 0.12 rounds them apart
-    np.testing.assert_allclose(alone.history["val_loss"], first.curves[winner], rtol=1e-6)  # vmapped validation
+    assert_close(
+        alone.params, first.best_params, rtol=1e-5, atol=1e-7
+    )  # jax 0.12 rounds them apart
+    np.testing.assert_allclose(
+        alone.history["val_loss"], first.curves[winner], rtol=1e-6
+    )  # vmapped validation
     refit = run(optimizer="momentum", refit=True)
     assert refit.trials == first.trials or repr(refit.trials) == repr(first.trials)
     on_all_rows = jaxnn.fit(**{**first.replay(winner), "x": X, "y": Y, "validation": None})
@@ -118,36 +141,58 @@ def test_replay_retrains_a_trial_alone_bitwise_and_same_key_same_search():
 
 @pytest.mark.slow  # end to end; CI runs it
 def test_a_masked_width_trains_as_the_narrow_network_alone():
-    space = {"learning_rate": jaxnn.space.loguniform(0.01, 0.3), "width": jaxnn.space.choice([2, 4])}
+    space = {
+        "learning_rate": jaxnn.space.loguniform(0.01, 0.3),
+        "width": jaxnn.space.choice([2, 4]),
+    }
     result = run(space=space, model=jaxnn.mlp([3, 8, 1]))
     row = result.trials[0]
     width = int(row["config"]["width"])
     kw = result.replay(row["id"])
     assert kw["model"].spec["sizes"] == [3, width, 1]
     alone = jaxnn.fit(**kw)
-    for narrow, padded in zip(jax.tree.leaves(alone.params), jax.tree.leaves(result.best_params), strict=True):
+    for narrow, padded in zip(
+        jax.tree.leaves(alone.params), jax.tree.leaves(result.best_params), strict=True
+    ):
         inside = tuple(slice(0, s) for s in narrow.shape)
         np.testing.assert_allclose(np.asarray(padded)[inside], narrow, rtol=1e-5, atol=1e-6)
         rest = np.asarray(padded).copy()
         rest[inside] = 0
         assert not rest.any()  # the units past the width stay zero
-    full = jaxnn.predict(jaxnn.mlp([3, 8, 1]), result.best_params, X)  # the model given predicts the same
-    np.testing.assert_allclose(full, jaxnn.predict(kw["model"], alone.params, X), rtol=1e-5, atol=1e-6)
+    full = jaxnn.predict(
+        jaxnn.mlp([3, 8, 1]), result.best_params, X
+    )  # the model given predicts the same
+    np.testing.assert_allclose(
+        full, jaxnn.predict(kw["model"], alone.params, X), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_width_buckets_pad_at_most_twice_the_flops_and_share_the_slots():
     from jaxnn.tune import _widths
 
     widths = np.array([16] * 20 + [32] * 20 + [64] * 20 + [128] * 21)
-    assert _widths.buckets([64, 128, 10], widths, 9, 1) == ((32, 4), (128, 5))  # one hidden layer: FLOPs ~ width
-    assert _widths.buckets([64, 128, 128, 10], widths, 9, 1) == ((16, 2), (32, 2), (64, 2), (128, 3))  # ~ width^2
-    assert _widths.buckets([64, 128, 10], widths, 9, 4) == ((32, 4), (128, 8))  # a multiple of the devices each
+    assert _widths.buckets([64, 128, 10], widths, 9, 1) == (
+        (32, 4),
+        (128, 5),
+    )  # one hidden layer: FLOPs ~ width
+    assert _widths.buckets([64, 128, 128, 10], widths, 9, 1) == (
+        (16, 2),
+        (32, 2),
+        (64, 2),
+        (128, 3),
+    )  # ~ width^2
+    assert _widths.buckets([64, 128, 10], widths, 9, 4) == (
+        (32, 4),
+        (128, 8),
+    )  # a multiple of the devices each
     assert _widths.buckets([64, 128, 10], np.array([16] + [128] * 80), 9, 1) == ((16, 1), (128, 9))
     from jaxnn.tune._search import _buckets
 
     space = tuple({"width": jaxnn.space.choice([16, 32, 64, 128])}.items())
     small, large = jaxnn.mlp([64, 128, 10]), jaxnn.mlp([784, 1024, 1024, 10])
-    assert _buckets(small, space, jax.random.key(0), (81, 9, 32), None, None) == ()  # 2.7M multiply-adds a step
+    assert (
+        _buckets(small, space, jax.random.key(0), (81, 9, 32), None, None) == ()
+    )  # 2.7M multiply-adds a step
     assert len(_buckets(small, space, jax.random.key(0), (81, 9, 32), None, True)) == 2
     assert len(_buckets(large, space, jax.random.key(0), (81, 9, 32), None, None)) == 4  # 545M
     assert _buckets(large, space, jax.random.key(0), (81, 9, 32), None, False) == ()
@@ -155,22 +200,33 @@ def test_width_buckets_pad_at_most_twice_the_flops_and_share_the_slots():
         _buckets(small, space, jax.random.key(0), (81, 9, 32), None, "yes")
     for sizes in ([64, 128, 10], [3, 128, 128, 1]):
         bounds = [0, *(width for width, _ in _widths.buckets(sizes, widths, 9, 1))]
-        for below, width in zip(bounds[:-1], bounds[1:], strict=True):  # the options a bucket computes at width
+        for below, width in zip(
+            bounds[:-1], bounds[1:], strict=True
+        ):  # the options a bucket computes at width
             narrowest = min(w for w in (16, 32, 64, 128) if below < w <= width)
             assert _widths.flops(sizes, width) <= 2 * _widths.flops(sizes, narrowest)
 
 
 @pytest.mark.slow  # end to end; CI runs it
 def test_each_width_bucket_trains_its_trials_as_the_narrow_networks_alone():
-    space = {"learning_rate": jaxnn.space.loguniform(0.01, 0.3), "width": jaxnn.space.choice([2, 4, 8])}
+    space = {
+        "learning_rate": jaxnn.space.loguniform(0.01, 0.3),
+        "width": jaxnn.space.choice([2, 4, 8]),
+    }
     model = jaxnn.mlp([3, 8, 8, 1])  # FLOPs of widths 2, 4, 8: 12, 32, 96; three buckets
     schedule = jaxnn.SuccessiveHalving(1, 4, 2)
     result = run(space=space, model=model, num_configs=12, schedule=schedule, width_buckets=True)
     for width in (2, 4, 8):
-        rows = [r for r in result.trials if r["config"]["width"] == width and r["status"] in ("finished", "pruned")]
+        rows = [
+            r
+            for r in result.trials
+            if r["config"]["width"] == width and r["status"] in ("finished", "pruned")
+        ]
         row = max(rows, key=lambda r: (r["epochs"], -r["id"]))
         alone = jaxnn.fit(**result.replay(row["id"]))
-        np.testing.assert_allclose(alone.history["val_loss"], result.curves[row["id"]][: row["epochs"]], rtol=1e-5)
+        np.testing.assert_allclose(
+            alone.history["val_loss"], result.curves[row["id"]][: row["epochs"]], rtol=1e-5
+        )
     assert {r["status"] for r in result.trials} <= {"finished", "pruned"}  # every queue was taken
 
 
@@ -178,7 +234,10 @@ def test_each_width_bucket_trains_its_trials_as_the_narrow_networks_alone():
 def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
     y = (np.asarray(Y)[:, 0] > np.median(Y)).astype(np.int32)
     model = jaxnn.mlp([3, 8, 2], dropout=0.1)
-    space = {"learning_rate": jaxnn.space.loguniform(0.01, 1.0), "dropout": jaxnn.space.choice([0.0, 0.5])}
+    space = {
+        "learning_rate": jaxnn.space.loguniform(0.01, 1.0),
+        "dropout": jaxnn.space.choice([0.0, 0.5]),
+    }
     result = jaxnn.search(model, None, X, y, loss="softmax_cross_entropy", key=jax.random.key(0), space=space,
                           metrics=["accuracy"], monitor="val_accuracy", num_configs=9, slots=3,
                           schedule=jaxnn.SuccessiveHalving(1, 3, 3), progress=False)  # fmt: skip
@@ -198,24 +257,38 @@ def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
         ({"space": {"learning_rate": (0.1, 1.0)}}, TypeError, "jaxnn.space"),
         ({"space": {"width": jaxnn.space.choice([4, 16])}}, ValueError, "largest width 16"),
         ({"space": {"width": jaxnn.space.uniform(2, 4)}}, ValueError, "choice of positive ints"),
-        ({"space": {"momentum": jaxnn.space.uniform(0.0, 0.9)}, "optimizer": "sgd"}, ValueError, "momentum"),
+        (
+            {"space": {"momentum": jaxnn.space.uniform(0.0, 0.9)}, "optimizer": "sgd"},
+            ValueError,
+            "momentum",
+        ),
         ({"space": {"dropout": jaxnn.space.uniform(0.0, 0.5)}}, ValueError, "dropout"),
         ({"schedule": "halving"}, TypeError, "SuccessiveHalving"),
         ({"num_configs": 0}, ValueError, "num_configs"),
         ({"slots": 1.5}, TypeError, "slots"),
         ({"monitor": "val_accuracy"}, ValueError, "not recorded"),
         (
-            {"space": {"width": jaxnn.space.choice([2, 4])}, "model": jaxnn.mlp([3, 8, 1], init="normal")},
+            {
+                "space": {"width": jaxnn.space.choice([2, 4])},
+                "model": jaxnn.mlp([3, 8, 1], init="normal"),
+            },
             ValueError,
             "variance-scaling",
         ),
         (
-            {"space": {"width": jaxnn.space.choice([2, 4])}, "model": jaxnn.mlp([3, 8, 1], init=lambda k, s, d: 0)},
+            {
+                "space": {"width": jaxnn.space.choice([2, 4])},
+                "model": jaxnn.mlp([3, 8, 1], init=lambda k, s, d: 0),
+            },
             ValueError,
             "variance-scaling",
         ),
         ({"space": {"h": jaxnn.space.uniform(0, 1)}}, ValueError, "no such hyperparameter"),
-        ({"schedule": jaxnn.PBT(), "early_stopping": jaxnn.EarlyStopping()}, ValueError, "early_stopping"),
+        (
+            {"schedule": jaxnn.PBT(), "early_stopping": jaxnn.EarlyStopping()},
+            ValueError,
+            "early_stopping",
+        ),
         (
             {"schedule": jaxnn.PBT(), "space": {"width": jaxnn.space.choice([2, 4])}},
             ValueError,
@@ -304,7 +377,9 @@ def test_a_masked_width_starts_from_the_narrow_networks_own_distribution():
                  slots=64)  # fmt: skip
     starts = [result.replay(i)["params"] for i in range(64)]
     narrow = [jaxnn.mlp([3, 4, 4, 1]).init(k) for k in jax.random.split(jax.random.key(9), 64)]
-    for layer in range(3):  # He normal in the hidden layers (fan_in 3, then 4), Glorot at the output
+    for layer in range(
+        3
+    ):  # He normal in the hidden layers (fan_in 3, then 4), Glorot at the output
         drawn = np.concatenate([np.ravel(p[layer]["w"]) for p in starts])
         own = np.concatenate([np.ravel(p[layer]["w"]) for p in narrow])
         assert drawn.size == own.size
@@ -318,17 +393,31 @@ def test_a_masked_width_starts_from_the_narrow_networks_own_distribution():
 def test_a_script_searches_then_trains_the_winner_into_its_run_folder(tmp_path, capsys):
     from test_experiments import run_script
 
-    config = {"search_space": {"learning_rate": ["loguniform", 0.01, 1.0], "width": ["choice", [8, 16]]}}
+    config = {
+        "search_space": {"learning_rate": ["loguniform", 0.01, 1.0], "width": ["choice", [8, 16]]}
+    }
     (tmp_path / "cfg").mkdir()
-    base = run_script("classify_iris", ["--epochs", "3", "--out", str(tmp_path / "cfg"), "--no-progress"]).config
+    base = run_script(
+        "classify_iris", ["--epochs", "3", "--out", str(tmp_path / "cfg"), "--no-progress"]
+    ).config
     saved = {**json.loads((tmp_path / "cfg" / "config.json").read_text()), **config, "hidden": [16]}
     (tmp_path / "cfg" / "config.json").write_text(json.dumps(saved))
     result = run_script("classify_iris", ["--from-run", str(tmp_path / "cfg"), "--search", "9", "--out",
                                           str(tmp_path / "run"), "--no-progress"])  # fmt: skip
     files = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"trials.csv", "search.png", "search.json", "config.json", "summary.json", "metrics.csv"} <= files
+    assert {
+        "trials.csv",
+        "search.png",
+        "search.json",
+        "config.json",
+        "summary.json",
+        "metrics.csv",
+    } <= files
     rows = (tmp_path / "run" / "trials.csv").read_text().splitlines()
-    assert rows[0] == "id,status,rung,epochs,val_accuracy,parent,learning_rate,width" and len(rows) == 10
+    assert (
+        rows[0] == "id,status,rung,epochs,val_accuracy,parent,learning_rate,width"
+        and len(rows) == 10
+    )
     found = json.loads((tmp_path / "run" / "search.json").read_text())
     assert result.config.learning_rate == pytest.approx(found["best_config"]["learning_rate"])
     assert result.config.hidden == (int(found["best_config"]["width"]),) and base.hidden == (32,)
@@ -372,12 +461,16 @@ SPREAD = textwrap.dedent("""
 @pytest.mark.slow  # a subprocess with 4 virtual devices
 def test_the_slots_split_over_devices_give_the_same_search():
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "4", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", SPREAD], env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", SPREAD], env=env, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["devices"] == 4
     (spread, one) = r["trials"]
-    assert [t[:3] for t in spread] == [t[:3] for t in one]  # each bucket's 4 slots over 4 devices, then on one
+    assert [t[:3] for t in spread] == [
+        t[:3] for t in one
+    ]  # each bucket's 4 slots over 4 devices, then on one
     np.testing.assert_allclose([t[3] for t in spread], [t[3] for t in one], rtol=1e-5)
     assert_close(r["params"][0], r["params"][1], rtol=1e-5, atol=1e-6)
 
@@ -386,8 +479,12 @@ def test_the_slots_split_over_devices_give_the_same_search():
 def test_cv_scores_a_trial_by_the_mean_over_its_folds():
     result = run(jaxnn.SuccessiveHalving(1, 3, 3), num_configs=6, slots=3, cv=3)
     winner = result.trials[0]
-    perm = np.asarray(jax.random.permutation(jaxnn.rng.stream(jax.random.key(3), "validation"), 200))
-    parts = np.array_split(perm, 3)  # 67, 67, 66 rows: the last fold's sets padded with a row of weight 0
+    perm = np.asarray(
+        jax.random.permutation(jaxnn.rng.stream(jax.random.key(3), "validation"), 200)
+    )
+    parts = np.array_split(
+        perm, 3
+    )  # 67, 67, 66 rows: the last fold's sets padded with a row of weight 0
     curves = []
     for f in range(3):
         train, val = np.concatenate(parts[:f] + parts[f + 1 :]), parts[f]
@@ -414,7 +511,10 @@ KILLED = textwrap.dedent("""
 
 def killable_search(folder, resume=None):
     x, y = jaxnn.make_regression(jax.random.key(0), n=400)
-    space = {"learning_rate": jaxnn.space.loguniform(1e-3, 0.5), "width": jaxnn.space.choice([2, 8])}
+    space = {
+        "learning_rate": jaxnn.space.loguniform(1e-3, 0.5),
+        "width": jaxnn.space.choice([2, 8]),
+    }
     return jaxnn.search(jaxnn.mlp([3, 8, 1]), None, x, y, loss="mse", key=jax.random.key(3), space=space,
                         schedule=jaxnn.SuccessiveHalving(1, 27, 3), num_configs=40, slots=4, progress=False,
                         refit=False, checkpoints=jaxnn.Checkpoints(folder, every=1), resume=resume)  # fmt: skip
@@ -430,7 +530,9 @@ def test_a_search_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
         while not saved.exists() and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.1)
-        assert child.poll() is None, f"the search ended before it could be killed: {(tmp_path / 'stderr').read_text()}"
+        assert child.poll() is None, (
+            f"the search ended before it could be killed: {(tmp_path / 'stderr').read_text()}"
+        )
         child.send_signal(signal.SIGKILL)
         child.wait()
     resumed = killable_search(tmp_path / "resumed", resume=folder)
@@ -446,15 +548,25 @@ def test_a_search_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
 
 @pytest.mark.slow  # end to end; CI runs it
 def test_tensorboard_holds_a_run_per_trial_with_its_lineage(tmp_path):
-    pbt = toy_search(jaxnn.PBT(interval=4, fraction=0.25, max_epochs=8))  # settles the shapes, then with logs
-    logged = jaxnn.search(**TOY, key=jax.random.key(0), schedule=jaxnn.PBT(4, 0.25, max_epochs=8), log_dir=tmp_path)
+    pbt = toy_search(
+        jaxnn.PBT(interval=4, fraction=0.25, max_epochs=8)
+    )  # settles the shapes, then with logs
+    logged = jaxnn.search(
+        **TOY, key=jax.random.key(0), schedule=jaxnn.PBT(4, 0.25, max_epochs=8), log_dir=tmp_path
+    )
     assert repr(logged.trials) == repr(pbt.trials)
     runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert runs == [f"trial-{i:03d}" for i in range(len(pbt.trials))]
     copy = next(row for row in pbt.trials if row["parent"] >= 0)
     hparams = jaxnn.logs.read_hparams(tmp_path / f"trial-{copy['id']:03d}")
-    assert hparams["parent"] == copy["parent"] and hparams["status"] == copy["status"] and hparams["h"] in (0.0, 1.0)
-    steps = [s for s, _ in jaxnn.logs.read_scalars(tmp_path / f"trial-{copy['id']:03d}")["val_loss"]]
+    assert (
+        hparams["parent"] == copy["parent"]
+        and hparams["status"] == copy["status"]
+        and hparams["h"] in (0.0, 1.0)
+    )
+    steps = [
+        s for s, _ in jaxnn.logs.read_scalars(tmp_path / f"trial-{copy['id']:03d}")["val_loss"]
+    ]
     assert steps == list(range(1, copy["epochs"] + 1))  # a copy's curve starts with its parent's
 
 
@@ -482,7 +594,9 @@ class Wave:
 def test_pbt_follows_a_moving_optimum_that_no_fixed_value_reaches():
     model = jaxnn.Model(lambda k: {"params": jnp.zeros(1), "t": jnp.float32(0.0)}, Wave())
     steps = np.arange(80)
-    best_fixed = max(float(np.sum(1.0 - np.abs(h - Wave.best(steps)))) for h in np.linspace(0, 1, 101))
+    best_fixed = max(
+        float(np.sum(1.0 - np.abs(h - Wave.best(steps)))) for h in np.linspace(0, 1, 101)
+    )
     for seed in range(2):
         settings = {**TOY, "model": model, "space": {"h": jaxnn.space.uniform(0.0, 1.0)}, "num_configs": 8,
                     "optimizer": jaxnn.optim.sgd(1.0)}  # fmt: skip
@@ -493,14 +607,24 @@ def test_pbt_follows_a_moving_optimum_that_no_fixed_value_reaches():
 
 @pytest.mark.slow  # end to end; CI runs it
 def test_a_trials_own_early_stopping_is_its_own_status_and_frees_its_slot():
-    stops = jaxnn.EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0)  # no epoch after the first improves
+    stops = jaxnn.EarlyStopping(
+        monitor="val_loss", patience=1, min_delta=10.0
+    )  # no epoch after the first improves
     result = run(early_stopping=stops)
     statuses = {row["status"] for row in result.trials}
     assert statuses <= {"pruned", "stopped", "nan"} and "stopped" in statuses
     stopped = [row["epochs"] for row in result.trials if row["status"] == "stopped"]
-    assert set(stopped) <= {1, 2} and 2 in stopped  # 1: a first value that is not finite never improves
-    assert sum(row["status"] != "pending" for row in result.trials) == 20  # every configuration got a slot
-    assert result.best_config is None and result.best_params is None and "none finished" in repr(result)
+    assert (
+        set(stopped) <= {1, 2} and 2 in stopped
+    )  # 1: a first value that is not finite never improves
+    assert (
+        sum(row["status"] != "pending" for row in result.trials) == 20
+    )  # every configuration got a slot
+    assert (
+        result.best_config is None
+        and result.best_params is None
+        and "none finished" in repr(result)
+    )
 
 
 def test_progress_is_a_bar_of_trials_decided_with_the_slots_and_the_rung(capsys):

@@ -12,7 +12,11 @@ from jaxnn.settings import Settings
 
 
 def _defaults(fn) -> dict:
-    return {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    return {
+        n: p.default
+        for n, p in inspect.signature(fn).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    }
 
 
 @pytest.mark.parametrize("entry", [jaxnn.fit, jaxnn.fit_many], ids=["fit", "fit_many"])
@@ -20,7 +24,9 @@ def test_the_entry_points_spell_settings_defaults_and_nothing_else(entry):
     fields = {n: p.default for n, p in inspect.signature(Settings).parameters.items()}
     shared = {n: d for n, d in _defaults(entry).items() if n in fields}
     assert shared == fields  # every keyword of Settings, with the same default
-    assert set(_defaults(entry)) - set(fields) == ({"num_models", "dropout"} if entry is jaxnn.fit_many else set())
+    assert set(_defaults(entry)) - set(fields) == (
+        {"num_models", "dropout"} if entry is jaxnn.fit_many else set()
+    )
 
 
 BAD = [
@@ -50,8 +56,12 @@ def test_check_fit_checks_what_needs_the_data_and_writes_nothing(tmp_path):
     folder = tmp_path / "ckpt"
     common = dict(loss="mse", key=jax.random.key(2), checkpoints=jaxnn.Checkpoints(folder))
     check = lambda **kw: jaxnn.check_fit(model, params, x, y, **common, **kw)
-    expect_rejected(ValueError, r"batch_size must be in \[1, 32\]", check, batch_size=64, watch=(folder,))
+    expect_rejected(
+        ValueError, r"batch_size must be in \[1, 32\]", check, batch_size=64, watch=(folder,)
+    )
     missing = tmp_path / "none"
-    expect_rejected(jaxnn.checkpoint.CheckpointError, "no checkpoint at", check, resume=missing, watch=(folder,))
+    expect_rejected(
+        jaxnn.checkpoint.CheckpointError, "no checkpoint at", check, resume=missing, watch=(folder,)
+    )
     assert check() is None
     assert not folder.exists()

@@ -19,12 +19,16 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 # checks compare predictions at rtol=1e-7 (float64's precision). test_sample_weights_*
 # below check the weighting itself.
 FLOAT32 = "float32 training rounds a weight of 2 and a repeated row differently; rtol=1e-7 is float64 precision"
-WEIGHT_CHECKS = ["check_sample_weight_equivalence_on_dense_data", "check_sample_weight_equivalence_on_sparse_data"]
+WEIGHT_CHECKS = [
+    "check_sample_weight_equivalence_on_dense_data",
+    "check_sample_weight_equivalence_on_sparse_data",
+]
 
 
 @pytest.mark.slow
 @parametrize_with_checks(
-    [MLPClassifier(), MLPRegressor()], expected_failed_checks=lambda est: dict.fromkeys(WEIGHT_CHECKS, FLOAT32)
+    [MLPClassifier(), MLPRegressor()],
+    expected_failed_checks=lambda est: dict.fromkeys(WEIGHT_CHECKS, FLOAT32),
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -36,7 +40,9 @@ def test_sample_weights_equal_repeated_rows_and_zero_weights_drop_rows(solver):
     y = y / y.std()
     w = np.r_[np.full(10, 2.0), np.ones(20), np.zeros(10)]
     repeated = np.r_[np.arange(10), np.arange(30)]  # rows 0-9 twice, 10-29 once, 30-39 never
-    kw = dict(hidden_layer_sizes=(6,), solver=solver, random_state=0, shuffle=False, tol=0.0, max_iter=30)
+    kw = dict(
+        hidden_layer_sizes=(6,), solver=solver, random_state=0, shuffle=False, tol=0.0, max_iter=30
+    )
     kw |= {"batch_size": 40} if solver == "sgd" else {}
     weighted = MLPRegressor(**kw).fit(x, y, sample_weight=w)
     kw |= {"batch_size": 40} if solver == "sgd" else {}
@@ -55,7 +61,9 @@ def iris():
 
 def test_classifier_string_labels_multiclass(iris):
     xtr, xte, ytr, yte = iris
-    clf = make_pipeline(StandardScaler(), MLPClassifier((16,), learning_rate_init=0.01, random_state=0))
+    clf = make_pipeline(
+        StandardScaler(), MLPClassifier((16,), learning_rate_init=0.01, random_state=0)
+    )
     clf.fit(xtr, ytr)
     assert clf.score(xte, yte) > 0.9
     assert set(clf.predict(xte)) <= {"setosa", "versicolor", "virginica"}
@@ -83,7 +91,9 @@ def test_classifier_binary_integer_labels_and_sklearn_accuracy():
 def test_regressor_grid_search_and_cross_val_score():
     x, y = make_regression(300, 5, noise=5.0, random_state=0)
     y = y / y.std()
-    scores = cross_val_score(MLPRegressor((32,), learning_rate_init=0.01, random_state=0), x, y, cv=3)
+    scores = cross_val_score(
+        MLPRegressor((32,), learning_rate_init=0.01, random_state=0), x, y, cv=3
+    )
     assert scores.shape == (3,) and scores.min() > 0.9
     grid = GridSearchCV(
         MLPRegressor((16,), random_state=0, max_iter=50), {"learning_rate_init": [1e-4, 1e-2]}, cv=2
@@ -103,7 +113,13 @@ def test_batch_size_one_sgd_fits_the_seed_task():
     x = rng.normal(size=(200, 3))
     y = np.sin(x[:, 0]) + x[:, 1] * x[:, 2]
     reg = MLPRegressor(
-        (4, 4), solver="sgd", batch_size=1, learning_rate_init=0.02, momentum=0.0, max_iter=60, random_state=0
+        (4, 4),
+        solver="sgd",
+        batch_size=1,
+        learning_rate_init=0.02,
+        momentum=0.0,
+        max_iter=60,
+        random_state=0,
     ).fit(x, y)
     assert reg.n_iter_ >= 10 and reg.t_ == 200 * reg.n_iter_
     assert reg.score(x, y) > 0.6
@@ -111,7 +127,9 @@ def test_batch_size_one_sgd_fits_the_seed_task():
 
 def test_early_stopping_keeps_the_best_validation_score(iris):
     xtr, _, ytr, _ = iris
-    clf = MLPClassifier((8,), early_stopping=True, n_iter_no_change=3, learning_rate_init=0.05, random_state=0)
+    clf = MLPClassifier(
+        (8,), early_stopping=True, n_iter_no_change=3, learning_rate_init=0.05, random_state=0
+    )
     clf.fit(StandardScaler().fit_transform(xtr), ytr)
     assert clf.n_iter_ < 200 and clf.best_loss_ is None
     assert len(clf.validation_scores_) == clf.n_iter_
@@ -126,7 +144,9 @@ def test_partial_fit_continues_and_needs_classes(iris):
         clf.partial_fit(xtr, ytr)
     for _ in range(30):
         clf.partial_fit(xtr, ytr, classes=["setosa", "versicolor", "virginica"])
-    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 30 and clf.t_ == 30 * len(xtr)  # n_iter_: this call's
+    assert (
+        clf.n_iter_ == 1 and len(clf.loss_curve_) == 30 and clf.t_ == 30 * len(xtr)
+    )  # n_iter_: this call's
     assert clf.loss_curve_[-1] < 0.5 * clf.loss_curve_[0]
     with pytest.raises(ValueError, match="not in classes_"):
         clf.partial_fit(xtr[:2], ["setosa", "tulip"])
@@ -144,7 +164,9 @@ def test_warm_start_continues_and_random_state_reproduces():
     b = MLPRegressor((8,), max_iter=5, random_state=3).fit(x, y)
     np.testing.assert_array_equal(a.predict(x), b.predict(x))
     a.set_params(warm_start=True).fit(x, y)
-    assert a.n_iter_ == 5 and len(a.loss_curve_) == 10 and a.t_ == 1000  # n_iter_ counts this fit's epochs
+    assert (
+        a.n_iter_ == 5 and len(a.loss_curve_) == 10 and a.t_ == 1000
+    )  # n_iter_ counts this fit's epochs
     with pytest.raises(ValueError, match="hidden_layer_sizes changed"):
         a.set_params(hidden_layer_sizes=(9,)).fit(x, y)
 
@@ -177,7 +199,11 @@ def test_convergence_warning_when_max_iter_is_reached():
         ({"hidden_layer_sizes": "wide"}, TypeError, "each hidden layer size must be an int"),
         ({"activation": "swish"}, ValueError, "activation must be one of"),
         ({"learning_rate_init": -0.1}, ValueError, "learning_rate_init must be a finite number in"),
-        ({"learning_rate_init": float("nan")}, ValueError, "learning_rate_init must be a finite number in"),
+        (
+            {"learning_rate_init": float("nan")},
+            ValueError,
+            "learning_rate_init must be a finite number in",
+        ),
         ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
         ({"batch_size": 500}, ValueError, "larger than the 40 training rows"),
         ({"max_iter": 0}, ValueError, "max_iter must be >= 1"),
@@ -191,10 +217,22 @@ def test_convergence_warning_when_max_iter_is_reached():
         ({"loss": "hinge"}, ValueError, "loss must be one of"),
         ({"shuffle": "yes"}, TypeError, "shuffle must be True or False"),
         ({"compute_dtype": "float8"}, ValueError, "compute_dtype"),
-        ({"learning_rate_init": 1e-50}, ValueError, "learning_rate_init=1e-50 underflows to 0 in float32"),
+        (
+            {"learning_rate_init": 1e-50},
+            ValueError,
+            "learning_rate_init=1e-50 underflows to 0 in float32",
+        ),
         ({"solver": "sgd", "learning_rate_init": 1e-46}, ValueError, "underflows to 0 in float32"),
-        ({"solver": "lbfgs", "compute_dtype": "int8"}, ValueError, "compute_dtype must be 'auto' or one of"),
-        ({"solver": "lbfgs", "devices": "gpu"}, TypeError, "devices must be None, a count or a sequence"),
+        (
+            {"solver": "lbfgs", "compute_dtype": "int8"},
+            ValueError,
+            "compute_dtype must be 'auto' or one of",
+        ),
+        (
+            {"solver": "lbfgs", "devices": "gpu"},
+            TypeError,
+            "devices must be None, a count or a sequence",
+        ),
         ({"solver": "sgd", "devices": 0}, ValueError, r"devices=0: expected a count in \[1, "),
     ],
 )
@@ -243,13 +281,17 @@ def test_early_stopping_holds_out_the_rows_scikit_learn_holds_out(monkeypatch, c
 def test_a_huge_max_iter_costs_the_epochs_trained(solver):
     # max_iter=10**9 used to set the compiled loop's length: 120 s and counting on 60 rows
     x, y = make_regression(60, 3, random_state=0)
-    reg = MLPRegressor((8,), max_iter=10**9, solver=solver, learning_rate_init=0.01, random_state=0).fit(x, y)
+    reg = MLPRegressor(
+        (8,), max_iter=10**9, solver=solver, learning_rate_init=0.01, random_state=0
+    ).fit(x, y)
     assert reg.n_iter_ < 100_000 and reg._no_improvement_count > reg.n_iter_no_change
 
 
 def test_lbfgs_computes_in_the_compute_dtype_asked_for():
     x, y = make_regression(60, 3, random_state=0)
-    fit = lambda dtype: MLPRegressor((8,), solver="lbfgs", max_iter=30, random_state=0, compute_dtype=dtype).fit(x, y)
+    fit = lambda dtype: MLPRegressor(
+        (8,), solver="lbfgs", max_iter=30, random_state=0, compute_dtype=dtype
+    ).fit(x, y)
     f32, bf16 = fit("float32"), fit("bfloat16")
     assert not np.array_equal(f32.coefs_[0], bf16.coefs_[0])  # bfloat16 rounding moved the iterates
     assert abs(f32.score(x, y) - bf16.score(x, y)) < 0.2
@@ -269,7 +311,18 @@ def test_a_failed_fit_leaves_the_fitted_estimator_as_it_was(iris):
 # bad inputs ---------------------------------------------------------------------------
 
 import hypothesis.strategies as st  # noqa: E402
-from bad_inputs import LABELS, X, Y, bad_input_test, bad_lrs, case, expect, nonfinite, of_dtype, poisoned  # noqa: E402
+from bad_inputs import (  # noqa: E402
+    LABELS,
+    X,
+    Y,
+    bad_input_test,
+    bad_lrs,
+    case,
+    expect,
+    nonfinite,
+    of_dtype,
+    poisoned,
+)
 
 # scikit-learn estimators --------------------------------------------------------------
 
@@ -292,7 +345,13 @@ def _(data, tmp):
 @case("sklearn", "length")
 def _(data, tmp):
     n = data.draw(st.integers(1, 20).filter(lambda n: n != 10))
-    expect(ValueError, "inconsistent numbers of samples", est_fit, data.draw(estimators), y=np.arange(n) % 2)
+    expect(
+        ValueError,
+        "inconsistent numbers of samples",
+        est_fit,
+        data.draw(estimators),
+        y=np.arange(n) % 2,
+    )
 
 
 @case("sklearn", "nonfinite")
@@ -308,7 +367,14 @@ def _(data, tmp):
 
 @case("sklearn", "empty")
 def _(data, tmp):
-    expect(ValueError, r"0 sample\(s\)", est_fit, data.draw(estimators), x=np.ones((0, 3)), y=np.ones(0))
+    expect(
+        ValueError,
+        r"0 sample\(s\)",
+        est_fit,
+        data.draw(estimators),
+        x=np.ones((0, 3)),
+        y=np.ones(0),
+    )
 
 
 @case("sklearn", "dtype")
@@ -361,7 +427,19 @@ def _(data, tmp):
 
 @case("sklearn", "name")
 def _(data, tmp):
-    valid = {"adam", "sgd", "lbfgs", "identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus"}
+    valid = {
+        "adam",
+        "sgd",
+        "lbfgs",
+        "identity",
+        "logistic",
+        "tanh",
+        "relu",
+        "leaky_relu",
+        "elu",
+        "gelu",
+        "softplus",
+    }
     name = data.draw(st.text(max_size=8).filter(lambda s: s not in valid))
     for field in ("solver", "activation"):
         expect(ValueError, f"{field} must be", est_fit, data.draw(estimators), **{field: name})

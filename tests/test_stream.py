@@ -40,10 +40,14 @@ def run(x, y, **kw):
     return jaxnn.fit(MODEL, MODEL.init(jax.random.key(0)), x, y, **kw)
 
 
-@pytest.mark.parametrize("shuffle", [pytest.param(True, marks=pytest.mark.slow), False])  # one in the quick tier
+@pytest.mark.parametrize(
+    "shuffle", [pytest.param(True, marks=pytest.mark.slow), False]
+)  # one in the quick tier
 def test_memmap_trains_bitwise_as_in_memory(data, monkeypatch, shuffle):
     x, y, path = data
-    monkeypatch.setattr(_stream, "CHUNK_BYTES", 3 * 16 * 6 * 4)  # 13 steps in chunks of 2 (the unroll's multiple)
+    monkeypatch.setattr(
+        _stream, "CHUNK_BYTES", 3 * 16 * 6 * 4
+    )  # 13 steps in chunks of 2 (the unroll's multiple)
     xv, yv = x[:40], y[:40]
     kw = dict(shuffle=shuffle, validation=(xv, yv), metrics=["accuracy"],
               early_stopping=jaxnn.EarlyStopping("val_loss", patience=50))  # fmt: skip
@@ -100,7 +104,13 @@ def test_streamed_run_resumes_from_its_checkpoint_bitwise(data, tmp_path):
     mm = np.load(path, mmap_mode="r")
     whole = run(mm, y, epochs=6)
     run(mm, y, epochs=3, checkpoints=jaxnn.Checkpoints(tmp_path / "ck", every=1))
-    resumed = run(mm, y, epochs=6, checkpoints=jaxnn.Checkpoints(tmp_path / "ck", every=1), resume=tmp_path / "ck")
+    resumed = run(
+        mm,
+        y,
+        epochs=6,
+        checkpoints=jaxnn.Checkpoints(tmp_path / "ck", every=1),
+        resume=tmp_path / "ck",
+    )
     assert_bitwise_equal(resumed.params, whole.params)
     assert_bitwise_equal(resumed.history["loss"], whole.history["loss"])
 
@@ -109,7 +119,9 @@ def test_a_run_killed_within_an_epoch_resumes_from_that_step_bitwise(data, tmp_p
     _, y, path = data
     monkeypatch.setattr(_stream, "CHUNK_BYTES", 2 * 16 * 6 * 4)  # 13 steps an epoch, in chunks of 2
     mm = np.load(path, mmap_mode="r")
-    kw = dict(epochs=4, validation=(mm[:40], y[:40]), early_stopping=jaxnn.EarlyStopping(patience=9))
+    kw = dict(
+        epochs=4, validation=(mm[:40], y[:40]), early_stopping=jaxnn.EarlyStopping(patience=9)
+    )
     whole = run(mm, y, **kw)
     ck = jaxnn.Checkpoints(tmp_path / "ck", every=1, every_steps=5, keep=10)
     calls, real = [0], _stream.train_steps
@@ -125,12 +137,16 @@ def test_a_run_killed_within_an_epoch_resumes_from_that_step_bitwise(data, tmp_p
         run(mm, y, checkpoints=ck, **kw)
     monkeypatch.setattr(_stream, "train_steps", real)
     newest = jaxnn.checkpoint.latest(tmp_path / "ck").name
-    assert newest == "epoch-0000000002-step-0000000006.jaxnn"  # after 3 chunks of epoch 3 (steps 0-5)
+    assert (
+        newest == "epoch-0000000002-step-0000000006.jaxnn"
+    )  # after 3 chunks of epoch 3 (steps 0-5)
     resumed = run(mm, y, checkpoints=ck, resume=tmp_path / "ck", **kw)
     assert_bitwise_equal(resumed.params, whole.params)
     for k in whole.history:
         assert_bitwise_equal(resumed.history[k], whole.history[k])
-    with pytest.raises(ValueError, match="every_steps saves within an epoch of a fit that streams x"):
+    with pytest.raises(
+        ValueError, match="every_steps saves within an epoch of a fit that streams x"
+    ):
         run(np.asarray(mm), y, checkpoints=jaxnn.Checkpoints(tmp_path / "other", every_steps=5))
 
 
@@ -168,7 +184,11 @@ def test_what_a_streamed_fit_refuses(data, kw, match):
     with pytest.raises(ValueError, match="y must have shape"):
         run(np.load(path, mmap_mode="r"), y[:10])
     with pytest.raises(TypeError, match="fit_many takes x in memory"):
-        many = dict(loss="softmax_cross_entropy", key=jax.random.key(0), optimizer=jaxnn.optim.sgd([0.1, 0.2]))
+        many = dict(
+            loss="softmax_cross_entropy",
+            key=jax.random.key(0),
+            optimizer=jaxnn.optim.sgd([0.1, 0.2]),
+        )
         jaxnn.fit_many(MODEL, None, np.load(path, mmap_mode="r"), y, progress=False, **many)
 
 
@@ -184,7 +204,9 @@ def test_rows_of_the_wrong_shape_are_named_with_the_source_and_the_row(data):
         def __getitem__(self, idx):
             return self.a[idx][:, :5]
 
-    with pytest.raises(ValueError, match=r"x\[rows\] gave shape \(\d+, 5\) for \d+ rows; expected \(\d+, 6\)"):
+    with pytest.raises(
+        ValueError, match=r"x\[rows\] gave shape \(\d+, 5\) for \d+ rows; expected \(\d+, 6\)"
+    ):
         run(Ragged(x), y, epochs=1)
 
 
@@ -202,7 +224,9 @@ def test_tensors_of_other_frameworks_train_in_memory_and_sparse_matrices_are_ref
 
     assert not _stream.is_stream(Tensor(x))
     assert_bitwise_equal(run(Tensor(x), y, epochs=1).params, run(x, y, epochs=1).params)
-    with pytest.raises(TypeError, match=r"x is a scipy sparse matrix; pass it dense \(x.toarray\(\)\)"):
+    with pytest.raises(
+        TypeError, match=r"x is a scipy sparse matrix; pass it dense \(x.toarray\(\)\)"
+    ):
         run(scipy.sparse.csr_matrix(x), y, epochs=1)
 
 

@@ -91,7 +91,17 @@ def test_table_sorted_best_first_and_helpers(data):
 
 def test_ensemble_over_seeds_differs_per_model(data):
     x, y, _, _ = data
-    r = fit_many(model(), None, x, y, loss="mse", key=jax.random.key(3), num_models=4, epochs=1, progress=False)
+    r = fit_many(
+        model(),
+        None,
+        x,
+        y,
+        loss="mse",
+        key=jax.random.key(3),
+        num_models=4,
+        epochs=1,
+        progress=False,
+    )
     w = np.asarray(r.params[0]["w"])
     assert w.shape == (4, 3, 4)
     assert len({w[i].tobytes() for i in range(4)}) == 4
@@ -100,9 +110,13 @@ def test_ensemble_over_seeds_differs_per_model(data):
 def test_a_new_sweep_with_the_same_shapes_does_not_recompile(data):
     x, y, _, _ = data
     kw = dict(loss="mse", batch_size=16, epochs=2, progress=False)
-    fit_many(model(), None, x, y, key=jax.random.key(0), optimizer=jaxnn.optim.sgd([0.1, 0.2]), **kw)
+    fit_many(
+        model(), None, x, y, key=jax.random.key(0), optimizer=jaxnn.optim.sgd([0.1, 0.2]), **kw
+    )
     with CompileCounter() as c:
-        fit_many(model(), None, x, y, key=jax.random.key(1), optimizer=jaxnn.optim.sgd([0.3, 0.01]), **kw)
+        fit_many(
+            model(), None, x, y, key=jax.random.key(1), optimizer=jaxnn.optim.sgd([0.3, 0.01]), **kw
+        )
     assert c.count == 0
 
 
@@ -149,17 +163,25 @@ def test_dropout_and_batch_norm_models_sweep_dropout_as_data(data):
     for i, rate in enumerate(rates):  # each model is the fit of a network built with its rate
         mi = jaxnn.mlp([3, 16, 16, 1], norm="batch", dropout=rate, output_activation="sigmoid")
         one = jaxnn.fit(mi, p, x, y, key=keys[i], optimizer=sgd, **kw)
-        got = jax.tree.map(lambda a, i=i: a[i], {k: v for k, v in r.params.items() if k != "dropout_rate"})
+        got = jax.tree.map(
+            lambda a, i=i: a[i], {k: v for k, v in r.params.items() if k != "dropout_rate"}
+        )
         assert_close(got, one.params, rtol=1e-4, atol=1e-6)
-    assert [row["dropout"] for row in sorted(r.table, key=lambda row: row["model"])] == pytest.approx(rates)
+    assert [
+        row["dropout"] for row in sorted(r.table, key=lambda row: row["model"])
+    ] == pytest.approx(rates)
     with CompileCounter() as c:  # other rates: the same program
         other = jaxnn.optim.sgd(0.1, l2=[0.0, 1e-2, 1e-4])
         fit_many(m, p, x, y, key=jax.random.key(1), optimizer=other, dropout=[0.1, 0.3, 0.4], **kw)
     assert c.count == 0
     with pytest.raises(ValueError, match="dropout= needs a jaxnn.mlp built with dropout"):
-        fit_many(model(), None, x, y, key=jax.random.key(1), dropout=rates, loss="mse", progress=False)
+        fit_many(
+            model(), None, x, y, key=jax.random.key(1), dropout=rates, loss="mse", progress=False
+        )
     with pytest.raises(ValueError, match=r"dropout must be a rate in \[0, 1\)"):
-        fit_many(m, None, x, y, key=jax.random.key(1), dropout=[0.5, 1.0], loss="mse", progress=False)
+        fit_many(
+            m, None, x, y, key=jax.random.key(1), dropout=[0.5, 1.0], loss="mse", progress=False
+        )
 
 
 def test_divergent_models_stop_alone_and_early_stopping_per_model(data):
@@ -200,9 +222,25 @@ def test_bad_sweeps():
             progress=False,
         )
     with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
-        fit_many(model(), None, x, y, loss="mse", key=jax.random.key(0), optimizer=jaxnn.optim.sgd([0.1, -1]))
+        fit_many(
+            model(),
+            None,
+            x,
+            y,
+            loss="mse",
+            key=jax.random.key(0),
+            optimizer=jaxnn.optim.sgd([0.1, -1]),
+        )
     with pytest.raises(ValueError, match="finite"):
-        fit_many(model(), None, x, y, loss="mse", key=jax.random.key(0), optimizer=jaxnn.optim.sgd([np.nan]))
+        fit_many(
+            model(),
+            None,
+            x,
+            y,
+            loss="mse",
+            key=jax.random.key(0),
+            optimizer=jaxnn.optim.sgd([np.nan]),
+        )
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
         fit_many(model(), None, x, y, loss="mse", key=jax.random.key(0), optimizer="lbfgs")
     with pytest.raises(ValueError, match="sgd has no hyperparameter 'b1'"):
@@ -216,7 +254,15 @@ def test_bad_sweeps():
             optimizer=jaxnn.optim.Optimizer("sgd", {"b1": [0.9, 0.8]}),
         )
     with pytest.raises(TypeError, match="learning_rate must be a number"):
-        fit_many(model(), None, x, y, loss="mse", key=jax.random.key(0), optimizer=jaxnn.optim.sgd(["0.1"]))
+        fit_many(
+            model(),
+            None,
+            x,
+            y,
+            loss="mse",
+            key=jax.random.key(0),
+            optimizer=jaxnn.optim.sgd(["0.1"]),
+        )
 
 
 @pytest.mark.slow  # end to end; CI runs it
@@ -231,15 +277,28 @@ def test_checkpoints_and_resume_continue_a_sweep_exactly(data, tmp_path):
         progress=False,
     )
     straight = fit_many(model(), None, x, y, epochs=5, **kw)
-    first = fit_many(model(), None, x, y, epochs=3, checkpoints=jaxnn.Checkpoints(tmp_path, every=1, keep=2), **kw)
-    assert sorted(p.name for p in tmp_path.glob("*.jaxnn")) == ["epoch-0000000002.jaxnn", "epoch-0000000003.jaxnn"]
+    first = fit_many(
+        model(),
+        None,
+        x,
+        y,
+        epochs=3,
+        checkpoints=jaxnn.Checkpoints(tmp_path, every=1, keep=2),
+        **kw,
+    )
+    assert sorted(p.name for p in tmp_path.glob("*.jaxnn")) == [
+        "epoch-0000000002.jaxnn",
+        "epoch-0000000003.jaxnn",
+    ]
     from_folder = fit_many(model(), None, x, y, epochs=5, resume=tmp_path, **kw)
     from_result = fit_many(model(), None, x, y, epochs=5, resume=first, **kw)
     for resumed in (from_folder, from_result):
         assert_bitwise_equal(resumed.params, straight.params)
         assert resumed.epochs_run.tolist() == [5, 5, 5]
     np.testing.assert_array_equal(from_folder.history["val_loss"], straight.history["val_loss"])
-    np.testing.assert_array_equal(from_result.history["val_loss"], straight.history["val_loss"][:, 3:])
+    np.testing.assert_array_equal(
+        from_result.history["val_loss"], straight.history["val_loss"][:, 3:]
+    )
     params, meta = jaxnn.checkpoint.load_params(tmp_path, first.params)
     assert meta["epoch"] == 3
     assert_bitwise_equal(params, first.state.params)
@@ -320,7 +379,12 @@ def _(data, tmp):
 
 @case("fit_many", "batch_size")
 def _(data, tmp):
-    expect(ValueError, r"batch_size must be in \[1, 10\]", many, batch_size=data.draw(st.sampled_from([0, -1, 11, 99])))
+    expect(
+        ValueError,
+        r"batch_size must be in \[1, 10\]",
+        many,
+        batch_size=data.draw(st.sampled_from([0, -1, 11, 99])),
+    )
 
 
 @case("fit_many", "learning_rate")

@@ -40,11 +40,17 @@ def test_converges_on_the_seed_regression_and_beats_a_line(seed_data):
     xtr, xte, ytr, yte = seed_data
     linear = float(jaxnn.losses.rmse(jaxnn.linear_regression(xtr, ytr)(xte), yte))
     model = seed_model()
-    r = quick_fit(xtr, ytr, model=model, loss="rmse", optimizer=jaxnn.optim.sgd(0.1), batch_size=1, epochs=40)
+    r = quick_fit(
+        xtr, ytr, model=model, loss="rmse", optimizer=jaxnn.optim.sgd(0.1), batch_size=1, epochs=40
+    )
     test_rmse = float(jaxnn.losses.rmse(jaxnn.predict(model, r.params, xte), yte))
     assert test_rmse < 0.8 * linear, (test_rmse, linear)
     assert r.history["loss"][-1] < r.history["loss"][0]
-    assert r.epochs_run == 40 and r.stop_reason == jaxnn.Stop.COMPLETED and int(r.state.step) == 40 * 800
+    assert (
+        r.epochs_run == 40
+        and r.stop_reason == jaxnn.Stop.COMPLETED
+        and int(r.state.step) == 40 * 800
+    )
 
 
 def test_classifies_a_bundled_dataset():
@@ -64,9 +70,9 @@ def test_classifies_a_bundled_dataset():
         metrics=["accuracy"],
     )
     assert r.history["val_accuracy"][-1] >= 0.9  # iris: a small MLP reaches 0.9+ held-out accuracy
-    assert jaxnn.evaluate(model, r.params, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"])[
-        "accuracy"
-    ] == pytest.approx(float(r.history["val_accuracy"][-1]))
+    assert jaxnn.evaluate(
+        model, r.params, xte, yte, loss="softmax_cross_entropy", metrics=["accuracy"]
+    )["accuracy"] == pytest.approx(float(r.history["val_accuracy"][-1]))
 
 
 def test_padded_last_batch_gives_the_unpadded_gradient(key):
@@ -91,7 +97,14 @@ def test_fit_with_a_remainder_equals_a_hand_loop(key):
     model = seed_model()
     params = model.init(key)
     r = quick_fit(
-        x, y, model=model, params=params, batch_size=4, epochs=2, shuffle=False, optimizer=jaxnn.optim.sgd(0.5)
+        x,
+        y,
+        model=model,
+        params=params,
+        batch_size=4,
+        epochs=2,
+        shuffle=False,
+        optimizer=jaxnn.optim.sgd(0.5),
     )
     tx = optax.sgd(0.5)
     step = jax.jit(jaxnn.make_train_step(model.apply, "mse", tx))
@@ -102,7 +115,13 @@ def test_fit_with_a_remainder_equals_a_hand_loop(key):
     assert_close(r.params, state.params)
     assert int(r.state.step) == 6
     dropped = quick_fit(
-        x, y, model=model, params=params, batch_size=4, epochs=2, tuning=jaxnn.Tuning(drop_remainder=True)
+        x,
+        y,
+        model=model,
+        params=params,
+        batch_size=4,
+        epochs=2,
+        tuning=jaxnn.Tuning(drop_remainder=True),
     )
     assert int(dropped.state.step) == 4
 
@@ -140,7 +159,9 @@ def test_fusing_epochs_does_not_change_the_result(seed_data):
     xtr, _, ytr, _ = seed_data
     one = quick_fit(xtr, ytr, batch_size=10, epochs=5, tuning=jaxnn.Tuning(epochs_per_call=1))
     all_ = quick_fit(xtr, ytr, batch_size=10, epochs=5, tuning=jaxnn.Tuning(epochs_per_call=5))
-    odd = quick_fit(xtr, ytr, batch_size=10, epochs=5, tuning=jaxnn.Tuning(epochs_per_call=3))  # last call half empty
+    odd = quick_fit(
+        xtr, ytr, batch_size=10, epochs=5, tuning=jaxnn.Tuning(epochs_per_call=3)
+    )  # last call half empty
     assert_bitwise_equal(one.params, all_.params)
     assert_bitwise_equal(one.params, odd.params)
     np.testing.assert_array_equal(one.history["loss"], odd.history["loss"])
@@ -148,7 +169,13 @@ def test_fusing_epochs_does_not_change_the_result(seed_data):
 
 def test_no_recompilation_between_calls(seed_data):
     xtr, xte, ytr, yte = seed_data
-    kw = dict(batch_size=16, epochs=4, tuning=jaxnn.Tuning(epochs_per_call=2), validation=(xte, yte), metrics=["r2"])
+    kw = dict(
+        batch_size=16,
+        epochs=4,
+        tuning=jaxnn.Tuning(epochs_per_call=2),
+        validation=(xte, yte),
+        metrics=["r2"],
+    )
     quick_fit(xtr, ytr, optimizer=jaxnn.optim.sgd(0.1), **kw)
     with CompileCounter() as c:
         quick_fit(xtr, ytr, optimizer=jaxnn.optim.sgd(0.1), **kw)
@@ -156,7 +183,9 @@ def test_no_recompilation_between_calls(seed_data):
         quick_fit(
             xtr, ytr, optimizer=jaxnn.optim.sgd(0.1), key=jax.random.key(9), **{**kw, "epochs": 6}
         )  # so are epochs
-        quick_fit(xtr, ytr, model=seed_model(), optimizer=jaxnn.optim.sgd(0.1), **kw)  # an equal model, built again
+        quick_fit(
+            xtr, ytr, model=seed_model(), optimizer=jaxnn.optim.sgd(0.1), **kw
+        )  # an equal model, built again
     assert c.count == 0
 
 
@@ -171,7 +200,9 @@ def test_resuming_one_epoch_at_a_time_compiles_nothing_after_the_first_resume(se
         for e in range(3, 13):
             r = quick_fit(xtr, ytr, epochs=e, resume=r, **kw)
     assert c.count == 0 and r.epochs_run == 12
-    assert_bitwise_equal(r.params, quick_fit(xtr, ytr, epochs=12, **{**kw, "progress": False}).params)
+    assert_bitwise_equal(
+        r.params, quick_fit(xtr, ytr, epochs=12, **{**kw, "progress": False}).params
+    )
 
 
 def test_an_epochs_bound_cut_short_by_early_stopping_costs_the_epochs_trained(seed_data):
@@ -186,13 +217,19 @@ def test_an_epochs_bound_cut_short_by_early_stopping_costs_the_epochs_trained(se
         validation=(xte, yte),
         early_stopping=jaxnn.EarlyStopping(patience=2, min_delta=1.0),
     )
-    assert r.stop_reason == jaxnn.Stop.EARLY_STOPPING and r.epochs_run == 3 and r.history["loss"].shape == (3,)
+    assert (
+        r.stop_reason == jaxnn.Stop.EARLY_STOPPING
+        and r.epochs_run == 3
+        and r.history["loss"].shape == (3,)
+    )
 
 
 @pytest.mark.parametrize("batch_size", [16, 37])  # 800 rows: full batches, and a masked last one
 def test_gathering_per_epoch_equals_gathering_per_step(seed_data, batch_size):
     xtr, xte, ytr, yte = seed_data
-    kw = dict(batch_size=batch_size, epochs=2, validation=(xte, yte), optimizer=jaxnn.optim.sgd(0.1))
+    kw = dict(
+        batch_size=batch_size, epochs=2, validation=(xte, yte), optimizer=jaxnn.optim.sgd(0.1)
+    )
     step = quick_fit(xtr, ytr, tuning=jaxnn.Tuning(gather="step"), **kw)
     epoch = quick_fit(xtr, ytr, tuning=jaxnn.Tuning(gather="epoch"), **kw)
     assert_bitwise_equal(epoch.params, step.params)
@@ -212,7 +249,9 @@ def test_history_and_validation_split(seed_data):
 def test_early_stopping_stops_restores_and_never_overshoots(key):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 3)).astype(np.float32)
-    y = rng.standard_normal((64, 1)).astype(np.float32)  # noise: validation loss soon stops improving
+    y = rng.standard_normal((64, 1)).astype(
+        np.float32
+    )  # noise: validation loss soon stops improving
     xv = rng.standard_normal((64, 3)).astype(np.float32)
     yv = rng.standard_normal((64, 1)).astype(np.float32)
     model = jaxnn.mlp([3, 64, 64, 1])
@@ -232,7 +271,9 @@ def test_early_stopping_stops_restores_and_never_overshoots(key):
     best = int(np.argmin(r.history["val_loss"]))
     assert r.epochs_run == best + 1 + 3  # stopped exactly `patience` epochs after the best one
     val = jaxnn.evaluate(model, r.params, xv, yv, loss="mse")["loss"]
-    assert val == pytest.approx(float(r.history["val_loss"][best]), rel=1e-5)  # best params restored
+    assert val == pytest.approx(
+        float(r.history["val_loss"][best]), rel=1e-5
+    )  # best params restored
     kept = quick_fit(
         x,
         y,
@@ -250,7 +291,9 @@ def test_nan_guard_stops_at_once_and_keeps_finite_params(seed_data):
     xtr, _, ytr, _ = seed_data
     model = jaxnn.mlp([3, 16, 1])  # a linear output: a huge learning rate diverges
     with pytest.warns(RuntimeWarning, match="non-finite.*learning rate"):
-        r = quick_fit(xtr, ytr, model=model, optimizer=jaxnn.optim.sgd(50.0), batch_size=10, epochs=20)
+        r = quick_fit(
+            xtr, ytr, model=model, optimizer=jaxnn.optim.sgd(50.0), batch_size=10, epochs=20
+        )
     assert r.stop_reason == jaxnn.Stop.NON_FINITE_LOSS
     assert r.epochs_run < 20
     assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(r.params))
@@ -265,7 +308,9 @@ def test_a_run_that_diverges_late_is_rewound_alike_however_its_epochs_are_split(
 
     x, y = jaxnn.make_regression(key, n=200)
     model = jaxnn.mlp([3, 16, 1])
-    rising = optax.exponential_decay(0.05, 10, 1.5)  # the learning rate grows until the run diverges
+    rising = optax.exponential_decay(
+        0.05, 10, 1.5
+    )  # the learning rate grows until the run diverges
 
     def run(epochs_per_call):
         return jaxnn.fit(
@@ -290,7 +335,9 @@ def test_a_run_that_diverges_late_is_rewound_alike_however_its_epochs_are_split(
         assert_bitwise_equal(r.state, first.state)
         np.testing.assert_array_equal(r.history["loss"], first.history["loss"])
     # the run of one call (40 epochs per call) replayed without deleting the caller's key
-    np.testing.assert_array_equal(jax.random.key_data(others[-1].state.key), jax.random.key_data(key))
+    np.testing.assert_array_equal(
+        jax.random.key_data(others[-1].state.key), jax.random.key_data(key)
+    )
 
 
 def test_single_row_batches_and_a_plain_apply_fn(key):
@@ -328,7 +375,9 @@ def test_predict_and_evaluate(seed_data):
     _, xte, _, yte = seed_data
     model = seed_model()
     params = model.init(jax.random.key(0))
-    assert_close(jaxnn.predict(model, params, xte, batch_size=7), model.apply(params, jnp.asarray(xte)))
+    assert_close(
+        jaxnn.predict(model, params, xte, batch_size=7), model.apply(params, jnp.asarray(xte))
+    )
     out = jaxnn.evaluate(model, params, xte, yte[:, 0], loss="mse", metrics=["rmse", "mae"])
     assert set(out) == {"loss", "rmse", "mae"}
     assert out["rmse"] == pytest.approx(np.sqrt(out["loss"]), rel=1e-5)
@@ -351,17 +400,37 @@ BAD = [
     (lambda: dict(optimizer=jaxnn.optim.sgd(float("nan"))), ValueError, "finite number > 0"),
     (lambda: dict(optimizer=jaxnn.optim.sgd("fast")), TypeError, "learning_rate must be a number"),
     (lambda: dict(optimizer="adagrad"), ValueError, "unknown optimizer 'adagrad'"),
-    (lambda: dict(optimizer=jaxnn.optim.sgd([0.1, 0.2])), ValueError, "one value per model; fit trains one model"),
+    (
+        lambda: dict(optimizer=jaxnn.optim.sgd([0.1, 0.2])),
+        ValueError,
+        "one value per model; fit trains one model",
+    ),
     (lambda: dict(optimizer=jaxnn.optim.sgd(1e-50)), ValueError, "underflows to 0 in float32"),
-    (lambda: dict(optimizer=jaxnn.optim.adam(1e-3, b1=2.0)), ValueError, r"b1 must be in \[0.0, 1.0\)"),
-    (lambda: dict(optimizer=jaxnn.optim.momentum(0.1, momentum=-0.5)), ValueError, "momentum must be a finite number"),
+    (
+        lambda: dict(optimizer=jaxnn.optim.adam(1e-3, b1=2.0)),
+        ValueError,
+        r"b1 must be in \[0.0, 1.0\)",
+    ),
+    (
+        lambda: dict(optimizer=jaxnn.optim.momentum(0.1, momentum=-0.5)),
+        ValueError,
+        "momentum must be a finite number",
+    ),
     (lambda: dict(checkpoints=jaxnn.Checkpoints("")), ValueError, "checkpoints.dir is empty"),
     (lambda: dict(loss="cross_entropy"), ValueError, "unknown loss"),
     (lambda: dict(key=0), TypeError, "PRNG key"),
     (lambda: dict(validation=1.5), ValueError, r"validation fraction must be in \(0, 1\)"),
-    (lambda: dict(validation=(np.ones((2, 4)), np.ones(2))), ValueError, "validation x has 4 features"),
+    (
+        lambda: dict(validation=(np.ones((2, 4)), np.ones(2))),
+        ValueError,
+        "validation x has 4 features",
+    ),
     (lambda: dict(metrics=["f1"]), ValueError, "unknown metric 'f1'"),
-    (lambda: dict(early_stopping=jaxnn.EarlyStopping()), ValueError, "monitor='val_loss' is not recorded"),
+    (
+        lambda: dict(early_stopping=jaxnn.EarlyStopping()),
+        ValueError,
+        "monitor='val_loss' is not recorded",
+    ),
     (lambda: dict(tuning=jaxnn.Tuning(epochs_per_call=0)), ValueError, "epochs_per_call"),
     (
         lambda: dict(early_stopping=jaxnn.EarlyStopping("loss", best="all")),
@@ -374,12 +443,18 @@ BAD = [
         r"reduce_lr must be None or a factor",
     ),
     (
-        lambda: dict(early_stopping=jaxnn.EarlyStopping("loss", reduce_lr=0.5), optimizer=optax.sgd(0.1)),
+        lambda: dict(
+            early_stopping=jaxnn.EarlyStopping("loss", reduce_lr=0.5), optimizer=optax.sgd(0.1)
+        ),
         ValueError,
         "reduce_lr needs the learning rate in the optimizer state",
     ),
     (lambda: dict(sample_weight=np.ones(3)), ValueError, r"sample_weight must have shape \(800,\)"),
-    (lambda: dict(sample_weight=-np.ones(800)), ValueError, "sample_weight must be finite and >= 0"),
+    (
+        lambda: dict(sample_weight=-np.ones(800)),
+        ValueError,
+        "sample_weight must be finite and >= 0",
+    ),
     (lambda: dict(sample_weight=np.zeros(800)), ValueError, "not all 0"),
     (
         lambda: dict(validation=(np.ones((2, 3)), np.ones(2), np.ones(3))),
@@ -407,14 +482,46 @@ def test_bad_data_raises_before_compiling(seed_data):
     labels = np.zeros(800, np.int32)
     cases = [
         (lambda: fit(bad_x, labels, loss="softmax_cross_entropy"), ValueError, "row 5, column 2"),
-        (lambda: fit(xtr, labels + 3, loss="softmax_cross_entropy"), ValueError, r"labels must lie in \[0, 3\)"),
-        (lambda: fit(xtr, labels.astype(np.float32), loss="softmax_cross_entropy"), ValueError, "integer class"),
-        (lambda: fit(xtr, np.tile([-3.0, 5, -1], (800, 1)), loss="softmax_cross_entropy"), ValueError, "row 0 is"),
-        (lambda: fit(xtr, np.full((800, 3), 0.5), loss="softmax_cross_entropy"), ValueError, "summing to 1"),
-        (lambda: fit(xtr, np.zeros((800, 2)), loss="mse"), ValueError, r"expected targets of shape \(n, 3\)"),
-        (lambda: fit(xtr, np.full((800, 3), 2.0), loss="binary_cross_entropy"), ValueError, r"targets in \[0, 1\]"),
-        (lambda: fit(xtr[:, :2], labels, loss="softmax_cross_entropy"), ValueError, "x has 2 features"),
-        (lambda: fit(xtr, labels[:10], loss="softmax_cross_entropy"), ValueError, "must have shape"),
+        (
+            lambda: fit(xtr, labels + 3, loss="softmax_cross_entropy"),
+            ValueError,
+            r"labels must lie in \[0, 3\)",
+        ),
+        (
+            lambda: fit(xtr, labels.astype(np.float32), loss="softmax_cross_entropy"),
+            ValueError,
+            "integer class",
+        ),
+        (
+            lambda: fit(xtr, np.tile([-3.0, 5, -1], (800, 1)), loss="softmax_cross_entropy"),
+            ValueError,
+            "row 0 is",
+        ),
+        (
+            lambda: fit(xtr, np.full((800, 3), 0.5), loss="softmax_cross_entropy"),
+            ValueError,
+            "summing to 1",
+        ),
+        (
+            lambda: fit(xtr, np.zeros((800, 2)), loss="mse"),
+            ValueError,
+            r"expected targets of shape \(n, 3\)",
+        ),
+        (
+            lambda: fit(xtr, np.full((800, 3), 2.0), loss="binary_cross_entropy"),
+            ValueError,
+            r"targets in \[0, 1\]",
+        ),
+        (
+            lambda: fit(xtr[:, :2], labels, loss="softmax_cross_entropy"),
+            ValueError,
+            "x has 2 features",
+        ),
+        (
+            lambda: fit(xtr, labels[:10], loss="softmax_cross_entropy"),
+            ValueError,
+            "must have shape",
+        ),
         (lambda: fit(xtr, None, loss="mse"), TypeError, "needs targets"),
         (lambda: fit(xtr, np.array(["a"] * 800), loss="mse"), TypeError, "numeric"),
     ]
@@ -441,7 +548,9 @@ def test_epoch_shuffle_looks_uniform():
     orders = np.stack(
         [
             np.asarray(o)
-            for o in jax.jit(jax.vmap(lambda k: shuffled_order(k, n)))(jax.random.split(jax.random.key(0), trials))
+            for o in jax.jit(jax.vmap(lambda k: shuffled_order(k, n)))(
+                jax.random.split(jax.random.key(0), trials)
+            )
         ]
     )
     counts = np.stack([(orders == v).sum(axis=0) for v in range(n)])  # value v at position p
@@ -496,7 +605,12 @@ def _(data, tmp):
     n = data.draw(st.integers(1, 20).filter(lambda n: n != 10))
     outputs = data.draw(st.integers(3, 5))
     for y in (np.ones((n, 2)), np.ones((10, outputs))):
-        expect(ValueError, r"y must have shape \(10,\)|y has shape .* expected targets of shape \(n, 2\)", fit, y=y)
+        expect(
+            ValueError,
+            r"y must have shape \(10,\)|y has shape .* expected targets of shape \(n, 2\)",
+            fit,
+            y=y,
+        )
 
 
 @case("fit", "nonfinite")
@@ -519,7 +633,12 @@ def _(data, tmp):
         checkpoints=jaxnn.Checkpoints(CHECKPOINTS),
     )
     for where in ("x", "y"):
-        expect(ValueError, "non-finite value", fit, **{where: poisoned(data, {"x": X, "y": Y}[where], value)})
+        expect(
+            ValueError,
+            "non-finite value",
+            fit,
+            **{where: poisoned(data, {"x": X, "y": Y}[where], value)},
+        )
 
 
 @case("fit", "empty")
@@ -542,7 +661,11 @@ def _(data, tmp):
 def _(data, tmp):
     expect(ValueError, r"epochs must be in \[1, 2147483647\]", fit, epochs=data.draw(huge_ints))
     expect(
-        ValueError, "outside the int32 range", fit, y=np.full(10, data.draw(huge_ints)), loss="softmax_cross_entropy"
+        ValueError,
+        "outside the int32 range",
+        fit,
+        y=np.full(10, data.draw(huge_ints)),
+        loss="softmax_cross_entropy",
     )
 
 
@@ -566,16 +689,27 @@ def _(data, tmp):
 @case("fit", "learning_rate")
 def _(data, tmp):
     lr = data.draw(bad_lrs)
-    expect(ValueError, "learning_rate must be a finite number > 0", lambda: fit(optimizer=jaxnn.optim.sgd(lr)))
+    expect(
+        ValueError,
+        "learning_rate must be a finite number > 0",
+        lambda: fit(optimizer=jaxnn.optim.sgd(lr)),
+    )
 
 
 @case("fit", "name")
 def _(data, tmp):
-    for field, known in (("loss", losses.LOSSES), ("optimizer", jaxnn.optim.OPTIMIZERS), ("metrics", metrics.METRICS)):
+    for field, known in (
+        ("loss", losses.LOSSES),
+        ("optimizer", jaxnn.optim.OPTIMIZERS),
+        ("metrics", metrics.METRICS),
+    ):
         name = data.draw(st.text(max_size=10).filter(lambda s, known=known: s not in known))
         noun = {"loss": "loss", "optimizer": "optimizer", "metrics": "metric"}[field]
         expect(
-            ValueError, f"unknown {noun} .*; expected one of", fit, **{field: [name] if field == "metrics" else name}
+            ValueError,
+            f"unknown {noun} .*; expected one of",
+            fit,
+            **{field: [name] if field == "metrics" else name},
         )
 
 
@@ -592,7 +726,9 @@ def predict_or_evaluate(which, x, **kw):
 
 @case("predict", "rank")
 def _(data, tmp):
-    expect(ValueError, r"x must be 2-D", jaxnn.predict, MODEL, PARAMS, np.ones(data.draw(bad_ranks)))
+    expect(
+        ValueError, r"x must be 2-D", jaxnn.predict, MODEL, PARAMS, np.ones(data.draw(bad_ranks))
+    )
 
 
 @case("predict", "length")
@@ -620,7 +756,9 @@ def _(data, tmp):
 
 @case("predict", "empty")
 def _(data, tmp):
-    expect(ValueError, "at least one row", predict_or_evaluate, data.draw(predictors), np.ones((0, 3)))
+    expect(
+        ValueError, "at least one row", predict_or_evaluate, data.draw(predictors), np.ones((0, 3))
+    )
 
 
 @case("predict", "dtype")
@@ -667,7 +805,15 @@ def test_tensorboard_logs_hold_the_history_and_the_hyperparameters(tmp_path):
         metrics=["rmse"],
         log_dir=tmp_path / "tb",
     )
-    r = jaxnn.fit(model, model.init(jax.random.key(2)), x, y, epochs=3, tuning=jaxnn.Tuning(epochs_per_call=2), **kw)
+    r = jaxnn.fit(
+        model,
+        model.init(jax.random.key(2)),
+        x,
+        y,
+        epochs=3,
+        tuning=jaxnn.Tuning(epochs_per_call=2),
+        **kw,
+    )
     scalars = jaxnn.logs.read_scalars(tmp_path / "tb")
     for name in ("loss", "val_loss", "val_rmse"):
         assert [s for s, _ in scalars[name]] == [1, 2, 3]
@@ -675,14 +821,26 @@ def test_tensorboard_logs_hold_the_history_and_the_hyperparameters(tmp_path):
     assert [v for _, v in scalars["learning_rate"]] == pytest.approx([0.01] * 3)
     assert all(v > 0 for _, v in scalars["epoch_seconds"])
     hp = jaxnn.logs.read_hparams(tmp_path / "tb")
-    assert hp["optimizer"] == "adam" and hp["batch_size"] == 16 and hp["learning_rate"] == pytest.approx(0.01)
+    assert (
+        hp["optimizer"] == "adam"
+        and hp["batch_size"] == 16
+        and hp["learning_rate"] == pytest.approx(0.01)
+    )
     kw["log_dir"], ck = tmp_path / "b", jaxnn.Checkpoints(tmp_path / "ck")
     jaxnn.fit(model, model.init(jax.random.key(2)), x, y, epochs=3, checkpoints=ck, **kw)
     jaxnn.fit(model, model.init(jax.random.key(2)), x, y, epochs=5, resume=tmp_path / "ck", **kw)
-    assert [s for s, _ in jaxnn.logs.read_scalars(tmp_path / "b")["loss"]] == [1, 2, 3, 4, 5]  # resumed: appended
+    assert [s for s, _ in jaxnn.logs.read_scalars(tmp_path / "b")["loss"]] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]  # resumed: appended
 
 
-@pytest.mark.filterwarnings("ignore:1 of 3 models stopped")  # the third diverges: its log stops there
+@pytest.mark.filterwarnings(
+    "ignore:1 of 3 models stopped"
+)  # the third diverges: its log stops there
 @pytest.mark.slow  # end to end; CI runs it
 def test_fit_many_logs_one_run_per_model_for_the_hparams_view(tmp_path):
     x, y = jaxnn.make_regression(jax.random.key(0), n=80)
@@ -725,7 +883,9 @@ def _rule_stop(values, patience, min_delta, best_rule):
 def test_early_stopping_best_rule_is_keras_or_sklearn(seed_data, best):
     xtr, _, ytr, _ = seed_data  # slow steady progress: each epoch improves a little
     es = jaxnn.EarlyStopping("loss", patience=3, min_delta=2e-4, best=best, restore_best=False)
-    r = quick_fit(xtr, ytr, batch_size=100, epochs=300, optimizer=jaxnn.optim.sgd(0.05), early_stopping=es)
+    r = quick_fit(
+        xtr, ytr, batch_size=100, epochs=300, optimizer=jaxnn.optim.sgd(0.05), early_stopping=es
+    )
     free = quick_fit(xtr, ytr, batch_size=100, epochs=300, optimizer=jaxnn.optim.sgd(0.05))
     assert_bitwise_equal(r.history["loss"], free.history["loss"][: r.epochs_run])
     assert r.epochs_run == _rule_stop(free.history["loss"], 3, 2e-4, best)
@@ -736,7 +896,9 @@ def test_early_stopping_best_rule_is_keras_or_sklearn(seed_data, best):
 def test_reduce_lr_on_plateau_then_stop_at_min_lr():
     x = np.random.default_rng(0).standard_normal((64, 3)).astype(np.float32)
     y = np.random.default_rng(1).standard_normal((64, 1)).astype(np.float32)  # noise: plateaus soon
-    es = jaxnn.EarlyStopping("loss", patience=2, min_delta=1e-3, best="any", reduce_lr=0.5, min_lr=0.1 / 2**3)
+    es = jaxnn.EarlyStopping(
+        "loss", patience=2, min_delta=1e-3, best="any", reduce_lr=0.5, min_lr=0.1 / 2**3
+    )
     r = quick_fit(
         x,
         y,
@@ -771,7 +933,9 @@ def test_sample_weights_are_a_weighted_mean_and_repeat_rows(seed_data):
     repeated = quick_fit(x[rows], y[rows], **kw)
     assert_close(weighted.params, repeated.params, atol=1e-6)
     plain = quick_fit(x, y, **kw)
-    assert not np.allclose(jax.tree.leaves(plain.params)[0], jax.tree.leaves(weighted.params)[0], atol=1e-4)
+    assert not np.allclose(
+        jax.tree.leaves(plain.params)[0], jax.tree.leaves(weighted.params)[0], atol=1e-4
+    )
     # validation weights: the validation loss is their weighted mean
     wv = np.r_[np.zeros(100), np.ones(100)].astype(np.float32)
     r = quick_fit(x, y, sample_weight=w, validation=(xv, yv, wv), **kw)
@@ -783,7 +947,8 @@ def test_one_whole_batch_is_not_reshuffled(seed_data):
     xtr, _, ytr, _ = seed_data
     kw = dict(batch_size=len(xtr), epochs=5)
     assert_bitwise_equal(
-        quick_fit(xtr, ytr, shuffle=True, **kw).params, quick_fit(xtr, ytr, shuffle=False, **kw).params
+        quick_fit(xtr, ytr, shuffle=True, **kw).params,
+        quick_fit(xtr, ytr, shuffle=False, **kw).params,
     )
 
 
@@ -805,22 +970,40 @@ def test_a_resumed_fit_traces_the_optimizer_init_once_per_params_shapes(seed_dat
     jaxnn.fit(model, second.params, x, y, epochs=3, resume=second, **kw)
     assert len(inits) == before + 1
     wider = jaxnn.mlp([3, 8, 1]).init(jax.random.key(0))
-    assert jax.tree.structure(_saver.opt_state_shapes(tx, wider)) == jax.tree.structure(adam.init(wider))
+    assert jax.tree.structure(_saver.opt_state_shapes(tx, wider)) == jax.tree.structure(
+        adam.init(wider)
+    )
     assert len(inits) == before + 2  # other shapes: traced again
     with pytest.raises(ValueError, match="opt_state does not match this optimizer"):
-        jaxnn.fit(model, first.params, x, y, epochs=2, resume=first.state._replace(opt_state=adam.init(wider)), **kw)
+        jaxnn.fit(
+            model,
+            first.params,
+            x,
+            y,
+            epochs=2,
+            resume=first.state._replace(opt_state=adam.init(wider)),
+            **kw,
+        )
 
 
 def test_results_print_a_summary_not_their_arrays(seed_data):
     xtr, xte, ytr, yte = seed_data
     r = quick_fit(xtr, ytr, epochs=2, batch_size=100, validation=(xte, yte), metrics=["r2"])
     text = repr(r)
-    assert text.startswith("FitResult(epochs_run=2, stop_reason=COMPLETED, final: loss=") and "val_r2=" in text
+    assert (
+        text.startswith("FitResult(epochs_run=2, stop_reason=COMPLETED, final: loss=")
+        and "val_r2=" in text
+    )
     assert "Array" not in text and len(text) < 400
     many = jaxnn.fit_many(seed_model(), None, xtr, ytr, loss="mse", key=jax.random.key(1), epochs=2, num_models=3,
                           progress=False)  # fmt: skip
-    assert repr(many).startswith("ManyResult(3 models, epochs_run 2-2, best: model ") and "Array" not in repr(many)
-    assert str(jaxnn.Stop.EARLY_STOPPING) == "EARLY_STOPPING" and f"{jaxnn.Stop.COMPLETED}" == "COMPLETED"
+    assert repr(many).startswith(
+        "ManyResult(3 models, epochs_run 2-2, best: model "
+    ) and "Array" not in repr(many)
+    assert (
+        str(jaxnn.Stop.EARLY_STOPPING) == "EARLY_STOPPING"
+        and f"{jaxnn.Stop.COMPLETED}" == "COMPLETED"
+    )
 
 
 def test_a_full_disk_under_tensorboard_logs_is_an_error_naming_the_file(tmp_path):

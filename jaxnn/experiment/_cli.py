@@ -31,7 +31,9 @@ def parser(defaults: ExperimentConfig, description: str = "") -> argparse.Argume
     """The command line shared by every experiment script. A flag left out keeps
     the script's default (shown in --help), or the resumed or rerun run's value."""
     ap = _Parser(
-        description=(description or f"jaxnn experiment: {defaults.name}").replace("`", ""),  # plain text
+        description=(description or f"jaxnn experiment: {defaults.name}").replace(
+            "`", ""
+        ),  # plain text
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     flags = [
@@ -45,25 +47,51 @@ def parser(defaults: ExperimentConfig, description: str = "") -> argparse.Argume
     for flag, kind, field in flags:
         ap.add_argument(flag, type=kind, help=f"default: {getattr(defaults, field)}")
     ap.add_argument("--optimizer", choices=optim.OPTIMIZERS, help=f"default: {defaults.optimizer}")
-    ap.add_argument("--dropout", type=float, help=f"dropout rate after each hidden layer; default: {defaults.dropout}")
-    ap.add_argument("--norm", choices=NORMS, help=f"normalisation in each hidden layer; default: {defaults.norm}")
+    ap.add_argument(
+        "--dropout",
+        type=float,
+        help=f"dropout rate after each hidden layer; default: {defaults.dropout}",
+    )
+    ap.add_argument(
+        "--norm",
+        choices=NORMS,
+        help=f"normalisation in each hidden layer; default: {defaults.norm}",
+    )
     ap.add_argument("--out", help="run folder (default: runs/<name>-<timestamp>)")
     ap.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     ap.add_argument(
-        "--resume", metavar="DIR", help="continue the run in DIR from its newest checkpoint; takes --epochs, "
-        "--learning-rate, --batch-size and --checkpoint-every, and refuses the flags that define the run"
-    )  # fmt: skip
-    ap.add_argument("--from-run", metavar="DIR", help="rerun DIR's config.json, with any flags applied, as a new run")
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR from its newest checkpoint; takes --epochs, "
+        "--learning-rate, --batch-size and --checkpoint-every, and refuses the flags that define the run",
+    )
     ap.add_argument(
-        "--search", type=int, metavar="N", help="search N configurations of the config's search_space (default: "
-        f"{defaults.search_space}) with its search_schedule, then train the winner; writes trials.csv and search.png"
-    )  # fmt: skip
+        "--from-run",
+        metavar="DIR",
+        help="rerun DIR's config.json, with any flags applied, as a new run",
+    )
+    ap.add_argument(
+        "--search",
+        type=int,
+        metavar="N",
+        help="search N configurations of the config's search_space (default: "
+        f"{defaults.search_space}) with its search_schedule, then train the winner; writes trials.csv and search.png",
+    )
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
 
 
-_OVERRIDES = ("epochs", "batch_size", "learning_rate", "hidden", "seed", "checkpoint_every", "optimizer", "dropout",
-              "norm")  # fmt: skip
+_OVERRIDES = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "hidden",
+    "seed",
+    "checkpoint_every",
+    "optimizer",
+    "dropout",
+    "norm",
+)
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -81,11 +109,15 @@ def config_from_args(args, defaults: ExperimentConfig) -> ExperimentConfig:
     to a saved run's ``config.json`` (``--from-run``, ``--resume``). With ``--resume``
     a flag that defines the run (``KEPT_ON_RESUME``), ``--out`` or ``--overwrite`` is an error."""
     if args.resume and args.from_run:
-        raise ValueError("--resume continues a run and --from-run starts a new one: give one of them")
+        raise ValueError(
+            "--resume continues a run and --from-run starts a new one: give one of them"
+        )
     given = {f: getattr(args, f) for f in _OVERRIDES if getattr(args, f) is not None}
     if args.resume:
         refused = [f"--{f.replace('_', '-')}" for f in given if f not in TAKEN_ON_RESUME]
-        refused += [flag for flag, on in (("--out", args.out), ("--overwrite", args.overwrite)) if on]
+        refused += [
+            flag for flag, on in (("--out", args.out), ("--overwrite", args.overwrite)) if on
+        ]
         if refused:
             raise ValueError(
                 f"--resume continues the run in {args.resume} as it was defined; {', '.join(refused)} cannot "
@@ -102,7 +134,9 @@ def config_from_args(args, defaults: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(defaults, **given)
 
 
-def main(argv: list[str] | None, defaults: ExperimentConfig, description: str = "", build=None) -> RunResult:
+def main(
+    argv: list[str] | None, defaults: ExperimentConfig, description: str = "", build=None
+) -> RunResult:
     """Parses the command line, runs the experiment, prints the summary.
 
     Exit status: 2 with ``error: ...`` for a bad flag, config or run folder (before
@@ -117,12 +151,24 @@ def main(argv: list[str] | None, defaults: ExperimentConfig, description: str = 
         if args.search is not None:
             if args.resume:
                 raise ValueError("--search starts a new run: it cannot go with --resume")
-            result, found = search_run(config, current[-1], args.search, overwrite=args.overwrite,
-                                       progress=not args.no_progress, build=build)  # fmt: skip
+            result, found = search_run(
+                config,
+                current[-1],
+                args.search,
+                overwrite=args.overwrite,
+                progress=not args.no_progress,
+                build=build,
+            )
             print(f"search: {found!r}")
         else:
-            result = run(config, current[-1], resume=bool(args.resume), overwrite=args.overwrite,
-                         progress=not args.no_progress, build=build)  # fmt: skip
+            result = run(
+                config,
+                current[-1],
+                resume=bool(args.resume),
+                overwrite=args.overwrite,
+                progress=not args.no_progress,
+                build=build,
+            )
     print(summary_table(result))
     return result
 

@@ -52,19 +52,29 @@ class ExperimentConfig:
     def __post_init__(self):
         for field in dataclasses.fields(self):
             value, kind = getattr(self, field.name), _KINDS[field.name]
-            if not isinstance(value, kind) or (isinstance(value, bool) and kind not in (bool, object)):
-                raise TypeError(f"config field {field.name} must be {_KIND_NAMES[kind]}, got {value!r:.80}")
+            if not isinstance(value, kind) or (
+                isinstance(value, bool) and kind not in (bool, object)
+            ):
+                raise TypeError(
+                    f"config field {field.name} must be {_KIND_NAMES[kind]}, got {value!r:.80}"
+                )
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.name):
-            raise ValueError(f"name must be a plain name (letters, digits, . _ -; no path), got {self.name!r:.80}")
+            raise ValueError(
+                f"name must be a plain name (letters, digits, . _ -; no path), got {self.name!r:.80}"
+            )
         if self.dataset != "seed" and self.dataset not in data.DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; expected 'seed' or one of {list(data.DATASETS)}")
+            raise ValueError(
+                f"unknown dataset {self.dataset!r}; expected 'seed' or one of {list(data.DATASETS)}"
+            )
         if self.task not in ("regression", "binary", "multiclass"):
             raise ValueError(f"task must be regression, binary or multiclass, got {self.task!r}")
         get_loss(self.loss)
         for m in self.metrics:
             metrics.get_metric(m)
         if self.optimizer not in optim.OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(optim.OPTIMIZERS)}")
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; expected one of {list(optim.OPTIMIZERS)}"
+            )
         optim.check_learning_rate(self.learning_rate)
         if not self.hidden:
             raise ValueError(f"hidden must be one or more sizes >= 1, got {self.hidden}")
@@ -91,7 +101,9 @@ class ExperimentConfig:
         except RecursionError:
             raise ValueError("config.json is nested too deeply to be a config") from None
         if not isinstance(raw, dict):
-            raise ValueError(f"config.json must hold one object of fields, got {type(raw).__name__}")
+            raise ValueError(
+                f"config.json must hold one object of fields, got {type(raw).__name__}"
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(raw) - names
         if unknown:
@@ -105,8 +117,16 @@ class ExperimentConfig:
 DEFAULT_SPACE = {"learning_rate": ["loguniform", 0.001, 1.0]}
 DEFAULT_SCHEDULE = {"kind": "halving", "min_epochs": 1, "eta": 3}
 SEARCHED = ("learning_rate", "width", "dropout")  # the config fields a script's search may vary
-_SPACES = {"loguniform": (spaces.loguniform, 2), "uniform": (spaces.uniform, 2), "choice": (spaces.choice, 1)}
-_SCHEDULES = {"halving": schedulers.SuccessiveHalving, "hyperband": schedulers.Hyperband, "pbt": schedulers.PBT}
+_SPACES = {
+    "loguniform": (spaces.loguniform, 2),
+    "uniform": (spaces.uniform, 2),
+    "choice": (spaces.choice, 1),
+}
+_SCHEDULES = {
+    "halving": schedulers.SuccessiveHalving,
+    "hyperband": schedulers.Hyperband,
+    "pbt": schedulers.PBT,
+}
 
 
 def search_settings(config: "ExperimentConfig") -> tuple[dict, object]:
@@ -115,20 +135,28 @@ def search_settings(config: "ExperimentConfig") -> tuple[dict, object]:
     space = {}
     for name, entry in config.search_space.items():
         if name not in SEARCHED:
-            raise ValueError(f"search_space: {name!r} is not searched by the scripts; expected one of {list(SEARCHED)}")
+            raise ValueError(
+                f"search_space: {name!r} is not searched by the scripts; expected one of {list(SEARCHED)}"
+            )
         kinds = list(_SPACES)
         if not isinstance(entry, list | tuple) or not entry or entry[0] not in _SPACES:
-            raise ValueError(f"search_space[{name!r}] must be [kind, ...] with kind one of {kinds}, got {entry!r:.80}")
+            raise ValueError(
+                f"search_space[{name!r}] must be [kind, ...] with kind one of {kinds}, got {entry!r:.80}"
+            )
         make, n_args = _SPACES[entry[0]]
         if len(entry) != 1 + n_args:
-            raise ValueError(f"search_space[{name!r}]: {entry[0]} takes {n_args} argument(s), got {entry!r:.80}")
+            raise ValueError(
+                f"search_space[{name!r}]: {entry[0]} takes {n_args} argument(s), got {entry!r:.80}"
+            )
         space[name] = make(*entry[1:])
     if not space:
         raise ValueError("search_space must name at least one of " + ", ".join(SEARCHED))
     fields = dict(config.search_schedule)
     kind = fields.pop("kind", None)
     if kind not in _SCHEDULES:
-        raise ValueError(f"search_schedule's kind must be one of {list(_SCHEDULES)}, got {kind!r:.80}")
+        raise ValueError(
+            f"search_schedule's kind must be one of {list(_SCHEDULES)}, got {kind!r:.80}"
+        )
     try:
         schedule = _SCHEDULES[kind](**{**fields, "max_epochs": config.epochs})
     except TypeError as e:
@@ -146,12 +174,33 @@ _KINDS = {
     "standardize": bool,
     **dict.fromkeys(("search_space", "search_schedule"), dict),
 }
-_KIND_NAMES = {str: "a string", str | None: "a string or null", tuple: "a list", int: "an int",
-               int | float: "a number", bool: "true or false", dict: "an object"}  # fmt: skip
+_KIND_NAMES = {
+    str: "a string",
+    str | None: "a string or null",
+    tuple: "a list",
+    int: "an int",
+    int | float: "a number",
+    bool: "true or false",
+    dict: "an object",
+}
 
 # On --resume (and fit's resume=), the run's identity stays; its schedule is the call's.
-KEPT_ON_RESUME = ("name", "dataset", "task", "loss", "output_activation", "hidden", "activation", "metrics",
-                  "optimizer", "seed", "test_fraction", "standardize", "dropout", "norm")  # fmt: skip
+KEPT_ON_RESUME = (
+    "name",
+    "dataset",
+    "task",
+    "loss",
+    "output_activation",
+    "hidden",
+    "activation",
+    "metrics",
+    "optimizer",
+    "seed",
+    "test_fraction",
+    "standardize",
+    "dropout",
+    "norm",
+)
 TAKEN_ON_RESUME = ("epochs", "learning_rate", "batch_size", "checkpoint_every")
 
 
@@ -173,10 +222,18 @@ def load_split(config: ExperimentConfig) -> Split:
         ds = data.load_dataset(config.dataset)
         x, y, classes = ds.x, ds.y, ds.target_names
         if config.task == "binary":
-            y = y[:, None].astype(np.float32)  # a sigmoid output and binary cross-entropy want (n, 1)
-    xtr, xte, ytr, yte = data.train_test_split(rng.stream(root, "test_split"), x, y, config.test_fraction)
+            y = y[:, None].astype(
+                np.float32
+            )  # a sigmoid output and binary cross-entropy want (n, 1)
+    xtr, xte, ytr, yte = data.train_test_split(
+        rng.stream(root, "test_split"), x, y, config.test_fraction
+    )
     if config.standardize:
         xtr, xte = data.standardize(xtr, xte)
-        if config.task == "regression" and config.dataset != "seed":  # the seed's target is in (0, 1) already
-            ytr, yte = data.standardize(ytr, yte)  # so errors read in standard deviations of the target
+        if (
+            config.task == "regression" and config.dataset != "seed"
+        ):  # the seed's target is in (0, 1) already
+            ytr, yte = data.standardize(
+                ytr, yte
+            )  # so errors read in standard deviations of the target
     return Split(xtr, xte, ytr, yte, classes)

@@ -16,7 +16,13 @@ import jax
 import numpy as np
 
 from jaxnn import _files, checkpoint, distributed, metrics, optim, rng
-from jaxnn.experiment._config import KEPT_ON_RESUME, TAKEN_ON_RESUME, ExperimentConfig, Split, load_split
+from jaxnn.experiment._config import (
+    KEPT_ON_RESUME,
+    TAKEN_ON_RESUME,
+    ExperimentConfig,
+    Split,
+    load_split,
+)
 from jaxnn.losses import get_loss
 from jaxnn.mlp import mlp
 from jaxnn.options import Checkpoints, FitResult
@@ -38,8 +44,18 @@ class RunFolderError(ValueError):
     """A run folder cannot be used for this run (checked before anything is written)."""
 
 
-_OUTPUTS = ("config.json", "run.json", "environment.json", "summary.json", "metrics.csv", "loss.png", "confusion.png",
-            "trials.csv", "search.png", "search.json")  # fmt: skip
+_OUTPUTS = (
+    "config.json",
+    "run.json",
+    "environment.json",
+    "summary.json",
+    "metrics.csv",
+    "loss.png",
+    "confusion.png",
+    "trials.csv",
+    "search.png",
+    "search.json",
+)
 
 
 def run(
@@ -80,11 +96,21 @@ def run(
     folder = Path(out) if out is not None else default_folder(config)
     split = load_split(config)
     if config.batch_size > len(split.x_train):  # before the run folder exists
-        raise ValueError(f"batch_size={config.batch_size} is more than the {len(split.x_train)} training rows")
+        raise ValueError(
+            f"batch_size={config.batch_size} is more than the {len(split.x_train)} training rows"
+        )
     writer = distributed.is_main_process()  # in a multi-process run, process 0 writes the folder
-    record = _resume_record(folder, config) if resume else {"run_id": checkpoint.new_run_id(), "resumes": []}
-    args = _fit_arguments(config, split, folder / "checkpoints", resume, overwrite, record, progress, build)
-    check_fit(*args[:4], **args[4])  # every check fit makes (the model, the data, a resume), nothing written
+    record = (
+        _resume_record(folder, config)
+        if resume
+        else {"run_id": checkpoint.new_run_id(), "resumes": []}
+    )
+    args = _fit_arguments(
+        config, split, folder / "checkpoints", resume, overwrite, record, progress, build
+    )
+    check_fit(
+        *args[:4], **args[4]
+    )  # every check fit makes (the model, the data, a resume), nothing written
     with _claim(folder, resume, overwrite) if writer else contextlib.nullcontext():
         if writer:
             _write_json(folder / "config.json", dataclasses.asdict(config))
@@ -109,7 +135,9 @@ def _resume_record(folder: Path, config: ExperimentConfig) -> dict:
     """``run.json`` of the run in ``folder``, with this resume appended; checks that
     ``config`` keeps what a resumed run keeps."""
     try:
-        saved = ExperimentConfig.from_json(_files.read_text(folder / "config.json", OSError, "a run's config.json"))
+        saved = ExperimentConfig.from_json(
+            _files.read_text(folder / "config.json", OSError, "a run's config.json")
+        )
         record = json.loads(_files.read_text(folder / "run.json", OSError, "a run's run.json"))
         ckpt = checkpoint.latest(folder / "checkpoints")
         meta = checkpoint.read_metadata(ckpt)
@@ -157,7 +185,9 @@ def _claim(folder: Path, resume: bool, overwrite: bool):
 def check_free(folder: Path, overwrite: bool) -> None:
     """Raises unless ``folder`` holds no run, or ``overwrite`` allows replacing it."""
     held = [p.name for p in map(folder.joinpath, _OUTPUTS) if p.exists()]
-    held += [f"checkpoints/{p.name}" for p in (folder / "checkpoints").glob(f"*{checkpoint.SUFFIX}")]
+    held += [
+        f"checkpoints/{p.name}" for p in (folder / "checkpoints").glob(f"*{checkpoint.SUFFIX}")
+    ]
     held += ["tensorboard/"] if (folder / "tensorboard").exists() else []
     if held and not overwrite:
         raise RunFolderError(
@@ -169,17 +199,30 @@ def check_free(folder: Path, overwrite: bool) -> None:
 def build_mlp(config: ExperimentConfig, n_in: int, n_out: int, key: jax.Array):
     """The runner's default network: ``(jaxnn.mlp(...), its initial variables)``."""
     sizes = [n_in, *config.hidden, n_out]
-    model = mlp(sizes, config.activation, config.output_activation, dropout=config.dropout, norm=config.norm)
+    model = mlp(
+        sizes, config.activation, config.output_activation, dropout=config.dropout, norm=config.norm
+    )
     return model, model.init(key)
 
 
-def _fit_arguments(config, split: Split, ckpt_dir: Path, resume: bool, overwrite: bool, record: dict, progress, build):
+def _fit_arguments(
+    config,
+    split: Split,
+    ckpt_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    record: dict,
+    progress,
+    build,
+):
     """``(model, variables, x, y, fit keywords)`` of the config's run on this process's
     rows (all of them in a one-process run); building the network checks its sizes."""
     mine = distributed.local_rows(len(split.x_train))
     n_out = len(split.classes) if config.task == "multiclass" else 1
     root = jax.random.key(config.seed)
-    model, variables = (build or build_mlp)(config, split.x_train.shape[1], n_out, rng.stream(root, "init"))
+    model, variables = (build or build_mlp)(
+        config, split.x_train.shape[1], n_out, rng.stream(root, "init")
+    )
     meta = {"config": dataclasses.asdict(config)}
     keywords = dict(
         loss=config.loss,
@@ -194,24 +237,34 @@ def _fit_arguments(config, split: Split, ckpt_dir: Path, resume: bool, overwrite
         sample_weight=None,
         progress=progress,
         checkpoints=Checkpoints(
-            ckpt_dir, config.checkpoint_every or None, metadata=meta, overwrite=overwrite, run_id=record["run_id"]
+            ckpt_dir,
+            config.checkpoint_every or None,
+            metadata=meta,
+            overwrite=overwrite,
+            run_id=record["run_id"],
         ),
         resume=ckpt_dir if resume else None,
-        log_dir=ckpt_dir.parent / "tensorboard" if importlib.util.find_spec("tensorboard") else None,
+        log_dir=ckpt_dir.parent / "tensorboard"
+        if importlib.util.find_spec("tensorboard")
+        else None,
         devices=None,
         tuning=None,
     )
     return model, variables, split.x_train[mine], split.y_train[mine], keywords
 
 
-def _summary(config: ExperimentConfig, split: Split, model, result: FitResult, wall: float, trained: int):
+def _summary(
+    config: ExperimentConfig, split: Split, model, result: FitResult, wall: float, trained: int
+):
     """The run's ``summary.json`` and its test predictions; ``trained``: the epochs
     this process trained (the rest came from a checkpoint)."""
     pred = np.asarray(predict(model, distributed.fetch(result.params), split.x_test))
     summary = {
         "name": config.name,
         "test_loss": float(get_loss(config.loss)(pred, split.y_test)),
-        **{f"test_{m}": float(metrics.get_metric(m)[1](pred, split.y_test)) for m in config.metrics},
+        **{
+            f"test_{m}": float(metrics.get_metric(m)[1](pred, split.y_test)) for m in config.metrics
+        },
         "epochs_run": result.epochs_run,
         "epochs_trained_now": trained,
         "stop_reason": result.stop_reason.name.lower(),
@@ -262,7 +315,9 @@ def _metrics_csv(history: dict) -> str:
     return buf.getvalue()
 
 
-def _save_plots(folder: Path, result: FitResult, config: ExperimentConfig, split: Split, pred) -> None:
+def _save_plots(
+    folder: Path, result: FitResult, config: ExperimentConfig, split: Split, pred
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -25,11 +25,20 @@ from jaxnn.options import SearchResult
 from jaxnn.tune import search
 
 
-def search_run(config: ExperimentConfig, folder: Path, num_configs: int, *, overwrite: bool, progress: bool,
-               build=None) -> tuple[RunResult, SearchResult]:  # fmt: skip
+def search_run(
+    config: ExperimentConfig,
+    folder: Path,
+    num_configs: int,
+    *,
+    overwrite: bool,
+    progress: bool,
+    build=None,
+) -> tuple[RunResult, SearchResult]:
     """Searches, then trains the winner's config into ``folder`` (see the module)."""
     if build is not None:
-        raise ValueError("--search varies a jaxnn.mlp's hyperparameters; this script builds its own network")
+        raise ValueError(
+            "--search varies a jaxnn.mlp's hyperparameters; this script builds its own network"
+        )
     space, schedule = search_settings(config)
     check_free(folder, overwrite)  # before the search's work
     split = load_split(config)
@@ -38,24 +47,52 @@ def search_run(config: ExperimentConfig, folder: Path, num_configs: int, *, over
         widest = int(max(space["width"].options))
         hidden = (widest,) * len(config.hidden)
     n_out = len(split.classes) if config.task == "multiclass" else 1
-    rate = 0.5 if "dropout" in space else config.dropout  # a layer with a rate > 0 takes the searched rate
-    model = mlp([split.x_train.shape[1], *hidden, n_out], config.activation, config.output_activation,
-                dropout=rate, norm=config.norm)  # fmt: skip
+    rate = (
+        0.5 if "dropout" in space else config.dropout
+    )  # a layer with a rate > 0 takes the searched rate
+    model = mlp(
+        [split.x_train.shape[1], *hidden, n_out],
+        config.activation,
+        config.output_activation,
+        dropout=rate,
+        norm=config.norm,
+    )
     monitor = f"val_{config.metrics[0]}" if config.metrics else "val_loss"
     result = search(
-        model, None, split.x_train, split.y_train, loss=config.loss, key=jax.random.key(config.seed), space=space,
-        schedule=schedule, num_configs=num_configs, validation=0.2, monitor=monitor, metrics=config.metrics,
+        model,
+        None,
+        split.x_train,
+        split.y_train,
+        loss=config.loss,
+        key=jax.random.key(config.seed),
+        space=space,
+        schedule=schedule,
+        num_configs=num_configs,
+        validation=0.2,
+        monitor=monitor,
+        metrics=config.metrics,
         optimizer=optim.Optimizer(config.optimizer, {"learning_rate": config.learning_rate}),
-        batch_size=min(config.batch_size, int(0.8 * len(split.x_train))), progress=progress, refit=False,
-    )  # fmt: skip
+        batch_size=min(config.batch_size, int(0.8 * len(split.x_train))),
+        progress=progress,
+        refit=False,
+    )
     if result.best_config is None:
-        raise ValueError("--search: no configuration finished (every one diverged); narrow the search_space")
+        raise ValueError(
+            "--search: no configuration finished (every one diverged); narrow the search_space"
+        )
     winner = dataclasses.replace(config, **_config_values(result.best_config, config))
-    settings = {"num_configs": num_configs, "monitor": monitor, "winner": result.trials[0]["id"],
-                "best_config": result.best_config, "space": config.search_space,
-                "schedule": {**config.search_schedule, "max_epochs": config.epochs}}  # fmt: skip
+    settings = {
+        "num_configs": num_configs,
+        "monitor": monitor,
+        "winner": result.trials[0]["id"],
+        "best_config": result.best_config,
+        "space": config.search_space,
+        "schedule": {**config.search_schedule, "max_epochs": config.epochs},
+    }
     outputs = lambda f: write_search(f, result, settings)
-    return run(winner, folder, overwrite=overwrite, progress=progress, extra_outputs=outputs), result
+    return run(
+        winner, folder, overwrite=overwrite, progress=progress, extra_outputs=outputs
+    ), result
 
 
 def _config_values(best: dict, config: ExperimentConfig) -> dict:
@@ -78,7 +115,15 @@ def trials_csv(result: SearchResult) -> str:
     for row in result.trials:
         values = [f"{row['config'][n]:.6g}" for n in names]
         out.writerow(
-            [row["id"], row["status"], row["rung"], row["epochs"], f"{row['score']:.6g}", row["parent"], *values]
+            [
+                row["id"],
+                row["status"],
+                row["rung"],
+                row["epochs"],
+                f"{row['score']:.6g}",
+                row["parent"],
+                *values,
+            ]
         )
     return buf.getvalue()
 
@@ -105,10 +150,14 @@ def search_figure(result: SearchResult):
             markersize=2.5,
         )  # a trial pruned at epoch 1 is a dot
     best = result.trials[0]
-    ax.plot(epochs, result.curves[best["id"]], lw=2.5, color="C3", label=f"winner: trial {best['id']}")
+    ax.plot(
+        epochs, result.curves[best["id"]], lw=2.5, color="C3", label=f"winner: trial {best['id']}"
+    )
     ax.set_xlabel("epoch")
     ax.set_ylabel(result.monitor)
-    ax.set_title(f"{len(result.trials)} trials ({sum(r['status'] == 'finished' for r in result.trials)} finished)")
+    ax.set_title(
+        f"{len(result.trials)} trials ({sum(r['status'] == 'finished' for r in result.trials)} finished)"
+    )
     ax.legend()
     return fig
 

@@ -99,11 +99,17 @@ class BaseMLP(BaseEstimator):
 
     def _hidden_sizes(self) -> list[int]:
         sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool) else sizes
+        sizes = (
+            [sizes]
+            if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool)
+            else sizes
+        )
         try:
             sizes = list(sizes)
         except TypeError:
-            raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}") from None
+            raise TypeError(
+                f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}"
+            ) from None
         return [positive_int(s, "each hidden layer size") for s in sizes]
 
     def _activation(self) -> str:
@@ -117,7 +123,9 @@ class BaseMLP(BaseEstimator):
         if self.solver not in ("adam", "sgd", "lbfgs"):
             raise ValueError(f"solver must be 'adam', 'sgd' or 'lbfgs', got {self.solver!r}")
         if self.learning_rate not in SCHEDULES:
-            raise ValueError(f"learning_rate must be one of {list(SCHEDULES)}, got {self.learning_rate!r}")
+            raise ValueError(
+                f"learning_rate must be one of {list(SCHEDULES)}, got {self.learning_rate!r}"
+            )
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -132,10 +140,14 @@ class BaseMLP(BaseEstimator):
         number(self.alpha, "alpha", 0)
         number(self.momentum, "momentum", 0, 1)
         number(self.power_t, "power_t", 0)
-        if self.solver != "lbfgs":  # trained in float32: a rate that rounds to 0 would train nothing
+        if (
+            self.solver != "lbfgs"
+        ):  # trained in float32: a rate that rounds to 0 would train nothing
             rate = number(self.learning_rate_init, "learning_rate_init", 0, low_open=True)
             if np.float32(rate) == 0:
-                raise ValueError(f"learning_rate_init={rate!r} underflows to 0 in float32; nothing would train")
+                raise ValueError(
+                    f"learning_rate_init={rate!r} underflows to 0 in float32; nothing would train"
+                )
         precision.resolve_compute_dtype(self.compute_dtype)
         devices = parallel.resolve_devices(self.devices)
         if self.solver == "lbfgs" and self.devices is not None and len(devices) > 1:
@@ -144,7 +156,9 @@ class BaseMLP(BaseEstimator):
                 "devices); pass devices=None or one device, or solver='sgd'/'adam' to split batches over devices"
             )
         n = self.n_iter_no_change
-        if not (n == np.inf or (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1)):
+        if not (
+            n == np.inf or (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1)
+        ):
             raise ValueError(f"n_iter_no_change must be an int >= 1 or np.inf, got {n!r}")
 
     def _batch_size(self, n_rows: int) -> int:
@@ -160,7 +174,9 @@ class BaseMLP(BaseEstimator):
 
     def _check_x(self, X, reset: bool) -> tuple[np.ndarray, np.dtype]:
         """``X`` as float32 for training, and the dtype results come back in."""
-        X = validate_data(self, X, reset=reset, dtype=(np.float64, np.float32), accept_sparse=["csr", "csc"])
+        X = validate_data(
+            self, X, reset=reset, dtype=(np.float64, np.float32), accept_sparse=["csr", "csc"]
+        )
         return self._dense32(X)
 
     @staticmethod
@@ -168,7 +184,9 @@ class BaseMLP(BaseEstimator):
         dtype = X.dtype
         X = X.toarray() if scipy.sparse.issparse(X) else X
         if np.abs(X).max(initial=0.0) > F32_MAX:
-            raise ValueError(f"X has values beyond float32's range (|value| > {F32_MAX:.3g}); rescale it")
+            raise ValueError(
+                f"X has values beyond float32's range (|value| > {F32_MAX:.3g}); rescale it"
+            )
         return np.asarray(X, np.float32), dtype
 
     # -- training -------------------------------------------------------------------
@@ -207,7 +225,9 @@ class BaseMLP(BaseEstimator):
                 self.validation_scores_ = [] if self.early_stopping else None
                 self.__dict__.pop("_opt_state", None)
             else:
-                if [tuple(np.shape(w)) for w in self.coefs_] != list(zip(sizes[:-1], sizes[1:], strict=False)):
+                if [tuple(np.shape(w)) for w in self.coefs_] != list(
+                    zip(sizes[:-1], sizes[1:], strict=False)
+                ):
                     raise ValueError(
                         f"hidden_layer_sizes changed since the last fit (layers "
                         f"{[np.shape(w) for w in self.coefs_]}); fit from scratch with warm_start=False"
@@ -244,9 +264,17 @@ class BaseMLP(BaseEstimator):
         device = None if self.devices is None else parallel.resolve_devices(self.devices)[0]
         with jax.default_device(device):
             params, info = lbfgs(
-                apply_fn, losses.get_loss(self._loss()), params, X, y, sample_weight, np.float32(self.alpha / total),
-                np.int32(self.max_iter), np.int32(self.max_fun), np.float32(self.tol),
-            )  # fmt: skip
+                apply_fn,
+                losses.get_loss(self._loss()),
+                params,
+                X,
+                y,
+                sample_weight,
+                np.float32(self.alpha / total),
+                np.int32(self.max_iter),
+                np.int32(self.max_fun),
+                np.float32(self.tol),
+            )
         self.coefs_ = [np.asarray(p["w"]) for p in params]
         self.intercepts_ = [np.asarray(p["b"]) for p in params]
         self.n_iter_, self.loss_ = int(info.iterations), float(info.loss)
@@ -265,13 +293,21 @@ class BaseMLP(BaseEstimator):
             kw["metrics"] = (metric,)
         n, batch_size = X.shape[0], self._batch_size(X.shape[0])
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
-        patience = self.max_iter + 1 if self.n_iter_no_change == np.inf else self.n_iter_no_change + 1
+        patience = (
+            self.max_iter + 1 if self.n_iter_no_change == np.inf else self.n_iter_no_change + 1
+        )
         if not incremental:
             monitor, mode = (f"val_{kw['metrics'][0]}", "max") if early else ("loss", "min")
             kw["early_stopping"] = EarlyStopping(
-                monitor, min(patience, self.max_iter + 1), float(self.tol), mode, restore_best=early, best="any",
-                reduce_lr=0.2 if adaptive else None, min_lr=1e-6,
-            )  # fmt: skip
+                monitor,
+                min(patience, self.max_iter + 1),
+                float(self.tol),
+                mode,
+                restore_best=early,
+                best="any",
+                reduce_lr=0.2 if adaptive else None,
+                min_lr=1e-6,
+            )
         continuing = incremental and hasattr(self, "_opt_state")
         l2 = self.alpha / batch_size
         if self.solver == "adam":
@@ -286,8 +322,11 @@ class BaseMLP(BaseEstimator):
         else:
             optimizer = sgd_transform(bool(self.nesterovs_momentum))
             opt_state = self._opt_state if continuing else optimizer.init(params)
-            rate = opt_state.learning_rate if continuing else number(
-                self.learning_rate_init, "learning_rate_init", 0, low_open=True)  # fmt: skip
+            rate = (
+                opt_state.learning_rate
+                if continuing
+                else number(self.learning_rate_init, "learning_rate_init", 0, low_open=True)
+            )
             opt_state = opt_state._replace(
                 learning_rate=np.float32(rate),
                 power_t=np.float32(self.power_t if self.learning_rate == "invscaling" else 0.0),
@@ -301,16 +340,30 @@ class BaseMLP(BaseEstimator):
         key = jax.random.key(rng.randint(2**31 - 1))
         epochs = 1 if incremental else self.max_iter
         result = fit(
-            model, params, X, y, loss=self._loss(), key=key, optimizer=optimizer, batch_size=batch_size,
-            epochs=epochs, shuffle=bool(self.shuffle), sample_weight=w_train, progress=False,
-            tuning=Tuning(compute_dtype=self.compute_dtype), devices=self.devices,
-            resume=None if opt_state is None else TrainState(params, opt_state, 0, 0, key), **kw,
-        )  # fmt: skip
+            model,
+            params,
+            X,
+            y,
+            loss=self._loss(),
+            key=key,
+            optimizer=optimizer,
+            batch_size=batch_size,
+            epochs=epochs,
+            shuffle=bool(self.shuffle),
+            sample_weight=w_train,
+            progress=False,
+            tuning=Tuning(compute_dtype=self.compute_dtype),
+            devices=self.devices,
+            resume=None if opt_state is None else TrainState(params, opt_state, 0, 0, key),
+            **kw,
+        )
         self._store(result, n, early, adaptive, patience)
         return incremental or result.stop_reason != Stop.COMPLETED
 
     def _validation_split(self, X, y, sample_weight, rng):
-        fraction = number(self.validation_fraction, "validation_fraction", 0, 1, low_open=True, high_open=True)
+        fraction = number(
+            self.validation_fraction, "validation_fraction", 0, 1, low_open=True, high_open=True
+        )
         # scikit-learn's rule: stratified by class for one output (binary), else not (multiclass,
         # multilabel); so the same random_state holds out the same rows
         stratify = None
@@ -322,7 +375,9 @@ class BaseMLP(BaseEstimator):
             raise ValueError(
                 "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
             )
-        validation = (parts[1], parts[3]) if sample_weight is None else (parts[1], parts[3], parts[5])
+        validation = (
+            (parts[1], parts[3]) if sample_weight is None else (parts[1], parts[3], parts[5])
+        )
         return parts[0], parts[2], None if sample_weight is None else parts[4], validation
 
     def _store(self, result, n_rows: int, early: bool, adaptive: bool, patience: float) -> None:
@@ -339,19 +394,27 @@ class BaseMLP(BaseEstimator):
             rate = float(self.learning_rate_init)
         elif self.learning_rate == "invscaling":
             rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
-        self._optimizer = types.SimpleNamespace(learning_rate=rate)  # scikit-learn's rate after the last epoch
+        self._optimizer = types.SimpleNamespace(
+            learning_rate=rate
+        )  # scikit-learn's rate after the last epoch
         tol, start = float(self.tol), float(self.learning_rate_init)
         if early:
             metric = next(k for k in result.history if k.startswith("val_") and k != "val_loss")
             scores = [float(v) if np.isfinite(v) else math.nan for v in result.history[metric]]
             self.validation_scores_ = [*(self.validation_scores_ or []), *scores]
-            self.best_validation_score_ = max((v for v in self.validation_scores_ if v == v), default=-math.inf)
+            self.best_validation_score_ = max(
+                (v for v in self.validation_scores_ if v == v), default=-math.inf
+            )
             self.best_loss_ = None
-            self._no_improvement_count = stopping_count(scores, True, tol, patience - 1, adaptive, start)
+            self._no_improvement_count = stopping_count(
+                scores, True, tol, patience - 1, adaptive, start
+            )
         else:
             self.validation_scores_ = self.best_validation_score_ = None
             self.best_loss_ = min(self.loss_curve_)
-            self._no_improvement_count = stopping_count(losses_now, False, tol, patience - 1, adaptive, start)
+            self._no_improvement_count = stopping_count(
+                losses_now, False, tol, patience - 1, adaptive, start
+            )
         if self.verbose:
             for i, loss in enumerate(losses_now, 1):
                 print(f"Iteration {i}, loss = {loss:.8f}")

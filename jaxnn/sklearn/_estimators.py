@@ -43,9 +43,15 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def _prepare(self, X, y, reset: bool, classes=None, incremental=False):
         del classes, incremental  # a classifier's
         X, y = validate_data(
-            self, X, y, reset=reset, dtype=(np.float64, np.float32), multi_output=True, y_numeric=True,
+            self,
+            X,
+            y,
+            reset=reset,
+            dtype=(np.float64, np.float32),
+            multi_output=True,
+            y_numeric=True,
             accept_sparse=["csr", "csc"],
-        )  # fmt: skip
+        )
         X, dtype = self._dense32(X)
         y2 = np.asarray(y, np.float64).reshape(len(y), -1)
         if self._loss_name() == "poisson" and (y2 < 0).any():
@@ -56,7 +62,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         elif y2.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {y2.shape[1]} outputs, the fitted model {self.n_outputs_}")
         if np.abs(y2).max(initial=0.0) > F32_MAX:
-            raise ValueError(f"y has values beyond float32's range (|value| > {F32_MAX:.3g}); rescale it")
+            raise ValueError(
+                f"y has values beyond float32's range (|value| > {F32_MAX:.3g}); rescale it"
+            )
         return X, y2.astype(np.float32), dtype
 
     def fit(self, X, y, sample_weight=None):
@@ -103,7 +111,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def _prepare(self, X, y, reset: bool, classes=None, incremental=False):
         X, y = validate_data(
-            self, X, y, reset=reset, dtype=(np.float64, np.float32), multi_output=True, accept_sparse=["csr", "csc"]
+            self,
+            X,
+            y,
+            reset=reset,
+            dtype=(np.float64, np.float32),
+            multi_output=True,
+            accept_sparse=["csr", "csc"],
         )
         X, dtype = self._dense32(X)
         if y.ndim == 2 and y.shape[1] == 1:
@@ -119,7 +133,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                     f"was: {self.classes_.tolist()}"
                 )
         elif incremental and not hasattr(self, "classes_"):
-            raise ValueError("classes must be passed on the first call to partial_fit (every label y will have)")
+            raise ValueError(
+                "classes must be passed on the first call to partial_fit (every label y will have)"
+            )
         if not hasattr(self, "classes_") or (reset and not incremental):
             self.classes_ = labels if classes is None else classes
             self._multilabel = multilabel
@@ -132,12 +148,16 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                 f"Previously got {self.classes_}, `y` has {labels}"
             )
         if multilabel != self._multilabel:
-            raise ValueError("y switched between multilabel indicators and class labels since the last fit")
+            raise ValueError(
+                "y switched between multilabel indicators and class labels since the last fit"
+            )
         if multilabel:
             return X, np.asarray(y, np.float32), dtype
         unknown = np.setdiff1d(y, self.classes_)
         if unknown.size:
-            raise ValueError(f"y has labels {unknown.tolist()} not in classes_ {self.classes_.tolist()}")
+            raise ValueError(
+                f"y has labels {unknown.tolist()} not in classes_ {self.classes_.tolist()}"
+            )
         index = np.searchsorted(self.classes_, y).astype(np.int32)
         targets = index if self.out_activation_ == "softmax" else index[:, None].astype(np.float32)
         return X, targets, dtype

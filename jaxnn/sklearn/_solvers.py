@@ -29,13 +29,20 @@ def squared_error(predictions, targets, weights=None):
 def poisson(predictions, targets, weights=None):
     """scikit-learn's Poisson deviance loss on the log of the mean (the network's
     output; the prediction is its exponential), summed over outputs."""
-    per = jnp.exp(predictions) - targets * predictions + jax.scipy.special.xlogy(targets, targets) - targets
+    per = (
+        jnp.exp(predictions)
+        - targets * predictions
+        + jax.scipy.special.xlogy(targets, targets)
+        - targets
+    )
     return losses.weighted_mean(per.reshape(per.shape[0], -1).sum(axis=1), weights)
 
 
 def log_loss(predictions, targets, weights=None):
     """scikit-learn's binary and multilabel log loss on logits: summed over outputs."""
-    return predictions.shape[-1] * losses.binary_cross_entropy_with_logits(predictions, targets, weights)
+    return predictions.shape[-1] * losses.binary_cross_entropy_with_logits(
+        predictions, targets, weights
+    )
 
 
 REGRESSION_LOSSES = {
@@ -48,7 +55,9 @@ F32_MAX = float(np.finfo(np.float32).max)
 SCHEDULES = ("constant", "invscaling", "adaptive")
 
 
-def number(value, name: str, low: float, high: float = math.inf, *, low_open=False, high_open=False) -> float:
+def number(
+    value, name: str, low: float, high: float = math.inf, *, low_open=False, high_open=False
+) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
     ok = (
@@ -86,13 +95,19 @@ def sgd_transform(nesterov: bool) -> optax.GradientTransformation:
     def init(params):
         zero = lambda dtype: jnp.zeros((), dtype)
         f = zero(jnp.float32)
-        return SGDState(jax.tree.map(jnp.zeros_like, params), f, f, f, f, f, zero(jnp.int32), zero(jnp.int32), f)
+        return SGDState(
+            jax.tree.map(jnp.zeros_like, params), f, f, f, f, f, zero(jnp.int32), zero(jnp.int32), f
+        )
 
     def update(grads, state, params):
         grads = jax.tree.map(lambda g, p: g + state.l2 * p if p.ndim >= 2 else g, grads, params)
         rate = state.learning_rate / (state.seen + 1.0) ** state.power_t
         velocity = jax.tree.map(lambda v, g: state.momentum * v - rate * g, state.velocity, grads)
-        updates = jax.tree.map(lambda v, g: state.momentum * v - rate * g, velocity, grads) if nesterov else velocity
+        updates = (
+            jax.tree.map(lambda v, g: state.momentum * v - rate * g, velocity, grads)
+            if nesterov
+            else velocity
+        )
         step = state.step_in_epoch + 1
         ends = step >= state.steps_per_epoch
         return updates, state._replace(
@@ -128,7 +143,11 @@ def lbfgs(apply_fn, loss_fn, params, x, y, weights, l2, max_iter, max_fun, tol):
         penalty = sum(jnp.sum(jnp.square(w)) for w in jax.tree.leaves(p) if w.ndim >= 2)
         return loss_fn(apply_fn(p, x), y, weights) + 0.5 * l2 * penalty
 
-    opt = optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=20, initial_guess_strategy="one"))
+    opt = optax.lbfgs(
+        linesearch=optax.scale_by_zoom_linesearch(
+            max_linesearch_steps=20, initial_guess_strategy="one"
+        )
+    )
     value_and_grad = optax.value_and_grad_from_state(objective)
     ftol = 1e7 * float(np.finfo(np.float64).eps)  # scipy's default factr, as scikit-learn runs it
 
@@ -143,7 +162,9 @@ def lbfgs(apply_fn, loss_fn, params, x, y, weights, l2, max_iter, max_fun, tol):
         v = optax.apply_updates(v, updates)
         new_value = optax.tree_utils.tree_get(state, "value")
         gmax = jnp.max(jnp.abs(optax.tree_utils.tree_get(state, "grad")))
-        small = (value - new_value) <= ftol * jnp.maximum(jnp.maximum(jnp.abs(value), jnp.abs(new_value)), 1.0)
+        small = (value - new_value) <= ftol * jnp.maximum(
+            jnp.maximum(jnp.abs(value), jnp.abs(new_value)), 1.0
+        )
         evals = evals + optax.tree_utils.tree_get(state, "num_linesearch_steps")
         return v, state, it + 1, evals, (gmax <= tol) | small | ~jnp.isfinite(new_value)
 
@@ -165,7 +186,9 @@ def glorot(rng, sizes: list[int], logistic: bool) -> list[dict]:
     return params
 
 
-def stopping_count(values, maximize: bool, tol: float, patience: float, reduce: bool, rate: float) -> int:
+def stopping_count(
+    values, maximize: bool, tol: float, patience: float, reduce: bool, rate: float
+) -> int:
     """scikit-learn's no-improvement count after ``values``: the rule the compiled loop ran."""
     sign, best, count = (-1.0 if maximize else 1.0), math.inf, 0
     for v in values:

@@ -38,7 +38,9 @@ class Program:
     """Everything static about a search: one compiled program per distinct value."""
 
     plan: _loop.Plan
-    init: Callable | None  # the model's init; None: a jaxnn.mlp's, rebuilt from mlp_spec (equal by value)
+    init: (
+        Callable | None
+    )  # the model's init; None: a jaxnn.mlp's, rebuilt from mlp_spec (equal by value)
     mlp_spec: tuple  # a jaxnn.mlp's spec as sorted (name, value) pairs (jaxnn.mlp.from_spec), or ()
     space: tuple  # ((name, distribution), ...)
     optimizer_names: tuple  # the names of the space that are the optimizer's hyperparameters
@@ -49,7 +51,9 @@ class Program:
     monitor: str
     sign: float  # 1.0: lower is better; -1.0: higher is better
     chunk: int
-    folds: int = 0  # cv: every slot trains this many copies, one per fold (0: one, on the validation split)
+    folds: int = (
+        0  # cv: every slot trains this many copies, one per fold (0: one, on the validation split)
+    )
     buckets: tuple = ()  # a width search's ((width, slots), ...) (jaxnn.tune._widths); (): every slot at full width
 
     @property
@@ -79,7 +83,9 @@ class State(NamedTuple):
     next: jax.Array  # () int32: trials started (PBT: the next trial id)
     taken: jax.Array  # (B,) int32: the trials each bucket took from its queue
     drawn: dict  # name -> (N,) float32: each trial's values (a choice's index)
-    scores: jax.Array  # (N, R) float32, lower is better: best so far at each rung reached (inf: not reached)
+    scores: (
+        jax.Array
+    )  # (N, R) float32, lower is better: best so far at each rung reached (inf: not reached)
     reached: jax.Array  # (N, R) bool
     curve: jax.Array  # (N, E) float32: the monitored value after each epoch (NaN: not trained)
     status: jax.Array  # (N,) int32
@@ -118,7 +124,11 @@ def _initial_variables(prog: Program, key: jax.Array, width):
     if width is None:
         return full
     spec = dict(prog.mlp_spec)
-    sizes, activation, output_activation = spec["sizes"], spec["activation"], spec["output_activation"]
+    sizes, activation, output_activation = (
+        spec["sizes"],
+        spec["activation"],
+        spec["output_activation"],
+    )
     init_name = spec.get("init")
     w = space.value_on_device(dict(prog.space)["width"], width)
     layers = full["params"] if isinstance(full, dict) else full
@@ -130,10 +140,15 @@ def _initial_variables(prog: Program, key: jax.Array, width):
         w_out = n_out if i == len(acts) - 1 else w
         keep_in, keep_out = jnp.arange(n_in) < w_in, jnp.arange(n_out) < w_out
         mode = FAN_MODE[id(get_initializer(init_name) if init_name else default_initializer(act))]
-        scale = jnp.sqrt(n_in / w_in) if mode == "fan_in" else jnp.sqrt((n_in + n_out) / (w_in + w_out))
+        scale = (
+            jnp.sqrt(n_in / w_in) if mode == "fan_in" else jnp.sqrt((n_in + n_out) / (w_in + w_out))
+        )
         kernel = layer["w"] * scale * (keep_in[:, None] & keep_out[None, :])
         narrowed.append(
-            {**{k: v * keep_out for k, v in layer.items() if k != "w"}, "w": kernel.astype(layer["w"].dtype)}
+            {
+                **{k: v * keep_out for k, v in layer.items() if k != "w"},
+                "w": kernel.astype(layer["w"].dtype),
+            }
         )
     return {**full, "params": narrowed} if isinstance(full, dict) else narrowed
 
@@ -143,12 +158,18 @@ def initial_variables(prog: Program, keys: jax.Array, drawn: dict):
     a slot's refill then only gathers its row)."""
     widths = drawn.get("width")
     one = lambda k, w: _initial_variables(prog, rng.stream(k, "init"), w)
-    return jax.vmap(one)(keys, widths) if widths is not None else jax.vmap(lambda k: one(k, None))(keys)
+    return (
+        jax.vmap(one)(keys, widths)
+        if widths is not None
+        else jax.vmap(lambda k: one(k, None))(keys)
+    )
 
 
 def model_state(prog: Program, state, drawn: dict, t):
     """The model state with trial ``t``'s values of the names the model reads."""
-    extra = {("dropout_rate" if n == "dropout" else n): value(prog, drawn, n, t) for n, _ in prog.space}
+    extra = {
+        ("dropout_rate" if n == "dropout" else n): value(prog, drawn, n, t) for n, _ in prog.space
+    }
     extra = {n: v for n, v in extra.items() if n not in prog.optimizer_names}
     return {**(state or {}), **extra} or None
 
@@ -158,11 +179,18 @@ def fresh_carry(prog: Program, pool: Pool, t, width: int | None = None) -> _loop
     ``width`` units of its hidden layers), its hyperparameters in a fresh optimizer state."""
     variables = jax.tree.map(lambda a: a[t], pool.inits)
     if width is not None:
-        variables = _widths.narrow(variables, jax.eval_shape(_spec_model(prog, width).init, pool.keys[0]))
+        variables = _widths.narrow(
+            variables, jax.eval_shape(_spec_model(prog, width).init, pool.keys[0])
+        )
     params, own_state = _models.split_variables(prog.plan.apply_fn, variables)
     zero = jnp.zeros((), jnp.int32)
-    state = TrainState(params, None, zero, zero, pool.keys[t], model_state(prog, own_state, pool.drawn, t))
-    values = {**dict(prog.fixed), **{n: value(prog, pool.drawn, n, t) for n in prog.optimizer_names}}
+    state = TrainState(
+        params, None, zero, zero, pool.keys[t], model_state(prog, own_state, pool.drawn, t)
+    )
+    values = {
+        **dict(prog.fixed),
+        **{n: value(prog, pool.drawn, n, t) for n in prog.optimizer_names},
+    }
     return _loop.initial_carry(prog.plan, state, values)
 
 
@@ -174,7 +202,9 @@ def per_fold(prog: Program, fn):
 def fresh_slots(prog: Program, pool: Pool, trial, width=None):
     def one(t):
         carry = fresh_carry(prog, pool, t, width)
-        return jax.vmap(lambda _: carry)(jnp.arange(prog.folds)) if prog.folds else carry  # a copy per fold
+        return (
+            jax.vmap(lambda _: carry)(jnp.arange(prog.folds)) if prog.folds else carry
+        )  # a copy per fold
 
     return jax.vmap(one)(jnp.clip(trial, 0, prog.trials - 1))
 
@@ -193,7 +223,9 @@ def start(prog: Program, pool: Pool) -> State:
         carry=tuple(carry),
         trial=trial,
         next=(trial >= 0).sum().astype(jnp.int32),
-        taken=jnp.stack([(t >= 0).sum() for t in jnp.split(trial, _firsts(prog))]).astype(jnp.int32),
+        taken=jnp.stack([(t >= 0).sum() for t in jnp.split(trial, _firsts(prog))]).astype(
+            jnp.int32
+        ),
         drawn=pool.drawn,
         scores=jnp.full((n, r), jnp.inf, jnp.float32),
         reached=jnp.zeros((n, r), bool),
@@ -241,10 +273,14 @@ def train_epoch(prog: Program, data, s: State, latest: bool) -> tuple[State, Epo
     v, epoch, stop = (jnp.concatenate(a) for a in zip(*parts, strict=True))
     if prog.folds:  # scored by the mean over the folds
         v, epoch = v.mean(axis=1), epoch[:, 0]
-        stop = jnp.where((stop == Stop.NON_FINITE_LOSS).any(axis=1), Stop.NON_FINITE_LOSS, stop.max(axis=1))
+        stop = jnp.where(
+            (stop == Stop.NON_FINITE_LOSS).any(axis=1), Stop.NON_FINITE_LOSS, stop.max(axis=1)
+        )
     lower = jnp.where(jnp.isfinite(v), prog.sign * v, jnp.inf)
     t = jnp.where(live, s.trial, prog.trials)  # index n: dropped by the scatters
-    best = lower if latest else jnp.minimum(s.best.at[t].get(mode="fill", fill_value=jnp.inf), lower)
+    best = (
+        lower if latest else jnp.minimum(s.best.at[t].get(mode="fill", fill_value=jnp.inf), lower)
+    )
     nan = live & (stop == Stop.NON_FINITE_LOSS)
     stopped = live & (stop == Stop.EARLY_STOPPING) & ~nan
     s = s._replace(
@@ -265,7 +301,9 @@ def crown(prog: Program, s: State, finished, lower, t) -> State:
         i = jnp.argmin(candidate)
         current = s.best[jnp.maximum(champion_id, 0)]
         wins = jnp.isfinite(candidate[i]) & ((champion_id < 0) | (candidate[i] < current))
-        variables = jax.tree.map(lambda a, i=i: a[i, 0] if prog.folds else a[i], c.state.variables)  # cv: fold 0
+        variables = jax.tree.map(
+            lambda a, i=i: a[i, 0] if prog.folds else a[i], c.state.variables
+        )  # cv: fold 0
         variables = variables if width is None else _widths.widen(variables, champion)
         champion = jax.tree.map(lambda a, b, wins=wins: jnp.where(wins, a, b), variables, champion)
         champion_id = jnp.where(wins, t[first + i], champion_id)
@@ -280,12 +318,20 @@ def refill(prog: Program, pool: Pool, s: State, free) -> State:
         at = s.taken[b] + jnp.cumsum(f) - 1
         new_t = pool.queue[b].at[at].get(mode="fill", fill_value=prog.trials)
         ok = f & (new_t < prog.trials)
-        trial.append(jnp.where(f, jnp.where(ok, new_t, -1), s.trial[first : first + k]).astype(jnp.int32))
+        trial.append(
+            jnp.where(f, jnp.where(ok, new_t, -1), s.trial[first : first + k]).astype(jnp.int32)
+        )
         carry.append(_loop.select(ok, fresh_slots(prog, pool, trial[-1], width), c))
         taken.append(s.taken[b] + ok.sum())
         status = status.at[jnp.where(ok, new_t, prog.trials)].set(TrialStatus.RUNNING, mode="drop")
     taken = jnp.stack(taken).astype(jnp.int32)
-    return s._replace(carry=tuple(carry), trial=jnp.concatenate(trial), next=taken.sum(), taken=taken, status=status)
+    return s._replace(
+        carry=tuple(carry),
+        trial=jnp.concatenate(trial),
+        next=taken.sum(),
+        taken=taken,
+        status=status,
+    )
 
 
 def chunk(prog: Program, s: State, data, pool: Pool):
@@ -310,13 +356,17 @@ def draw(space_: tuple, keys: jax.Array) -> dict:
 
     def one(k):
         base = rng.stream(k, "config")
-        return {name: dist.draw(jax.random.fold_in(base, j)) for j, (name, dist) in enumerate(space_)}
+        return {
+            name: dist.draw(jax.random.fold_in(base, j)) for j, (name, dist) in enumerate(space_)
+        }
 
     return jax.vmap(one)(keys)
 
 
 def _keys(key: jax.Array, n: int) -> jax.Array:
-    return jax.vmap(lambda i: jax.random.fold_in(rng.stream(key, "search"), i))(jnp.arange(n, dtype=jnp.uint32))
+    return jax.vmap(lambda i: jax.random.fold_in(rng.stream(key, "search"), i))(
+        jnp.arange(n, dtype=jnp.uint32)
+    )
 
 
 def widths(space_: tuple, key: jax.Array, n: int) -> jax.Array:
@@ -331,10 +381,15 @@ def begin(prog: Program, key: jax.Array, bracket: jax.Array, drawn_n: int) -> tu
     drawn = draw(prog.space, keys[:drawn_n])
     inits = initial_variables(prog, keys[:drawn_n], drawn)
     if prog.trials > drawn_n:  # PBT: the copies' values are written in as they are made
-        drawn = {name: jnp.zeros(prog.trials, jnp.float32).at[:drawn_n].set(v) for name, v in drawn.items()}
+        drawn = {
+            name: jnp.zeros(prog.trials, jnp.float32).at[:drawn_n].set(v)
+            for name, v in drawn.items()
+        }
     queue = jnp.arange(prog.trials, dtype=jnp.int32)[None]
     if prog.buckets:
-        queue = _widths.queues(prog.buckets, space.value_on_device(dict(prog.space)["width"], drawn["width"]))
+        queue = _widths.queues(
+            prog.buckets, space.value_on_device(dict(prog.space)["width"], drawn["width"])
+        )
     pool = Pool(inits, keys, drawn, bracket, rng.stream(key, "explore"), queue)
     return pool, start(prog, pool)
 

@@ -23,7 +23,11 @@ from jaxnn.train import fit
 
 def mlp_spec(model) -> dict | None:
     spec = getattr(model, "spec", None)
-    return spec if isinstance(model, Model) and isinstance(spec, dict) and spec.get("kind") == "mlp" else None
+    return (
+        spec
+        if isinstance(model, Model) and isinstance(spec, dict) and spec.get("kind") == "mlp"
+        else None
+    )
 
 
 def refit(result: SearchResult, x, y, sample_weight):
@@ -31,7 +35,9 @@ def refit(result: SearchResult, x, y, sample_weight):
     when they were a fraction of it), for the epochs it trained, from its own key;
     zero-padded to the model given."""
     keywords = result.replay(result.trials[0]["id"])
-    keywords.update(x=x, y=y, sample_weight=sample_weight, validation=None, metrics=(), early_stopping=None)
+    keywords.update(
+        x=x, y=y, sample_weight=sample_weight, validation=None, metrics=(), early_stopping=None
+    )
     params = fit(**keywords).params
     pad = lambda a, b: jnp.zeros_like(b).at[tuple(slice(0, s) for s in jnp.shape(a))].set(a)
     return jax.tree.map(pad, params, result.best_params)
@@ -54,7 +60,9 @@ def result(prog, state, data, model, inits, keys, optimizer, fixed: dict) -> Sea
     space_ = dict(prog.space)
     values = {name: dist.values(table["drawn"][name]) for name, dist in space_.items()}
     reached = table["reached"]
-    last_rung = np.where(reached.any(axis=1), reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1), -1)
+    last_rung = np.where(
+        reached.any(axis=1), reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1), -1
+    )
     rows = []
     for i in range(prog.trials):
         best = float(table["best"][i])
@@ -70,12 +78,20 @@ def result(prog, state, data, model, inits, keys, optimizer, fixed: dict) -> Sea
             }
         )
     champion = int(table["champion"])
-    key = lambda i: (i != champion, rows[i]["status"] != "finished", -rows[i]["rung"], float(table["best"][i]), i)
+    key = lambda i: (
+        i != champion,
+        rows[i]["status"] != "finished",
+        -rows[i]["rung"],
+        float(table["best"][i]),
+        i,
+    )
     order = sorted(range(prog.trials), key=key)  # the winner, then finished ones, best first
     best_params = trained_params(prog, state.champion) if champion >= 0 else None
     replay = Replay(rows, data, model, inits, keys, optimizer, fixed)
     best_config = rows[champion]["config"] if champion >= 0 else None
-    return SearchResult(best_config, best_params, [rows[i] for i in order], table["curve"], prog.monitor, replay)
+    return SearchResult(
+        best_config, best_params, [rows[i] for i in order], table["curve"], prog.monitor, replay
+    )
 
 
 def trained_params(prog, variables):
@@ -108,9 +124,19 @@ class Replay:
         config, model = row["config"], self.model
         spec = mlp_spec(model)
         if spec is not None and ("width" in config or "dropout" in config):
-            hidden = [int(config["width"])] * (len(spec["sizes"]) - 2) if "width" in config else spec["sizes"][1:-1]
+            hidden = (
+                [int(config["width"])] * (len(spec["sizes"]) - 2)
+                if "width" in config
+                else spec["sizes"][1:-1]
+            )
             sizes = [spec["sizes"][0], *(int(h) for h in hidden), spec["sizes"][-1]]
-            model = from_spec({**spec, "sizes": sizes, "dropout": config.get("dropout", spec.get("dropout") or 0.0)})
+            model = from_spec(
+                {
+                    **spec,
+                    "sizes": sizes,
+                    "dropout": config.get("dropout", spec.get("dropout") or 0.0),
+                }
+            )
         data, start = self.data, jax.tree.map(lambda a: a[i], self.inits)
         if "width" in config:  # the narrow network's part of the masked one
             shapes = jax.eval_shape(model.init, self.keys[i])
@@ -123,7 +149,9 @@ class Replay:
         if own:  # the model reads them from its variables
             start = {**start, **own}
         validation = (
-            None if data.x_val is None else tuple(v for v in (data.x_val, data.y_val, data.w_val) if v is not None)
+            None
+            if data.x_val is None
+            else tuple(v for v in (data.x_val, data.y_val, data.w_val) if v is not None)
         )
         hyper = {n: v for n, v in config.items() if n in optim.HYPERPARAMS[self.optimizer.name]}
         return dict(
@@ -148,7 +176,10 @@ SEARCH_FILE = "search" + checkpoint.SUFFIX
 def fingerprint(prog, key, loss) -> str:
     """What makes two searches the same search (a resume must match it)."""
     settings = [
-        *(repr(v) for v in (prog.space, prog.schedule, prog.mlp_spec, prog.optimizer_names, prog.fixed)),
+        *(
+            repr(v)
+            for v in (prog.space, prog.schedule, prog.mlp_spec, prog.optimizer_names, prog.fixed)
+        ),
         *(prog.trials, prog.slots, prog.buckets, prog.monitor, prog.folds, prog.chunk, str(loss)),
         *(prog.plan.batch_size, prog.plan.n, prog.plan.n_val),
         np.asarray(jax.random.key_data(key)).tolist(),
@@ -168,7 +199,9 @@ class Saves:
         self.resume = None
         if resume is not None:
             if not isinstance(resume, str | os.PathLike):
-                raise TypeError(f"search's resume must be a folder or file path of a search checkpoint, got {resume!r}")
+                raise TypeError(
+                    f"search's resume must be a folder or file path of a search checkpoint, got {resume!r}"
+                )
             self.resume = Path(resume) / SEARCH_FILE if Path(resume).is_dir() else Path(resume)
             found = checkpoint.read_metadata(self.resume).get("search")
             if found != fingerprint_:
@@ -176,8 +209,15 @@ class Saves:
                     f"{self.resume} holds another search (other settings, data sizes or key): resume a search with "
                     "the same call that started it"
                 )
-        if self.path is not None and self.path.exists() and self.path != self.resume and not checkpoints.overwrite:
-            raise ValueError(f"{self.path} holds another search: resume=it, or Checkpoints(..., overwrite=True)")
+        if (
+            self.path is not None
+            and self.path.exists()
+            and self.path != self.resume
+            and not checkpoints.overwrite
+        ):
+            raise ValueError(
+                f"{self.path} holds another search: resume=it, or Checkpoints(..., overwrite=True)"
+            )
 
     def __enter__(self) -> "Saves":
         if self.folder is not None and jax.process_index() == 0:  # the one writer
@@ -191,12 +231,18 @@ class Saves:
 
     def start(self, state):
         """``state``, or the resumed one (into its shapes)."""
-        return state if self.resume is None else checkpoint.restore(self.resume, {"state": state})[0]["state"]
+        return (
+            state
+            if self.resume is None
+            else checkpoint.restore(self.resume, {"state": state})[0]["state"]
+        )
 
     def save(self, state) -> None:
         if self.path is None:
             return
-        if jax.process_count() > 1:  # on every process: the slots split over the processes are gathered
+        if (
+            jax.process_count() > 1
+        ):  # on every process: the slots split over the processes are gathered
             state = fetch(state)
         if jax.process_index() == 0:
             checkpoint.save(self.path, {"state": state}, metadata={"search": self.fingerprint})

@@ -29,13 +29,17 @@ from jaxnn.tune.space import Choice, Uniform, bounds
 def _check_space(space_: dict, model, optimizer: str) -> tuple:
     """``space`` as sorted ``(name, distribution)`` pairs, every name known."""
     if not isinstance(space_, dict) or not space_:
-        raise TypeError("space must be a non-empty dict {name: jaxnn.space.loguniform(...) | uniform | choice}")
+        raise TypeError(
+            "space must be a non-empty dict {name: jaxnn.space.loguniform(...) | uniform | choice}"
+        )
     apply = getattr(model, "apply", model)
     for name, dist in space_.items():
         if not isinstance(name, str):
             raise TypeError(f"space's names must be strings, got {name!r}")
         if not isinstance(dist, Uniform | Choice):
-            raise TypeError(f"space[{name!r}] must be jaxnn.space.loguniform/uniform/choice(...), got {dist!r}")
+            raise TypeError(
+                f"space[{name!r}] must be jaxnn.space.loguniform/uniform/choice(...), got {dist!r}"
+            )
         low, high = bounds(dist)
         if name in optim.HYPERPARAMS[optimizer]:
             optim.check_hyperparam(optimizer, name, low)
@@ -56,15 +60,28 @@ def _check_space(space_: dict, model, optimizer: str) -> tuple:
 def _check_width(dist, model) -> None:
     spec = _results.mlp_spec(model)
     if spec is None or len(spec["sizes"]) < 3:
-        raise ValueError("space['width'] masks the hidden units of a jaxnn.mlp with hidden layers; got another model")
-    if not isinstance(dist, Choice) or not all(float(w).is_integer() and w >= 1 for w in dist.options):
-        raise ValueError(f"space['width'] must be jaxnn.space.choice of positive ints, got {dist!r}")
+        raise ValueError(
+            "space['width'] masks the hidden units of a jaxnn.mlp with hidden layers; got another model"
+        )
+    if not isinstance(dist, Choice) or not all(
+        float(w).is_integer() and w >= 1 for w in dist.options
+    ):
+        raise ValueError(
+            f"space['width'] must be jaxnn.space.choice of positive ints, got {dist!r}"
+        )
     if spec.get("norm") == "layer":
-        raise ValueError("space['width'] cannot mask a layer-norm MLP (its statistics span every unit)")
+        raise ValueError(
+            "space['width'] cannot mask a layer-norm MLP (its statistics span every unit)"
+        )
     widest = min(spec["sizes"][1:-1])
     if max(dist.options) > widest:
-        raise ValueError(f"the model's hidden layers ({widest} units) must hold the largest width {max(dist.options)}")
-    if not _rebuildable(model) or id(get_initializer(spec.get("init") or "he_normal")) not in FAN_MODE:
+        raise ValueError(
+            f"the model's hidden layers ({widest} units) must hold the largest width {max(dist.options)}"
+        )
+    if (
+        not _rebuildable(model)
+        or id(get_initializer(spec.get("init") or "he_normal")) not in FAN_MODE
+    ):
         named = sorted(n for n, i in INITIALIZERS.items() if id(i) in FAN_MODE)
         raise ValueError(
             "space['width'] builds the narrower networks from model.spec: the model needs jaxnn.mlp's default "
@@ -84,7 +101,9 @@ def _optimizer(optimizer, names) -> optim.Optimizer:
     if isinstance(optimizer, str):
         optimizer = optim.Optimizer(optimizer, {})
     if not isinstance(optimizer, optim.Optimizer):
-        raise TypeError(f"search's optimizer must be a name or a jaxnn.optim value, got {optimizer!r}")
+        raise TypeError(
+            f"search's optimizer must be a name or a jaxnn.optim value, got {optimizer!r}"
+        )
     optim.check_name(optimizer.name)
     return optimizer
 
@@ -94,7 +113,9 @@ def _model_for_search(model, space_: dict):
     if "width" not in space_:
         return model
     apply = model.apply
-    return Model(model.init, MLPTrainApply(apply.activations, apply.norm, apply.dropout), model.spec)
+    return Model(
+        model.init, MLPTrainApply(apply.activations, apply.norm, apply.dropout), model.spec
+    )
 
 
 def _monitor(monitor, plan) -> str:
@@ -200,16 +221,24 @@ def search(
     """
     schedule = SuccessiveHalving() if schedule is None else schedule
     if not isinstance(schedule, SuccessiveHalving | PBT):
-        raise TypeError(f"schedule must be jaxnn.SuccessiveHalving, jaxnn.Hyperband or jaxnn.PBT, got {schedule!r}")
+        raise TypeError(
+            f"schedule must be jaxnn.SuccessiveHalving, jaxnn.Hyperband or jaxnn.PBT, got {schedule!r}"
+        )
     optimizer = _optimizer(optimizer, space if isinstance(space, dict) else {})
     space_ = _check_space(space, model, optimizer.name)
     schedule.check(space, early_stopping)
     if params is not None and "width" in space:
-        raise ValueError("a width search starts each configuration from its own init: pass params=None")
+        raise ValueError(
+            "a width search starts each configuration from its own init: pass params=None"
+        )
     key = _models.check_key(key)
     devices_n = len(parallel.resolve_devices(devices)) if slots is None else 1
     n, drawn_n, k = schedule.sizes(num_configs, slots, devices_n)
-    buckets = _buckets(model, space_, key, (n, k, batch_size), devices, width_buckets) if "width" in space else ()
+    buckets = (
+        _buckets(model, space_, key, (n, k, batch_size), devices, width_buckets)
+        if "width" in space
+        else ()
+    )
     k = sum(slots_ for _, slots_ in buckets) or k
     if cv is not None:
         cv = positive_int(cv, "cv", MAX_ELEMENTS)
@@ -245,23 +274,41 @@ def search(
         else _inputs.fold_data(run.plan, run.data, cv, key, run.settings.tuning.drop_remainder)
     )
     monitor = _monitor(monitor, plan)
-    fixed = tuple(sorted((name, float(v[0])) for name, v in run.hyperparams.items() if name not in (*names, "dropout")))
+    fixed = tuple(
+        sorted(
+            (name, float(v[0]))
+            for name, v in run.hyperparams.items()
+            if name not in (*names, "dropout")
+        )
+    )
     if checkpoints is not None and not isinstance(checkpoints, Checkpoints):
-        raise TypeError(f"checkpoints must be a jaxnn.Checkpoints(...) or None, got {checkpoints!r}")
+        raise TypeError(
+            f"checkpoints must be a jaxnn.Checkpoints(...) or None, got {checkpoints!r}"
+        )
     log_dir = logs.check_log_dir(log_dir)
     chunk = _setup.epochs_per_call(run.settings.tuning, schedule.max_epochs, progress, checkpoints)
-    prog = _make_program(plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, chunk, cv or 0)
+    prog = _make_program(
+        plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, chunk, cv or 0
+    )
     prog = dataclasses.replace(prog, buckets=buckets)
     saves = _results.Saves(checkpoints, resume, _results.fingerprint(prog, key, loss))
     with saves:
         pool, state = _program.run_begin(prog, key, jnp.asarray(schedule.brackets(n)), drawn_n)
         state = _drive(prog, saves.start(state), pool, data, run.placement, progress, saves)
-    same = dict(loss=loss, batch_size=run.plan.batch_size, shuffle=shuffle, metrics=metrics,
-                early_stopping=early_stopping, tuning=tuning)  # fmt: skip
+    same = dict(
+        loss=loss,
+        batch_size=run.plan.batch_size,
+        shuffle=shuffle,
+        metrics=metrics,
+        early_stopping=early_stopping,
+        tuning=tuning,
+    )
     first = data if cv is None else jax.tree.map(lambda a: a[0], data)  # replay: cv's fold 0
     result = _results.result(prog, state, first, model, pool.inits, pool.keys, optimizer, same)
     if refit and result.best_config is not None and schedule.refits:
-        result = dataclasses.replace(result, best_params=_results.refit(result, x, y, sample_weight))
+        result = dataclasses.replace(
+            result, best_params=_results.refit(result, x, y, sample_weight)
+        )
     if log_dir is not None:
         _results.write_logs(log_dir, result)
     return result
@@ -274,7 +321,9 @@ def _buckets(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
     n, k, batch_size = sizes
     mlp_sizes = _results.mlp_spec(model)["sizes"]
     work = k * positive_int(batch_size, "batch_size", MAX_ELEMENTS) * _widths.flops(mlp_sizes)
-    if choice is False or (choice is None and work < _widths.BUCKET_WORK[jax.default_backend() == "cpu"]):
+    if choice is False or (
+        choice is None and work < _widths.BUCKET_WORK[jax.default_backend() == "cpu"]
+    ):
         return ()
     widths = np.asarray(fetch(_program.run_widths(space_, key, n)))
     return _widths.buckets(mlp_sizes, widths, k, len(parallel.resolve_devices(devices)))
@@ -282,8 +331,13 @@ def _buckets(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
 
 def _drive(prog, state, pool, data, place, progress: bool, saves):
     """The host loop: a compiled chunk of epochs, three numbers read, a checkpoint."""
-    pool, data = place.replicate(pool), place.replicate(data)  # the slots over the devices; the rest on each
-    state = place.replicate(state)._replace(carry=place.split(state.carry), trial=place.split(state.trial))
+    pool, data = (
+        place.replicate(pool),
+        place.replicate(data),
+    )  # the slots over the devices; the rest on each
+    state = place.replicate(state)._replace(
+        carry=place.split(state.carry), trial=place.split(state.trial)
+    )
     bar = None
     if progress and jax.process_index() == 0:  # one bar
         total, unit = prog.schedule.progress(prog)
@@ -302,15 +356,21 @@ def _drive(prog, state, pool, data, place, progress: bool, saves):
             return state
 
 
-def _make_program(plan, model, params, space_, names, schedule, sizes, monitor, chunk, folds) -> _program.Program:
+def _make_program(
+    plan, model, params, space_, names, schedule, sizes, monitor, chunk, folds
+) -> _program.Program:
     spec, mlp_spec, init = _results.mlp_spec(model), (), getattr(model, "init", None)
     if spec is not None and _rebuildable(model):  # equal settings share one compiled program
-        mlp_spec = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.items()))
+        mlp_spec = tuple(
+            sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.items())
+        )
         init = None
     if params is not None:
         init = _Fixed(params)
     sign = -1.0 if higher_is_better(monitor) else 1.0
-    return _program.Program(plan, init, mlp_spec, space_, *names, schedule, *sizes, monitor, sign, chunk, folds)
+    return _program.Program(
+        plan, init, mlp_spec, space_, *names, schedule, *sizes, monitor, sign, chunk, folds
+    )
 
 
 class _Fixed:

@@ -56,7 +56,9 @@ def buckets(sizes, widths: np.ndarray, slots: int, devices: int) -> tuple:
     for i in sorted(range(len(quota)), key=lambda i: share[i] - quota[i])[: slots - sum(share)]:
         share[i] += 1  # the largest remainders
     share = [max(1, min(c, s)) for c, s in zip(counts, share, strict=True)]
-    return tuple((g[-1], math.ceil(s / devices) * devices) for g, s in zip(groups, share, strict=True))
+    return tuple(
+        (g[-1], math.ceil(s / devices) * devices) for g, s in zip(groups, share, strict=True)
+    )
 
 
 def queues(buckets: tuple, widths: jax.Array) -> jax.Array:
@@ -66,7 +68,10 @@ def queues(buckets: tuple, widths: jax.Array) -> jax.Array:
     ids = jnp.arange(n, dtype=jnp.int32)
     bounds = [0, *(width for width, _ in buckets)]
     return jnp.stack(
-        [jnp.sort(jnp.where((widths > lo) & (widths <= hi), ids, n)) for lo, hi in itertools.pairwise(bounds)]
+        [
+            jnp.sort(jnp.where((widths > lo) & (widths <= hi), ids, n))
+            for lo, hi in itertools.pairwise(bounds)
+        ]
     )
 
 
@@ -77,5 +82,7 @@ def narrow(tree, shapes):
 
 def widen(tree, template):
     """Each leaf zero-padded at the end of every axis to ``template``'s shape."""
-    pad = lambda a, t: jnp.pad(a, [(0, m - n) for n, m in zip(a.shape, t.shape, strict=True)]) if a.ndim else a
+    pad = lambda a, t: (
+        jnp.pad(a, [(0, m - n) for n, m in zip(a.shape, t.shape, strict=True)]) if a.ndim else a
+    )
     return jax.tree.map(pad, tree, template)

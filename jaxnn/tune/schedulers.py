@@ -46,7 +46,9 @@ class SuccessiveHalving:
         positive_int(self.max_epochs, "max_epochs", MAX_EPOCHS)
         _eta(self.eta)
         if self.min_epochs > self.max_epochs:
-            raise ValueError(f"min_epochs ({self.min_epochs}) must be at most max_epochs ({self.max_epochs})")
+            raise ValueError(
+                f"min_epochs ({self.min_epochs}) must be at most max_epochs ({self.max_epochs})"
+            )
 
     def rungs(self) -> tuple:
         """The epochs at which trials are ranked; the last is ``max_epochs``."""
@@ -60,7 +62,9 @@ class SuccessiveHalving:
         """Each configuration's bracket: the first rung at which it is ranked."""
         return np.zeros(n, np.int32)
 
-    refits: ClassVar[bool] = True  # the winner's values held for its whole training: it can be trained again
+    refits: ClassVar[bool] = (
+        True  # the winner's values held for its whole training: it can be trained again
+    )
 
     def check(self, space: dict, early_stopping) -> None:
         """Raises for a search this scheduler cannot run (none for halving)."""
@@ -88,7 +92,9 @@ class SuccessiveHalving:
         s, ep = _program.train_epoch(prog, data, s, latest=False)
         tc = jnp.clip(ep.t, 0, prog.trials - 1)
         rung_of = jnp.full((prog.rungs[-1] + 1,), -1, jnp.int32)
-        rung_of = rung_of.at[jnp.asarray(prog.rungs)].set(jnp.arange(len(prog.rungs), dtype=jnp.int32))
+        rung_of = rung_of.at[jnp.asarray(prog.rungs)].set(
+            jnp.arange(len(prog.rungs), dtype=jnp.int32)
+        )
         live = ep.t < prog.trials
         rung = jnp.where(live, rung_of[ep.epoch], -1)
         finished = live & (ep.epoch >= prog.rungs[-1]) & ~ep.nan & ~ep.stopped
@@ -100,7 +106,11 @@ class SuccessiveHalving:
         )
         promoted = self._rank(prog, s, pool.bracket, tc, rung, deciding & ~finished)
         pruned = deciding & ~finished & ~promoted
-        status = jnp.select([ep.nan, ep.stopped, finished, pruned], [S.NAN, S.STOPPED, S.FINISHED, S.PRUNED], S.RUNNING)
+        status = jnp.select(
+            [ep.nan, ep.stopped, finished, pruned],
+            [S.NAN, S.STOPPED, S.FINISHED, S.PRUNED],
+            S.RUNNING,
+        )
         s = s._replace(status=s.status.at[ep.t].set(status.astype(jnp.int32), mode="drop"))
         s = _program.crown(prog, s, finished, ep.lower, ep.t)
         return _program.refill(prog, pool, s, ep.nan | ep.stopped | finished | pruned)
@@ -130,7 +140,9 @@ class Hyperband(SuccessiveHalving):
         weights = np.array([(r + 1) / (r - b + 1) * self.eta ** (r - b) for b in range(r + 1)])
         exact = weights / weights.sum() * n
         counts = np.floor(exact + 1e-9).astype(int)
-        counts[np.argsort(counts - exact, kind="stable")[: n - counts.sum()]] += 1  # largest remainders
+        counts[np.argsort(counts - exact, kind="stable")[: n - counts.sum()]] += (
+            1  # largest remainders
+        )
         return np.repeat(np.arange(r + 1, dtype=np.int32), counts)
 
 
@@ -159,15 +171,24 @@ class PBT:
             or not 0 < self.fraction <= 0.5
         ):
             raise ValueError(f"fraction must be a number in (0, 0.5], got {self.fraction!r}")
-        if isinstance(self.resample, bool) or not isinstance(self.resample, int | float) or not 0 <= self.resample <= 1:
+        if (
+            isinstance(self.resample, bool)
+            or not isinstance(self.resample, int | float)
+            or not 0 <= self.resample <= 1
+        ):
             raise ValueError(f"resample must be a probability in [0, 1], got {self.resample!r}")
         factors = self.perturb
         if (
             not isinstance(factors, tuple | list)
             or not factors
-            or not all(isinstance(f, int | float) and not isinstance(f, bool) and 0 < f < math.inf for f in factors)
+            or not all(
+                isinstance(f, int | float) and not isinstance(f, bool) and 0 < f < math.inf
+                for f in factors
+            )
         ):
-            raise ValueError(f"perturb must be a non-empty tuple of positive factors, got {factors!r}")
+            raise ValueError(
+                f"perturb must be a non-empty tuple of positive factors, got {factors!r}"
+            )
         object.__setattr__(self, "perturb", tuple(float(f) for f in factors))
 
     def rungs(self) -> tuple:
@@ -180,15 +201,21 @@ class PBT:
 
     def check(self, space: dict, early_stopping) -> None:
         if early_stopping is not None:
-            raise ValueError("PBT replaces its worst members itself: early_stopping goes with the halving schedules")
+            raise ValueError(
+                "PBT replaces its worst members itself: early_stopping goes with the halving schedules"
+            )
         if "width" in space:
-            raise ValueError("PBT cannot change a width: a copied network's masked units have no weights to grow into")
+            raise ValueError(
+                "PBT cannot change a width: a copied network's masked units have no weights to grow into"
+            )
 
     def sizes(self, num_configs: int, slots: int | None, devices: int) -> tuple[int, int, int]:
         """``(trials, configurations drawn, slots)``: the whole population trains at once."""
         n = positive_int(num_configs, "num_configs", MAX_ELEMENTS)
         if slots is not None and slots != n:
-            raise ValueError(f"PBT trains its whole population at once: slots must be None or {n}, got {slots!r}")
+            raise ValueError(
+                f"PBT trains its whole population at once: slots must be None or {n}, got {slots!r}"
+            )
         return self.trials(n), n, n
 
     def progress(self, prog) -> tuple[int, str]:
@@ -205,12 +232,18 @@ class PBT:
         live = ep.t < prog.trials
         epoch = ep.epoch.max()  # every slot trains every epoch
         finished = live & (ep.epoch >= prog.rungs[-1])
-        last = jnp.where(ep.nan, S.NAN, jnp.where(ep.stopped, S.STOPPED, S.FINISHED)).astype(jnp.int32)
-        s = s._replace(status=s.status.at[jnp.where(finished, ep.t, prog.trials)].set(last, mode="drop"))
+        last = jnp.where(ep.nan, S.NAN, jnp.where(ep.stopped, S.STOPPED, S.FINISHED)).astype(
+            jnp.int32
+        )
+        s = s._replace(
+            status=s.status.at[jnp.where(finished, ep.t, prog.trials)].set(last, mode="drop")
+        )
         s = _program.crown(prog, s, finished & ~ep.nan & ~ep.stopped, ep.lower, ep.t)
         s = s._replace(trial=jnp.where(finished, -1, s.trial))
         exploit = (epoch % self.interval == 0) & (epoch < prog.rungs[-1])
-        return jax.lax.cond(exploit, lambda s: self._exploit(prog, pool, s, ep, epoch), lambda s: s, s)
+        return jax.lax.cond(
+            exploit, lambda s: self._exploit(prog, pool, s, ep, epoch), lambda s: s, s
+        )
 
     def replaced(self, population: int) -> int:
         """Members replaced at each exploit."""
@@ -238,7 +271,9 @@ class PBT:
             again = jax.vmap(dist.draw)(jax.random.split(kd, q))
             moved = dist.perturb(drawn[name][parent], factor)
             drawn[name] = (
-                drawn[name].at[new_t].set(jnp.where(jax.random.uniform(kr, (q,)) < self.resample, again, moved))
+                drawn[name]
+                .at[new_t]
+                .set(jnp.where(jax.random.uniform(kr, (q,)) < self.resample, again, moved))
             )
         (slots_carry,) = s.carry  # PBT: one bucket
         copied = jax.tree.map(lambda a: a[source], slots_carry)
@@ -249,7 +284,10 @@ class PBT:
             trial=s.trial.at[worst].set(new_t),
             next=s.next + q,
             drawn=drawn,
-            status=s.status.at[s.trial[worst]].set(jnp.where(ep.nan[worst], S.NAN, S.PRUNED)).at[new_t].set(S.RUNNING),
+            status=s.status.at[s.trial[worst]]
+            .set(jnp.where(ep.nan[worst], S.NAN, S.PRUNED))
+            .at[new_t]
+            .set(S.RUNNING),
             parent=s.parent.at[new_t].set(parent),
             epochs=s.epochs.at[new_t].set(s.epochs[parent]),
             best=s.best.at[new_t].set(s.best[parent]),
@@ -259,8 +297,12 @@ class PBT:
     def _explored_state(self, prog, state, drawn: dict, new_t):
         """The copied states with the new members' values written in."""
         values = {n: _program.value(prog, drawn, n, new_t) for n in prog.optimizer_names}
-        set_values = lambda o, v: _program.per_fold(prog, lambda of: optim.set_hyperparams(of, v))(o)
+        set_values = lambda o, v: _program.per_fold(prog, lambda of: optim.set_hyperparams(of, v))(
+            o
+        )
         opt_state = jax.vmap(set_values)(state.opt_state, values) if values else state.opt_state
-        set_state = lambda ms, t: _program.per_fold(prog, lambda m: _program.model_state(prog, m, drawn, t))(ms)
+        set_state = lambda ms, t: _program.per_fold(
+            prog, lambda m: _program.model_state(prog, m, drawn, t)
+        )(ms)
         model_state = jax.vmap(set_state)(state.model_state, new_t)
         return state._replace(opt_state=opt_state, model_state=model_state)

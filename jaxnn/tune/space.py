@@ -18,7 +18,11 @@ import numpy as np
 
 
 def _number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.number)
+        or not math.isfinite(value)
+    ):
         raise TypeError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
@@ -60,7 +64,9 @@ class LogUniform(Uniform):
             raise ValueError(f"loguniform needs low > 0, got {self.low}")
 
     def draw(self, key: jax.Array) -> jax.Array:
-        return jnp.exp(jax.random.uniform(key, (), jnp.float32, math.log(self.low), math.log(self.high)))
+        return jnp.exp(
+            jax.random.uniform(key, (), jnp.float32, math.log(self.low), math.log(self.high))
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,12 +110,20 @@ def loguniform(low: float, high: float) -> LogUniform:
 
 def choice(options) -> Choice:
     """One of ``options``, each equally likely (a width, a dropout rate)."""
-    return Choice(tuple(options) if not isinstance(options, str | bytes) and hasattr(options, "__iter__") else options)
+    return Choice(
+        tuple(options)
+        if not isinstance(options, str | bytes) and hasattr(options, "__iter__")
+        else options
+    )
 
 
 def bounds(dist) -> tuple[float, float]:
     """The smallest and largest value ``dist`` gives."""
-    return (min(dist.options), max(dist.options)) if isinstance(dist, Choice) else (dist.low, dist.high)
+    return (
+        (min(dist.options), max(dist.options))
+        if isinstance(dist, Choice)
+        else (dist.low, dist.high)
+    )
 
 
 def value_on_device(dist, drawn: jax.Array) -> jax.Array:
