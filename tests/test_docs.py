@@ -41,7 +41,7 @@ def resolve(dotted: str):
 
 def test_the_api_page_lists_the_public_surface_by_hand():
     names = documented()
-    assert len(names) == len(set(names)) and len(names) <= 100, len(names)
+    assert len(names) == len(set(names)) and len(names) <= 110, len(names)
     for name in names:
         obj = resolve(name)
         assert (inspect.getdoc(obj) or "").strip(), f"{name} has no docstring"
