@@ -1,4 +1,4 @@
-"""The host side of training, shared by ``fit`` and ``fit_many`` (private).
+"""The host side of training, shared by ``fit``, ``fit_many`` and ``search`` (private).
 
 :func:`train` runs a checked run (``jaxnn._setup.Run``) through its runner (the
 ``jaxnn._loop.Runner`` protocol: one small record per compiled chunk, nothing per
@@ -139,4 +139,5 @@ def stop_message(early, stop: int, stop_step: int, n_batches: int, learning_rate
 
 
 def warn(message: str) -> None:
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    """A RuntimeWarning at the user's line: the one that called ``fit`` or ``fit_many``."""
+    warnings.warn(message, RuntimeWarning, stacklevel=3)

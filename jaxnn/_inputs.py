@@ -4,12 +4,15 @@ here compiles a training program or writes a file.
 """
 
 import hashlib
+import math
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import rng
+from jaxnn._checks import positive_int
 from jaxnn.data import float_dtype, summary, validate
 from jaxnn.losses import LOSSES
 
@@ -136,6 +139,35 @@ _validation_order = jax.jit(
     static_argnums=1,
     compiler_options={"xla_backend_optimization_level": 0},
 )
+
+
+def fold_data(plan, data: Data, cv: int, key, drop_remainder: bool):
+    """The plan of one fold and the folds' data, stacked on a leading axis: fold ``f``
+    holds out the ``f``-th of ``cv`` parts of a permutation of the rows (stream
+    ``validation``); parts of unequal size are padded with rows of weight 0."""
+    x, y, w = data.x, data.y, data.w
+    n = x.shape[0]
+    if cv > n:
+        raise ValueError(f"cv={cv} folds of {n} rows: expected at most {n}")
+    parts = np.array_split(np.asarray(_validation_order(key, n)), cv)
+    folds = [(np.concatenate(parts[:f] + parts[f + 1 :]), parts[f]) for f in range(cv)]
+    m, v = n - len(parts[-1]), len(parts[0])  # the largest training and validation parts
+    batch_size = positive_int(plan.batch_size, "batch_size", m)
+    pad = lambda idx, size: np.concatenate([idx, np.repeat(idx[:1], size - len(idx))])
+    mask = lambda idx, size: (np.arange(size) < len(idx)).astype(np.float32)
+    padded = n % cv != 0
+
+    def side(which: int, size: int):
+        idx = np.stack([pad(f[which], size) for f in folds])
+        weights = None
+        if padded or w is not None:
+            weights = np.stack([mask(f[which], size) for f in folds]) * (
+                1.0 if w is None else np.asarray(w)[idx]
+            )
+        return x[idx], y[idx], None if weights is None else jnp.asarray(weights, jnp.float32)
+
+    n_batches = m // batch_size if drop_remainder else math.ceil(m / batch_size)
+    return plan._replace(n=m, n_batches=n_batches, n_val=v), Data(*side(0, m), *side(1, v))
 
 
 def split_validation(key, data: Data, validation) -> Data:

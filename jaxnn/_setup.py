@@ -1,7 +1,7 @@
 """From what a user passes to ``fit`` or ``fit_many`` to a checked :class:`Run`
 (private). Every argument is checked here, once, before anything compiles or is
 written, with errors that say what was wrong and what was expected; option values
-(``jaxnn.options``) checked themselves when they were made. ``fit`` and ``fit_many``
+(``jaxnn.options``) checked themselves when they were made. ``fit``, ``fit_many``, the search
 (and a fit streamed from disk) go through the one :func:`setup`; ``Run.begin`` builds
 the carry the compiled loop starts from, and ``Run.runner`` the loop that trains it.
 """

@@ -1,4 +1,4 @@
-"""The values that go into and come out of ``fit`` and ``fit_many``.
+"""The values that go into and come out of ``fit``, ``fit_many`` and ``search``.
 
 Options are small frozen values (``EarlyStopping``, ``Checkpoints``, ``Tuning``) that
 check themselves when they are made: an invalid one cannot be written, and the error

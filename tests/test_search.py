@@ -295,6 +295,8 @@ def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
             "cannot change a width",
         ),
         ({"schedule": jaxnn.PBT(), "slots": 3}, ValueError, "whole population"),
+        ({"refit": "no"}, TypeError, "refit must be True or False"),
+        ({"cv": 3, "validation": 0.2}, ValueError, "replaces validation"),
     ],
 )
 def test_bad_inputs_are_refused_before_any_work(change, error, match):

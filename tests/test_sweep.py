@@ -187,7 +187,7 @@ def test_dropout_and_batch_norm_models_sweep_dropout_as_data(data):
 def test_divergent_models_stop_alone_and_early_stopping_per_model(data):
     x, y, xv, yv = data
     lin = jaxnn.mlp([3, 8, 1])
-    with pytest.warns(RuntimeWarning, match="1 of 2 models"):
+    with pytest.warns(RuntimeWarning, match="1 of 2 models") as caught:
         r = fit_many(
             lin,
             None,
@@ -201,6 +201,7 @@ def test_divergent_models_stop_alone_and_early_stopping_per_model(data):
             validation=(xv, yv),
             progress=False,
         )
+    assert caught[0].filename == __file__  # the warning points at the caller's line
     assert r.stop_reasons == [jaxnn.Stop.COMPLETED, jaxnn.Stop.NON_FINITE_LOSS]
     assert r.epochs_run[0] == 6 and r.epochs_run[1] < 6
     assert np.isnan(r.history["loss"][1, -1]) and np.isfinite(r.history["loss"][0]).all()

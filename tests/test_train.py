@@ -290,10 +290,11 @@ def test_early_stopping_stops_restores_and_never_overshoots(key):
 def test_nan_guard_stops_at_once_and_keeps_finite_params(seed_data):
     xtr, _, ytr, _ = seed_data
     model = jaxnn.mlp([3, 16, 1])  # a linear output: a huge learning rate diverges
-    with pytest.warns(RuntimeWarning, match="non-finite.*learning rate"):
+    with pytest.warns(RuntimeWarning, match="non-finite.*learning rate") as caught:
         r = quick_fit(
             xtr, ytr, model=model, optimizer=jaxnn.optim.sgd(50.0), batch_size=10, epochs=20
         )
+    assert caught[0].filename == __file__  # the warning points at the caller's line
     assert r.stop_reason == jaxnn.Stop.NON_FINITE_LOSS
     assert r.epochs_run < 20
     assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(r.params))

@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from jaxnn import losses, optim, parallel, precision
 from jaxnn._checks import positive_int
@@ -212,7 +212,7 @@ class BaseMLP(BaseEstimator):
             first = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
             X, y, dtype = self._prepare(X, y, first, classes, incremental)
             if sample_weight is not None:
-                sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+                sample_weight = _sample_weight(sample_weight, X.shape[0])
                 if sample_weight[0] > 0 and np.all(sample_weight == sample_weight[0]):
                     sample_weight = None  # equal weights: the unweighted mean, with its bits
                 else:
@@ -439,3 +439,16 @@ class BaseMLP(BaseEstimator):
 
     def _not_lbfgs(self):
         return self.solver != "lbfgs"
+
+
+def _sample_weight(sample_weight, n: int) -> np.ndarray:
+    """``sample_weight`` as float64 ``(n,)``, by scikit-learn's rules (a number: that
+    weight for every row; not all zero), with its public ``check_array`` (finite values)."""
+    if isinstance(sample_weight, numbers.Number):
+        return np.full(n, sample_weight, dtype=np.float64)
+    w = check_array(sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight.shape == {w.shape}, expected {(n,)}!")
+    if not w.any():
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return w

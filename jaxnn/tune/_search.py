@@ -139,7 +139,7 @@ def search(
     schedule: SuccessiveHalving | PBT | None = None,
     num_configs: int = 81,
     slots: int | None = None,
-    validation=0.2,
+    validation="auto",
     monitor: str | None = None,
     optimizer=None,
     batch_size: int = 32,
@@ -182,7 +182,8 @@ def search(
       devices: the devices the slots are split over (``None``: every device; a
         count; a list), as ``fit_many`` splits its models; the slots must divide
         evenly. The results do not depend on the split.
-      validation: the held-out data the trials are ranked on, as in ``fit``.
+      validation: the held-out data the trials are ranked on, as in ``fit``; ``"auto"``
+        (default): a random fifth of ``x`` (a fraction ``0.2``), or with ``cv`` the folds.
       cv: k-fold cross-validation instead: every trial trains k copies side by side
         (the folds are a second vmapped axis), each holding out one fold of ``x``
         (``jaxnn.rng``'s ``validation`` stream orders the rows), and is scored by the
@@ -240,9 +241,18 @@ def search(
         else ()
     )
     k = sum(slots_ for _, slots_ in buckets) or k
-    if cv is not None:
+    for name, flag in (("progress", progress), ("refit", refit)):
+        if not isinstance(flag, bool | np.bool_):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    if cv is None and isinstance(validation, str) and validation == "auto":
+        validation = 0.2
+    elif cv is not None:
         cv = positive_int(cv, "cv", MAX_ELEMENTS)
-        if cv < 2 or validation not in (None, 0.2) or early_stopping is not None:
+        if (
+            cv < 2
+            or not (isinstance(validation, str) and validation == "auto")
+            or early_stopping is not None
+        ):
             raise ValueError(
                 f"cv={cv}: k-fold cross-validation takes k >= 2 and replaces validation= (leave it out) and "
                 "early_stopping= (each fold would stop on its own)"
