@@ -95,12 +95,17 @@ def _columns(a):
     return a.reshape(a.shape[0], -1) if a.ndim != 1 else a[:, None]
 
 
+# A metric says which way is better: early stopping's mode="auto", fit_many's table and
+# the search rank by it. A callable of the user's may say so too (fn.higher_is_better = True).
+accuracy.higher_is_better = r2.higher_is_better = True
+
 METRICS: dict[str, Metric] = {"accuracy": accuracy, "rmse": rmse, "mae": mae, "r2": r2}
 
 
 def get_metric(metric: str | Metric) -> tuple[str, Metric]:
     """Looks up a metric by name; returns ``(name, fn)``. A callable is named by its
-    ``__name__``."""
+    ``__name__``; set ``fn.higher_is_better = True`` on one that ranks higher as
+    better (a loss-like one needs nothing)."""
     if isinstance(metric, str):
         try:
             return metric, METRICS[metric]

@@ -207,9 +207,17 @@ class SearchResult:
         return f"SearchResult({len(self.trials)} trials: {status}; {best or 'none finished'})"
 
 
-def higher_is_better(monitor: str) -> bool:
-    """Whether a recorded value ranks higher as better (accuracy, r2) or lower (losses)."""
-    return monitor.removeprefix("val_") in ("accuracy", "r2")
+def higher_is_better(monitor: str, metrics=()) -> bool:
+    """Whether a recorded value ranks higher as better or lower (losses): what its
+    metric says (``fn.higher_is_better``; accuracy and r2 say so), looked up among
+    ``metrics`` (names, callables or ``(name, fn)`` pairs) and then the built-in ones."""
+    from jaxnn.metrics import METRICS, get_metric
+
+    name = monitor.removeprefix("val_")
+    found = [
+        fn for n, fn in (m if isinstance(m, tuple) else get_metric(m) for m in metrics) if n == name
+    ]
+    return bool(getattr(found[0] if found else METRICS.get(name), "higher_is_better", False))
 
 
 def _check(condition: bool, error: type, message: str) -> None:

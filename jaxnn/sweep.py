@@ -123,7 +123,7 @@ def fit_many(
         else ("val_loss" if "val_loss" in history else "loss")
     )
     epochs_run = np.asarray(carry.state.epoch)
-    table = summary_table(history, epochs_run, run.hyperparams, monitor)
+    table = summary_table(history, epochs_run, run.hyperparams, monitor, run.plan.metrics)
     if bad := reasons.count(Stop.NON_FINITE_LOSS):
         _driver.warn(
             f"{bad} of {len(reasons)} models stopped with a non-finite loss (see stop_reasons); "
@@ -134,7 +134,7 @@ def fit_many(
     )
 
 
-def summary_table(history: dict, epochs_run, values: dict, monitor: str) -> list[dict]:
+def summary_table(history: dict, epochs_run, values: dict, monitor: str, metrics=()) -> list[dict]:
     """One row per model (its hyperparameters and last recorded metrics), best first."""
     rows = []
     for i in range(len(epochs_run)):
@@ -148,7 +148,7 @@ def summary_table(history: dict, epochs_run, values: dict, monitor: str) -> list
                 finite = h[i][np.isfinite(h[i])]
                 row[name] = float(finite[-1]) if finite.size else float("nan")
         rows.append(row)
-    sign = -1.0 if higher_is_better(monitor) else 1.0
+    sign = -1.0 if higher_is_better(monitor, metrics) else 1.0
     return sorted(
         rows, key=lambda r: (not np.isfinite(r[monitor]), sign * np.nan_to_num(r[monitor], nan=0.0))
     )

@@ -89,6 +89,24 @@ def reference(
     return status, epochs
 
 
+def neg_mse(predictions, targets, weights=None):
+    return -jaxnn.losses.mse(predictions, targets, weights)
+
+
+neg_mse.higher_is_better = True  # a metric of the user's that ranks higher as better
+
+
+def test_a_small_halving_matches_the_numpy_reference_and_ranks_by_the_metrics_direction():
+    schedule = jaxnn.SuccessiveHalving(1, 3, 3)
+    result = run(schedule, num_configs=9, slots=3, metrics=[neg_mse], monitor="val_neg_mse")
+    rows = sorted(result.trials, key=lambda r: r["id"])
+    diverged = {r["id"]: r["epochs"] for r in rows if r["status"] == "nan"}
+    status, epochs = reference(-result.curves, [1, 3], 3, 3, schedule.brackets(9), diverged)
+    assert [r["status"] for r in rows] == status and [r["epochs"] for r in rows] == epochs
+    finished = [r for r in result.trials if r["status"] == "finished"]
+    assert result.trials[0]["id"] == max(finished, key=lambda r: r["score"])["id"]  # highest first
+
+
 @pytest.mark.slow  # end to end; CI runs it
 @pytest.mark.parametrize("schedule", [jaxnn.SuccessiveHalving(1, 9, 3), jaxnn.Hyperband(1, 9, 3)])
 def test_in_program_halving_matches_a_numpy_reference(schedule):

@@ -377,7 +377,7 @@ def _make_program(
         init = None
     if params is not None:
         init = _Fixed(params)
-    sign = -1.0 if higher_is_better(monitor) else 1.0
+    sign = -1.0 if higher_is_better(monitor, plan.metrics) else 1.0
     return _program.Program(
         plan, init, mlp_spec, space_, *names, schedule, *sizes, monitor, sign, chunk, folds
     )
