@@ -41,6 +41,12 @@ PINNED = {  # (jax version, instruction set) -> {case: sha256 of the trained par
         "batch-32-validation-early-stopping": "5f83538fb1165e188a20b8fdea9a77179983a487dea7f3f248dc93d5f9a7a516",
         "fit-many-3-models": "61df23c9988fe511a8b9e23fb326fb8ac09cde3237ef7d705ee6265c3bc159be",
     },
+    ("0.12.1", "avx2"): {  # Python 3.13; recorded from 6351fa4's code, equal to this one's
+        "batch-1": "706028a2670387793fd2908dd88b2878d4a40439098d94adf673c867496edba9",
+        "batch-100-chunked": "4587a23528420fb85193a0ada2b52cfdf18f837c34bf2293aadb491f65ee55cb",
+        "batch-32-validation-early-stopping": "a80886122f130eb90307b71b7e78952796337c94455bc61d8b89c4378319b4be",
+        "fit-many-3-models": "300c9d0cf1dc26be0076352a38e3bfe3372a995159abd8eec2dae4e94a3145b6",
+    },
     ("0.12.0.1", "avx512"): {  # Python 3.13, the newest jax on the package index (CI's second pass)
         "batch-1": "bbcec6da5550ceec92bca02bb6e3a4094bf9b291072cf34928b021c3a1209505",
         "batch-100-chunked": "c59e111a8a940aac6ecd82454cb3935854340b695285dad38e03d098174636e4",
