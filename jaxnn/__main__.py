@@ -9,9 +9,8 @@ from jaxnn.doctor import doctor
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m jaxnn", description=__doc__.replace("`", "")
-    )  # plain text
+    # the help as plain text (no backticks)
+    ap = argparse.ArgumentParser(prog="python -m jaxnn", description=__doc__.replace("`", ""))
     commands = ap.add_subparsers(dest="command", required=True)
     check = commands.add_parser(
         "doctor", help="versions, backend and devices, and the fix for a CPU fallback"

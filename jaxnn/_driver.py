@@ -83,9 +83,8 @@ def drive(run, carry, data, *, epochs: int, history: History, progress: bool, sa
             bar.set_postfix(
                 {k: f"{history.latest(k):.4g}" for k in ("loss", "val_loss") if k in history.parts}
             )
-        if (
-            saver is not None and not (chunk.stop == Stop.NON_FINITE_PARAMS).any()
-        ):  # nothing worth resuming
+        # nothing worth resuming
+        if saver is not None and not (chunk.stop == Stop.NON_FINITE_PARAMS).any():
             saver.after_chunk(
                 carry, history.epochs, history.arrays(), bool((chunk.stop != Stop.COMPLETED).all())
             )

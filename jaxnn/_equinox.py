@@ -47,9 +47,8 @@ class EqxApply:
         params, state = (
             (variables["params"], variables["eqx_state"]) if self.stateful else (variables, None)
         )
-        if (
-            self.stateful
-        ):  # a clone: Equinox marks a State used once consumed, and jaxnn's loop keeps its own
+        # a clone: Equinox marks a State used once consumed, and jaxnn's loop keeps its own
+        if self.stateful:
             leaves, tree = jax.tree.flatten(state)
             state = jax.tree.unflatten(tree, leaves)
         model = eqx.combine(params, skeleton)

@@ -70,9 +70,8 @@ class NNXTrainApply:
         params, rest = (jax.tree.map(lambda a: a, variables[c]) for c in ("params", "nnx"))
         module = nnx.merge(self.train_graph, params, jax.tree.unflatten(tree, keys), rest)
         y = module(x)
-        return y, {
-            "nnx": nnx.split(module, nnx.Param, nnx.RngState, ...)[3]
-        }  # the RNG state stays as it was
+        # the RNG state stays as it was
+        return y, {"nnx": nnx.split(module, nnx.Param, nnx.RngState, ...)[3]}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,14 +38,12 @@ class Plan(NamedTuple):
     chunk: int
     early: Any  # EarlyStopping | None, with mode resolved to "min" or "max"
     unroll: int
-    step_rows: int = (
-        0  # rows per step: batch_size rounded up to a multiple of the devices (0: batch_size)
-    )
+    # rows per step: batch_size rounded up to a multiple of the devices (0: batch_size)
+    step_rows: int = 0
     batch_sharding: Any = None  # NamedSharding that splits a batch's rows over the devices, or None
     axis_name: str | None = None  # set when the loop is vmapped over many models (jaxnn.sweep)
-    gather_epoch: bool = (
-        False  # gather the epoch's rows once (then slice batches), not each batch's rows
-    )
+    # gather the epoch's rows once (then slice batches), not each batch's rows
+    gather_epoch: bool = False
 
 
 class Carry(NamedTuple):
@@ -78,9 +76,8 @@ def make_train_step(apply_fn, loss_fn, tx):
             model_state = None if state.model_state is None else {**state.model_state, **updates}
             return loss_fn(pred, y, *weights), model_state
 
-        (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(
-            state.params
-        )  # backward pass
+        # backward pass
+        (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new = state._replace(
@@ -197,9 +194,8 @@ def _epoch_inputs(plan: Plan, data, start: TrainState):
 
     def step(state, batch):
         xb, yb, *m = batch if plan.gather_epoch else (x[batch[0]], y[batch[0]], *batch[1:])
-        if (
-            plan.batch_sharding is not None
-        ):  # data parallel: each device takes its rows of the batch
+        # data parallel: each device takes its rows of the batch
+        if plan.batch_sharding is not None:
             xb, yb, *m = (
                 jax.lax.with_sharding_constraint(a, plan.batch_sharding) for a in (xb, yb, *m)
             )
@@ -271,9 +267,8 @@ def replay(plan: Plan, carry: Carry, data, start: TrainState, first_bad: jax.Arr
 
     s = jax.lax.scan(masked, start, (jnp.arange(plan.n_batches), inputs))[0]
     s = s._replace(epoch=carry.state.epoch)
-    return carry._replace(
-        state=select(first_bad >= 0, s, carry.state)
-    )  # in a sweep, the others keep theirs
+    # in a sweep, the others keep theirs
+    return carry._replace(state=select(first_bad >= 0, s, carry.state))
 
 
 def one_epoch(plan: Plan, data, carry: Carry):
@@ -404,13 +399,11 @@ def runner(plan: Plan) -> Runner:
         return run_chunk(plan, carry, data, target)
 
     def replay_(carry, data, start, first_bad):
-        if (
-            start is None
-        ):  # the epoch's first state, from the same program stopped before that epoch
+        # the epoch's first state, from the same program stopped before that epoch
+        if start is None:
             start = one_call(fresh[0], data, np.int32(fetch(carry.state.epoch) - 1))[0].state
-            carry = carry._replace(
-                state=carry.state._replace(key=copy_key(carry.state.key))
-            )  # it is donated
+            # the carry is donated: its key is copied
+            carry = carry._replace(state=carry.state._replace(key=copy_key(carry.state.key)))
         return run_replay(plan, carry, data, start, first_bad)
 
     return Runner(chunk, replay_)

@@ -58,9 +58,8 @@ def _early_stop(plan, carry, values: dict):
     wait = jnp.where(improved, 0, carry.wait + 1)
     out_of_patience = wait >= es.patience
     state = carry.state
-    if (
-        es.reduce_lr is not None
-    ):  # a plateau lowers the learning rate until it reaches min_lr, then stops
+    # a plateau lowers the learning rate until it reaches min_lr, then stops
+    if es.reduce_lr is not None:
         reduce = out_of_patience & (optim.learning_rate_of(state.opt_state) > es.min_lr)
         factor = jnp.where(reduce, jnp.float32(es.reduce_lr), jnp.float32(1.0))
         state = state._replace(opt_state=optim.scale_learning_rate(state.opt_state, factor))

@@ -94,10 +94,8 @@ class Saver:
                 f"{' ...' if len(names) > 3 else ''}. Resume that run (resume=<folder>), write into "
                 "another folder, or pass Checkpoints(..., overwrite=True) to delete them"
             )
-        for path in [
-            *theirs,
-            *self.folder.glob(f".*{checkpoint.SUFFIX}.*.tmp"),
-        ]:  # and what a killed writer left
+        # theirs, and what a killed writer left
+        for path in [*theirs, *self.folder.glob(f".*{checkpoint.SUFFIX}.*.tmp")]:
             path.unlink()
         self.files.sort()
 
@@ -174,9 +172,8 @@ def checkpointing(checkpoints, resume_path, settings: dict, *, epochs: int, spec
     the optimizer's hyperparameters, the data and every speed setting from the call;
     the ``settings`` (loss, optimizer, recorded metrics, early stopping) must be the
     checkpoint's (refused otherwise)."""
-    if (
-        checkpoints is None and resume_path is None
-    ):  # the common call: no work on fit's per-call path
+    # the common call: no work on fit's per-call path
+    if checkpoints is None and resume_path is None:
         return None, None, 0
     file, meta = None, {}
     if resume_path is not None:

@@ -65,9 +65,8 @@ class Run:
     data: _inputs.Data
     stream: _stream.Source | None  # the source a streamed fit reads x from
     start: Callable[[], TrainState]  # the state it starts from (opt_state None: a fresh one)
-    hyperparams: (
-        dict  # the optimizer's (and fit_many's dropout), written into the state: data, not code
-    )
+    # the optimizer's (and fit_many's dropout), written into the state: data, not code
+    hyperparams: dict
     checkpoint: str | os.PathLike | None  # the checkpoint file to resume from
     saver: _saver.Saver | None
     placement: parallel.Placement
@@ -243,9 +242,8 @@ def _start_many(model, params, s: Settings, values, models: Models) -> Start:
     values = {n: v.copy() for n, v in values.items()}  # numpy: never donated with the carry
     placement = parallel.for_models(s.devices, k, AXIS)
     path = _check_resume_many(s.resume, one, k)
-    if isinstance(
-        s.resume, ManyResult
-    ):  # the key goes through start unchanged and the carry is donated
+    # the key goes through start unchanged and the carry is donated
+    if isinstance(s.resume, ManyResult):
         make = lambda: s.resume.state._replace(key=_loop.copy_key(s.resume.state.key))
     else:  # model i's key: rng.model_keys(key, k)[i]
         make = lambda: _stacked_start(model, apply_fn, params, rng.model_keys(s.key, k))
@@ -323,17 +321,15 @@ def _plan(apply_fn, params, x, y, s: Settings, tx, placement, many: bool):
         y = validate_targets(y, x.shape, to_device=True)
     else:
         x, y = validate(x, y, to_device=True)
-    shares = (
-        processes > 1 and not many and placement.batch is not None
-    )  # x: this process's share of the rows
+    # x: this process's share of the rows
+    shares = processes > 1 and not many and placement.batch is not None
     w = (
         None
         if s.sample_weight is None
         else _inputs.check_sample_weight(s.sample_weight, x.shape[0], "sample_weight")
     )
-    if processes > 1 and (
-        many or placement.batch is not None
-    ):  # (a fit on one device is this process's own)
+    # (a fit on one device is this process's own)
+    if processes > 1 and (many or placement.batch is not None):
         _inputs.check_multiprocess(x, y, s.validation, whole=many, weights=w)
     data = _inputs.split_validation(s.key, _inputs.Data(x, y, w), s.validation)
     out_shape = _models.output_shape(
@@ -452,15 +448,13 @@ def _begin_fit(run: Run):
     progress = None
     if run.checkpoint is not None:
         carry, history, progress = _saver.restore_carry(run.checkpoint, carry)
-        carry = _loop.with_hyperparams(
-            carry, run.hyperparams
-        )  # this call's settings win (documented in fit)
+        # this call's settings win (documented in fit)
+        carry = _loop.with_hyperparams(carry, run.hyperparams)
         if progress is not None:  # the epoch's first state gets them too (a replay starts there)
             first = _loop.with_hyperparams(carry._replace(state=progress[0]), run.hyperparams).state
             progress = (first, *progress[1:])
-    if run.stream is not None and isinstance(
-        run.placement, parallel.DataParallel
-    ):  # every process has all of y
+    # every process has all of y
+    if run.stream is not None and isinstance(run.placement, parallel.DataParallel):
         progress = None if progress is None else run.placement.put(progress[:2]) + progress[2:]
         return run.placement.put(carry), run.placement.put(run.data), history, progress
     carry, data = run.placement.place(carry, run.data)
@@ -484,9 +478,8 @@ def _begin_many(run: Run):
         run.plan, _with_dropout(run.start(), run.hyperparams), optimizer_values
     )
     if run.checkpoint is not None:
-        carry, history, _ = _saver.restore_carry(
-            run.checkpoint, carry
-        )  # within an epoch: only streamed fits
+        # within an epoch: only streamed fits
+        carry, history, _ = _saver.restore_carry(run.checkpoint, carry)
         carry = _loop.with_hyperparams(carry, optimizer_values)
         carry = carry._replace(state=_with_dropout(carry.state, run.hyperparams))
     carry, data = run.placement.place(carry, run.data)

@@ -88,10 +88,8 @@ class Source:
                 self._file = None
         if self._file is not None:
             st = os.fstat(self._fd)
-            if _mapped_file(x) not in (
-                None,
-                (st.st_dev, st.st_ino),
-            ):  # replaced since np.load: read the mapping
+            # replaced since np.load: read the mapping
+            if _mapped_file(x) not in (None, (st.st_dev, st.st_ino)):
                 os.close(self._fd)
                 self._file = None
             else:
@@ -311,17 +309,15 @@ class Streamed(NamedTuple):
             parts = [p for p in self._chunks(idx, mask, plan.n_batches) if p[0] >= done_steps]
             for c, (j0, rows, m) in enumerate(parts):
                 xb = self._read(rows) if pending is None else pending
-                if (
-                    c >= 2
-                ):  # at most two chunks in flight: reading is faster than training, and each
-                    losses[-2].block_until_ready()  # queued call holds its chunk in device memory
-                state, loss = train_steps(
-                    plan, state, xb, rows, m, data
-                )  # returns at once: JAX dispatches async
+                # at most two chunks in flight: reading is faster than training, and each
+                # queued call holds its chunk in device memory
+                if c >= 2:
+                    losses[-2].block_until_ready()
+                # returns at once: JAX dispatches async
+                state, loss = train_steps(plan, state, xb, rows, m, data)
                 losses.append(loss)
-                pending = (
-                    self._read(parts[c + 1][1]) if c + 1 < len(parts) else None
-                )  # overlaps that update
+                # overlaps that update
+                pending = self._read(parts[c + 1][1]) if c + 1 < len(parts) else None
                 j1 = j0 + len(rows)
                 if self.saver is not None and j1 < plan.n_batches:
                     progress = {

@@ -37,9 +37,8 @@ _OFF = ("0", "off", "false", "no")
 MIN_COMPILE_SECONDS = 0.0
 _ENTRY = "-cache"  # JAX's file name for an entry: <key>-cache (and <key>-atime beside it)
 _STAMP = ".jaxnn-checked"  # its modification time: entries older than it were checked
-_WRITING_SECONDS = (
-    2.0  # an entry younger than this may still be being written: left for the next look
-)
+# an entry younger than this may still be being written: left for the next look
+_WRITING_SECONDS = 2.0
 _MAX_ENTRY = 1 << 31
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 

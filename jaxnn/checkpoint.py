@@ -44,9 +44,8 @@ _FIXED = struct.Struct("<IQ32s")  # version, header length, header SHA-256
 _START = len(MAGIC) + _FIXED.size
 SUFFIX = ".jaxnn"
 MAX_HEADER_BYTES = 64 << 20
-_PAYLOAD_SLACK = (
-    64  # msgpack's bytes per array besides its data (about 20 measured), and at the ends
-)
+# msgpack's bytes per array besides its data (about 20 measured), and at the ends
+_PAYLOAD_SLACK = 64
 
 
 def new_run_id() -> str:
@@ -131,9 +130,8 @@ def _int(value, lo: int = 0, hi: int | None = None) -> bool:
     return type(value) is int and value >= lo and (hi is None or value <= hi)
 
 
-_DTYPE_KINDS = (
-    "biufc"  # bool, int, uint, float (bfloat16 included), complex: never objects or strings
-)
+# bool, int, uint, float (bfloat16 included), complex: never objects or strings
+_DTYPE_KINDS = "biufc"
 
 
 def _check_array_entry(path, i: int, entry) -> int:
@@ -156,13 +154,11 @@ def _check_array_entry(path, i: int, entry) -> int:
         if not ok(entry[name]):
             raise CheckpointError(f"{where}.{name} must be {expected}, got {entry[name]!r:.80}")
     dtype = None
-    if re.fullmatch(
-        r"[a-z][a-z0-9_]{0,30}", entry["dtype"]
-    ):  # a name, never numpy's comma-string format
+    # a name, never numpy's comma-string format
+    if re.fullmatch(r"[a-z][a-z0-9_]{0,30}", entry["dtype"]):
         try:
-            with (
-                warnings.catch_warnings()
-            ):  # a deprecated alias ("a") is refused below, not warned about
+            # a deprecated alias ("a") is refused below, not warned about
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 dtype = jnp.dtype(entry["dtype"])
         except (TypeError, ValueError):
@@ -384,9 +380,8 @@ def scan(folder: str | os.PathLike) -> list[tuple[Path, dict | None, str]]:
         try:
             found.append((path, read_metadata(path), ""))
         except CheckpointError as e:
-            if (
-                path.exists() or path.is_symlink()
-            ):  # else deleted since it was listed: a writer's clean-up
+            # else deleted since it was listed: a writer's clean-up
+            if path.exists() or path.is_symlink():
                 found.append((path, None, str(e)))
     return found
 
@@ -454,10 +449,9 @@ def load_params(path: str | os.PathLike, params: Any) -> tuple[Any, dict]:
 
 
 _RETRIES = 8  # a folder's newest file deleted under the reader this many times in a row: give up
-_STATE_FACTOR = (
-    16  # a fit state holds the params, the optimizer's moments, the best params, a streamed
-)
+# a fit state holds the params, the optimizer's moments, the best params, a streamed
 # epoch's first state: a few times the params' bytes, far below this many
+_STATE_FACTOR = 16
 
 
 def _load_params(path: Path, params: Any) -> tuple[Any, dict]:

@@ -50,9 +50,8 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
     dtype = float_dtype()
     if arr.dtype == dtype:
         return arr
-    with np.errstate(
-        over="ignore"
-    ):  # values too large for float32 become inf: _check_finite says where
+    # values too large for float32 become inf: _check_finite says where
+    with np.errstate(over="ignore"):
         return arr.astype(dtype)
 
 
@@ -233,9 +232,8 @@ def _float_checked(arr, name: str, to_device: bool):
     ):
         return _upload(arr, name)
     cast = _to_float(arr)
-    _check_finite(
-        cast, name, arr if cast is not arr else None
-    )  # after the cast: float64 overflow is caught
+    # after the cast: float64 overflow is caught
+    _check_finite(cast, name, arr if cast is not arr else None)
     return cast
 
 

@@ -70,12 +70,10 @@ def fetch(tree):
     if jax.process_count() == 1 or all(
         not isinstance(a, jax.Array) or a.is_fully_addressable for a in leaves
     ):
-        numeric = all(
-            not isinstance(a, jax.Array) or isinstance(a.dtype, np.dtype) for a in leaves
-        )  # no PRNG keys
-        if (
-            numeric and jax.default_backend() == "cpu"
-        ):  # a copy each: 1-2 us, against 10-15 us through device_get
+        # no PRNG keys
+        numeric = all(not isinstance(a, jax.Array) or isinstance(a.dtype, np.dtype) for a in leaves)
+        # a copy each: 1-2 us, against 10-15 us through device_get
+        if numeric and jax.default_backend() == "cpu":
             return jax.tree.map(lambda a: np.array(a) if isinstance(a, jax.Array) else a, tree)
         return jax.device_get(tree)  # one batched transfer from an accelerator
 
@@ -85,9 +83,8 @@ def fetch(tree):
                 one(jax.random.key_data(a)), impl=jax.random.key_impl(a)
             )
         if isinstance(a, jax.Array) and not a.is_fully_addressable:
-            if (
-                not a.is_fully_replicated
-            ):  # split over the processes (fit_many's models): gathered, a collective
+            # split over the processes (fit_many's models): gathered, a collective
+            if not a.is_fully_replicated:
                 from jax.experimental import multihost_utils
 
                 return np.asarray(multihost_utils.process_allgather(a, tiled=True))

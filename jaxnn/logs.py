@@ -189,9 +189,8 @@ class EpochLog:
         """Writes the epochs ``first_epoch, ...`` of ``records`` (``name -> (..., E)``;
         with models, NaN where a model did not run)."""
         now, wall = time.perf_counter(), time.time()
-        records = {
-            k: np.asarray(v).reshape(len(self.writers), -1) for k, v in records.items()
-        }  # (runs, E)
+        # (runs, E)
+        records = {k: np.asarray(v).reshape(len(self.writers), -1) for k, v in records.items()}
         span = next(iter(records.values())).shape[1]
         seconds, self.last = (now - self.last) / max(span, 1), now
         for i, writer in enumerate(self.writers):

@@ -124,9 +124,8 @@ def huber(predictions, targets, weights=None, delta: float = 1.0):
 
 
 def _check_probability_targets(targets, name: str) -> None:
-    t = (
-        np.asarray(targets) if is_concrete(targets) else None
-    )  # values are checkable outside a trace
+    # values are checkable outside a trace
+    t = np.asarray(targets) if is_concrete(targets) else None
     if t is not None and t.size and not ((t >= 0) & (t <= 1)).all():
         raise ValueError(f"{name}: targets must lie in [0, 1] (labels 0/1 or probabilities)")
 

@@ -47,9 +47,8 @@ def accuracy(predictions, targets, weights=None, *, threshold: float = 0.5):
             f"accuracy: targets {jnp.shape(targets)} do not match predictions "
             f"{jnp.shape(predictions)}; expected labels of shape {jnp.shape(predictions)[:1]}"
         )
-    if not one_hot and losses.is_concrete(
-        targets
-    ):  # values are checkable outside a trace, before any work
+    # values are checkable outside a trace, before any work
+    if not one_hot and losses.is_concrete(targets):
         v = np.asarray(targets).reshape(-1)
         if v.size and not ((v >= 0) & (v < k) & (v == np.round(v))).all():
             raise ValueError(
@@ -95,8 +94,8 @@ def _columns(a):
     return a.reshape(a.shape[0], -1) if a.ndim != 1 else a[:, None]
 
 
-# A metric says which way is better: early stopping's mode="auto", fit_many's table and
-# the search rank by it. A callable of the user's may say so too (fn.higher_is_better = True).
+# A metric says which way is better: fit_many's table and the search rank by it. A
+# callable of the user's may say so too (fn.higher_is_better = True).
 accuracy.higher_is_better = r2.higher_is_better = True
 
 METRICS: dict[str, Metric] = {"accuracy": accuracy, "rmse": rmse, "mae": mae, "r2": r2}

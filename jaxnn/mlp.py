@@ -115,9 +115,8 @@ class MLPApply:
                 a = jnp.where(
                     jax.random.bernoulli(jax.random.fold_in(key, i), keep, a.shape), a / keep, 0.0
                 )
-            if (
-                hidden and width is not None
-            ):  # a narrower network inside this one: its gradients stay 0 too
+            # a narrower network inside this one: its gradients stay 0 too
+            if hidden and width is not None:
                 keep = (jnp.arange(a.shape[-1]) < width).astype(a.dtype)
                 a = a * keep.reshape((1,) * (a.ndim - 1) + keep.shape)
             out.append((linear, a))
@@ -137,13 +136,15 @@ class MLPTrainApply(MLPApply):
         if not train:
             return out[-1][1], {}
         m = BATCH_NORM_MOMENTUM
+        # the running mean and variance of each hidden layer's Z (recomputed here; XLA fuses
+        # it with the forward pass)
         stats = [
             {
                 "mean": m * s["mean"] + (1 - m) * z.mean(axis=0),
                 "var": m * s["var"] + (1 - m) * z.var(axis=0),
             }
             for s, (z, _) in zip(variables["batch_stats"], out[:-1], strict=True)
-        ]  # of each hidden layer's Z (recomputed here; XLA fuses it with the forward pass)
+        ]
         return out[-1][1], {"batch_stats": stats}
 
 

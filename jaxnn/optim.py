@@ -218,9 +218,8 @@ def check_hyperparam(optimizer: str, name, value):
         raise ValueError(
             f"{optimizer} has no hyperparameter {name!r}; expected one of {list(HYPERPARAMS[optimizer])}"
         )
-    if (
-        type(value) is float and 1e-30 < value < 1.0 and name == "learning_rate"
-    ):  # fit's per-call cost: no numpy
+    # fit's per-call cost: no numpy
+    if type(value) is float and 1e-30 < value < 1.0 and name == "learning_rate":
         return value
     arr = np.asarray(value)
     if arr.dtype == bool or not (

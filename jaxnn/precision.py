@@ -80,9 +80,8 @@ class ComputeTrainApply(ComputeApply):
                 return self.apply_fn.train_apply(variables, x, key)
             cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
             y, updates = self.apply_fn.train_apply(jax.tree.map(cast, variables), cast(x), key)
-            keep = lambda new, old: new.astype(
-                old.dtype
-            )  # state stays in its own dtype, like params
+            # state stays in its own dtype, like params
+            keep = lambda new, old: new.astype(old.dtype)
             updates = {c: jax.tree.map(keep, u, variables[c]) for c, u in updates.items()}
             return y.astype(jnp.float32), updates
 

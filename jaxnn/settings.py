@@ -78,9 +78,8 @@ class Settings:
         get_loss(self.loss)
         optim.get_optimizer(self.optimizer)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int | np.integer):
-            raise TypeError(
-                f"batch_size must be an int, got {self.batch_size!r}"
-            )  # its range needs the rows
+            # its range needs the rows
+            raise TypeError(f"batch_size must be an int, got {self.batch_size!r}")
         put("epochs", positive_int(self.epochs, "epochs", MAX_EPOCHS))
         put("shuffle", _flag(self.shuffle, "shuffle"))
         put("progress", _flag(self.progress, "progress"))
@@ -92,11 +91,3 @@ class Settings:
         _option(self.early_stopping, EarlyStopping, "early_stopping")
         _option(self.checkpoints, Checkpoints, "checkpoints")
         put("tuning", _option(self.tuning, Tuning, "tuning") or Tuning())
-
-    def replace(self, **changes) -> "Settings":
-        """A copy with ``changes`` (checked again)."""
-        return dataclasses.replace(self, **changes)
-
-    def keywords(self) -> dict:
-        """The value as ``fit``'s keywords (shallow: arrays are not copied)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -110,9 +110,8 @@ def fit_many(
     run = _setup.setup(model, params, x, y, settings, _setup.Models(num_models, dropout))
     with run:
         carry, stops, history = _driver.train(run)
-    if (
-        jax.process_count() > 1
-    ):  # the models were split over the processes: every process gets them all
+    # the models were split over the processes: every process gets them all
+    if jax.process_count() > 1:
         carry = fetch(carry)
     params = _driver.finish(run.plan.early, carry, stops)
     reasons = [Stop(int(s)) for s in stops]

@@ -293,9 +293,10 @@ def predict(
         apply_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
         chunk = min(batch_size, source.n)
 
+        # in chunks of the in-memory path's shape, the last one padded: the same bits
         def run(
             rows,
-        ):  # in chunks of the in-memory path's shape, the last one padded: the same bits
+        ):
             n = rows.shape[0]
             padded = rows[np.minimum(np.arange(-(-n // chunk) * chunk), n - 1)]
             return _predict_chunks(apply_fn, params, jnp.asarray(padded), chunk)[:n]

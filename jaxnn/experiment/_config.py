@@ -222,18 +222,15 @@ def load_split(config: ExperimentConfig) -> Split:
         ds = data.load_dataset(config.dataset)
         x, y, classes = ds.x, ds.y, ds.target_names
         if config.task == "binary":
-            y = y[:, None].astype(
-                np.float32
-            )  # a sigmoid output and binary cross-entropy want (n, 1)
+            # a sigmoid output and binary cross-entropy want (n, 1)
+            y = y[:, None].astype(np.float32)
     xtr, xte, ytr, yte = data.train_test_split(
         rng.stream(root, "test_split"), x, y, config.test_fraction
     )
     if config.standardize:
         xtr, xte = data.standardize(xtr, xte)
-        if (
-            config.task == "regression" and config.dataset != "seed"
-        ):  # the seed's target is in (0, 1) already
-            ytr, yte = data.standardize(
-                ytr, yte
-            )  # so errors read in standard deviations of the target
+        # the seed's target is in (0, 1) already
+        if config.task == "regression" and config.dataset != "seed":
+            # so errors read in standard deviations of the target
+            ytr, yte = data.standardize(ytr, yte)
     return Split(xtr, xte, ytr, yte, classes)

@@ -108,9 +108,8 @@ def run(
     args = _fit_arguments(
         config, split, folder / "checkpoints", resume, overwrite, record, progress, build
     )
-    check_fit(
-        *args[:4], **args[4]
-    )  # every check fit makes (the model, the data, a resume), nothing written
+    # every check fit makes (the model, the data, a resume), nothing written
+    check_fit(*args[:4], **args[4])
     with _claim(folder, resume, overwrite) if writer else contextlib.nullcontext():
         if writer:
             _write_json(folder / "config.json", dataclasses.asdict(config))

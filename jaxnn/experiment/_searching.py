@@ -47,9 +47,8 @@ def search_run(
         widest = int(max(space["width"].options))
         hidden = (widest,) * len(config.hidden)
     n_out = len(split.classes) if config.task == "multiclass" else 1
-    rate = (
-        0.5 if "dropout" in space else config.dropout
-    )  # a layer with a rate > 0 takes the searched rate
+    # a layer with a rate > 0 takes the searched rate
+    rate = 0.5 if "dropout" in space else config.dropout
     model = mlp(
         [split.x_train.shape[1], *hidden, n_out],
         config.activation,
@@ -140,6 +139,7 @@ def search_figure(result: SearchResult):
         curve = result.curves[row["id"]]
         first = 0 if row["parent"] < 0 else max(by_id[row["parent"]]["epochs"] - 1, 0)
         finished = row["status"] == "finished"
+        # a trial pruned at epoch 1 is a dot
         ax.plot(
             epochs[first:],
             curve[first:],
@@ -148,7 +148,7 @@ def search_figure(result: SearchResult):
             color="C0" if finished else "C7",
             marker="o",
             markersize=2.5,
-        )  # a trial pruned at epoch 1 is a dot
+        )
     best = result.trials[0]
     ax.plot(
         epochs, result.curves[best["id"]], lw=2.5, color="C3", label=f"winner: trial {best['id']}"

@@ -51,8 +51,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from jaxnn.sklearn._estimators import MLPClassifier as MLPClassifier
 from jaxnn.sklearn._estimators import MLPRegressor as MLPRegressor
 
-MLPClassifier.__module__ = MLPRegressor.__module__ = (
-    "jaxnn.sklearn"  # their public home (and pickles')
-)
+# their public home (and pickles')
+MLPClassifier.__module__ = MLPRegressor.__module__ = "jaxnn.sklearn"
 
 __all__ = ["MLPClassifier", "MLPRegressor"]

@@ -140,9 +140,8 @@ class BaseMLP(BaseEstimator):
         number(self.alpha, "alpha", 0)
         number(self.momentum, "momentum", 0, 1)
         number(self.power_t, "power_t", 0)
-        if (
-            self.solver != "lbfgs"
-        ):  # trained in float32: a rate that rounds to 0 would train nothing
+        # trained in float32: a rate that rounds to 0 would train nothing
+        if self.solver != "lbfgs":
             rate = number(self.learning_rate_init, "learning_rate_init", 0, low_open=True)
             if np.float32(rate) == 0:
                 raise ValueError(
@@ -394,9 +393,8 @@ class BaseMLP(BaseEstimator):
             rate = float(self.learning_rate_init)
         elif self.learning_rate == "invscaling":
             rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
-        self._optimizer = types.SimpleNamespace(
-            learning_rate=rate
-        )  # scikit-learn's rate after the last epoch
+        # scikit-learn's rate after the last epoch
+        self._optimizer = types.SimpleNamespace(learning_rate=rate)
         tol, start = float(self.tol), float(self.learning_rate_init)
         if early:
             metric = next(k for k in result.history if k.startswith("val_") and k != "val_loss")

@@ -38,9 +38,8 @@ class Program:
     """Everything static about a search: one compiled program per distinct value."""
 
     plan: _loop.Plan
-    init: (
-        Callable | None
-    )  # the model's init; None: a jaxnn.mlp's, rebuilt from mlp_spec (equal by value)
+    # the model's init; None: a jaxnn.mlp's, rebuilt from mlp_spec (equal by value)
+    init: Callable | None
     mlp_spec: tuple  # a jaxnn.mlp's spec as sorted (name, value) pairs (jaxnn.mlp.from_spec), or ()
     space: tuple  # ((name, distribution), ...)
     optimizer_names: tuple  # the names of the space that are the optimizer's hyperparameters
@@ -51,9 +50,8 @@ class Program:
     monitor: str
     sign: float  # 1.0: lower is better; -1.0: higher is better
     chunk: int
-    folds: int = (
-        0  # cv: every slot trains this many copies, one per fold (0: one, on the validation split)
-    )
+    # cv: every slot trains this many copies, one per fold (0: one, on the validation split)
+    folds: int = 0
     buckets: tuple = ()  # a width search's ((width, slots), ...) (jaxnn.tune._widths); (): every slot at full width
 
     @property
@@ -83,9 +81,8 @@ class State(NamedTuple):
     next: jax.Array  # () int32: trials started (PBT: the next trial id)
     taken: jax.Array  # (B,) int32: the trials each bucket took from its queue
     drawn: dict  # name -> (N,) float32: each trial's values (a choice's index)
-    scores: (
-        jax.Array
-    )  # (N, R) float32, lower is better: best so far at each rung reached (inf: not reached)
+    # (N, R) float32, lower is better: best so far at each rung reached (inf: not reached)
+    scores: jax.Array
     reached: jax.Array  # (N, R) bool
     curve: jax.Array  # (N, E) float32: the monitored value after each epoch (NaN: not trained)
     status: jax.Array  # (N,) int32
@@ -202,9 +199,8 @@ def per_fold(prog: Program, fn):
 def fresh_slots(prog: Program, pool: Pool, trial, width=None):
     def one(t):
         carry = fresh_carry(prog, pool, t, width)
-        return (
-            jax.vmap(lambda _: carry)(jnp.arange(prog.folds)) if prog.folds else carry
-        )  # a copy per fold
+        # a copy per fold
+        return jax.vmap(lambda _: carry)(jnp.arange(prog.folds)) if prog.folds else carry
 
     return jax.vmap(one)(jnp.clip(trial, 0, prog.trials - 1))
 
@@ -301,9 +297,8 @@ def crown(prog: Program, s: State, finished, lower, t) -> State:
         i = jnp.argmin(candidate)
         current = s.best[jnp.maximum(champion_id, 0)]
         wins = jnp.isfinite(candidate[i]) & ((champion_id < 0) | (candidate[i] < current))
-        variables = jax.tree.map(
-            lambda a, i=i: a[i, 0] if prog.folds else a[i], c.state.variables
-        )  # cv: fold 0
+        # cv: fold 0
+        variables = jax.tree.map(lambda a, i=i: a[i, 0] if prog.folds else a[i], c.state.variables)
         variables = variables if width is None else _widths.widen(variables, champion)
         champion = jax.tree.map(lambda a, b, wins=wins: jnp.where(wins, a, b), variables, champion)
         champion_id = jnp.where(wins, t[first + i], champion_id)

@@ -240,9 +240,8 @@ class Saves:
     def save(self, state) -> None:
         if self.path is None:
             return
-        if (
-            jax.process_count() > 1
-        ):  # on every process: the slots split over the processes are gathered
+        # on every process: the slots split over the processes are gathered
+        if jax.process_count() > 1:
             state = fetch(state)
         if jax.process_index() == 0:
             checkpoint.save(self.path, {"state": state}, metadata={"search": self.fingerprint})

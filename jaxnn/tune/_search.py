@@ -341,10 +341,11 @@ def _buckets(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
 
 def _drive(prog, state, pool, data, place, progress: bool, saves):
     """The host loop: a compiled chunk of epochs, three numbers read, a checkpoint."""
+    # the slots over the devices; the rest on each
     pool, data = (
         place.replicate(pool),
         place.replicate(data),
-    )  # the slots over the devices; the rest on each
+    )
     state = place.replicate(state)._replace(
         carry=place.split(state.carry), trial=place.split(state.trial)
     )

@@ -62,9 +62,8 @@ class SuccessiveHalving:
         """Each configuration's bracket: the first rung at which it is ranked."""
         return np.zeros(n, np.int32)
 
-    refits: ClassVar[bool] = (
-        True  # the winner's values held for its whole training: it can be trained again
-    )
+    # the winner's values held for its whole training: it can be trained again
+    refits: ClassVar[bool] = True
 
     def check(self, space: dict, early_stopping) -> None:
         """Raises for a search this scheduler cannot run (none for halving)."""
@@ -140,9 +139,8 @@ class Hyperband(SuccessiveHalving):
         weights = np.array([(r + 1) / (r - b + 1) * self.eta ** (r - b) for b in range(r + 1)])
         exact = weights / weights.sum() * n
         counts = np.floor(exact + 1e-9).astype(int)
-        counts[np.argsort(counts - exact, kind="stable")[: n - counts.sum()]] += (
-            1  # largest remainders
-        )
+        # largest remainders
+        counts[np.argsort(counts - exact, kind="stable")[: n - counts.sum()]] += 1
         return np.repeat(np.arange(r + 1, dtype=np.int32), counts)
 
 
