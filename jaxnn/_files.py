@@ -31,18 +31,18 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
     """Writes ``data`` to ``path`` so that a reader sees the old file or the new one,
     never a mix: temporary file in the same folder (created exclusively), fsync,
-    rename, fsync the folder. The file's mode follows the umask, as ``open`` would make
-    it; an ``OSError`` names the file."""
+    rename, fsync the folder. The file's mode is ``mode``, else it follows the umask,
+    as ``open`` would make it; an ``OSError`` names the file."""
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fchmod(f.fileno(), 0o666 & ~_umask() if mode is None else mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

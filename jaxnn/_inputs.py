@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import rng
+from jaxnn import _programs, rng
 from jaxnn._checks import positive_int
 from jaxnn.data import float_dtype, summary, validate
 from jaxnn.losses import LOSSES
@@ -134,9 +134,10 @@ def check_sample_weight(weights, n: int, name: str) -> np.ndarray:
 
 # Compiled once per row count with LLVM's optimisation off: the same permutation, in
 # 0.1 s less than eager jax.random.permutation's compile (0.2 s on a 2-core CPU).
-_validation_order = jax.jit(
+_validation_order = _programs.jit(
+    "validation_order",
     lambda key, n: jax.random.permutation(rng.stream(key, "validation"), n),
-    static_argnums=1,
+    1,
     compiler_options={"xla_backend_optimization_level": 0},
 )
 

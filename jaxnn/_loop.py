@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import optim, rng
+from jaxnn import _programs, optim, rng
 from jaxnn._records import epoch_end, record_template
 from jaxnn._shuffle import shuffled_order
 from jaxnn.distributed import fetch
@@ -322,10 +322,10 @@ def start_and_train_chunk(
     return carry._replace(state=carry.state._replace(key=None)), records, status, first_bad
 
 
-start = jax.jit(initial_carry, static_argnums=0)
-run_chunk = jax.jit(train_chunk, static_argnums=0, donate_argnums=1)
-run_fresh = jax.jit(start_and_train_chunk, static_argnums=0)
-run_replay = jax.jit(replay, static_argnums=0, donate_argnums=1)
+start = _programs.jit("fit.start", initial_carry)
+run_chunk = _programs.jit("fit.chunk", train_chunk, donate_argnums=1)
+run_fresh = _programs.jit("fit.fresh", start_and_train_chunk)
+run_replay = _programs.jit("fit.replay", replay, donate_argnums=1)
 
 
 class Fresh(NamedTuple):
@@ -410,7 +410,7 @@ def runner(plan: Plan) -> Runner:
 
 
 # fit_many: the same programs vmapped over the models' axis (plan.axis_name).
-start_many = jax.jit(jax.vmap(initial_carry, in_axes=(None, 0, 0)), static_argnums=0)
+start_many = _programs.jit("fit_many.start", jax.vmap(initial_carry, in_axes=(None, 0, 0)))
 
 
 def _chunk_many(plan: Plan, carry, data, target):
@@ -423,8 +423,8 @@ def _replay_many(plan: Plan, carry, data, start, first_bad):
     )
 
 
-run_chunk_many = jax.jit(_chunk_many, static_argnums=0, donate_argnums=1)
-run_replay_many = jax.jit(_replay_many, static_argnums=0, donate_argnums=1)
+run_chunk_many = _programs.jit("fit_many.chunk", _chunk_many, donate_argnums=1)
+run_replay_many = _programs.jit("fit_many.replay", _replay_many, donate_argnums=1)
 
 
 def many_runner(plan: Plan) -> Runner:

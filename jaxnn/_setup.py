@@ -25,6 +25,7 @@ from jaxnn import (
     _inputs,
     _loop,
     _models,
+    _programs,
     _records,
     _saver,
     _stream,
@@ -246,7 +247,8 @@ def _start_many(model, params, s: Settings, values, models: Models) -> Start:
     if isinstance(s.resume, ManyResult):
         make = lambda: s.resume.state._replace(key=_loop.copy_key(s.resume.state.key))
     else:  # model i's key: rng.model_keys(key, k)[i]
-        make = lambda: _stacked_start(model, apply_fn, params, rng.model_keys(s.key, k))
+        init = model.init if params is None else None
+        make = lambda: _stacked_start(init, apply_fn, params, s.key, k)
     return Start(apply_fn, one, _Begin(make, 0), values, path, placement, None, k)
 
 
@@ -296,15 +298,19 @@ def _check_resume_many(resume, one_params, k: int):
     return None
 
 
-def _stacked_start(model, apply_fn, params, keys) -> TrainState:
-    k = keys.shape[0]
+def _stack_start(init, apply_fn, params, key, k: int) -> TrainState:
+    keys = rng.model_keys(key, k)
     if params is None:
-        variables = jax.vmap(lambda kk: model.init(rng.stream(kk, "init")))(keys)
+        variables = jax.vmap(lambda kk: init(rng.stream(kk, "init")))(keys)
     else:
         variables = jax.tree.map(lambda p: jnp.broadcast_to(p, (k, *jnp.shape(p))), params)
     params, model_state = _models.split_variables(apply_fn, variables)
     zeros = jnp.zeros((k,), jnp.int32)
     return TrainState(params, None, zeros, zeros, keys, model_state)
+
+
+# fit_many's K models' keys and initial state in one program (served by the program store)
+_stacked_start = _programs.jit("fit_many.init", _stack_start, (0, 1, 4))
 
 
 def _plan(apply_fn, params, x, y, s: Settings, tx, placement, many: bool):

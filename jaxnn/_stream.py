@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxnn import _loop, _records
+from jaxnn import _loop, _programs, _records
 from jaxnn.distributed import fetch
 from jaxnn.options import Stop
 
@@ -258,10 +258,10 @@ def _end(plan: _loop.Plan, carry: _loop.Carry, end, losses, mask, data):
     return carry, record, (carry.state.epoch, carry.stop), first_bad
 
 
-epoch_order = jax.jit(_loop.epoch_batches, static_argnums=0)
-train_steps = jax.jit(_steps, static_argnums=0, donate_argnums=1)
-replay_steps = jax.jit(_replay_steps, static_argnums=0, donate_argnums=1)
-end_epoch = jax.jit(_end, static_argnums=0)
+epoch_order = _programs.jit("stream.order", _loop.epoch_batches)
+train_steps = _programs.jit("stream.steps", _steps, donate_argnums=1)
+replay_steps = _programs.jit("stream.replay", _replay_steps, donate_argnums=1)
+end_epoch = _programs.jit("stream.end", _end)
 
 
 class Streamed(NamedTuple):

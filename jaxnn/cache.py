@@ -1,4 +1,19 @@
-"""JAX's persistent compilation cache, switched on for jaxnn by default.
+"""jaxnn's program store, and JAX's persistent compilation cache, both on by default.
+
+**The program store** keeps jaxnn's own compiled programs (fit's, fit_many's, the
+search's, predict's, evaluate's, the estimators', the helpers') as serialized
+executables, so a repeat run in a new process neither traces, lowers nor compiles
+them: it loads them. A program's key is its definition (jaxnn's source, the jax
+version, the device, the model, loss and optimizer, the shapes): a change is a miss,
+never a wrong program. The store is a private folder (``$XDG_CACHE_HOME/jaxnn/programs``
+or ``~/.cache/jaxnn/programs``; ``JAXNN_PROGRAM_STORE=<folder>`` names another, ``=0``
+turns it off), checked like ssh's private files, with every entry MAC-checked under a
+per-store secret before it is loaded; it holds at most 1 GiB
+(``JAXNN_PROGRAM_STORE_MB``), least recently used first out. :func:`clear` empties it,
+:func:`store` says what it holds and what this process took from it (``jaxnn.doctor()``
+prints it), and :func:`program_key` lets a plain ``apply_fn`` of yours be stored.
+
+**JAX's persistent compilation cache** serves every other program (and the store's on a miss).
 
 Most of a short run is compiling (the seed network's 100-epoch fit spends about 95%
 of its first call in XLA). With the cache, a compiled program is written to disk and
@@ -28,7 +43,7 @@ from pathlib import Path
 
 import jax
 
-from jaxnn import _files
+from jaxnn import _files, _programs, _store
 
 ENV = "JAXNN_COMPILATION_CACHE"
 _OFF = ("0", "off", "false", "no")
@@ -171,3 +186,63 @@ def configure_from_environment(environ=None) -> str | None:
     if setting.lower() in _OFF or folder() is not None:
         return folder()
     return str(enable(setting or None))
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreInfo:
+    """What the program store holds (``entries``, ``size`` in bytes, ``limit``) and
+    what this process took from it: programs loaded (``hits``), compiled and stored
+    (``misses``, ``stored``), and entries ``dropped`` because a check failed."""
+
+    folder: str
+    entries: int
+    size: int
+    limit: int
+    hits: int
+    misses: int
+    stored: int
+    dropped: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.folder}: {self.entries} programs, {self.size / 2**20:.1f} of "
+            f"{self.limit / 2**20:.0f} MiB; this process loaded {self.hits}, compiled {self.misses}"
+        )
+
+
+def store() -> StoreInfo | None:
+    """The program store in use, or ``None`` when it is off (``JAXNN_PROGRAM_STORE=0``).
+    Raises ``PermissionError`` when its folder or secret is not private to you."""
+    path = _store.folder()
+    if path is None:
+        return None
+    opened = _store.Store(path, _store.max_bytes())
+    entries = opened.entries()
+    c = _store.counts
+    size = sum(st.st_size for _, st in entries)
+    return StoreInfo(str(path), len(entries), size, opened.limit, *dataclasses.astuple(c))
+
+
+def clear() -> int:
+    """Empties the program store (its secret stays); returns how many programs it held.
+    The programs this process loaded stay in use."""
+    path = _store.folder()
+    return 0 if path is None else _store.Store(path, _store.max_bytes()).clear()
+
+
+def program_key(apply_fn, key: str):
+    """Lets the program store keep the programs of a plain ``apply_fn(params, x)``:
+    jaxnn cannot read what a function of yours computes, so it stores its programs
+    only under a key you give (change the key when you change the function). Returns
+    ``apply_fn``, marked.
+
+      >>> apply_fn = jaxnn.cache.program_key(lambda p, x: x @ p, "linear-v1")
+    """
+    if not callable(apply_fn):
+        raise TypeError(f"apply_fn must be a function, got {type(apply_fn).__name__}")
+    if not isinstance(key, str) or not key.strip():
+        raise ValueError(
+            f"key must be a non-empty string naming this function's version, got {key!r}"
+        )
+    setattr(apply_fn, _programs.KEY_ATTRIBUTE, key)
+    return apply_fn

@@ -42,6 +42,8 @@ class Report:
       compilation_cache: the persistent compilation cache's folder, or ``None`` (off).
       cache_check: what :func:`jaxnn.cache.check` found there (``None`` when off):
         the entries, their size and the truncated ones it dropped.
+      program_store: what :func:`jaxnn.cache.store` says (``None`` when off): its
+        programs, their size, and what this process loaded from it.
     """
 
     versions: dict
@@ -55,6 +57,7 @@ class Report:
     fixes: tuple
     compilation_cache: str | None = None
     cache_check: cache.Check | None = None
+    program_store: cache.StoreInfo | None = None
 
     @property
     def ok(self) -> bool:
@@ -69,6 +72,7 @@ class Report:
             f"devices  {self.device_count} ({self.local_device_count} local), processes {self.process_count}",
             f"hardware {', '.join(self.hardware) or 'no accelerator found'}",
             f"cache    {self.cache_check or self.compilation_cache or 'off'} (JAXNN_COMPILATION_CACHE=0 turns it off)",
+            f"programs {self.program_store or 'off'} (JAXNN_PROGRAM_STORE=0 turns it off)",
         ]
         if self.ok:
             lines.append(
@@ -191,6 +195,14 @@ def doctor(*, verbose: bool = True, environ=None) -> Report:
             "deleted: every process recompiles them",
         )
         fixes += (f"delete them (or the folder): {', '.join(cache_check.undeletable[:3])}",)
+    program_store = None
+    try:
+        program_store = cache.store()
+    except OSError as e:
+        problems += (f"the program store is refused: {e}",)
+        fixes += (
+            "remove the folder (jaxnn makes a private one again), or set JAXNN_PROGRAM_STORE=0",
+        )
     report = Report(
         versions=versions,
         backend=backend,
@@ -203,6 +215,7 @@ def doctor(*, verbose: bool = True, environ=None) -> Report:
         fixes=fixes,
         compilation_cache=cache.folder(),
         cache_check=cache_check,
+        program_store=program_store,
     )
     if verbose:
         print(report)

@@ -11,9 +11,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jaxnn import _programs, losses
 from jaxnn import activations as act
-from jaxnn import losses
 from jaxnn.mlp import MLPApply, Model, Params, check_mlp_input
 
 
@@ -90,7 +91,7 @@ def explain(model: Model, params: Params, x) -> Explanation:
       output: A3; total parameters: 41
     """
     acts = _activations_of(model)
-    x = jnp.asarray(x)
+    x = _on_device(x)
     variables, params = params, model.apply.split(params)[0]
     check_mlp_input(params, x, len(acts))
     if x.ndim != 2:
@@ -98,7 +99,7 @@ def explain(model: Model, params: Params, x) -> Explanation:
     rates = model.apply.dropout or (0.0,) * (len(acts) - 1)
     layers = []
     for i, ((z, a), layer, f) in enumerate(
-        zip(model.apply.layers(variables, x), params, acts, strict=True)
+        zip(_layers(model.apply, variables, x), params, acts, strict=True)
     ):
         hidden = i < len(acts) - 1
         size = sum(int(v.size) for v in layer.values())
@@ -195,16 +196,34 @@ def backprop(model: Model, params: Params, x, y, loss: str = "mse") -> Params:
         )
     if loss not in _BACKPROP_LOSSES:
         raise ValueError(f"backprop supports the losses {list(_BACKPROP_LOSSES)}, got {loss!r}")
-    trace = explain(model, params, x)
-    y = jnp.asarray(y)
-    losses.get_loss(loss)(trace.output, y)  # validates the shapes of y against the output
-    dA = _loss_backward(loss, trace.output, y)
+    x = _on_device(x)
+    check_mlp_input(params, x, len(model.apply.activations))
+    if x.ndim != 2:
+        raise ValueError(f"x must be a batch of shape (batch, features), got {x.shape}")
+    return _backprop(model.apply, loss, params, x, _on_device(y))
+
+
+def _on_device(a) -> jax.Array:
+    """``a`` as a jax array: a transfer, not a program (``jnp.asarray`` compiles one)."""
+    return a if isinstance(a, jax.Array) else jax.device_put(np.asarray(a))
+
+
+def _gradients(apply: MLPApply, loss: str, params: Params, x, y) -> Params:
+    layers = apply.layers(params, x)
+    output = layers[-1][1]
+    losses.get_loss(loss)(output, y)  # validates the shapes of y against the output
+    dA = _loss_backward(loss, output, y)
     grads = []
-    inputs = [jnp.asarray(x)] + [layer.a for layer in trace.layers[:-1]]
-    for layer, f, a_prev, p in reversed(
-        list(zip(trace.layers, _activations_of(model), inputs, params, strict=True))
+    inputs = [x] + [a for _, a in layers[:-1]]
+    for (z, a), f, a_prev, p in reversed(
+        list(zip(layers, apply.activations, inputs, params, strict=True))
     ):
-        dZ = _activation_backward(f, dA, layer.z, layer.a)
+        dZ = _activation_backward(f, dA, z, a)
         grads.append({"w": a_prev.T @ dZ, "b": dZ.sum(axis=0)})
         dA = dZ @ p["w"].T
     return grads[::-1]
+
+
+# one program each (served by the program store), not one per operation
+_layers = _programs.jit("explain", lambda apply, variables, x: apply.layers(variables, x))
+_backprop = _programs.jit("backprop", _gradients, (0, 1))

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn import _programs
 from jaxnn._checks import MAX_ELEMENTS
 from jaxnn.activations import Activation, activation_name, get_activation
 from jaxnn.initializers import Initializer, default_initializer, get_initializer
@@ -225,7 +226,7 @@ def mlp(
     ]
     binit = get_initializer(bias_init)
 
-    def init_fn(key: jax.Array) -> Params:
+    def make(key: jax.Array) -> Params:
         keys = jax.random.split(key, len(acts))
         params = [
             {
@@ -244,6 +245,9 @@ def mlp(
         ]
         return {"params": params, "batch_stats": stats}
 
+    def init_fn(key: jax.Array) -> Params:
+        return _init(make, key)  # one program (served by the program store), not one per array
+
     # jaxnn.search rebuilds narrower networks from the spec: with a named (or the default) initializer only
     init_fn.rebuilt_from_spec = (
         (init is None or isinstance(init, str)) and bias_init == "zeros" and dtype == jnp.float32
@@ -260,6 +264,9 @@ def mlp(
         spec["init"] = init
     kind = MLPTrainApply if norm == "batch" or any(rates) else MLPApply
     return Model(init_fn, kind(acts, norm, rates if any(rates) else ()), spec)
+
+
+_init = _programs.jit("mlp.init", lambda make, key: make(key))
 
 
 def from_spec(spec: dict) -> Model:

@@ -24,6 +24,7 @@ from jaxnn import (
     _inputs,
     _loop,
     _models,
+    _programs,
     _records,
     _setup,
     _stream,
@@ -267,7 +268,7 @@ def check_fit(model: Model | Callable, params: Params, x, y, **fit_keywords) -> 
     _setup.setup(model, params, x, y, Settings(**fit_keywords))
 
 
-_predict_chunks = jax.jit(_records.forward_rows, static_argnums=(0, 3))
+_predict_chunks = _programs.jit("predict", _records.forward_rows, (0, 3))
 
 
 def predict(
@@ -333,17 +334,23 @@ def evaluate(
     weights = (
         ()
         if sample_weight is None
-        else (jnp.asarray(_inputs.check_sample_weight(sample_weight, x.shape[0], "sample_weight")),)
+        else (np.asarray(_inputs.check_sample_weight(sample_weight, x.shape[0], "sample_weight")),)
     )
     sample = _stream.Source(x).sample() if streamed else x
     y = _inputs.prepare_targets(
         _inputs.loss_name(loss), y, _models.output_shape(apply_fn, params, sample), "y"
     )
     pred = predict(apply_fn, params, x, batch_size=batch_size, compute_dtype=compute_dtype)
-    out = {"loss": float(get_loss(loss)(pred, jnp.asarray(y), *weights))}
-    for name, fn in (get_metric(m) for m in metrics):
-        out[name] = float(fn(pred, jnp.asarray(y), *weights))
-    return out
+    named = (("loss", get_loss(loss)), *(get_metric(m) for m in metrics))
+    values = _scores(tuple(fn for _, fn in named), pred, np.asarray(y), *weights)
+    return {name: float(v) for (name, _), v in zip(named, values, strict=True)}
+
+
+def _score(fns: tuple, pred, y, *weights) -> tuple:
+    return tuple(fn(pred, y, *weights) for fn in fns)
+
+
+_scores = _programs.jit("evaluate", _score)  # the loss and metrics in one program
 
 
 def plot_history(history: dict[str, np.ndarray], *, ax=None):

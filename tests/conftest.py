@@ -7,20 +7,25 @@ import os
 import shutil
 import tempfile
 
-# One persistent compilation cache for the whole test session: every xdist worker and
-# every subprocess a test starts (the CLI, the experiments, the docs build) shares the
-# programs any of them compiled, as one user's processes do. The session that made the
-# folder deletes it. A program served from the cache still counts as compiled for
+# One persistent compilation cache and one program store for the whole test session:
+# every xdist worker and every subprocess a test starts (the CLI, the experiments, the
+# docs build) shares the programs any of them compiled, as one user's processes do.
+# The session that made the folders deletes them. A program served from the cache still counts as compiled for
 # tests.helpers.CompileCounter (JAX reports its backend compile event for a cache hit
 # too), so "nothing compiled before the error" keeps its meaning.
 if "PYTEST_XDIST_WORKER" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="jaxnn-tests-xla-")
     os.environ["JAXNN_COMPILATION_CACHE"] = _cache
+    _store = tempfile.mkdtemp(prefix="jaxnn-tests-programs-")
+    os.environ["JAXNN_PROGRAM_STORE"] = _store
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    atexit.register(shutil.rmtree, _store, ignore_errors=True)
 
 import jax
 import pytest
 from hypothesis import settings
+
+import jaxnn._programs
 
 # Like equinox's tests: an implicit rank promotion (a (n,) array meeting an (n, 1) one)
 # is an error, so no silent broadcast hides in the library.
@@ -50,6 +55,7 @@ def _rss_bytes() -> int:
 def pytest_runtest_teardown(item, nextitem):
     if _rss_bytes() > _MAX_RSS_BYTES:
         jax.clear_caches()
+        jaxnn._programs.forget()
         gc.collect()
         if hasattr(_libc, "malloc_trim"):  # glibc: return freed heap pages
             _libc.malloc_trim(0)

@@ -9,6 +9,10 @@ hash prints the value to record.
 """
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -115,3 +119,27 @@ def test_seed_fit_params_are_bitwise_the_pinned_ones(case):
             f"no hashes recorded for jax {jax.__version__} on {_isa()}; this one's {case}: {got}"
         )
     assert got == pinned[case], f"{case}: the trained params moved (sha256 {got})"
+
+
+@pytest.mark.slow
+def test_the_same_bits_with_the_program_store_off_on_a_miss_and_on_a_hit(tmp_path):
+    """Each case in a new process: the store off, an empty store (every program
+    compiled and stored), the same store again (every program loaded)."""
+    script = (
+        "import json, runpy, sys; m = runpy.run_path(sys.argv[1]); "
+        "print(json.dumps({c: m['_digest'](f()) for c, f in m['CASES'].items()}))"
+    )
+
+    def digests(store) -> dict:
+        env = {**os.environ, "JAXNN_PROGRAM_STORE": str(store), "JAXNN_COMPILATION_CACHE": "0"}
+        out = subprocess.run(
+            [sys.executable, "-c", script, __file__], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    off, miss, hit = digests("0"), digests(tmp_path / "store"), digests(tmp_path / "store")
+    assert off == miss == hit
+    pinned = PINNED.get((jax.__version__, _isa()))
+    if pinned is not None:
+        assert hit == pinned

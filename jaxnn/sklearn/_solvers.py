@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxnn import losses
+from jaxnn import _programs, losses
 
 ACTIVATIONS = {"logistic": "sigmoid"}  # scikit-learn's name -> jaxnn's
 
@@ -126,8 +126,7 @@ class LBFGSInfo(NamedTuple):
     converged: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "loss_fn"))
-def lbfgs(apply_fn, loss_fn, params, x, y, weights, l2, max_iter, max_fun, tol):
+def _lbfgs(apply_fn, loss_fn, params, x, y, weights, l2, max_iter, max_fun, tol):
     """Full-batch L-BFGS (optax's, zoom line search) in one compiled loop, stopping as
     scipy's L-BFGS-B does: the largest gradient entry at most ``tol``, a relative
     decrease of the loss at most 2.2e-9, ``max_iter`` iterations or ``max_fun`` loss
@@ -197,3 +196,6 @@ def stopping_count(
         if count > patience and reduce and rate > 1e-6:
             rate, count = rate * 0.2, 0
     return count
+
+
+lbfgs = _programs.jit("sklearn.lbfgs", _lbfgs, (0, 1))

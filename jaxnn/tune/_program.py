@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn import _loop, _models, rng
+from jaxnn import _loop, _models, _programs, rng
 from jaxnn.initializers import FAN_MODE, default_initializer, get_initializer
 from jaxnn.mlp import from_spec
 from jaxnn.options import Stop, TrainState, TrialStatus
@@ -391,6 +391,6 @@ def begin(prog: Program, key: jax.Array, bracket: jax.Array, drawn_n: int) -> tu
 
 # Run once per search: compiled without LLVM's optimisation, in half the time (0.7 s, not 1.6, on a 2-core CPU).
 _ONCE = {"xla_backend_optimization_level": 0}
-run_widths = jax.jit(widths, static_argnums=(0, 2), compiler_options=_ONCE)
-run_begin = jax.jit(begin, static_argnums=(0, 3), compiler_options=_ONCE)
-run_chunk = jax.jit(chunk, static_argnums=0, donate_argnums=1)
+run_widths = _programs.jit("search.widths", widths, (0, 2), compiler_options=_ONCE)
+run_begin = _programs.jit("search.begin", begin, (0, 3), compiler_options=_ONCE)
+run_chunk = _programs.jit("search.chunk", chunk, donate_argnums=1)

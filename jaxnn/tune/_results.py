@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _files, _models, checkpoint, logs, optim
+from jaxnn import _files, _models, _programs, checkpoint, logs, optim
 from jaxnn.distributed import fetch
 from jaxnn.mlp import Model, from_spec
 from jaxnn.options import SearchResult, TrialStatus
@@ -38,9 +38,15 @@ def refit(result: SearchResult, x, y, sample_weight):
     keywords.update(
         x=x, y=y, sample_weight=sample_weight, validation=None, metrics=(), early_stopping=None
     )
-    params = fit(**keywords).params
+    return _padded(fit(**keywords).params, result.best_params)
+
+
+def _pad(params, like):
     pad = lambda a, b: jnp.zeros_like(b).at[tuple(slice(0, s) for s in jnp.shape(a))].set(a)
-    return jax.tree.map(pad, params, result.best_params)
+    return jax.tree.map(pad, params, like)
+
+
+_padded = _programs.jit("search.pad", _pad, ())  # one program, not one per leaf
 
 
 def result(prog, state, data, model, inits, keys, optimizer, fixed: dict) -> SearchResult:
@@ -102,6 +108,20 @@ def trained_params(prog, variables):
     return params if not state else {"params": params, **state}
 
 
+def _trial(shapes: tuple | None, inits, keys, i):
+    """Trial ``i``'s initial params, cut to ``shapes`` (a narrower network's) if given,
+    and its key."""
+    start = jax.tree.map(lambda a: a[i], inits)
+    if shapes is not None:
+        leaves, tree = jax.tree.flatten(start)
+        cut = [a[tuple(slice(0, n) for n in s)] for a, s in zip(leaves, shapes, strict=True)]
+        start = tree.unflatten(cut)
+    return start, keys[i]
+
+
+_trial_start = _programs.jit("search.trial", _trial)  # one program, not one per leaf
+
+
 @dataclasses.dataclass(frozen=True)
 class Replay:
     """``fit``'s keywords that retrain one trial alone."""
@@ -137,10 +157,12 @@ class Replay:
                     "dropout": config.get("dropout", spec.get("dropout") or 0.0),
                 }
             )
-        data, start = self.data, jax.tree.map(lambda a: a[i], self.inits)
-        if "width" in config:  # the narrow network's part of the masked one
-            shapes = jax.eval_shape(model.init, self.keys[i])
-            start = jax.tree.map(lambda a, s: a[tuple(slice(0, n) for n in s.shape)], start, shapes)
+        data = self.data
+        # the narrow network's part of the masked one
+        a_key = jax.ShapeDtypeStruct((), self.keys.dtype)
+        narrow = jax.eval_shape(model.init, a_key) if "width" in config else None
+        shapes = None if narrow is None else tuple(a.shape for a in jax.tree.leaves(narrow))
+        start, key = _trial_start(shapes, self.inits, self.keys, np.int32(i))
         own = {
             n: jnp.float32(v)
             for n, v in config.items()
@@ -159,7 +181,7 @@ class Replay:
             params=start,
             x=data.x,
             y=data.y,
-            key=self.keys[i],
+            key=key,
             optimizer=optim.Optimizer(self.optimizer.name, {**self.optimizer.hyperparams, **hyper}),
             epochs=max(row["epochs"], 1),
             validation=validation,

@@ -303,7 +303,7 @@ def search(
     prog = dataclasses.replace(prog, buckets=buckets)
     saves = _results.Saves(checkpoints, resume, _results.fingerprint(prog, key, loss))
     with saves:
-        pool, state = _program.run_begin(prog, key, jnp.asarray(schedule.brackets(n)), drawn_n)
+        pool, state = _program.run_begin(prog, key, np.asarray(schedule.brackets(n)), drawn_n)
         state = _drive(prog, saves.start(state), pool, data, run.placement, progress, saves)
     same = dict(
         loss=loss,
