@@ -236,6 +236,12 @@ def store() -> "_store.Store | None":
         return _opened[where]
 
 
+def _no_jax_cache():
+    from jax._src import config
+
+    return config.enable_compilation_cache(False)
+
+
 def _load(payload: bytes):
     serialized, in_tree, out_tree = pickle.loads(payload)  # MAC-checked: the user's own
     from jax.experimental import serialize_executable
@@ -342,7 +348,10 @@ class Program:
                 return executable
             except Exception:  # an entry of another jaxlib's making: compiled again
                 st.drop(key)
-        executable = self.jitted.lower(*args).compile()
+        # Compiled anew, never taken from JAX's persistent cache: an executable loaded
+        # from there serializes without its code ("Function ... not found" when run).
+        with _no_jax_cache():
+            executable = self.jitted.lower(*args).compile()
         _store.counts.misses += 1
         try:
             st.put(key, _dump(executable))
