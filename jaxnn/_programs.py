@@ -24,6 +24,7 @@ cannot name (a user's function without a key, an object of unknown type) is not
 stored: the program compiles through ``jit`` as before.
 """
 
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -211,6 +212,7 @@ def _aval(leaf):
 
 _opened: dict = {}
 _lock = threading.Lock()
+_compiling = threading.RLock()
 
 
 def store() -> "_store.Store | None":
@@ -236,10 +238,19 @@ def store() -> "_store.Store | None":
         return _opened[where]
 
 
+@contextlib.contextmanager
 def _no_jax_cache():
-    from jax._src import config
+    """JAX's persistent cache neither read nor written while compiling (it decides
+    once per process whether it is used, so its own setting cannot turn it off here)."""
+    from jax._src import compilation_cache
 
-    return config.enable_compilation_cache(False)
+    with _compiling:
+        used = compilation_cache.is_cache_used
+        compilation_cache.is_cache_used = lambda backend: False
+        try:
+            yield
+        finally:
+            compilation_cache.is_cache_used = used
 
 
 def _load(payload: bytes):

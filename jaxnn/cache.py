@@ -236,7 +236,10 @@ def program_key(apply_fn, key: str):
     only under a key you give (change the key when you change the function). Returns
     ``apply_fn``, marked.
 
-      >>> apply_fn = jaxnn.cache.program_key(lambda p, x: x @ p, "linear-v1")
+      >>> apply_fn = program_key(lambda p, x: x @ p, "linear-v1")
+      >>> apply_fn.__jaxnn_program_key__
+      'linear-v1'
+
     """
     if not callable(apply_fn):
         raise TypeError(f"apply_fn must be a function, got {type(apply_fn).__name__}")
