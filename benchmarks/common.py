@@ -25,3 +25,22 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+# benchmarks/latency.py's anatomy of a second: the stages of a job, in order
+STAGES = ("import_", "helpers", "tracing", "lowering", "compile", "load", "run")
+
+
+def anatomy_markdown(table: dict) -> str:
+    head = (
+        "| job | state | "
+        + " | ".join(s.rstrip("_") for s in STAGES)
+        + " | total | programs compiled |"
+    )
+    lines = [head, "|" + "---|" * (len(STAGES) + 4)]
+    for job, states in table.items():
+        for state, t in states.items():
+            cells = " | ".join(f"{t[s]:.2f}" for s in STAGES)
+            total = sum(t[s] for s in STAGES)
+            lines.append(f"| {job} | {state} | {cells} | {total:.2f} | {t['compiles']:.0f} |")
+    return "\n".join(lines)

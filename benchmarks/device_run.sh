@@ -18,7 +18,7 @@ set -uo pipefail
 out=${1:?usage: bash benchmarks/device_run.sh OUT_FOLDER}
 out=$(mkdir -p "$out" && cd "$out" && pwd)
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 JAXNN_COMPILATION_CACHE=0
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 JAXNN_COMPILATION_CACHE=0 JAXNN_PROGRAM_STORE=0
 quick=${QUICK:-0}
 python3 -c "import sys, jax, jaxnn; print('python', sys.version.split()[0], 'jax', jax.__version__, jax.devices())" |
     tee "$out/devices.txt"

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from common import write_text
+from common import anatomy_markdown, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -92,7 +92,11 @@ def _speed_page(path: Path, results: dict) -> list[str]:
 
 
 def _flat_page(path: Path, results: dict) -> list[str]:
-    out = [f"## {path.stem}", "", "| measure | value |", "|---|---|"]
+    out = [f"## {path.stem}", ""]
+    for k in [k for k in results if k.startswith("anatomy")]:
+        out += [f"{k.split(' (')[0].capitalize()}: seconds in each stage, the median of three "
+                "processes (`benchmarks/latency.py`).", "", anatomy_markdown(results.pop(k)), ""]  # fmt: skip
+    out += ["| measure | value |", "|---|---|"]
     for k, v in results.items():
         out.append(
             f"| {_cell(k)} | {_cell(_number(v) if not isinstance(v, dict | list) else json.dumps(v))} |"

@@ -159,7 +159,7 @@ def in_new_process(function: str, quick: bool) -> dict:
         f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import search_gpu as g; "
         f"print(json.dumps(g.{function}({quick})))"
     )
-    env = {**os.environ, "JAXNN_COMPILATION_CACHE": "0"}
+    env = {**os.environ, "JAXNN_COMPILATION_CACHE": "0", "JAXNN_PROGRAM_STORE": "0"}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900
     )
