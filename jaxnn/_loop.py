@@ -111,12 +111,16 @@ def initial_carry(plan: Plan, state: TrainState, hyperparams: dict) -> Carry:
     return Carry(state, best_params, best, wait, stop, stop_step)
 
 
-def copy_key(key: jax.Array) -> jax.Array:
-    """A copy of ``key``: :func:`start` passes the key through unchanged and
-    ``run_chunk`` donates the carry, which would delete the caller's key."""
+def _copy_key(key: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(
         jnp.copy(jax.random.key_data(key)), impl=jax.random.key_impl(key)
     )
+
+
+def copy_key(key: jax.Array) -> jax.Array:
+    """A copy of ``key``: :func:`start` passes the key through unchanged and
+    ``run_chunk`` donates the carry, which would delete the caller's key."""
+    return _copied_key(key)
 
 
 def with_hyperparams(carry: Carry, hyperparams: dict) -> Carry:
@@ -322,6 +326,7 @@ def start_and_train_chunk(
     return carry._replace(state=carry.state._replace(key=None)), records, status, first_bad
 
 
+_copied_key = _programs.jit("copy_key", _copy_key, ())
 start = _programs.jit("fit.start", initial_carry)
 run_chunk = _programs.jit("fit.chunk", train_chunk, donate_argnums=1)
 run_fresh = _programs.jit("fit.fresh", start_and_train_chunk)
