@@ -254,16 +254,21 @@ def _no_jax_cache():
 
 
 def _load(payload: bytes):
-    serialized, in_tree, out_tree = pickle.loads(payload)  # MAC-checked: the user's own
+    serialized, in_tree, out_tree, ids = pickle.loads(payload)  # MAC-checked: the user's own
     from jax.experimental import serialize_executable
 
-    return serialize_executable.deserialize_and_load(serialized, in_tree, out_tree)
+    by_id = {d.id: d for d in jax.devices()}
+    devices = [by_id[i] for i in ids]  # the devices it was compiled for, not all of them
+    return serialize_executable.deserialize_and_load(
+        serialized, in_tree, out_tree, execution_devices=devices
+    )
 
 
 def _dump(executable) -> bytes:
     from jax.experimental import serialize_executable
 
-    return pickle.dumps(serialize_executable.serialize(executable))
+    ids = [d.id for d in executable.runtime_executable().local_devices()]
+    return pickle.dumps((*serialize_executable.serialize(executable), ids))
 
 
 _programs: list = []
