@@ -215,7 +215,7 @@ def anatomy(repeats: int = 3) -> dict:
                 # anew, without JAX's cache), then the store written and read
                 runs = ((cache, None), (cache, None), (cache, store), (cache, store))
                 out = [json.loads(python(source, c, st, raw=True)) for c, st in runs]
-            for state, sample in zip(STATES, (out[0], out[1], out[3])):
+            for state, sample in zip(STATES, (out[0], out[1], out[3]), strict=True):
                 samples[state].append(sample)
         table[job] = {
             state: {k: statistics.median(r[k] for r in rows) for k in (*STAGES, "compiles")}
