@@ -136,9 +136,9 @@ def describe(obj, _seen: frozenset = frozenset()) -> str:
     if dataclasses.is_dataclass(obj):
         fields = (f for f in dataclasses.fields(obj) if f.name not in ("parent",))
         return f"{_class(type(obj))}({','.join(f'{f.name}={d(getattr(obj, f.name))}' for f in fields)})"
-    if callable(obj) and hasattr(
-        obj, "__qualname__"
-    ):  # jax's jitted and custom-derivative functions
+    if callable(obj) and hasattr(obj, "__wrapped__"):  # a jitted function: what it wraps
+        return f"wrapped:{_named(obj)}({d(obj.__wrapped__)})"
+    if callable(obj) and hasattr(obj, "__qualname__"):  # jax's custom-derivative functions
         return f"fn:{_named(obj)}"
     raise Unstorable(f"cannot describe a {type(obj).__qualname__}")
 
