@@ -18,6 +18,10 @@ import pytest
 import jaxnn
 from jaxnn import _programs, _store
 
+pytestmark = pytest.mark.skipif(
+    not _store.SUPPORTED, reason=f"the program store is off on jax {jax.__version__}"
+)
+
 # One process: a fit, fit_many, a search, an estimator fit, predict and evaluate on
 # host data (no eager helper), counting the XLA compilations jaxnn starts.
 JOBS = """
