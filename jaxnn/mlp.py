@@ -226,24 +226,7 @@ def mlp(
     ]
     binit = get_initializer(bias_init)
 
-    def make(key: jax.Array) -> Params:
-        keys = jax.random.split(key, len(acts))
-        params = [
-            {
-                "w": w_init(k, (n_in, n_out), dtype),
-                "b": binit(jax.random.fold_in(k, 1), (n_out,), dtype),
-            }
-            for k, w_init, n_in, n_out in zip(keys, inits, sizes[:-1], sizes[1:], strict=True)
-        ]
-        for layer, n in zip(params[:-1], sizes[1:-1], strict=True):
-            if norm is not None:
-                layer.update(scale=jnp.ones((n,), dtype), offset=jnp.zeros((n,), dtype))
-        if norm != "batch":
-            return params
-        stats = [
-            {"mean": jnp.zeros((n,), dtype), "var": jnp.ones((n,), dtype)} for n in sizes[1:-1]
-        ]
-        return {"params": params, "batch_stats": stats}
+    make = _Init(acts, tuple(inits), binit, tuple(sizes), norm, dtype)
 
     def init_fn(key: jax.Array) -> Params:
         return _init(make, key)  # one program (served by the program store), not one per array
@@ -264,6 +247,39 @@ def mlp(
         spec["init"] = init
     kind = MLPTrainApply if norm == "batch" or any(rates) else MLPApply
     return Model(init_fn, kind(acts, norm, rates if any(rates) else ()), spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Init:
+    """``mlp``'s initialisation: a value, so an equal network built again finds its
+    compiled program (a closure would be a new program each time)."""
+
+    acts: tuple
+    inits: tuple
+    binit: Any
+    sizes: tuple
+    norm: str | None
+    dtype: Any
+
+    def __call__(self, key: jax.Array) -> Params:
+        keys = jax.random.split(key, len(self.acts))
+        sizes, dtype = self.sizes, self.dtype
+        params = [
+            {
+                "w": w_init(k, (n_in, n_out), dtype),
+                "b": self.binit(jax.random.fold_in(k, 1), (n_out,), dtype),
+            }
+            for k, w_init, n_in, n_out in zip(keys, self.inits, sizes[:-1], sizes[1:], strict=True)
+        ]
+        for layer, n in zip(params[:-1], sizes[1:-1], strict=True):
+            if self.norm is not None:
+                layer.update(scale=jnp.ones((n,), dtype), offset=jnp.zeros((n,), dtype))
+        if self.norm != "batch":
+            return params
+        stats = [
+            {"mean": jnp.zeros((n,), dtype), "var": jnp.ones((n,), dtype)} for n in sizes[1:-1]
+        ]
+        return {"params": params, "batch_stats": stats}
 
 
 _init = _programs.jit("mlp.init", lambda make, key: make(key))
