@@ -227,14 +227,11 @@ def mlp(
     binit = get_initializer(bias_init)
 
     make = _Init(acts, tuple(inits), binit, tuple(sizes), norm, dtype)
-
-    def init_fn(key: jax.Array) -> Params:
-        return _init(make, key)  # one program (served by the program store), not one per array
-
     # jaxnn.search rebuilds narrower networks from the spec: with a named (or the default) initializer only
-    init_fn.rebuilt_from_spec = (
+    rebuilt = (
         (init is None or isinstance(init, str)) and bias_init == "zeros" and dtype == jnp.float32
     )
+    init_fn = _Initializer(make, rebuilt)
     spec = {
         "kind": "mlp",
         "sizes": list(sizes),
@@ -283,6 +280,18 @@ class _Init:
 
 
 _init = _programs.jit("mlp.init", lambda make, key: make(key))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Initializer:
+    """``Model.init`` of an ``mlp``: one program (served by the program store), not
+    one per array; equal for an equal network built again."""
+
+    make: _Init
+    rebuilt_from_spec: bool
+
+    def __call__(self, key: jax.Array) -> Params:
+        return _init(self.make, key)
 
 
 def from_spec(spec: dict) -> Model:
