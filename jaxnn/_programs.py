@@ -216,26 +216,25 @@ _compiling = threading.RLock()
 
 
 def store() -> "_store.Store | None":
-    """The store the environment names (opened once per folder and size), or ``None``
-    when it is off or refused (a warning says why, once)."""
+    """The store the environment names (opened once per setting), or ``None`` when it
+    is off or refused (a warning says why, once). Called on every program call: a
+    dictionary lookup on the settings' text once the store is open."""
+    names = (_store.ENV, _store.ENV_MB, "XDG_CACHE_HOME", "HOME")
+    setting = tuple(os.environ.get(n) for n in names)
     try:
-        where = _store.folder(), _store.max_bytes()
-    except ValueError as e:  # a bad JAXNN_PROGRAM_STORE_MB
-        where, refusal = str(e), e
-    if where[0] is None:
-        return None
+        return _opened[setting]
+    except KeyError:
+        pass
     with _lock:
-        if where not in _opened:
-            try:
-                if isinstance(where, str):
-                    raise refusal
-                _opened[where] = _store.Store(*where)
-            except (OSError, ValueError) as e:  # untrusted, or cannot be made
-                _opened[where] = None
-                warnings.warn(
-                    f"{e}; jaxnn runs without its program store", RuntimeWarning, stacklevel=3
-                )
-        return _opened[where]
+        try:
+            path = _store.folder()
+            _opened[setting] = None if path is None else _store.Store(path, _store.max_bytes())
+        except (OSError, ValueError) as e:  # untrusted, cannot be made, or a bad size
+            _opened[setting] = None
+            warnings.warn(
+                f"{e}; jaxnn runs without its program store", RuntimeWarning, stacklevel=3
+            )
+        return _opened[setting]
 
 
 @contextlib.contextmanager

@@ -220,7 +220,7 @@ def store() -> StoreInfo | None:
     entries = opened.entries()
     c = _store.counts
     size = sum(st.st_size for _, st in entries)
-    return StoreInfo(str(path), len(entries), size, opened.limit, *dataclasses.astuple(c))
+    return StoreInfo(str(path), len(entries), size, opened.limit, **dataclasses.asdict(c))
 
 
 def clear() -> int:

@@ -228,7 +228,8 @@ def test_every_part_of_a_definition_changes_the_key(monkeypatch, tmp_path):
     monkeypatch.setenv("JAXNN_PROGRAM_STORE", str(tmp_path / "programs"))
     program, args = _fit_call()
     base = program.key(*args)
-    assert base is not None and _fit_call()[0].key(*_fit_call()[1]) == base  # same definition
+    again, again_args = _fit_call()
+    assert base is not None and again.key(*again_args) == base  # the same definition
     changed = {
         name: (lambda p, a: p.key(*a))(*_fit_call(**change))
         for name, change in {
