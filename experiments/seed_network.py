@@ -5,6 +5,7 @@ setting plus a combined loss plot.
 
     python experiments/seed_network.py                  # both settings
     python experiments/seed_network.py --batch-size 1   # one setting, any flag
+    python experiments/seed_network.py --search 9       # search batch size 1's learning rate
 """
 
 import dataclasses
@@ -38,8 +39,8 @@ BATCH_100 = dataclasses.replace(BATCH_1, batch_size=100, learning_rate=0.5, epoc
 def main(argv=None):
     ap = experiment.parser(BATCH_1, __doc__)
     args = ap.parse_args(argv)
-    if args.resume or args.from_run or args.batch_size is not None:
-        return [experiment.main(argv, BATCH_1, __doc__)]
+    if args.resume or args.from_run or args.search is not None or args.batch_size is not None:
+        return [experiment.main(argv, BATCH_1, __doc__)]  # one run
     out = Path(args.out or f"runs/seed_network-{time.strftime('%Y%m%d-%H%M%S')}")
     results = []
     with experiment.exits(ap) as current:

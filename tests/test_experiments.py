@@ -1,11 +1,13 @@
 """Every experiment script runs from its command line and leaves a complete run folder."""
 
+import dataclasses
 import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxnn import checkpoint, experiment
@@ -98,6 +100,91 @@ def test_seed_network_runs_both_batch_sizes_and_beats_the_line(tmp_path, capsys)
     for r in results:
         assert r.summary["test_loss"] < 0.7 * linear
     assert (tmp_path / "loss.png").exists() and (tmp_path / "batch-1" / "config.json").exists()
+
+
+class _Stopped(Exception):
+    """Raised by a stand-in for fit or search, once it has seen its arguments."""
+
+
+def script_configs(name: str):
+    module = load(name)
+    return [module.BATCH_1, module.BATCH_100] if name == "seed_network" else [module.CONFIG]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_no_script_chooses_on_its_test_rows(name, tmp_path, monkeypatch):
+    """Early stopping, the best checkpoint and --search's ranking see the validation
+    rows, a part of the training split: never a test row."""
+    from jaxnn.experiment import _run, _searching
+
+    seen = []
+
+    def stand_in(model, variables, x, y, **keywords):
+        seen.append((x, keywords["validation"]))
+        raise _Stopped
+
+    monkeypatch.setattr(_run, "fit", stand_in)
+    monkeypatch.setattr(_searching, "search", stand_in)
+    flags = [[], ["--search", "3"]] if name != "classify_digits_cnn" else [[]]
+    for i, config in enumerate(script_configs(name)):
+        split = experiment.load_split(config)
+        rows = split.rows
+        assert not set(rows["val"]) & set(rows["test"]) and not set(rows["train"]) & set(
+            rows["test"]
+        )
+        assert not set(rows["train"]) & set(rows["val"])
+        assert sum(map(len, rows.values())) == len(set(np.concatenate(list(rows.values()))))
+        assert len(rows["val"]) == round(
+            config.validation_fraction * (len(rows["train"]) + len(rows["val"]))
+        )
+        for j, extra in enumerate(flags):
+            seen.clear()
+            argv = [
+                "--batch-size",
+                str(config.batch_size),
+                *extra,
+                "--out",
+                str(tmp_path / f"{i}{j}"),
+            ]
+            with pytest.raises(_Stopped):
+                run_script(name, argv)
+            x, validation = seen[-1]
+            np.testing.assert_array_equal(x, split.x_train)
+            np.testing.assert_array_equal(validation[0], split.x_val)
+            np.testing.assert_array_equal(validation[1], split.y_val)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n if n == "seed_network" else pytest.param(n, marks=pytest.mark.slow) for n in SCRIPTS],
+)
+def test_every_script_that_offers_search_searches(name, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_script(name, ["--help"])
+    offered = "--search" in capsys.readouterr().out
+    argv = ["--search", "3", "--epochs", "2", "--out", str(tmp_path), "--no-progress"]
+    if not offered:  # refused as any unknown flag is, before anything is written
+        with pytest.raises(SystemExit) as exit_:
+            run_script(name, argv)
+        assert (
+            exit_.value.code == 2 and "unrecognized arguments: --search" in capsys.readouterr().err
+        )
+        assert not tmp_path.joinpath("config.json").exists()
+        return
+    [result] = run_script(name, argv) if name == "seed_network" else [run_script(name, argv)]
+    assert {"trials.csv", "search.json", "search.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert len((tmp_path / "trials.csv").read_text().splitlines()) == 1 + 3
+    found = json.loads((tmp_path / "search.json").read_text())
+    assert result.config.learning_rate == pytest.approx(found["best_config"]["learning_rate"])
+
+
+def test_config_json_names_the_search_only_when_it_differs_from_the_default(tmp_path):
+    config = load("classify_iris").CONFIG
+    assert "search_space" not in json.loads(config.to_json())
+    narrowed = dataclasses.replace(config, search_space={"learning_rate": ["uniform", 0.01, 0.1]})
+    assert json.loads(narrowed.to_json())["search_space"] == narrowed.search_space
+    for c in (config, narrowed):
+        assert experiment.ExperimentConfig.from_json(c.to_json()) == c
 
 
 def test_from_run_reproduces_a_run(tmp_path):
@@ -193,11 +280,11 @@ def _(data, tmp):
 
 @case("cli", "batch_size")
 def _(data, tmp):
-    size = data.draw(st.one_of(st.integers(-5, 0), st.integers(121, 10**6)))
+    size = data.draw(st.one_of(st.integers(-5, 0), st.integers(97, 10**6)))
     expect_cli(
         ["--batch-size", str(size)],
         tmp,
-        r"error: batch_size( must be >= 1|=\d+ is more than the 120 training)",
+        r"error: batch_size( must be >= 1|=\d+ is more than the 96 training)",
     )
 
 

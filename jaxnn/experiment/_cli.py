@@ -27,9 +27,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def parser(defaults: ExperimentConfig, description: str = "") -> argparse.ArgumentParser:
+def parser(
+    defaults: ExperimentConfig, description: str = "", *, search: bool = True
+) -> argparse.ArgumentParser:
     """The command line shared by every experiment script. A flag left out keeps
-    the script's default (shown in --help), or the resumed or rerun run's value."""
+    the script's default (shown in --help), or the resumed or rerun run's value.
+    ``search=False`` leaves ``--search`` out (a script that builds its own network)."""
     ap = _Parser(
         description=(description or f"jaxnn experiment: {defaults.name}").replace(
             "`", ""
@@ -70,13 +73,17 @@ def parser(defaults: ExperimentConfig, description: str = "") -> argparse.Argume
         metavar="DIR",
         help="rerun DIR's config.json, with any flags applied, as a new run",
     )
-    ap.add_argument(
-        "--search",
-        type=int,
-        metavar="N",
-        help="search N configurations of the config's search_space (default: "
-        f"{defaults.search_space}) with its search_schedule, then train the winner; writes trials.csv and search.png",
-    )
+    if search:
+        ap.add_argument(
+            "--search",
+            type=int,
+            metavar="N",
+            help="search N configurations of the config's search_space (default: "
+            f"{defaults.search_space}) with its search_schedule, ranked on the validation "
+            "rows, then train the winner; writes trials.csv, search.json and search.png",
+        )
+    else:
+        ap.set_defaults(search=None)
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
 
@@ -143,7 +150,7 @@ def main(
     anything is written); 1 for an error while training (e.g. a full disk); 130 on
     Ctrl-C, saying where the newest checkpoint is and the command that resumes it.
     """
-    ap = parser(defaults, description)
+    ap = parser(defaults, description, search=build is None)
     args = ap.parse_args(argv)
     with exits(ap) as current:
         config = config_from_args(args, defaults)
@@ -157,7 +164,6 @@ def main(
                 args.search,
                 overwrite=args.overwrite,
                 progress=not args.no_progress,
-                build=build,
             )
             print(f"search: {found!r}")
         else:

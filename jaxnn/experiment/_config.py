@@ -41,6 +41,9 @@ class ExperimentConfig:
     epochs: int = 50
     seed: int = 0
     test_fraction: float = 0.2
+    # of the training split, held out to choose on (early stopping, the best checkpoint,
+    # --search's ranking); the test split is scored once, at the end
+    validation_fraction: float = 0.2
     standardize: bool = True  # features (and a bundled regression target) by training statistics
     checkpoint_every: int = 0  # 0: a checkpoint at the end only
     dropout: float = 0.0  # after each hidden layer, in training
@@ -86,6 +89,10 @@ class ExperimentConfig:
             raise ValueError(f"seed must be in [0, {MAX_SEED}], got {self.seed}")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction}"
+            )
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if not 0 <= self.dropout < 1:
@@ -93,6 +100,18 @@ class ExperimentConfig:
         if self.norm not in (None, *NORMS):
             raise ValueError(f"norm must be null or one of {list(NORMS)}, got {self.norm!r}")
         search_settings(self)
+
+    def to_json(self) -> str:
+        """``config.json``'s text; the search fields only where they differ from their
+        defaults (a run that never searched reads as one)."""
+        fields = dataclasses.asdict(self)
+        for name, default in (
+            ("search_space", DEFAULT_SPACE),
+            ("search_schedule", DEFAULT_SCHEDULE),
+        ):
+            if fields[name] == default:
+                del fields[name]
+        return json.dumps(fields, indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> "ExperimentConfig":
@@ -170,7 +189,9 @@ _KINDS = {
     "hidden": tuple,
     "metrics": tuple,
     **dict.fromkeys(("batch_size", "epochs", "seed", "checkpoint_every"), int),
-    **dict.fromkeys(("learning_rate", "test_fraction", "dropout"), int | float),
+    **dict.fromkeys(
+        ("learning_rate", "test_fraction", "validation_fraction", "dropout"), int | float
+    ),
     "standardize": bool,
     **dict.fromkeys(("search_space", "search_schedule"), dict),
 }
@@ -197,6 +218,7 @@ KEPT_ON_RESUME = (
     "optimizer",
     "seed",
     "test_fraction",
+    "validation_fraction",
     "standardize",
     "dropout",
     "norm",
@@ -205,15 +227,22 @@ TAKEN_ON_RESUME = ("epochs", "learning_rate", "batch_size", "checkpoint_every")
 
 
 class Split(NamedTuple):
+    """The config's rows: ``train`` to fit on, ``val`` to choose on, ``test`` to score
+    once; ``rows`` maps each part to its row indices in the dataset."""
+
     x_train: np.ndarray
+    x_val: np.ndarray
     x_test: np.ndarray
     y_train: np.ndarray
+    y_val: np.ndarray
     y_test: np.ndarray
     classes: list[str]
+    rows: dict[str, np.ndarray]
 
 
 def load_split(config: ExperimentConfig) -> Split:
-    """The config's data, split (and standardised on the training part) with its seed."""
+    """The config's data, split three ways with its seed (test, then validation from the
+    rest), and standardised on the training part."""
     root = jax.random.key(config.seed)
     if config.dataset == "seed":
         x, y = data.make_regression(rng.stream(root, "dataset"))
@@ -224,13 +253,17 @@ def load_split(config: ExperimentConfig) -> Split:
         if config.task == "binary":
             # a sigmoid output and binary cross-entropy want (n, 1)
             y = y[:, None].astype(np.float32)
-    xtr, xte, ytr, yte = data.train_test_split(
-        rng.stream(root, "test_split"), x, y, config.test_fraction
+    x, y = data.validate(x, y)  # as train_test_split takes them
+    rest, test = data.split_rows(rng.stream(root, "test_split"), len(x), config.test_fraction)
+    fit, val = data.split_rows(
+        rng.stream(root, "validation"), len(rest), config.validation_fraction
     )
+    rows = {"train": rest[fit], "val": rest[val], "test": test}
+    (xtr, xva, xte), (ytr, yva, yte) = ([a[r] for r in rows.values()] for a in (x, y))
     if config.standardize:
-        xtr, xte = data.standardize(xtr, xte)
+        xtr, xva, xte = data.standardize(xtr, xva, xte)
         # the seed's target is in (0, 1) already
         if config.task == "regression" and config.dataset != "seed":
             # so errors read in standard deviations of the target
-            ytr, yte = data.standardize(ytr, yte)
-    return Split(xtr, xte, ytr, yte, classes)
+            ytr, yva, yte = data.standardize(ytr, yva, yte)
+    return Split(xtr, xva, xte, ytr, yva, yte, classes, rows)

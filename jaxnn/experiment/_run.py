@@ -112,7 +112,7 @@ def run(
     check_fit(*args[:4], **args[4])
     with _claim(folder, resume, overwrite) if writer else contextlib.nullcontext():
         if writer:
-            _write_json(folder / "config.json", dataclasses.asdict(config))
+            atomic_text(folder / "config.json", config.to_json())
             _write_json(folder / "environment.json", environment())
             _write_json(folder / "run.json", record)
         resumed_at = record["resumes"][-1]["from_epoch"] if resume else 0
@@ -230,7 +230,7 @@ def _fit_arguments(
         batch_size=config.batch_size,
         epochs=config.epochs,
         shuffle=True,
-        validation=(split.x_test, split.y_test),
+        validation=(split.x_val, split.y_val),  # chosen on: never the test rows
         metrics=config.metrics,
         early_stopping=None,
         sample_weight=None,
@@ -267,6 +267,7 @@ def _summary(
         "epochs_run": result.epochs_run,
         "epochs_trained_now": trained,
         "stop_reason": result.stop_reason.name.lower(),
+        **{f"{part}_rows": len(r) for part, r in split.rows.items()},
         "wall_time_s": wall,
         "samples_per_s": trained * len(split.x_train) / wall,
         "processes": jax.process_count(),

@@ -1,7 +1,7 @@
 """``--search N`` (private): a hyperparameter search over the config's
 ``search_space`` with its ``search_schedule``, then the winner trained as a run.
 
-The search ranks on 20% of the training split (never the test split); the winner's
+The search ranks on the config's validation rows (never the test split); the winner's
 values replace the config's (``learning_rate``, every hidden layer's width,
 ``dropout``) and that config trains as any run, into the same folder, which also gets
 ``trials.csv`` (one row per trial), ``search.png`` (each trial's monitored value
@@ -32,13 +32,8 @@ def search_run(
     *,
     overwrite: bool,
     progress: bool,
-    build=None,
 ) -> tuple[RunResult, SearchResult]:
     """Searches, then trains the winner's config into ``folder`` (see the module)."""
-    if build is not None:
-        raise ValueError(
-            "--search varies a jaxnn.mlp's hyperparameters; this script builds its own network"
-        )
     space, schedule = search_settings(config)
     check_free(folder, overwrite)  # before the search's work
     split = load_split(config)
@@ -67,11 +62,11 @@ def search_run(
         space=space,
         schedule=schedule,
         num_configs=num_configs,
-        validation=0.2,
+        validation=(split.x_val, split.y_val),
         monitor=monitor,
         metrics=config.metrics,
         optimizer=optim.Optimizer(config.optimizer, {"learning_rate": config.learning_rate}),
-        batch_size=min(config.batch_size, int(0.8 * len(split.x_train))),
+        batch_size=min(config.batch_size, len(split.x_train)),
         progress=progress,
         refit=False,
     )
