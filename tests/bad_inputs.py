@@ -15,7 +15,7 @@ import hypothesis.strategies as st
 import jax
 import numpy as np
 import pytest
-from helpers import expect_rejected
+from helpers import examples, expect_rejected
 from hypothesis import HealthCheck, given, settings
 
 import jaxnn
@@ -50,7 +50,9 @@ def bad_input_test(*entries: str):
 
     @pytest.mark.parametrize(("entry", "kind"), keys, ids=[f"{e}-{k}" for e, k in keys])
     @settings(
-        max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        max_examples=examples(8),
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
     )
     @given(data=st.data())
     def test_bad_input_gets_a_clear_error(entry, kind, data, tmp_path_factory):

@@ -32,8 +32,17 @@ import jaxnn._programs
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # jit compiles on first use: wall-clock deadlines would flag the compile, not the code.
+# Property tests draw 50 examples in the whole suite (CI's run) and 5 in the quick tier
+# (-m "not slow"), where each new shape's compile is most of their time; a test's own
+# count is capped by the profile (tests.helpers.examples). HYPOTHESIS_PROFILE picks one.
 settings.register_profile("jaxnn", deadline=None, max_examples=50)
-settings.load_profile("jaxnn")
+settings.register_profile("quick", deadline=None, max_examples=5)
+
+
+def pytest_configure(config):
+    quick = (config.getoption("markexpr", "") or "").replace(" ", "") == "notslow"
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("quick" if quick else "jaxnn"))
+
 
 # A test process keeps every program it compiled (JAX's in-memory caches), about 1 MB
 # each on a CPU; over the suite a worker grew past 4 GB. Past this size, between two

@@ -10,12 +10,19 @@ import chex
 import jax
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import jaxnn
 
 RTOL = 1e-5  # float32 arithmetic done in two different orders
 ATOL = 1e-6
 GRAD_TOL = 2e-2  # finite differences in float32 (check_grads' eps=1e-3)
+
+
+def examples(n: int) -> int:
+    """A property test's example count: ``n``, or fewer where the profile draws fewer
+    (the quick tier's)."""
+    return min(n, settings.default.max_examples)
 
 
 def assert_close(actual, expected, *, rtol=RTOL, atol=ATOL):

@@ -59,6 +59,7 @@ KW = dict(
 )
 
 
+@pytest.mark.slow  # a quick-tier sibling covers the same path
 def test_equinox_mlp_with_dropout_reaches_93_percent_on_digits(digits):
     xtr, xte, ytr, yte = digits
     model = DropoutMLP(jax.random.key(0))

@@ -186,6 +186,7 @@ class NnxBatchNormDropout(nnx.Module):
         return self.out(self.drop(nnx.relu(self.norm(self.hidden(x)))))
 
 
+@pytest.mark.slow  # a quick-tier sibling covers the same path
 def test_nnx_module_with_batch_norm_and_dropout_trains_to_95_percent_on_digits():
     ds = jaxnn.load_dataset("digits")
     xtr, xte, ytr, yte = jaxnn.train_test_split(jax.random.key(0), ds.x / 16, ds.y, 0.25)

@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import GRAD_TOL, assert_close
+from helpers import GRAD_TOL, assert_close, examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -18,7 +18,7 @@ preds = hnp.arrays(
 
 
 @pytest.mark.parametrize("name", REGRESSION)
-@settings(max_examples=15)
+@settings(max_examples=examples(15))
 @given(p=preds)
 def test_regression_losses_nonnegative_and_zero_at_perfect(name, p):
     loss = L.get_loss(name)
@@ -27,7 +27,7 @@ def test_regression_losses_nonnegative_and_zero_at_perfect(name, p):
     assert float(loss(jnp.asarray(p), jnp.asarray(p))) == 0.0
 
 
-@settings(max_examples=15)
+@settings(max_examples=examples(15))
 @given(p=preds, labels=st.integers(0, 1))
 def test_cross_entropies_nonnegative(p, labels):
     t = np.full(p.shape, labels, np.float32)

@@ -224,6 +224,7 @@ def _config_with_rank():
     return {**_real_config(), "jax_numpy_rank_promotion": "warn"}
 
 
+@pytest.mark.slow  # 12 s: one fit per key field; the quick tier keeps the module-key test
 def test_every_part_of_a_definition_changes_the_key(monkeypatch, tmp_path):
     monkeypatch.setenv("JAXNN_PROGRAM_STORE", str(tmp_path / "programs"))
     program, args = _fit_call()

@@ -70,6 +70,7 @@ def test_a_grain_dataset_of_rows_trains_as_in_memory(data):
                          np.asarray(jaxnn.predict(MODEL, run(x, y).params, x)))  # fmt: skip
 
 
+@pytest.mark.slow  # a quick-tier sibling covers the same path
 def test_sample_weights_and_a_run_that_goes_non_finite_stream_alike(data, monkeypatch):
     x, y, path = data
     monkeypatch.setattr(_stream, "CHUNK_BYTES", 4 * 16 * 6 * 4)
@@ -115,6 +116,7 @@ def test_streamed_run_resumes_from_its_checkpoint_bitwise(data, tmp_path):
     assert_bitwise_equal(resumed.history["loss"], whole.history["loss"])
 
 
+@pytest.mark.slow  # a quick-tier sibling covers the same path
 def test_a_run_killed_within_an_epoch_resumes_from_that_step_bitwise(data, tmp_path, monkeypatch):
     _, y, path = data
     monkeypatch.setattr(_stream, "CHUNK_BYTES", 2 * 16 * 6 * 4)  # 13 steps an epoch, in chunks of 2
@@ -230,6 +232,7 @@ def test_tensors_of_other_frameworks_train_in_memory_and_sparse_matrices_are_ref
         run(scipy.sparse.csr_matrix(x), y, epochs=1)
 
 
+@pytest.mark.slow  # a quick-tier sibling covers the same path
 def test_a_memmap_whose_file_was_replaced_trains_on_what_it_maps(data, tmp_path):
     # An atomic rewrite after np.load keeps the name but not the file: fit(mm) must
     # equal fit(np.asarray(mm)), not train on the new file.

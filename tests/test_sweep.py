@@ -89,6 +89,7 @@ def test_table_sorted_best_first_and_helpers(data):
     )
 
 
+@pytest.mark.slow  # a quick-tier sibling covers the same path
 def test_ensemble_over_seeds_differs_per_model(data):
     x, y, _, _ = data
     r = fit_many(
@@ -120,6 +121,7 @@ def test_a_new_sweep_with_the_same_shapes_does_not_recompile(data):
     assert c.count == 0
 
 
+@pytest.mark.slow  # a quick-tier sibling covers the same path
 def test_momentum_and_weight_decay_are_swept_as_data(data):
     x, y, _, _ = data
     r = fit_many(

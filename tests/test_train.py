@@ -1007,6 +1007,7 @@ def test_results_print_a_summary_not_their_arrays(seed_data):
     )
 
 
+@pytest.mark.slow  # a quick-tier sibling covers the same path
 def test_a_full_disk_under_tensorboard_logs_is_an_error_naming_the_file(tmp_path):
     # The writer thread used to print a traceback, then the run failed naming no file.
     import os
