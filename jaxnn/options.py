@@ -194,13 +194,27 @@ class SearchResult:
             raise ValueError(f"trial id must be an int in [0, {len(self.trials)}), got {i!r}")
         return self.replay_keywords(int(i))
 
+    def best_model(self) -> tuple:
+        """``(model, params)``: the winner as its own network. A width search trains the
+        model given (the widest) with the units past each trial's width masked; this
+        is the winner's narrower ``jaxnn.mlp`` (with its dropout rate) and
+        ``best_params`` cut to it, which predicts the same. Otherwise the model given
+        and ``best_params``."""
+        if self.best_config is None:
+            raise ValueError("no trial finished (every one diverged or stopped): no best model")
+        return self.replay_keywords.own(self.best_config, self.best_params)
+
     def __repr__(self) -> str:
         counts: dict = {}
         for row in self.trials:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
         status = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        shown = {
+            k: float(f"{v:.4g}") if isinstance(v, float) else v
+            for k, v in (self.best_config or {}).items()
+        }
         best = (
-            f"best {self.monitor}={self.trials[0]['score']:.4g} with {self.best_config}"
+            f"best {self.monitor}={self.trials[0]['score']:.4g} with {shown}"
             if self.best_config
             else ""
         )

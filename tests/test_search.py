@@ -185,6 +185,32 @@ def test_a_masked_width_trains_as_the_narrow_network_alone():
     )
 
 
+def test_results_read_like_the_space_and_best_model_is_the_winner_alone():
+    space = {"learning_rate": jaxnn.space.choice([0.1, 0.03]), "width": jaxnn.space.choice([2, 4])}
+    result = run(space=space, num_configs=4, schedule=jaxnn.SuccessiveHalving(1, 3, 3))
+    for row in result.trials:  # each option as it was written
+        assert type(row["config"]["width"]) is int and row["config"]["learning_rate"] in (0.1, 0.03)
+    model, params = result.best_model()
+    width = result.best_config["width"]
+    assert model.spec["sizes"] == [3, width, 1]
+    assert [a.shape for a in jax.tree.leaves(params)] == [
+        (3, width),
+        (width,),
+        (width, 1),
+        (1,),
+    ] or [a.shape for a in jax.tree.leaves(params)] == [(width,), (3, width), (1,), (width, 1)]
+    np.testing.assert_allclose(
+        jaxnn.predict(model, params, X),
+        jaxnn.predict(jaxnn.mlp([3, 8, 1]), result.best_params, X),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    assert f"'width': {width}" in repr(result)
+    lr = run(space={"learning_rate": jaxnn.space.loguniform(0.01, 0.3)}, num_configs=3)
+    shown = repr(lr).split("with ")[1]
+    assert len(shown.split(": ")[1].rstrip("})").replace("0.", "").lstrip("0")) <= 4, shown
+
+
 def test_width_buckets_pad_at_most_twice_the_flops_and_share_the_slots():
     from jaxnn.tune import _widths
 
@@ -301,7 +327,11 @@ def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
             ValueError,
             "variance-scaling",
         ),
-        ({"space": {"h": jaxnn.space.uniform(0, 1)}}, ValueError, "no such hyperparameter"),
+        (
+            {"space": {"h": jaxnn.space.uniform(0, 1), "g": jaxnn.space.uniform(0, 1)}},
+            ValueError,
+            r"space names \['h', 'g'\] are not .*optimizer sgd takes \['learning_rate', 'l2'\]",
+        ),
         (
             {"schedule": jaxnn.PBT(), "early_stopping": jaxnn.EarlyStopping()},
             ValueError,
@@ -652,4 +682,4 @@ def test_progress_is_a_bar_of_trials_decided_with_the_slots_and_the_rung(capsys)
                  space={"learning_rate": jaxnn.space.loguniform(1e-3, 0.5)},
                  schedule=jaxnn.SuccessiveHalving(1, 3, 3), num_configs=6, slots=2, refit=False)  # fmt: skip
     err = capsys.readouterr().err.replace("\r", "\n")
-    assert "6/6 [" in err and "trial" in err and "slots=0, rung=2/2" in err
+    assert "6/6 [" in err and "trial" in err and "slots=0, rung=1 of 0-1" in err

@@ -141,26 +141,9 @@ class Replay:
                 f"trial {i} continued trial {row['parent']}'s state with new values (PBT): no single fit retrains "
                 "it; replay the population's first members"
             )
-        config, model = row["config"], self.model
-        spec = mlp_spec(model)
-        if spec is not None and ("width" in config or "dropout" in config):
-            hidden = (
-                [int(config["width"])] * (len(spec["sizes"]) - 2)
-                if "width" in config
-                else spec["sizes"][1:-1]
-            )
-            sizes = [spec["sizes"][0], *(int(h) for h in hidden), spec["sizes"][-1]]
-            model = from_spec(
-                {
-                    **spec,
-                    "sizes": sizes,
-                    "dropout": config.get("dropout", spec.get("dropout") or 0.0),
-                }
-            )
+        config = row["config"]
+        model, narrow = self._own_model(config)
         data = self.data
-        # the narrow network's part of the masked one
-        a_key = jax.ShapeDtypeStruct((), self.keys.dtype)
-        narrow = jax.eval_shape(model.init, a_key) if "width" in config else None
         shapes = None if narrow is None else tuple(a.shape for a in jax.tree.leaves(narrow))
         start, key = _trial_start(shapes, self.inits, self.keys, np.int32(i))
         own = {
@@ -190,6 +173,32 @@ class Replay:
             devices=1,  # as the search trained it (in a multi-process run: this process's own fit)
             **self.fixed,
         )
+
+    def _own_model(self, config: dict):
+        """The network a configuration trained as (a width search's narrower mlp, with its
+        dropout rate), and its variables' shapes where it is narrower (else ``None``)."""
+        model, spec = self.model, mlp_spec(self.model)
+        if spec is None or not ("width" in config or "dropout" in config):
+            return model, None
+        hidden = spec["sizes"][1:-1]
+        if "width" in config:
+            hidden = [int(config["width"])] * len(hidden)
+        sizes = [spec["sizes"][0], *(int(h) for h in hidden), spec["sizes"][-1]]
+        dropout = config.get("dropout", spec.get("dropout") or 0.0)
+        model = from_spec({**spec, "sizes": sizes, "dropout": dropout})
+        if "width" not in config:
+            return model, None
+        # the narrow network's part of the masked one
+        return model, jax.eval_shape(model.init, jax.ShapeDtypeStruct((), self.keys.dtype))
+
+    def own(self, config: dict, params):
+        """``(model, params)``: the network ``config`` trained as, and ``params`` (the
+        search model's) cut to it; the units cut are the masked ones, so it predicts the same."""
+        model, narrow = self._own_model(config)
+        if narrow is not None:
+            cut = lambda s, a: a[tuple(slice(0, n) for n in s.shape)]
+            params = jax.tree.map(cut, narrow, params)
+        return model, params
 
 
 SEARCH_FILE = "search" + checkpoint.SUFFIX

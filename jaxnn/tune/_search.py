@@ -33,6 +33,7 @@ def _check_space(space_: dict, model, optimizer: str) -> tuple:
             "space must be a non-empty dict {name: jaxnn.space.loguniform(...) | uniform | choice}"
         )
     apply = getattr(model, "apply", model)
+    unknown = []
     for name, dist in space_.items():
         if not isinstance(name, str):
             raise TypeError(f"space's names must be strings, got {name!r}")
@@ -49,11 +50,14 @@ def _check_space(space_: dict, model, optimizer: str) -> tuple:
         elif name == "dropout" and not 0 <= low <= high < 1:
             raise ValueError(f"space['dropout'] must stay in [0, 1), got {dist!r}")
         elif name != "dropout" and not hasattr(apply, "train_apply"):
-            raise ValueError(
-                f"space[{name!r}]: {optimizer} has no such hyperparameter ({list(optim.HYPERPARAMS[optimizer])}); "
-                "other names are model state (variables[name]) of a model with a training mode (train_apply), "
-                "besides 'dropout' and 'width'"
-            )
+            unknown.append(name)
+    if unknown:
+        raise ValueError(
+            f"space names {unknown} are not hyperparameters this search can vary: the optimizer "
+            f"{optimizer} takes {list(optim.HYPERPARAMS[optimizer])}; a jaxnn.mlp also takes 'width' "
+            "and 'dropout'; a model with a training mode (a Flax module or jaxnn.mlp) also takes "
+            "the names of the values its training mode reads from its variables"
+        )
     return tuple(sorted(space_.items()))
 
 
@@ -359,7 +363,8 @@ def _drive(prog, state, pool, data, place, progress: bool, saves):
         saves.save(state)
         if bar is not None:
             bar.update(done - bar.n)
-            rungs = {"rung": f"{rung + 1}/{len(prog.rungs)}"} if len(prog.rungs) > 1 else {}
+            # numbered as trials' rows number it: 0 is the first rung
+            rungs = {"rung": f"{rung} of 0-{len(prog.rungs) - 1}"} if len(prog.rungs) > 1 else {}
             bar.set_postfix({"slots": live, **rungs})
         if live == 0:
             if bar is not None:

@@ -72,7 +72,8 @@ class LogUniform(Uniform):
 @dataclasses.dataclass(frozen=True)
 class Choice:
     """One of ``options`` (numbers), each equally likely. The value carried on the
-    device is the option's index; perturbing moves it to the next option up or down."""
+    device is the option's index; perturbing moves it to the next option up or down.
+    A result gives the option itself, of its own type (``choice([4, 8])`` gives ints)."""
 
     options: tuple
 
@@ -80,7 +81,10 @@ class Choice:
         options = self.options
         if isinstance(options, str | bytes) or not hasattr(options, "__len__") or not len(options):
             raise ValueError(f"choice needs a non-empty list of numbers, got {options!r}")
-        options = tuple(_number(v, "each option") for v in options)
+        for v in options:
+            _number(v, "each option")
+        # NumPy numbers as Python's, each of its own kind
+        options = tuple(v.item() if isinstance(v, np.number) else v for v in options)
         if len(set(options)) != len(options):
             raise ValueError(f"choice's options must differ, got {list(options)}")
         object.__setattr__(self, "options", options)
