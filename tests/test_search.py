@@ -472,6 +472,30 @@ def test_a_script_searches_then_trains_the_winner_into_its_run_folder(tmp_path, 
     assert "search: SearchResult(9 trials" in capsys.readouterr().out
 
 
+def test_the_search_figure_tells_the_trials_apart_and_shows_the_finishers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from jaxnn.experiment._searching import search_figure
+
+    curves = np.full((4, 9), np.nan)
+    curves[0], curves[1, :3] = np.linspace(0.30, 0.10, 9), [0.9, 0.8, 0.7]
+    curves[2, :1], curves[3, :2] = [5.0], [0.5, np.nan]
+    row = lambda i, status, epochs: dict(
+        id=i, status=status, epochs=epochs, parent=-1, rung=0, score=0.0
+    )
+    trials = [row(0, "finished", 9), row(1, "pruned", 3), row(2, "pruned", 1), row(3, "nan", 2)]
+    result = jaxnn.SearchResult({"learning_rate": 0.1}, None, trials, curves, "val_loss")
+    fig = search_figure(result, rungs=(1, 3, 9))
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["finished", "pruned at a rung", "winner: trial 0", "rungs (ranked here)"]
+    assert ax.get_title() == "4 trials (1 finished, 1 diverged (not drawn))"
+    low, high = ax.get_ylim()
+    assert low < 0.10 and 0.30 < high < 0.9  # the finisher fills the height; the pruned run off
+    assert sorted(line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == ":") == [1, 3]
+
+
 @pytest.mark.parametrize(
     "field, match",
     [

@@ -21,7 +21,7 @@ from jaxnn import _files, optim
 from jaxnn.experiment._config import ExperimentConfig, load_split, search_settings
 from jaxnn.experiment._run import RunResult, check_free, run
 from jaxnn.mlp import mlp
-from jaxnn.options import SearchResult
+from jaxnn.options import SearchResult, higher_is_better
 from jaxnn.tune import search
 
 
@@ -83,7 +83,7 @@ def search_run(
         "space": config.search_space,
         "schedule": {**config.search_schedule, "max_epochs": config.epochs},
     }
-    outputs = lambda f: write_search(f, result, settings)
+    outputs = lambda f: write_search(f, result, settings, schedule.rungs())
     return run(
         winner, folder, overwrite=overwrite, progress=progress, extra_outputs=outputs
     ), result
@@ -122,42 +122,70 @@ def trials_csv(result: SearchResult) -> str:
     return buf.getvalue()
 
 
-def search_figure(result: SearchResult):
-    """Each trial's monitored value against epochs: finished trials solid, pruned
-    ones faded; PBT copies drawn from their parent's last epoch."""
+_LOOKS = {  # status: (colour, line width, opacity, legend label)
+    "finished": ("C0", 1.5, 0.9, "finished"),
+    "pruned": ("C7", 0.8, 0.35, "pruned at a rung"),
+    "stopped": ("C1", 0.8, 0.5, "stopped early"),
+}
+
+
+def search_figure(result: SearchResult, rungs=()):
+    """Each trial's monitored value against epochs, coloured by how it ended (PBT copies
+    drawn from their parent's last epoch), the winner on top, dotted lines at the
+    ``rungs`` (epochs) where trials are ranked, and a y range that shows the finishers;
+    diverged trials are counted in the title, not drawn."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(7, 4))
     epochs = np.arange(1, result.curves.shape[1] + 1)
     by_id = {row["id"]: row for row in result.trials}
     for row in result.trials[::-1]:  # the best drawn last, on top
+        if row["status"] not in _LOOKS:
+            continue
+        colour, width, alpha, _ = _LOOKS[row["status"]]
         curve = result.curves[row["id"]]
         first = 0 if row["parent"] < 0 else max(by_id[row["parent"]]["epochs"] - 1, 0)
-        finished = row["status"] == "finished"
         # a trial pruned at epoch 1 is a dot
         ax.plot(
             epochs[first:],
             curve[first:],
-            lw=1.5 if finished else 0.8,
-            alpha=0.9 if finished else 0.35,
-            color="C0" if finished else "C7",
+            lw=width,
+            alpha=alpha,
+            color=colour,
             marker="o",
             markersize=2.5,
         )
+    for epoch in rungs[:-1]:
+        ax.axvline(epoch, color="0.6", lw=0.8, ls=":")
     best = result.trials[0]
-    ax.plot(
-        epochs, result.curves[best["id"]], lw=2.5, color="C3", label=f"winner: trial {best['id']}"
-    )
+    ax.plot(epochs, result.curves[best["id"]], lw=2.5, color="C3")
+    shown = {row["status"] for row in result.trials}
+    handles = [
+        Line2D([], [], color=c, lw=w, alpha=a, label=label)
+        for s, (c, w, a, label) in _LOOKS.items()
+        if s in shown
+    ]
+    handles.append(Line2D([], [], color="C3", lw=2.5, label=f"winner: trial {best['id']}"))
+    if len(rungs) > 1:
+        handles.append(Line2D([], [], color="0.6", lw=0.8, ls=":", label="rungs (ranked here)"))
+    ax.legend(handles=handles, fontsize=8)
+    finishers = result.curves[[r["id"] for r in result.trials if r["status"] == "finished"]]
+    finite = finishers[np.isfinite(finishers)]
+    if finite.size:  # the finishers fill most of the height; worse curves run off it
+        low, high = finite.min(), finite.max()
+        pad = 0.15 * (high - low) or 0.05 * abs(high) or 0.05
+        worse_below = higher_is_better(result.monitor)  # more room on the worse side
+        ax.set_ylim(low - pad * (3 if worse_below else 1), high + pad * (1 if worse_below else 3))
     ax.set_xlabel("epoch")
     ax.set_ylabel(result.monitor)
-    ax.set_title(
-        f"{len(result.trials)} trials ({sum(r['status'] == 'finished' for r in result.trials)} finished)"
-    )
-    ax.legend()
+    counts = {s: sum(r["status"] == s for r in result.trials) for s in ("finished", "nan")}
+    diverged = f", {counts['nan']} diverged (not drawn)" if counts["nan"] else ""
+    ax.set_title(f"{len(result.trials)} trials ({counts['finished']} finished{diverged})")
     return fig
 
 
-def write_search(folder: Path, result: SearchResult, settings: dict) -> None:
+def write_search(folder: Path, result: SearchResult, settings: dict, rungs=()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,7 +193,7 @@ def write_search(folder: Path, result: SearchResult, settings: dict) -> None:
 
     _files.atomic_write(folder / "trials.csv", trials_csv(result).encode())
     _files.atomic_write(folder / "search.json", (json.dumps(settings, indent=2) + "\n").encode())
-    fig = search_figure(result)
+    fig = search_figure(result, rungs)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
