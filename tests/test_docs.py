@@ -98,6 +98,12 @@ def test_notebooks_run_top_to_bottom_in_the_build(site):
     assert "training mode, two keys, same rows: equal? False" in text
     assert "inference mode, twice:              equal? True" in text
     assert "A1 = relu(batchnorm(Z1)) -> (4, 256)   then dropout 0.5 (training only)" in text
+    # where the text states a direction, the numbers printed take it
+    kept = re.findall(r"lr=\S+ +(\w+) +epochs run=\d+ +val MSE of the params kept=(\S+)", text)
+    assert {s for s, _ in kept} == {"completed", "non_finite_loss"}, kept
+    assert all(float(v) == float("inf") for s, v in kept if s == "non_finite_loss")  # "overflow"
+    plain = re.search(r"plain +test accuracy \S+, final training loss (\S+), test loss (\S+)", text)
+    assert float(plain[1]) < 0.7 * float(plain[2])  # "falls far below its test loss"
     text = printed("02_colab_tpu")
     assert "OK: jaxnn will train on" in text and "identical to an uninterrupted run: True" in text
 
