@@ -263,8 +263,25 @@ def _load(payload: bytes):
     )
 
 
+def _pickle_layouts_by_name() -> None:
+    """jax 0.12's ``AutoLayout`` is a singleton compared by identity, but it pickles as
+    a new instance: a loaded executable's outputs then carry a layout unequal to every
+    other ``AutoLayout``, and a later ``jax.grad`` trace over them fails ("Expected
+    cotangent type float32[4,1] but got float32[4,1]"). Pickled by name, it loads as
+    the singleton itself."""
+    try:
+        from jax._src import layout
+    except ImportError:  # a jax without it
+        return
+    auto = getattr(layout, "AutoLayoutSingleton", None)
+    if auto is not None and "__reduce__" not in vars(auto):
+        auto.__reduce__ = lambda self: "AutoLayout"  # the module's global of that name
+
+
 def _dump(executable) -> bytes:
     from jax.experimental import serialize_executable
+
+    _pickle_layouts_by_name()
 
     ids = [d.id for d in executable.runtime_executable().local_devices()]
     return pickle.dumps((*serialize_executable.serialize(executable), ids))

@@ -16,8 +16,7 @@ code), so the store is trusted only as far as ssh trusts a private key:
   entry), and the store holds at most :data:`MAX_BYTES` (``JAXNN_PROGRAM_STORE_MB``),
   the least recently used entries going first.
 
-``JAXNN_PROGRAM_STORE=0`` (or ``off``) turns the store off. It is off on jax 0.11 and
-later until it is verified there (see :func:`_supported`).
+``JAXNN_PROGRAM_STORE=0`` (or ``off``) turns the store off.
 """
 
 import dataclasses
@@ -64,22 +63,10 @@ def default_folder() -> Path:
     return Path(base) / "jaxnn" / "programs"
 
 
-def _supported() -> bool:
-    """The jax versions the store was verified with (0.10). Under jax 0.12.1 the test
-    suite fails with "Expected cotangent type float32[4,1] but got float32[4,1]" once
-    programs are loaded from the store: until that is understood, it is off there."""
-    import jax
-
-    return tuple(int(p) for p in jax.__version__.split(".")[:2]) < (0, 11)
-
-
-SUPPORTED = _supported()
-
-
 def folder(environ=None) -> Path | None:
     """The store's folder from the environment, or ``None`` when it is off."""
     setting = (os.environ if environ is None else environ).get(ENV, "").strip()
-    if setting.lower() in _OFF or not SUPPORTED:
+    if setting.lower() in _OFF:
         return None
     return Path(setting) if setting else default_folder()
 

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn import _store
 
 
 def _isa() -> str:
@@ -123,7 +122,6 @@ def test_seed_fit_params_are_bitwise_the_pinned_ones(case):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _store.SUPPORTED, reason="the program store is off on this jax")
 def test_the_same_bits_with_the_program_store_off_on_a_miss_and_on_a_hit(tmp_path):
     """Each case in a new process: the store off, an empty store (every program
     compiled and stored), the same store again (every program loaded)."""

@@ -18,10 +18,6 @@ import pytest
 import jaxnn
 from jaxnn import _programs, _store
 
-pytestmark = pytest.mark.skipif(
-    not _store.SUPPORTED, reason=f"the program store is off on jax {jax.__version__}"
-)
-
 # One process: a fit, fit_many, a search, an estimator fit, predict and evaluate on
 # host data (no eager helper), counting the XLA compilations jaxnn starts.
 JOBS = """
@@ -90,6 +86,33 @@ def test_a_second_process_loads_every_program_and_compiles_none(tmp_path):
 
 def _store_at(tmp_path, limit=_store.MAX_BYTES) -> _store.Store:
     return _store.Store(tmp_path / "programs", limit)
+
+
+def test_arrays_from_a_loaded_program_go_through_a_new_gradient_trace(tmp_path, monkeypatch):
+    """Params from a loaded ``Model.init`` train in a fit whose program is new (a miss,
+    traced over them). Under jax 0.12 a loaded executable's outputs carried an unequal
+    copy of the ``AutoLayout`` singleton, and that trace failed."""
+    monkeypatch.setenv("JAXNN_PROGRAM_STORE", str(tmp_path / "programs"))
+    model = jaxnn.mlp([3, 4, 1])
+    x, y = np.ones((8, 3), np.float32), np.ones((8, 1), np.float32)
+    model.init(jax.random.key(0))  # compiled and stored
+    _programs.forget()
+    hits = _store.counts.hits
+    params = model.init(jax.random.key(0))  # loaded
+    assert _store.counts.hits == hits + 1
+    result = jaxnn.fit(
+        model,
+        params,
+        x,
+        y,
+        loss="mse",
+        key=jax.random.key(1),
+        batch_size=3,
+        epochs=1,
+        progress=False,
+    )
+    assert np.isfinite(result.history["loss"]).all()
+    _programs.forget()
 
 
 def test_the_store_is_made_private_and_round_trips(tmp_path):
