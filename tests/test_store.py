@@ -95,6 +95,7 @@ def test_arrays_from_a_loaded_program_go_through_a_new_gradient_trace(tmp_path, 
     monkeypatch.setenv("JAXNN_PROGRAM_STORE", str(tmp_path / "programs"))
     model = jaxnn.mlp([3, 4, 1])
     x, y = np.ones((8, 3), np.float32), np.ones((8, 1), np.float32)
+    _programs.forget()  # what this process holds from earlier tests
     model.init(jax.random.key(0))  # compiled and stored
     _programs.forget()
     hits = _store.counts.hits
