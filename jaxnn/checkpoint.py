@@ -130,7 +130,7 @@ def _int(value, lo: int = 0, hi: int | None = None) -> bool:
     return type(value) is int and value >= lo and (hi is None or value <= hi)
 
 
-# bool, int, uint, float (bfloat16 included), complex: never objects or strings
+# bool, int, uint, float, complex: never objects or strings
 _DTYPE_KINDS = "biufc"
 
 
@@ -163,7 +163,8 @@ def _check_array_entry(path, i: int, entry) -> int:
                 dtype = jnp.dtype(entry["dtype"])
         except (TypeError, ValueError):
             dtype = None
-    if dtype is None or dtype.kind not in _DTYPE_KINDS:
+    # bfloat16 and the float8s are ml_dtypes (numpy kind "V"): jax's float types all the same
+    if dtype is None or not (dtype.kind in _DTYPE_KINDS or jnp.issubdtype(dtype, jnp.floating)):
         raise CheckpointError(
             f"{where}.dtype must be a numeric dtype name, got {entry['dtype']!r:.80}"
         )

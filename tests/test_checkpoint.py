@@ -3,6 +3,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import CompileCounter, assert_bitwise_equal
@@ -42,6 +43,34 @@ def test_round_trip_of_every_state_kind(tmp_path, optimizer):
     assert_bitwise_equal(restored, state)
     assert meta == {"spec": model.spec, "epoch": 2}
     assert np.array_equal(jax.random.key_data(restored.key), jax.random.key_data(state.key))
+
+
+def test_bfloat16_params_are_saved_resumed_and_loaded(tmp_path):
+    model = jaxnn.mlp([3, 4, 1], dtype=jnp.bfloat16)
+    x, y = jaxnn.make_regression(jax.random.key(0), n=32)
+
+    def run(epochs, **kw):
+        params = model.init(jax.random.key(1))
+        return jaxnn.fit(
+            model,
+            params,
+            x,
+            y,
+            loss="mse",
+            batch_size=8,
+            epochs=epochs,
+            key=jax.random.key(2),
+            progress=False,
+            checkpoints=jaxnn.Checkpoints(tmp_path),
+            **kw,
+        )
+
+    first = run(1)
+    assert jax.tree.leaves(first.params)[0].dtype == jnp.bfloat16
+    resumed = run(2, resume=tmp_path)
+    assert resumed.epochs_run == 2
+    loaded, _ = checkpoint.load_params(tmp_path, model.init(jax.random.key(1)))
+    assert_bitwise_equal(loaded, resumed.params)
 
 
 def test_mismatched_model_says_what_differs(tmp_path):
