@@ -231,9 +231,11 @@ def check_hyperparam(optimizer: str, name, value):
             f"{name} must be a number or a non-empty 1-D sequence of numbers, got shape {arr.shape}"
         )
     f64 = arr.astype(np.float64)
-    bound = "> 0" if name == "learning_rate" else ">= 0"
+    # eps divides a zero gradient's zero second moment: 0 makes NaN
+    positive = name in ("learning_rate", "eps")
+    bound = "> 0" if positive else ">= 0"
     finite = np.isfinite(f64).all() and (np.abs(f64) <= np.finfo(np.float32).max).all()
-    if not (finite and ((f64 > 0) if name == "learning_rate" else (f64 >= 0)).all()):
+    if not (finite and ((f64 > 0) if positive else (f64 >= 0)).all()):
         raise ValueError(
             f"{name} must be a finite number {bound} within float32's range, got {value!r}"
         )

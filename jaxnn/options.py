@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple
 import jax
 import numpy as np
 
-from jaxnn._checks import positive_int
+from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.precision import resolve_compute_dtype
 
 
@@ -279,7 +279,7 @@ class EarlyStopping:
             TypeError,
             f"early_stopping.monitor must be a name, got {self.monitor!r}",
         )
-        positive_int(self.patience, "early_stopping.patience")
+        positive_int(self.patience, "early_stopping.patience", MAX_EPOCHS)
         _check(
             _is_number(self.min_delta) and self.min_delta >= 0,
             ValueError,
@@ -410,7 +410,7 @@ class Tuning:
     def __post_init__(self):
         resolve_compute_dtype(self.compute_dtype)
         if self.epochs_per_call is not None:
-            positive_int(self.epochs_per_call, "tuning.epochs_per_call")
+            positive_int(self.epochs_per_call, "tuning.epochs_per_call", MAX_EPOCHS)
         if self.unroll is not None:
             positive_int(self.unroll, "tuning.unroll")
         positive_int(self.eval_batch_size, "tuning.eval_batch_size")

@@ -188,7 +188,12 @@ OPTIONS = {
         (
             lambda: jaxnn.Tuning(epochs_per_call=0),
             ValueError,
-            r"tuning.epochs_per_call must be >= 1",
+            r"tuning.epochs_per_call must be in \[1, 2147483647\]",
+        ),
+        (
+            lambda: jaxnn.Tuning(epochs_per_call=2**40),
+            ValueError,
+            r"tuning.epochs_per_call must be in \[1, 2147483647\], got 1099511627776",
         ),
         (lambda: jaxnn.Tuning(unroll=1.5), TypeError, "tuning.unroll must be an int"),
         (
@@ -224,7 +229,12 @@ OPTIONS = {
         (
             lambda: jaxnn.EarlyStopping(patience=0),
             ValueError,
-            r"early_stopping.patience must be >= 1",
+            r"early_stopping.patience must be in \[1, 2147483647\]",
+        ),
+        (
+            lambda: jaxnn.EarlyStopping(patience=2**40),
+            ValueError,
+            r"early_stopping.patience must be in \[1, 2147483647\], got 1099511627776",
         ),
         (
             lambda: jaxnn.EarlyStopping(mode="up"),
@@ -259,7 +269,8 @@ OPTIONS = {
             ValueError,
             "sgd has no hyperparameter 'b1'",
         ),
-        (lambda: jaxnn.optim.adam(eps=-1.0), ValueError, "eps must be a finite number >= 0"),
+        (lambda: jaxnn.optim.adam(eps=-1.0), ValueError, "eps must be a finite number > 0"),
+        (lambda: jaxnn.optim.adamw(eps=0.0), ValueError, "eps must be a finite number > 0"),
         (lambda: jaxnn.optim.adam(b1=2.0), ValueError, r"b1 must be in \[0.0, 1.0\)"),
         (lambda: jaxnn.optim.sgd("0.1"), TypeError, "learning_rate must be a number"),
         (

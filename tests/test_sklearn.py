@@ -245,6 +245,13 @@ def test_bad_hyperparameters_fail_at_fit_with_a_clear_message(params, error, mat
         reg.predict(x)
 
 
+def test_a_max_fun_past_int32_is_no_bound_as_in_scikit_learn():
+    x, y = make_regression(40, 3, random_state=0)
+    fitted = MLPRegressor(solver="lbfgs", max_fun=2**40, max_iter=20, random_state=0).fit(x, y)
+    same = MLPRegressor(solver="lbfgs", max_fun=2**31 - 1, max_iter=20, random_state=0).fit(x, y)
+    np.testing.assert_array_equal(fitted.predict(x), same.predict(x))
+
+
 @pytest.mark.parametrize("classes", [2, 4])
 def test_early_stopping_holds_out_the_rows_scikit_learn_holds_out(monkeypatch, classes):
     import sklearn.neural_network._multilayer_perceptron as sk_mlp

@@ -17,7 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from jaxnn import losses, optim, parallel, precision
-from jaxnn._checks import positive_int
+from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.distributed import fetch
 from jaxnn.mlp import mlp
 from jaxnn.options import EarlyStopping, Stop, TrainState, Tuning
@@ -271,7 +271,7 @@ class BaseMLP(BaseEstimator):
                 sample_weight,
                 np.float32(self.alpha / total),
                 np.int32(self.max_iter),
-                np.int32(self.max_fun),
+                np.int32(min(self.max_fun, MAX_EPOCHS)),  # more than int32 counts: no bound
                 np.float32(self.tol),
             )
         self.coefs_ = [np.asarray(p["w"]) for p in params]
