@@ -503,6 +503,11 @@ def test_the_search_figure_tells_the_trials_apart_and_shows_the_finishers():
         ({"search_space": {"learning_rate": ["normal", 0, 1]}}, "kind one of"),
         ({"search_space": {"learning_rate": ["uniform", 1]}}, "takes 2 argument"),
         ({"search_space": {}}, "at least one of"),
+        (
+            {"search_space": {"width": ["uniform", 2, 8]}},
+            r"width'\] must be \['choice', \[sizes\]\]",
+        ),
+        ({"search_space": {"width": ["choice", [4, 2.5]]}}, "of whole units >= 1"),
         ({"search_schedule": {"kind": "grid"}}, "kind must be one of"),
         ({"search_schedule": {"kind": "halving", "eta": 1}}, "eta must be"),
         ({"search_schedule": {"kind": "pbt", "speed": 2}}, "search_schedule: .*speed"),

@@ -162,6 +162,15 @@ def search_settings(config: "ExperimentConfig") -> tuple[dict, object]:
             raise ValueError(
                 f"search_space[{name!r}] must be [kind, ...] with kind one of {kinds}, got {entry!r:.80}"
             )
+        if name == "width" and (
+            entry[0] != "choice"
+            or len(entry) != 2
+            or not isinstance(entry[1], list | tuple)
+            or not all(type(w) is int and w >= 1 for w in entry[1])
+        ):
+            raise ValueError(
+                f"search_space['width'] must be ['choice', [sizes]] of whole units >= 1, got {entry!r:.80}"
+            )
         make, n_args = _SPACES[entry[0]]
         if len(entry) != 1 + n_args:
             raise ValueError(
