@@ -596,6 +596,28 @@ def killable_search(folder, resume=None):
                         refit=False, checkpoints=jaxnn.Checkpoints(folder, every=1), resume=resume)  # fmt: skip
 
 
+def test_a_search_checkpoint_folder_is_its_own_and_a_bad_log_dir_fails_first(tmp_path, monkeypatch):
+    small = dict(num_configs=2, schedule=jaxnn.SuccessiveHalving(1, 1, 3))
+    run(checkpoints=jaxnn.Checkpoints(tmp_path / "a"), **small)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    for named in ("a", tmp_path / "link"):  # the same folder, named relatively or by a link
+        again = run(checkpoints=jaxnn.Checkpoints(tmp_path / "a"), resume=named, **small)
+        assert again.best_config is not None
+    fitted = tmp_path / "fit"
+    model = jaxnn.mlp([3, 8, 1])
+    jaxnn.fit(model, model.init(jax.random.key(0)), X, Y, loss="mse", key=jax.random.key(0), epochs=1,
+              progress=False, checkpoints=jaxnn.Checkpoints(fitted))  # fmt: skip
+    with pytest.raises(ValueError, match="holds a fit's checkpoints .*a folder of its own"):
+        run(checkpoints=jaxnn.Checkpoints(fitted), **small)
+    (tmp_path / "file").write_text("")
+    calls = []
+    monkeypatch.setattr(jaxnn.tune._program, "run_chunk", lambda *a: calls.append(a))
+    with pytest.raises(NotADirectoryError, match="file/logs"):
+        run(log_dir=tmp_path / "file" / "logs", **small)
+    assert not calls  # refused before any training
+
+
 @pytest.mark.slow  # a subprocess killed mid-search
 def test_a_search_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     folder = tmp_path / "killed"

@@ -240,12 +240,21 @@ class Saves:
                     f"{self.resume} holds another search (other settings, data sizes or key): resume a search with "
                     "the same call that started it"
                 )
-        if (
-            self.path is not None
-            and self.path.exists()
-            and self.path != self.resume
-            and not checkpoints.overwrite
-        ):
+        if self.folder is not None:
+            fits = sorted(
+                p.name for p in self.folder.glob(f"*{checkpoint.SUFFIX}") if p.name != SEARCH_FILE
+            )
+            if fits:
+                raise ValueError(
+                    f"{self.folder} holds a fit's checkpoints ({', '.join(fits[:3])}): "
+                    "give the search a folder of its own"
+                )
+        same = (
+            self.resume is not None
+            and self.path is not None
+            and self.path.resolve() == self.resume.resolve()
+        )
+        if self.path is not None and self.path.exists() and not same and not checkpoints.overwrite:
             raise ValueError(
                 f"{self.path} holds another search: resume=it, or Checkpoints(..., overwrite=True)"
             )

@@ -8,13 +8,14 @@ epochs cost, with one host round trip per chunk. See ``docs/guides/search.md``.
 """
 
 import dataclasses
+import os
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _driver, _inputs, _models, _records, _setup, logs, optim, parallel
+from jaxnn import _driver, _files, _inputs, _models, _records, _setup, logs, optim, parallel
 from jaxnn._checks import MAX_ELEMENTS, positive_int
 from jaxnn.distributed import fetch
 from jaxnn.initializers import FAN_MODE, INITIALIZERS, get_initializer
@@ -300,6 +301,10 @@ def search(
             f"checkpoints must be a jaxnn.Checkpoints(...) or None, got {checkpoints!r}"
         )
     log_dir = logs.check_log_dir(log_dir)
+    if log_dir is not None:  # a folder that cannot be written fails now, not after the search
+        _files.make_folder(log_dir, "log_dir")
+        if not os.access(log_dir, os.W_OK):
+            raise PermissionError(f"log_dir {log_dir} cannot be written")
     chunk = _setup.epochs_per_call(run.settings.tuning, schedule.max_epochs, progress, checkpoints)
     prog = _make_program(
         plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, chunk, cv or 0
