@@ -19,7 +19,7 @@ import optax
 from common import write_json
 
 import jaxnn
-from jaxnn import optim, precision
+from jaxnn import _optim, _precision
 from jaxnn.options import TrainState
 
 
@@ -65,13 +65,13 @@ def ladder(x, y, unroll: int):
         return train
 
     def jaxnn_step(compute: bool):
-        apply = precision.with_compute_dtype(model.apply, "float32") if compute else model.apply
-        tx = optim.transform("sgd")
+        apply = _precision.with_compute_dtype(model.apply, "float32") if compute else model.apply
+        tx = _optim.transform("sgd")
         step_fn = jaxnn.make_train_step(apply, loss, tx)
 
         @jax.jit
         def train(params):
-            opt = optim.set_hyperparams(tx.init(params), {"learning_rate": 0.01})
+            opt = _optim.set_hyperparams(tx.init(params), {"learning_rate": 0.01})
             state = TrainState(params, opt, jnp.int32(0), jnp.int32(0), jax.random.key(0), None)
 
             def step(s, b):
@@ -83,7 +83,7 @@ def ladder(x, y, unroll: int):
         return train
 
     def lr_state():
-        tx = optim.transform("sgd")
+        tx = _optim.transform("sgd")
 
         @jax.jit
         def train(params):
@@ -93,7 +93,7 @@ def ladder(x, y, unroll: int):
                 u, s = tx.update(g, s, p)
                 return (optax.apply_updates(p, u), s), lv
 
-            opt = optim.set_hyperparams(tx.init(params), {"learning_rate": 0.01})
+            opt = _optim.set_hyperparams(tx.init(params), {"learning_rate": 0.01})
             return jax.lax.scan(step, (params, opt), idx, unroll=unroll)
 
         return train

@@ -68,7 +68,7 @@ def train(run) -> tuple:
 def drive(run, carry, data, *, epochs: int, history: History, progress: bool, saver=None, log=None):
     """Trains through the runner ``run`` (the ``jaxnn._loop.Runner`` protocol), chunk
     by chunk, with a progress bar, checkpoints and TensorBoard logs
-    (``jaxnn.logs.EpochLog``). Returns the final carry and its ``stop`` codes on the
+    (``jaxnn._logs.EpochLog``). Returns the final carry and its ``stop`` codes on the
     host (read with the last chunk: no extra sync)."""
     bar = progress_bar(epochs, history.epochs) if progress else None
     stop = None

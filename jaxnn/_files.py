@@ -145,3 +145,8 @@ def read_text(path: Path, error: type[Exception], what: str, max_bytes: int = 1 
         return data.decode()
     except UnicodeDecodeError:
         raise error(f"{path} is not text (UTF-8); not {what}") from None
+
+
+def position(meta: dict) -> tuple[int, int]:
+    """``(epochs completed, updates into the next epoch)``: how far a checkpoint is."""
+    return meta.get("epoch", -1), meta.get("step", 0)

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import _programs, rng
-from jaxnn._checks import positive_int
-from jaxnn.data import float_dtype, summary, validate
+from jaxnn._checks import float_dtype, positive_int
+from jaxnn.data import summary, validate
 from jaxnn.losses import LOSSES
 
 

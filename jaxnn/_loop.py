@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _programs, optim, rng
+from jaxnn import _optim, _programs, rng
 from jaxnn._records import epoch_end, record_template
 from jaxnn._shuffle import shuffled_order
 from jaxnn.distributed import fetch
@@ -96,7 +96,7 @@ def initial_carry(plan: Plan, state: TrainState, hyperparams: dict) -> Carry:
     opt_state = (
         plan.tx.init(params) if state.opt_state is None else jax.tree.map(jnp.copy, state.opt_state)
     )
-    opt_state = optim.set_hyperparams(opt_state, hyperparams)  # hyperparameters as data
+    opt_state = _optim.set_hyperparams(opt_state, hyperparams)  # hyperparameters as data
     step, epoch = (jnp.copy(jnp.asarray(v, jnp.int32)) for v in (state.step, state.epoch))
     state = TrainState(
         params, opt_state, step, epoch, state.key, jax.tree.map(jnp.copy, state.model_state)
@@ -127,7 +127,7 @@ def with_hyperparams(carry: Carry, hyperparams: dict) -> Carry:
     """``carry`` with the optimizer's ``hyperparams`` written into its state."""
     state = carry.state
     return carry._replace(
-        state=state._replace(opt_state=optim.set_hyperparams(state.opt_state, hyperparams))
+        state=state._replace(opt_state=_optim.set_hyperparams(state.opt_state, hyperparams))
     )
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxnn import _equinox, _flax, precision
-from jaxnn.mlp import MLPApply, Model, check_mlp_input
+from jaxnn import _equinox, _flax, _precision
+from jaxnn._checks import check_mlp_input
+from jaxnn.mlp import MLPApply, Model
 
 
 def apply_function(model) -> Callable:
@@ -84,7 +85,7 @@ def check_key(key) -> jax.Array:
 
 
 def output_shape(apply_fn, params, x: np.ndarray) -> tuple[int, ...]:
-    if isinstance(apply_fn, precision.ComputeApply):
+    if isinstance(apply_fn, _precision.ComputeApply):
         apply_fn = apply_fn.apply_fn  # the same shape in every compute mode
     if isinstance(apply_fn, MLPApply):  # known without tracing: fit's per-call cost matters
         params = apply_fn.split(params)[0]

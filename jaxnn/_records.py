@@ -9,7 +9,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxnn import optim
+from jaxnn import _optim
 from jaxnn.options import Stop
 
 
@@ -60,9 +60,9 @@ def _early_stop(plan, carry, values: dict):
     state = carry.state
     # a plateau lowers the learning rate until it reaches min_lr, then stops
     if es.reduce_lr is not None:
-        reduce = out_of_patience & (optim.learning_rate_of(state.opt_state) > es.min_lr)
+        reduce = out_of_patience & (_optim.learning_rate_of(state.opt_state) > es.min_lr)
         factor = jnp.where(reduce, jnp.float32(es.reduce_lr), jnp.float32(1.0))
-        state = state._replace(opt_state=optim.scale_learning_rate(state.opt_state, factor))
+        state = state._replace(opt_state=_optim.scale_learning_rate(state.opt_state, factor))
         wait, out_of_patience = jnp.where(reduce, 0, wait), out_of_patience & ~reduce
     stop = jnp.where(
         (carry.stop == Stop.COMPLETED) & out_of_patience, Stop.EARLY_STOPPING, carry.stop

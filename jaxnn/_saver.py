@@ -71,9 +71,9 @@ class Saver:
             if (
                 meta is not None
                 and meta.get("run_id") == self.run_id
-                and checkpoint.position(meta) <= self.resumed
+                and _files.position(meta) <= self.resumed
             ):
-                self.files.append((checkpoint.position(meta), path))
+                self.files.append((_files.position(meta), path))
             elif meta is None:
                 theirs[path] = f"{path.name} (not a readable checkpoint: {why})"
             elif meta.get("run_id") == self.run_id:
@@ -81,11 +81,11 @@ class Saver:
                     f" step {self.resumed[1]}" if self.resumed[1] else ""
                 )
                 theirs[path] = (
-                    f"{path.name} (this run's epoch {checkpoint.position(meta)[0]}, past {at})"
+                    f"{path.name} (this run's epoch {_files.position(meta)[0]}, past {at})"
                 )
             else:
                 theirs[path] = (
-                    f"{path.name} (run {meta.get('run_id')}, epoch {checkpoint.position(meta)[0]})"
+                    f"{path.name} (run {meta.get('run_id')}, epoch {_files.position(meta)[0]})"
                 )
         if theirs and not self.overwrite:
             names = list(theirs.values())

@@ -23,16 +23,16 @@ import optax
 from jaxnn import (
     _driver,
     _inputs,
+    _logs,
     _loop,
     _models,
+    _optim,
+    _placement,
+    _precision,
     _programs,
     _records,
     _saver,
     _stream,
-    logs,
-    optim,
-    parallel,
-    precision,
     rng,
 )
 from jaxnn._checks import MAX_ELEMENTS, check_elements, positive_int
@@ -70,14 +70,14 @@ class Run:
     hyperparams: dict
     checkpoint: str | os.PathLike | None  # the checkpoint file to resume from
     saver: _saver.Saver | None
-    placement: parallel.Placement
+    placement: _placement.Placement
     done: int  # epochs trained before this call
     progress: bool  # a bar is drawn (process 0 only)
     log_dir: Path | None  # TensorBoard logs (process 0 only)
     hparams: dict  # what the logs record as the run's hyperparameters
     models: int | None = None  # K for fit_many
     nnx_module: Any = None  # an nnx Module to write the trained params back into
-    log: logs.EpochLog | None = None
+    log: _logs.EpochLog | None = None
     _stack: contextlib.ExitStack | None = None
 
     @property
@@ -90,7 +90,7 @@ class Run:
                 stack.enter_context(self.saver)
             if self.log_dir is not None:
                 names = _records.record_names(self.plan)
-                log = logs.EpochLog(self.log_dir, self.hparams, names, self.models)
+                log = _logs.EpochLog(self.log_dir, self.hparams, names, self.models)
                 self.log = stack.enter_context(contextlib.closing(log))
             self._stack = stack.pop_all()
         return self
@@ -118,15 +118,15 @@ def setup(model, params, x, y, settings: Settings, models: Models | None = None)
     """Checks every argument of ``fit`` (``models=None``) or ``fit_many`` (see there),
     in one place, before any work."""
     s = settings
-    log_dir = logs.check_log_dir(s.log_dir) if jax.process_index() == 0 else None  # one writer
+    log_dir = _logs.check_log_dir(s.log_dir) if jax.process_index() == 0 else None  # one writer
     progress = s.progress and jax.process_index() == 0  # one progress bar
-    tx, values = optim.get_optimizer(s.optimizer)
+    tx, values = _optim.get_optimizer(s.optimizer)
     if models is not None:
         start = _start_many(model, params, s, values, models)
     else:
         start = _start_fit(model, params, s, tx, values)
-    apply_fn = precision.with_compute_dtype(start.apply_fn, s.tuning.compute_dtype)
-    placement = parallel.OneDevice() if models is not None else start.placement
+    apply_fn = _precision.with_compute_dtype(start.apply_fn, s.tuning.compute_dtype)
+    placement = _placement.OneDevice() if models is not None else start.placement
     plan, data = _plan(apply_fn, start.params, x, y, s, tx, placement, many=models is not None)
     stream = data.x if isinstance(data.x, _stream.Source) else None
     if stream is not None and models is not None:
@@ -160,7 +160,7 @@ def setup(model, params, x, y, settings: Settings, models: Models | None = None)
         "batch_size": plan.batch_size,
         "epochs": s.epochs,
         "shuffle": plan.shuffle,
-        "compute_dtype": precision.resolve_compute_dtype(s.tuning.compute_dtype),
+        "compute_dtype": _precision.resolve_compute_dtype(s.tuning.compute_dtype),
     }
     if stream is not None:
         data = data._replace(x=None)
@@ -202,7 +202,7 @@ class Start(NamedTuple):
     begin: _Begin
     values: dict  # the optimizer's hyperparameters (fit_many: one per model; and the dropout rates)
     path: Any  # a checkpoint to resume from, or None
-    placement: parallel.Placement
+    placement: _placement.Placement
     nnx_module: Any = None
     models: int | None = None  # K for fit_many
 
@@ -220,7 +220,7 @@ def _start_fit(model, params, s: Settings, tx, values) -> Start:
         s.resume, tx, TrainState(trainable, None, 0, 0, s.key, model_state)
     )
     begin = _Begin(lambda: start, 0 if path is not None else int(start.epoch))
-    return Start(apply_fn, params, begin, values, path, parallel.for_fit(s.devices), nnx_module)
+    return Start(apply_fn, params, begin, values, path, _placement.for_fit(s.devices), nnx_module)
 
 
 def _start_many(model, params, s: Settings, values, models: Models) -> Start:
@@ -241,7 +241,7 @@ def _start_many(model, params, s: Settings, values, models: Models) -> Start:
     per_model = sum(math.prod(jnp.shape(p)) for p in jax.tree.leaves(one))
     check_elements(k * per_model, f"{k} models x {per_model} parameters")
     values = {n: v.copy() for n, v in values.items()}  # numpy: never donated with the carry
-    placement = parallel.for_models(s.devices, k, AXIS)
+    placement = _placement.for_models(s.devices, k, AXIS)
     path = _check_resume_many(s.resume, one, k)
     # the key goes through start unchanged and the carry is donated
     if isinstance(s.resume, ManyResult):
@@ -387,7 +387,7 @@ def _check_early_stopping(es: EarlyStopping, has_val: bool, metric_fns, tx, para
         )
     if (
         es.reduce_lr is not None
-        and optim.learning_rate_of(_saver.opt_state_shapes(tx, params)) is None
+        and _optim.learning_rate_of(_saver.opt_state_shapes(tx, params)) is None
     ):
         raise ValueError(
             "early_stopping.reduce_lr needs the learning rate in the optimizer state: pass an optimizer "
@@ -444,7 +444,7 @@ def _begin_fit(run: Run):
     one_call = (
         run.plan.chunk >= run.epochs - run.done > 0 and run.saver is None and run.checkpoint is None
     )
-    if one_call and run.stream is None and isinstance(run.placement, parallel.OneDevice):
+    if one_call and run.stream is None and isinstance(run.placement, _placement.OneDevice):
         carry, data = run.placement.place(
             _loop.Fresh(start, run.hyperparams), run.data, in_call=True
         )
@@ -460,7 +460,7 @@ def _begin_fit(run: Run):
             first = _loop.with_hyperparams(carry._replace(state=progress[0]), run.hyperparams).state
             progress = (first, *progress[1:])
     # every process has all of y
-    if run.stream is not None and isinstance(run.placement, parallel.DataParallel):
+    if run.stream is not None and isinstance(run.placement, _placement.DataParallel):
         progress = None if progress is None else run.placement.put(progress[:2]) + progress[2:]
         return run.placement.put(carry), run.placement.put(run.data), history, progress
     carry, data = run.placement.place(carry, run.data)

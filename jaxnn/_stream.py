@@ -276,7 +276,7 @@ class Streamed(NamedTuple):
     saver: Any = None
     history: Any = None
     progress: Any = None
-    placement: Any = None  # jaxnn.parallel's OneDevice or DataParallel
+    placement: Any = None  # jaxnn._placement's OneDevice or DataParallel
 
     def _chunks(self, idx, mask, last: int):
         """``(j0, rows idx, mask)`` of the chunks of steps ``[0, last)``."""

@@ -90,7 +90,7 @@ def _zstd():
             return None
 
 
-def intact(data: bytes) -> bool:
+def _intact(data: bytes) -> bool:
     """Whether a cache entry's bytes decompress whole (JAX writes zstd or zlib)."""
     if data[:4] == _ZSTD_MAGIC:
         zstd = _zstd()
@@ -111,7 +111,7 @@ def intact(data: bytes) -> bool:
 def _entry_intact(entry: Path) -> bool:
     try:
         with _files.open_regular(entry, OSError, "a cache entry", max_bytes=_MAX_ENTRY) as (f, _):
-            return intact(f.read())
+            return _intact(f.read())
     except OSError:  # gone, replaced by something else, or larger than any program: not judged
         return True
 

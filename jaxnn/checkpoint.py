@@ -387,11 +387,6 @@ def scan(folder: str | os.PathLike) -> list[tuple[Path, dict | None, str]]:
     return found
 
 
-def position(meta: dict) -> tuple[int, int]:
-    """``(epochs completed, updates into the next epoch)``: how far a checkpoint is."""
-    return meta.get("epoch", -1), meta.get("step", 0)
-
-
 def latest(path: str | os.PathLike) -> Path:
     """``path`` itself if it is not a folder, else the folder's newest checkpoint by the
     epoch recorded inside (not by file name).
@@ -417,7 +412,7 @@ def latest(path: str | os.PathLike) -> Path:
             f"{path} holds checkpoints of {len(runs)} runs ({', '.join(sorted(map(str, runs)))}); "
             "pass the checkpoint file to resume from"
         )
-    return max(found, key=lambda f: position(f[1]))[0]
+    return max(found, key=lambda f: _files.position(f[1]))[0]
 
 
 def load_params(path: str | os.PathLike, params: Any) -> tuple[Any, dict]:

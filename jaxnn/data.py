@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import _programs
-from jaxnn._checks import check_elements, install_hint, positive_int
+from jaxnn._checks import check_elements, float_dtype, install_hint, positive_int
 from jaxnn.distributed import fetch
 
 
@@ -39,12 +39,6 @@ def _as_numeric(a, name: str) -> np.ndarray | jax.Array:
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise TypeError(f"{name} must be a numeric array (int or float), got dtype {arr.dtype}")
     return arr
-
-
-def float_dtype() -> np.dtype:
-    """float32, or float64 with ``jax_enable_x64``: ``jnp.result_type(float)``, in a
-    tenth of its time (fit's per-call cost)."""
-    return np.dtype(np.float64 if jax.config.jax_enable_x64 else np.float32)
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:
@@ -107,7 +101,7 @@ _uploads: dict[int, tuple[weakref.ref, bytes, jax.Array]] = {}
 _hash_pool: ThreadPoolExecutor | None = None
 
 
-def caches_uploads() -> bool:
+def _caches_uploads() -> bool:
     """Whether host data is uploaded through the cache: off on the CPU (no upload) and
     in multi-process runs (each process feeds its own rows)."""
     return jax.default_backend() != "cpu" and jax.process_count() == 1
@@ -231,7 +225,7 @@ def _float_checked(arr, name: str, to_device: bool):
         to_device
         and isinstance(arr, np.ndarray)
         and arr.nbytes >= UPLOAD_CACHE_MIN_BYTES
-        and caches_uploads()
+        and _caches_uploads()
     ):
         return _upload(arr, name)
     cast = _to_float(arr)

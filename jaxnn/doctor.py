@@ -90,7 +90,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-def visible_accelerators(environ=None, root: str = "/") -> tuple[str, ...]:
+def _visible_accelerators(environ=None, root: str = "/") -> tuple[str, ...]:
     """Accelerators the machine shows, independent of JAX: a TPU (``/dev/accel*``,
     ``/dev/vfio`` on TPU VMs, or the TPU environment variables Colab and Cloud TPU
     set) and an NVIDIA GPU (``/dev/nvidia0`` or ``nvidia-smi``)."""
@@ -108,7 +108,7 @@ def visible_accelerators(environ=None, root: str = "/") -> tuple[str, ...]:
     return tuple(found)
 
 
-def diagnose(versions: dict, backend: str, hardware: tuple) -> tuple[tuple, tuple]:
+def _diagnose(versions: dict, backend: str, hardware: tuple) -> tuple[tuple, tuple]:
     """``(problems, fixes)`` for this software and hardware."""
     problems, fixes = [], []
     for accel in hardware:
@@ -132,7 +132,7 @@ def diagnose(versions: dict, backend: str, hardware: tuple) -> tuple[tuple, tupl
     return tuple(problems), tuple(fixes)
 
 
-def backend_failure(error: str, platforms: str) -> tuple[tuple, tuple]:
+def _backend_failure(error: str, platforms: str) -> tuple[tuple, tuple]:
     """``(problems, fixes)`` when JAX cannot start the backend it was asked for."""
     first = error.strip().splitlines()[0]
     problem = f"JAX could not start a backend: {first}"
@@ -165,7 +165,7 @@ def doctor(*, verbose: bool = True, environ=None) -> Report:
 
     versions = {name: _version(name) for name in ("jax", "jaxlib", "optax", "flax", "chex")}
     versions["jaxnn"] = __version__
-    hardware = visible_accelerators(environ)
+    hardware = _visible_accelerators(environ)
     try:
         backend = jax.default_backend()
         devices = (
@@ -174,10 +174,10 @@ def doctor(*, verbose: bool = True, environ=None) -> Report:
             jax.local_device_count(),
             jax.process_count(),
         )
-        problems, fixes = diagnose(versions, backend, hardware)
+        problems, fixes = _diagnose(versions, backend, hardware)
     except Exception as e:  # JAX cannot start a backend: that is the diagnosis, not a crash
         backend, devices = "none", ("no device", 0, 0, 0)
-        problems, fixes = backend_failure(
+        problems, fixes = _backend_failure(
             str(e) or type(e).__name__, (environ or os.environ).get("JAX_PLATFORMS", "")
         )
     cache_check = None

@@ -15,7 +15,8 @@ import numpy as np
 
 from jaxnn import _programs, losses
 from jaxnn import activations as act
-from jaxnn.mlp import MLPApply, Model, Params, check_mlp_input
+from jaxnn._checks import check_mlp_input
+from jaxnn.mlp import MLPApply, Model, Params
 
 
 class Layer(NamedTuple):

@@ -15,54 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnn._checks import check_batch, check_same_shape, check_weights, is_concrete
+
 Loss = Callable[..., jax.Array]
-
-
-def is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def check_weights(weights, n: int):
-    if weights is None:
-        return None
-    if jnp.shape(weights) != (n,):
-        raise ValueError(
-            f"weights must have shape ({n},) (one per example), got {jnp.shape(weights)}"
-        )
-    return weights
-
-
-def _check_numeric(a, what: str, name: str) -> None:
-    dtype = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
-    numeric = (
-        jnp.issubdtype(dtype, jnp.integer)
-        or jnp.issubdtype(dtype, jnp.floating)
-        or jnp.issubdtype(dtype, jnp.bool_)
-    )
-    if not numeric:
-        raise TypeError(f"{name}: {what} must be a numeric (int or float) array, got dtype {dtype}")
-
-
-def check_batch(predictions, targets, name: str) -> None:
-    """Numeric arrays with at least one example (an empty batch has no mean)."""
-    _check_numeric(predictions, "predictions", name)
-    _check_numeric(targets, "targets", name)
-    if jnp.ndim(predictions) >= 1 and jnp.shape(predictions)[0] == 0:
-        raise ValueError(f"{name}: the batch is empty (0 examples); expected at least one")
-
-
-def check_same_shape(predictions, targets, name: str) -> None:
-    check_batch(predictions, targets, name)
-    if jnp.shape(predictions) != jnp.shape(targets):
-        hint = ""
-        if jnp.ndim(predictions) == jnp.ndim(targets) + 1 and jnp.shape(predictions)[-1] == 1:
-            hint = (
-                " (reshape targets with y[:, None]: (n,) against (n, 1) would broadcast to (n, n))"
-            )
-        raise ValueError(
-            f"{name}: predictions {jnp.shape(predictions)} and targets {jnp.shape(targets)} "
-            f"must have the same shape{hint}"
-        )
 
 
 def weighted_mean(per_example: jax.Array, weights: jax.Array | None = None) -> jax.Array:

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import losses
+from jaxnn import _checks, losses
 from jaxnn.losses import weighted_mean
 
 Metric = Callable[..., jax.Array]
@@ -38,7 +38,7 @@ def accuracy(predictions, targets, weights=None, *, threshold: float = 0.5):
       >>> float(accuracy(jnp.array([[0.9], [0.2]]), jnp.array([1, 1])))
       0.5
     """
-    losses.check_batch(predictions, targets, "accuracy")
+    _checks.check_batch(predictions, targets, "accuracy")
     binary = jnp.ndim(predictions) == 1 or jnp.shape(predictions)[-1] == 1
     k = 2 if binary else jnp.shape(predictions)[-1]
     one_hot = jnp.ndim(targets) == 2 and jnp.shape(targets)[-1] > 1
@@ -48,7 +48,7 @@ def accuracy(predictions, targets, weights=None, *, threshold: float = 0.5):
             f"{jnp.shape(predictions)}; expected labels of shape {jnp.shape(predictions)[:1]}"
         )
     # values are checkable outside a trace, before any work
-    if not one_hot and losses.is_concrete(targets):
+    if not one_hot and _checks.is_concrete(targets):
         v = np.asarray(targets).reshape(-1)
         if v.size and not ((v >= 0) & (v < k) & (v == np.round(v))).all():
             raise ValueError(
@@ -69,13 +69,13 @@ def r2(predictions, targets, weights=None):
     good as predicting the mean). Averaged over output columns. A constant target
     column scores 1 if predicted exactly and 0 otherwise (scikit-learn's
     ``force_finite``); predictions whose squared errors overflow score NaN."""
-    losses.check_same_shape(predictions, targets, "r2")
+    _checks.check_same_shape(predictions, targets, "r2")
     p = _columns(predictions)
     t = _columns(targets)
     w = (
         jnp.ones(t.shape[0], t.dtype)
         if weights is None
-        else losses.check_weights(weights, t.shape[0])
+        else _checks.check_weights(weights, t.shape[0])
     )
     w = w.astype(t.dtype)[:, None]
     mean = (w * t).sum(0, keepdims=True) / jnp.maximum(w.sum(), 1e-12)
@@ -115,3 +115,14 @@ def get_metric(metric: str | Metric) -> tuple[str, Metric]:
     if callable(metric):
         return getattr(metric, "__name__", type(metric).__name__), metric
     raise TypeError(f"metric must be a name or a callable, got {type(metric).__name__}")
+
+
+def higher_is_better(monitor: str, metrics=()) -> bool:
+    """Whether a recorded value ranks higher as better or lower (losses): what its
+    metric says (``fn.higher_is_better``; accuracy and r2 say so), looked up among
+    ``metrics`` (names, callables or ``(name, fn)`` pairs) and then the built-in ones."""
+    name = monitor.removeprefix("val_")
+    found = [
+        fn for n, fn in (m if isinstance(m, tuple) else get_metric(m) for m in metrics) if n == name
+    ]
+    return bool(getattr(found[0] if found else METRICS.get(name), "higher_is_better", False))

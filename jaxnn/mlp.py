@@ -22,10 +22,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxnn import _programs
-from jaxnn._checks import MAX_ELEMENTS
+from jaxnn._checks import MAX_ELEMENTS, check_mlp_input
 from jaxnn.activations import Activation, activation_name, get_activation
 from jaxnn.initializers import Initializer, default_initializer, get_initializer
 
@@ -147,28 +146,6 @@ class MLPTrainApply(MLPApply):
             for s, (z, _) in zip(variables["batch_stats"], out[:-1], strict=True)
         ]
         return out[-1][1], {"batch_stats": stats}
-
-
-def check_mlp_input(params: Params, x: jax.Array, depth: int) -> None:
-    """Raises when ``params`` is not an MLP of ``depth`` layers or ``x`` does not fit."""
-    if not isinstance(params, list | tuple) or len(params) != depth:
-        raise ValueError(
-            f"params must be a list of {depth} layers ({{'w', 'b'}} dicts), got "
-            f"{type(params).__name__} of length {len(params) if hasattr(params, '__len__') else '?'}"
-        )
-    n_in = params[0]["w"].shape[0]
-    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
-    if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
-        raise TypeError(f"x must be a numeric (int or float) array, got dtype {dtype}")
-    if jnp.ndim(x) not in (1, 2):
-        raise ValueError(
-            f"x must have shape (batch, {n_in}) or ({n_in},), got shape {jnp.shape(x)}"
-        )
-    if jnp.shape(x)[-1] != n_in:
-        raise ValueError(
-            f"x has {jnp.shape(x)[-1]} features but the first layer expects {n_in}: "
-            f"expected shape (batch, {n_in}) or ({n_in},), got {jnp.shape(x)}"
-        )
 
 
 def mlp(

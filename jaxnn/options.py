@@ -17,7 +17,8 @@ import jax
 import numpy as np
 
 from jaxnn._checks import MAX_EPOCHS, positive_int
-from jaxnn.precision import resolve_compute_dtype
+from jaxnn._precision import resolve_compute_dtype
+from jaxnn.metrics import higher_is_better
 
 
 class TrainState(NamedTuple):
@@ -219,19 +220,6 @@ class SearchResult:
             else ""
         )
         return f"SearchResult({len(self.trials)} trials: {status}; {best or 'none finished'})"
-
-
-def higher_is_better(monitor: str, metrics=()) -> bool:
-    """Whether a recorded value ranks higher as better or lower (losses): what its
-    metric says (``fn.higher_is_better``; accuracy and r2 say so), looked up among
-    ``metrics`` (names, callables or ``(name, fn)`` pairs) and then the built-in ones."""
-    from jaxnn.metrics import METRICS, get_metric
-
-    name = monitor.removeprefix("val_")
-    found = [
-        fn for n, fn in (m if isinstance(m, tuple) else get_metric(m) for m in metrics) if n == name
-    ]
-    return bool(getattr(found[0] if found else METRICS.get(name), "higher_is_better", False))
 
 
 def _check(condition: bool, error: type, message: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxnn import _models, optim
+from jaxnn import _models, _optim
 from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.losses import get_loss
 from jaxnn.metrics import get_metric
@@ -76,7 +76,7 @@ class Settings:
         put = lambda name, value: object.__setattr__(self, name, value)
         put("key", _models.check_key(self.key))
         get_loss(self.loss)
-        optim.get_optimizer(self.optimizer)
+        _optim.get_optimizer(self.optimizer)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int | np.integer):
             # its range needs the rows
             raise TypeError(f"batch_size must be an int, got {self.batch_size!r}")

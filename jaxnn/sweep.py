@@ -20,8 +20,9 @@ import optax
 from jaxnn import _driver, _models, _setup, optim
 from jaxnn.data import validate
 from jaxnn.distributed import fetch
+from jaxnn.metrics import higher_is_better
 from jaxnn.mlp import Model, Params
-from jaxnn.options import Checkpoints, EarlyStopping, ManyResult, Stop, Tuning, higher_is_better
+from jaxnn.options import Checkpoints, EarlyStopping, ManyResult, Stop, Tuning
 from jaxnn.settings import Settings
 
 
@@ -122,7 +123,7 @@ def fit_many(
         else ("val_loss" if "val_loss" in history else "loss")
     )
     epochs_run = np.asarray(carry.state.epoch)
-    table = summary_table(history, epochs_run, run.hyperparams, monitor, run.plan.metrics)
+    table = _summary_table(history, epochs_run, run.hyperparams, monitor, run.plan.metrics)
     if bad := reasons.count(Stop.NON_FINITE_LOSS):
         _driver.warn(
             f"{bad} of {len(reasons)} models stopped with a non-finite loss (see stop_reasons); "
@@ -133,7 +134,7 @@ def fit_many(
     )
 
 
-def summary_table(history: dict, epochs_run, values: dict, monitor: str, metrics=()) -> list[dict]:
+def _summary_table(history: dict, epochs_run, values: dict, monitor: str, metrics=()) -> list[dict]:
     """One row per model (its hyperparameters and last recorded metrics), best first."""
     rows = []
     for i in range(len(epochs_run)):

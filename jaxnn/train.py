@@ -7,7 +7,7 @@ epochs (shuffle, fixed-shape padded batches, validation, early stopping and a Na
 guard all inside XLA) and only talks to the host between chunks. ``predict`` and
 ``evaluate`` run a model over data in fixed-size chunks. Argument checks live in
 ``jaxnn._setup``, the compiled loop in ``jaxnn._loop``, the host loop in
-``jaxnn._driver``, device placement in ``jaxnn.parallel``.
+``jaxnn._driver``, device placement in ``jaxnn._placement``.
 """
 
 from collections.abc import Callable, Sequence
@@ -24,12 +24,12 @@ from jaxnn import (
     _inputs,
     _loop,
     _models,
+    _precision,
     _programs,
     _records,
     _setup,
     _stream,
     optim,
-    precision,
 )
 from jaxnn._checks import positive_int
 from jaxnn.data import validate, validate_targets
@@ -291,7 +291,7 @@ def predict(
     if _stream.is_stream(x):  # read from disk a chunk at a time
         source = _stream.Source(x)
         _models.output_shape(apply_fn, params, source.sample())
-        apply_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
+        apply_fn = _precision.with_compute_dtype(apply_fn, compute_dtype)
         chunk = min(batch_size, source.n)
 
         # in chunks of the in-memory path's shape, the last one padded: the same bits
@@ -305,7 +305,7 @@ def predict(
         return jnp.asarray(_stream.predict_rows(source, run, batch_size))
     x, _ = validate(x)
     _models.output_shape(apply_fn, params, x)  # a shape error now, not inside a compile
-    apply_fn = precision.with_compute_dtype(apply_fn, compute_dtype)
+    apply_fn = _precision.with_compute_dtype(apply_fn, compute_dtype)
     return _predict_chunks(apply_fn, params, x, min(batch_size, x.shape[0]))
 
 

@@ -37,7 +37,7 @@ def test_round_trip_of_every_state_kind(tmp_path, optimizer):
     model, state = trained_state(optimizer)
     path = checkpoint.save(tmp_path / "s.jaxnn", state, metadata={"spec": model.spec, "epoch": 2})
     fresh = jaxnn.init_state(
-        model.init(jax.random.key(9)), jaxnn.optim.transform(optimizer), jax.random.key(5)
+        model.init(jax.random.key(9)), jaxnn._optim.transform(optimizer), jax.random.key(5)
     )
     restored, meta = checkpoint.restore(path, fresh)
     assert_bitwise_equal(restored, state)
@@ -78,13 +78,13 @@ def test_mismatched_model_says_what_differs(tmp_path):
     path = checkpoint.save(tmp_path / "s.jaxnn", state)
     other = jaxnn.mlp([3, 8, 1])
     template = jaxnn.init_state(
-        other.init(jax.random.key(0)), jaxnn.optim.transform("sgd"), jax.random.key(0)
+        other.init(jax.random.key(0)), jaxnn._optim.transform("sgd"), jax.random.key(0)
     )
     with pytest.raises(
         checkpoint.CheckpointError, match=r"(?s)does not match.*\[3, 4\] float32, expected \[3, 8\]"
     ):
         checkpoint.restore(path, template)
-    adam = jaxnn.init_state(state.params, jaxnn.optim.transform("adam"), jax.random.key(0))
+    adam = jaxnn.init_state(state.params, jaxnn._optim.transform("adam"), jax.random.key(0))
     with pytest.raises(checkpoint.CheckpointError, match="missing from the file"):
         checkpoint.restore(path, adam)
 

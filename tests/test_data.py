@@ -135,7 +135,7 @@ def test_device_arrays_are_checked_once_while_they_live(monkeypatch):
 
 
 def test_host_data_is_uploaded_once_per_content(monkeypatch):
-    monkeypatch.setattr(D, "caches_uploads", lambda: True)  # what an accelerator does
+    monkeypatch.setattr(D, "_caches_uploads", lambda: True)  # what an accelerator does
     D.clear_uploads()
     x = np.random.default_rng(0).standard_normal((2048, 128))  # float64, 2 MiB
     first, _ = D.validate(x, to_device=True)
@@ -168,7 +168,7 @@ def test_fit_from_cached_uploads_equals_fit_from_host(monkeypatch, key):
     model = jaxnn.mlp([64, 8, 1])
     kw = dict(loss="mse", batch_size=256, epochs=2, key=key, progress=False)
     plain = jaxnn.fit(model, model.init(key), x, y, **kw)
-    monkeypatch.setattr(D, "caches_uploads", lambda: True)
+    monkeypatch.setattr(D, "_caches_uploads", lambda: True)
     cached = [jaxnn.fit(model, model.init(key), x, y, **kw) for _ in range(2)]
     assert id(x) in D._uploads
     for r in cached:

@@ -7,7 +7,7 @@ import jax
 import pytest
 
 import jaxnn
-from jaxnn.doctor import diagnose, visible_accelerators
+from jaxnn.doctor import _diagnose, _visible_accelerators
 
 
 def test_doctor_reports_versions_backend_and_devices(capsys):
@@ -33,22 +33,22 @@ def test_doctor_detects_a_simulated_cpu_fallback_on_a_colab_tpu(capsys):
 
 
 def test_visible_accelerators_reads_device_files_and_environment(tmp_path):
-    assert visible_accelerators({"PATH": ""}, root=tmp_path) == ()
+    assert _visible_accelerators({"PATH": ""}, root=tmp_path) == ()
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev" / "accel0").touch()
     (tmp_path / "dev" / "nvidia0").touch()
-    assert visible_accelerators({"PATH": ""}, root=tmp_path) == ("tpu", "gpu")
-    assert visible_accelerators(
+    assert _visible_accelerators({"PATH": ""}, root=tmp_path) == ("tpu", "gpu")
+    assert _visible_accelerators(
         {"TPU_ACCELERATOR_TYPE": "v5litepod-1", "PATH": ""}, root=tmp_path / "x"
     ) == ("tpu",)
 
 
 def test_diagnose_gpu_fallback_and_mismatched_jaxlib():
     versions = {"jax": "0.10.2", "jaxlib": "0.9.0", "optax": "0.2", "flax": None}
-    problems, fixes = diagnose(versions, "cpu", ("gpu",))
+    problems, fixes = _diagnose(versions, "cpu", ("gpu",))
     assert len(problems) == len(fixes) == 3
     assert "jax[cuda12]" in fixes[0] and "different releases" in problems[1] and "flax" in fixes[2]
-    assert diagnose(versions | {"jaxlib": "0.10.2", "flax": "0.12"}, "gpu", ("gpu",)) == ((), ())
+    assert _diagnose(versions | {"jaxlib": "0.10.2", "flax": "0.12"}, "gpu", ("gpu",)) == ((), ())
 
 
 def test_python_m_jaxnn_doctor_json():

@@ -84,7 +84,7 @@ def test_linen_batch_norm_and_dropout_train_like_a_hand_written_flax_loop(regres
     x, y = np.asarray(x[:288]), np.asarray(y[:288])  # 9 full batches of 32
     module = LinenBatchNormDropout()
     variables = module.init(jax.random.key(0), x[:2], train=False)
-    key, tx = jax.random.key(1), jaxnn.optim.transform("adam")
+    key, tx = jax.random.key(1), jaxnn._optim.transform("adam")
     r = jaxnn.fit(
         module,
         variables,
@@ -114,7 +114,7 @@ def test_linen_batch_norm_and_dropout_train_like_a_hand_written_flax_loop(regres
         return optax.apply_updates(params, updates), stats, opt_state
 
     params, stats = variables["params"], variables["batch_stats"]
-    opt_state = jaxnn.optim.set_hyperparams(tx.init(params), {"learning_rate": 0.01})
+    opt_state = jaxnn._optim.set_hyperparams(tx.init(params), {"learning_rate": 0.01})
     for i in range(27):
         b = slice(32 * (i % 9), 32 * (i % 9 + 1))
         params, stats, opt_state = step(params, stats, opt_state, i, x[b], y[b])
@@ -213,7 +213,7 @@ def test_nnx_module_with_batch_norm_and_dropout_trains_to_95_percent_on_digits()
     again = jaxnn.fit(NnxBatchNormDropout(nnx.Rngs(0)), None, xtr, ytr, **kw)
     assert_bitwise_equal(again.params, r.params)  # dropout masks from the run key: reproducible
     with pytest.raises(TypeError, match="split it first"):
-        jaxnn.make_train_step(NnxMLP([3, 1], nnx.Rngs(0)), "mse", jaxnn.optim.transform("sgd"))
+        jaxnn.make_train_step(NnxMLP([3, 1], nnx.Rngs(0)), "mse", jaxnn._optim.transform("sgd"))
 
 
 def test_resume_from_a_fit_result_continues_a_run_exactly(regression):

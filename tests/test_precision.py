@@ -8,7 +8,7 @@ import pytest
 from helpers import assert_close
 
 import jaxnn
-from jaxnn import precision
+from jaxnn import _precision, precision
 
 
 def _fit_program(compute_dtype: str) -> str:
@@ -39,12 +39,12 @@ def test_float32_predictions_are_highest_precision_and_auto_is_float32_off_tpu()
     model = jaxnn.mlp([3, 4, 1])
     params = model.init(jax.random.key(0))
     jaxpr = str(
-        jax.make_jaxpr(precision.with_compute_dtype(model.apply, "float32"))(
+        jax.make_jaxpr(_precision.with_compute_dtype(model.apply, "float32"))(
             params, jnp.ones((2, 3))
         )
     )
     assert jaxpr.count("precision=(Precision.HIGHEST, Precision.HIGHEST)") == 2
-    assert precision.resolve_compute_dtype("auto") == "float32"  # the CPU: tests run there
+    assert _precision.resolve_compute_dtype("auto") == "float32"  # the CPU: tests run there
 
 
 def test_modes_give_float32_outputs_and_cast_only_inside():
@@ -53,14 +53,14 @@ def test_modes_give_float32_outputs_and_cast_only_inside():
     x = jnp.linspace(-1, 1, 12).reshape(4, 3)
     exact = model.apply(params, x)
     for mode in precision.COMPUTE_DTYPES:
-        out = precision.with_compute_dtype(model.apply, mode)(params, x)
+        out = _precision.with_compute_dtype(model.apply, mode)(params, x)
         assert out.dtype == jnp.float32
         assert_close(out, exact, rtol=2e-2, atol=2e-2)  # bf16/fp16 round to ~3 digits
-    assert precision.with_compute_dtype(model.apply, "float32") == precision.with_compute_dtype(
+    assert _precision.with_compute_dtype(model.apply, "float32") == _precision.with_compute_dtype(
         model.apply, "auto"
     )
     with pytest.raises(ValueError, match="compute_dtype must be 'auto' or one of"):
-        precision.with_compute_dtype(model.apply, "int8")
+        _precision.with_compute_dtype(model.apply, "int8")
 
 
 def test_evaluate_reproduces_the_validation_history_in_every_mode():

@@ -911,7 +911,7 @@ def test_reduce_lr_on_plateau_then_stop_at_min_lr():
     )
     assert r.stop_reason == jaxnn.Stop.EARLY_STOPPING
     # three plateaus halve the rate 0.1 -> 0.0125 (= min_lr); the fourth stops the run
-    assert float(jaxnn.optim.learning_rate_of(r.state.opt_state)) == pytest.approx(0.0125)
+    assert float(jaxnn._optim.learning_rate_of(r.state.opt_state)) == pytest.approx(0.0125)
     lr, wait, reductions, best, stopped = 0.1, 0, 0, np.inf, None
     for epoch, v in enumerate(r.history["loss"], 1):
         wait = 0 if v < best - 1e-3 else wait + 1

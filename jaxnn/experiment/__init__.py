@@ -10,7 +10,6 @@ every experiment script shares. The scripts hold only their default config.
 
 from jaxnn.experiment._cli import config_from_args as config_from_args
 from jaxnn.experiment._cli import exits as exits
-from jaxnn.experiment._cli import interrupted_message as interrupted_message
 from jaxnn.experiment._cli import main as main
 from jaxnn.experiment._cli import parser as parser
 from jaxnn.experiment._config import KEPT_ON_RESUME as KEPT_ON_RESUME
@@ -18,14 +17,7 @@ from jaxnn.experiment._config import MAX_SEED as MAX_SEED
 from jaxnn.experiment._config import TAKEN_ON_RESUME as TAKEN_ON_RESUME
 from jaxnn.experiment._config import ExperimentConfig as ExperimentConfig
 from jaxnn.experiment._config import Split as Split
-from jaxnn.experiment._config import Task as Task
 from jaxnn.experiment._config import load_split as load_split
 from jaxnn.experiment._run import RunFolderError as RunFolderError
 from jaxnn.experiment._run import RunResult as RunResult
-from jaxnn.experiment._run import atomic_text as atomic_text
-from jaxnn.experiment._run import build_mlp as build_mlp
-from jaxnn.experiment._run import confusion_figure as confusion_figure
-from jaxnn.experiment._run import confusion_matrix as confusion_matrix
-from jaxnn.experiment._run import default_folder as default_folder
-from jaxnn.experiment._run import environment as environment
 from jaxnn.experiment._run import run as run

@@ -10,7 +10,7 @@ from typing import Literal, NamedTuple
 import jax
 import numpy as np
 
-from jaxnn import data, metrics, optim, rng
+from jaxnn import _optim, data, metrics, optim, rng
 from jaxnn import space as spaces
 from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.losses import get_loss
@@ -78,7 +78,7 @@ class ExperimentConfig:
             raise ValueError(
                 f"unknown optimizer {self.optimizer!r}; expected one of {list(optim.OPTIMIZERS)}"
             )
-        optim.check_learning_rate(self.learning_rate)
+        _optim.check_learning_rate(self.learning_rate)
         if not self.hidden:
             raise ValueError(f"hidden must be one or more sizes >= 1, got {self.hidden}")
         for h in self.hidden:

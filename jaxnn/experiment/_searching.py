@@ -20,8 +20,9 @@ import numpy as np
 from jaxnn import _files, optim
 from jaxnn.experiment._config import ExperimentConfig, load_split, search_settings
 from jaxnn.experiment._run import RunResult, check_free, run
+from jaxnn.metrics import higher_is_better
 from jaxnn.mlp import mlp
-from jaxnn.options import SearchResult, higher_is_better
+from jaxnn.options import SearchResult
 from jaxnn.tune import search
 
 

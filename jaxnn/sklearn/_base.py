@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from jaxnn import losses, optim, parallel, precision
+from jaxnn import _optim, _placement, _precision, losses, optim
 from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.distributed import fetch
 from jaxnn.mlp import mlp
@@ -147,8 +147,8 @@ class BaseMLP(BaseEstimator):
                 raise ValueError(
                     f"learning_rate_init={rate!r} underflows to 0 in float32; nothing would train"
                 )
-        precision.resolve_compute_dtype(self.compute_dtype)
-        devices = parallel.resolve_devices(self.devices)
+        _precision.resolve_compute_dtype(self.compute_dtype)
+        devices = _placement.resolve_devices(self.devices)
         if self.solver == "lbfgs" and self.devices is not None and len(devices) > 1:
             raise ValueError(
                 f"solver='lbfgs' trains full-batch on one device, got devices={self.devices!r} ({len(devices)} "
@@ -259,8 +259,8 @@ class BaseMLP(BaseEstimator):
 
     def _train_lbfgs(self, model, params, X, y, sample_weight) -> bool:
         total = X.shape[0] if sample_weight is None else float(sample_weight.sum())
-        apply_fn = precision.with_compute_dtype(model.apply, self.compute_dtype)
-        device = None if self.devices is None else parallel.resolve_devices(self.devices)[0]
+        apply_fn = _precision.with_compute_dtype(model.apply, self.compute_dtype)
+        device = None if self.devices is None else _placement.resolve_devices(self.devices)[0]
         with jax.default_device(device):
             params, info = lbfgs(
                 apply_fn,
@@ -388,7 +388,7 @@ class BaseMLP(BaseEstimator):
         self.loss_ = self.loss_curve_[-1]
         self.n_iter_ = result.epochs_run
         self.t_ = getattr(self, "t_", 0) + n_rows * result.epochs_run
-        rate = float(optim.learning_rate_of(self._opt_state))  # adaptive: reduced in the loop
+        rate = float(_optim.learning_rate_of(self._opt_state))  # adaptive: reduced in the loop
         if self.solver == "adam" or self.learning_rate == "constant":
             rate = float(self.learning_rate_init)
         elif self.learning_rate == "invscaling":

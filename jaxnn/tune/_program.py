@@ -30,7 +30,7 @@ from jaxnn import _loop, _models, _programs, rng
 from jaxnn.initializers import FAN_MODE, default_initializer, get_initializer
 from jaxnn.mlp import from_spec
 from jaxnn.options import Stop, TrainState, TrialStatus
-from jaxnn.tune import _widths, space
+from jaxnn.tune import _widths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +95,7 @@ class State(NamedTuple):
 
 def value(prog: Program, drawn: dict, name: str, t):
     """Trial ``t``'s value of ``name`` (a choice's option, not its index)."""
-    return space.value_on_device(dict(prog.space)[name], drawn[name][t])
+    return dict(prog.space)[name].on_device(drawn[name][t])
 
 
 def _spec_model(prog: Program, width: int | None = None):
@@ -127,7 +127,7 @@ def _initial_variables(prog: Program, key: jax.Array, width):
         spec["output_activation"],
     )
     init_name = spec.get("init")
-    w = space.value_on_device(dict(prog.space)["width"], width)
+    w = dict(prog.space)["width"].on_device(width)
     layers = full["params"] if isinstance(full, dict) else full
     acts = [activation] * (len(sizes) - 2) + [output_activation]
     narrowed = []
@@ -366,7 +366,7 @@ def _keys(key: jax.Array, n: int) -> jax.Array:
 
 def widths(space_: tuple, key: jax.Array, n: int) -> jax.Array:
     """The ``n`` configurations' widths (their values, not indices): the buckets are made from them."""
-    return space.value_on_device(dict(space_)["width"], draw(space_, _keys(key, n))["width"])
+    return dict(space_)["width"].on_device(draw(space_, _keys(key, n))["width"])
 
 
 def begin(prog: Program, key: jax.Array, bracket: jax.Array, drawn_n: int) -> tuple[Pool, State]:
@@ -383,7 +383,7 @@ def begin(prog: Program, key: jax.Array, bracket: jax.Array, drawn_n: int) -> tu
     queue = jnp.arange(prog.trials, dtype=jnp.int32)[None]
     if prog.buckets:
         queue = _widths.queues(
-            prog.buckets, space.value_on_device(dict(prog.space)["width"], drawn["width"])
+            prog.buckets, dict(prog.space)["width"].on_device(drawn["width"])
         )
     pool = Pool(inits, keys, drawn, bracket, rng.stream(key, "explore"), queue)
     return pool, start(prog, pool)

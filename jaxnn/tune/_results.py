@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _files, _models, _programs, checkpoint, logs, optim
+from jaxnn import _files, _logs, _models, _optim, _programs, checkpoint, optim
 from jaxnn.distributed import fetch
 from jaxnn.mlp import Model, from_spec
 from jaxnn.options import SearchResult, TrialStatus
@@ -149,7 +149,7 @@ class Replay:
         own = {
             n: jnp.float32(v)
             for n, v in config.items()
-            if n not in ("width", "dropout", *optim.HYPERPARAMS[self.optimizer.name])
+            if n not in ("width", "dropout", *_optim.HYPERPARAMS[self.optimizer.name])
         }
         if own:  # the model reads them from its variables
             start = {**start, **own}
@@ -158,7 +158,7 @@ class Replay:
             if data.x_val is None
             else tuple(v for v in (data.x_val, data.y_val, data.w_val) if v is not None)
         )
-        hyper = {n: v for n, v in config.items() if n in optim.HYPERPARAMS[self.optimizer.name]}
+        hyper = {n: v for n, v in config.items() if n in _optim.HYPERPARAMS[self.optimizer.name]}
         return dict(
             model=model,
             params=start,
@@ -297,7 +297,7 @@ def write_logs(folder, result: SearchResult) -> None:
     rows = sorted(result.trials, key=lambda r: r["id"])
     hparams = {name: [r["config"][name] for r in rows] for name in rows[0]["config"]}
     hparams.update({k: [r[k] for r in rows] for k in ("status", "rung", "epochs", "parent")})
-    log = logs.EpochLog(Path(folder), hparams, [result.monitor], models=len(rows), run="trial")
+    log = _logs.EpochLog(Path(folder), hparams, [result.monitor], models=len(rows), run="trial")
     try:
         log.add({result.monitor: result.curves}, first_epoch=1)
     finally:

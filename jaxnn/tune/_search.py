@@ -15,16 +15,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _driver, _files, _inputs, _models, _records, _setup, logs, optim, parallel
+from jaxnn import (
+    _driver,
+    _files,
+    _inputs,
+    _logs,
+    _models,
+    _optim,
+    _placement,
+    _records,
+    _setup,
+    optim,
+)
 from jaxnn._checks import MAX_ELEMENTS, positive_int
 from jaxnn.distributed import fetch
 from jaxnn.initializers import FAN_MODE, INITIALIZERS, get_initializer
+from jaxnn.metrics import higher_is_better
 from jaxnn.mlp import MLPTrainApply, Model
-from jaxnn.options import Checkpoints, EarlyStopping, SearchResult, Tuning, higher_is_better
+from jaxnn.options import Checkpoints, EarlyStopping, SearchResult, Tuning
 from jaxnn.settings import Settings
 from jaxnn.tune import _program, _results, _widths
 from jaxnn.tune.schedulers import PBT, SuccessiveHalving
-from jaxnn.tune.space import Choice, Uniform, bounds
+from jaxnn.tune.space import Choice, Uniform
 
 
 def _check_space(space_: dict, model, optimizer: str) -> tuple:
@@ -42,10 +54,10 @@ def _check_space(space_: dict, model, optimizer: str) -> tuple:
             raise TypeError(
                 f"space[{name!r}] must be jaxnn.space.loguniform/uniform/choice(...), got {dist!r}"
             )
-        low, high = bounds(dist)
-        if name in optim.HYPERPARAMS[optimizer]:
-            optim.check_hyperparam(optimizer, name, low)
-            optim.check_hyperparam(optimizer, name, high)
+        low, high = dist.bounds()
+        if name in _optim.HYPERPARAMS[optimizer]:
+            _optim.check_hyperparam(optimizer, name, low)
+            _optim.check_hyperparam(optimizer, name, high)
         elif name == "width":
             _check_width(dist, model)
         elif name == "dropout" and not 0 <= low <= high < 1:
@@ -55,7 +67,7 @@ def _check_space(space_: dict, model, optimizer: str) -> tuple:
     if unknown:
         raise ValueError(
             f"space names {unknown} are not hyperparameters this search can vary: the optimizer "
-            f"{optimizer} takes {list(optim.HYPERPARAMS[optimizer])}; a jaxnn.mlp also takes 'width' "
+            f"{optimizer} takes {list(_optim.HYPERPARAMS[optimizer])}; a jaxnn.mlp also takes 'width' "
             "and 'dropout'; a model with a training mode (a Flax module or jaxnn.mlp) also takes "
             "the names of the values its training mode reads from its variables"
         )
@@ -109,7 +121,7 @@ def _optimizer(optimizer, names) -> optim.Optimizer:
         raise TypeError(
             f"search's optimizer must be a name or a jaxnn.optim value, got {optimizer!r}"
         )
-    optim.check_name(optimizer.name)
+    _optim.check_name(optimizer.name)
     return optimizer
 
 
@@ -238,7 +250,7 @@ def search(
             "a width search starts each configuration from its own init: pass params=None"
         )
     key = _models.check_key(key)
-    devices_n = len(parallel.resolve_devices(devices)) if slots is None else 1
+    devices_n = len(_placement.resolve_devices(devices)) if slots is None else 1
     n, drawn_n, k = schedule.sizes(num_configs, slots, devices_n)
     buckets = (
         _buckets(model, space_, key, (n, k, batch_size), devices, width_buckets)
@@ -263,8 +275,8 @@ def search(
                 "early_stopping= (each fold would stop on its own)"
             )
         validation = None
-    names = tuple(name for name, _ in space_ if name in optim.HYPERPARAMS[optimizer.name])
-    per_slot = {name: np.full(k, bounds(dict(space_)[name])[0], np.float32) for name in names}
+    names = tuple(name for name, _ in space_ if name in _optim.HYPERPARAMS[optimizer.name])
+    per_slot = {name: np.full(k, dict(space_)[name].bounds()[0], np.float32) for name in names}
     optimizer_values = optim.Optimizer(optimizer.name, {**optimizer.hyperparams, **per_slot})
     settings = Settings(
         loss=loss,
@@ -300,7 +312,7 @@ def search(
         raise TypeError(
             f"checkpoints must be a jaxnn.Checkpoints(...) or None, got {checkpoints!r}"
         )
-    log_dir = logs.check_log_dir(log_dir)
+    log_dir = _logs.check_log_dir(log_dir)
     if log_dir is not None:  # a folder that cannot be written fails now, not after the search
         _files.make_folder(log_dir, "log_dir")
         if not os.access(log_dir, os.W_OK):
@@ -345,7 +357,7 @@ def _buckets(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
     ):
         return ()
     widths = np.asarray(fetch(_program.run_widths(space_, key, n)))
-    return _widths.buckets(mlp_sizes, widths, k, len(parallel.resolve_devices(devices)))
+    return _widths.buckets(mlp_sizes, widths, k, len(_placement.resolve_devices(devices)))
 
 
 def _drive(prog, state, pool, data, place, progress: bool, saves):

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import optim
+from jaxnn import _optim
 from jaxnn._checks import MAX_ELEMENTS, MAX_EPOCHS, positive_int
 from jaxnn.options import TrialStatus as S
 from jaxnn.tune import _program
@@ -295,7 +295,7 @@ class PBT:
     def _explored_state(self, prog, state, drawn: dict, new_t):
         """The copied states with the new members' values written in."""
         values = {n: _program.value(prog, drawn, n, new_t) for n in prog.optimizer_names}
-        set_values = lambda o, v: _program.per_fold(prog, lambda of: optim.set_hyperparams(of, v))(
+        set_values = lambda o, v: _program.per_fold(prog, lambda of: _optim.set_hyperparams(of, v))(
             o
         )
         opt_state = jax.vmap(set_values)(state.opt_state, values) if values else state.opt_state

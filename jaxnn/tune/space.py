@@ -50,7 +50,16 @@ class Uniform:
         return jnp.clip(value * factor, self.low, self.high)
 
     def values(self, drawn: np.ndarray) -> list:
+        """The values drawn, as Python floats."""
         return [float(v) for v in drawn]
+
+    def bounds(self) -> tuple[float, float]:
+        """The smallest and largest value this gives."""
+        return self.low, self.high
+
+    def on_device(self, drawn: jax.Array) -> jax.Array:
+        """The value from what a trial carries (the value itself)."""
+        return drawn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +105,15 @@ class Choice:
         return jnp.clip(index + jnp.sign(factor - 1.0), 0, len(self.options) - 1)
 
     def values(self, drawn: np.ndarray) -> list:
+        """The options drawn (from their indices), each of its own type."""
         return [self.options[int(i)] for i in drawn]
 
+    def bounds(self) -> tuple[float, float]:
+        """The smallest and largest option."""
+        return min(self.options), max(self.options)
+
     def on_device(self, index: jax.Array) -> jax.Array:
+        """The option from what a trial carries (its index), as float32."""
         return jnp.asarray(self.options, jnp.float32)[index.astype(jnp.int32)]
 
 
@@ -119,17 +134,3 @@ def choice(options) -> Choice:
         if not isinstance(options, str | bytes) and hasattr(options, "__iter__")
         else options
     )
-
-
-def bounds(dist) -> tuple[float, float]:
-    """The smallest and largest value ``dist`` gives."""
-    return (
-        (min(dist.options), max(dist.options))
-        if isinstance(dist, Choice)
-        else (dist.low, dist.high)
-    )
-
-
-def value_on_device(dist, drawn: jax.Array) -> jax.Array:
-    """The hyperparameter's value from what is carried (a choice carries its index)."""
-    return dist.on_device(drawn) if isinstance(dist, Choice) else drawn
