@@ -1,6 +1,5 @@
 """TensorBoard event files written during a run (private; ``jaxnn.logs`` reads them back)."""
 
-
 import itertools
 import os
 import socket

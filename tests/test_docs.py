@@ -3,8 +3,8 @@ page, and shows the notebooks executed, with their plots."""
 
 import importlib
 import inspect
-import pkgutil
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -75,7 +75,9 @@ def test_the_public_surface_is_decided_in_code():
             reexported = package and obj.__module__.startswith("jaxnn")
             if (defined_here or reexported) and id(obj) not in listed:
                 unlisted.append(f"{module.__name__}.{attr}")
-    assert not unlisted, f"public but not in docs/api.md (list them, or give them a _ name): {unlisted}"
+    assert not unlisted, (
+        f"public but not in docs/api.md (list them, or give them a _ name): {unlisted}"
+    )
 
 
 @pytest.fixture(scope="module")

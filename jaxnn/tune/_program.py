@@ -382,9 +382,7 @@ def begin(prog: Program, key: jax.Array, bracket: jax.Array, drawn_n: int) -> tu
         }
     queue = jnp.arange(prog.trials, dtype=jnp.int32)[None]
     if prog.buckets:
-        queue = _widths.queues(
-            prog.buckets, dict(prog.space)["width"].on_device(drawn["width"])
-        )
+        queue = _widths.queues(prog.buckets, dict(prog.space)["width"].on_device(drawn["width"]))
     pool = Pool(inits, keys, drawn, bracket, rng.stream(key, "explore"), queue)
     return pool, start(prog, pool)
 
