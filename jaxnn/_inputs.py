@@ -157,6 +157,9 @@ def fold_data(plan, data: Data, cv: int, key, drop_remainder: bool):
     pad = lambda idx, size: np.concatenate([idx, np.repeat(idx[:1], size - len(idx))])
     mask = lambda idx, size: (np.arange(size) < len(idx)).astype(np.float32)
     padded = n % cv != 0
+    if w is not None:
+        for f, (train, val) in enumerate(folds):
+            _check_weighed(w, ((train, f"fold {f}'s training"), (val, f"fold {f}'s held-out")))
 
     def side(which: int, size: int):
         idx = np.stack([pad(f[which], size) for f in folds])
@@ -203,4 +206,17 @@ def split_validation(key, data: Data, validation) -> Data:
     val, train = perm[:n_val], perm[n_val:]
     if w is None:
         return Data(x[train], y[train], None, x[val], y[val], None)
+    _check_weighed(w, ((train, "training"), (val, f"held-out (validation={validation})")))
     return Data(x[train], y[train], w[train], x[val], y[val], w[val])
+
+
+def _check_weighed(w, parts) -> None:
+    """Raises when a part of the rows (``(indices, name)`` pairs) has total weight 0: its
+    loss would be 0, a perfect score for nothing learned."""
+    w = np.asarray(w)
+    for idx, name in parts:
+        if not w[idx].sum() > 0:
+            raise ValueError(
+                f"the {name} rows have total weight 0 (sample_weight): nothing would be "
+                "scored on them; give them weight, or choose another split"
+            )

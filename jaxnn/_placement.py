@@ -38,6 +38,8 @@ def resolve_devices(devices, name: str = "devices") -> list:
         and devices
         and all(isinstance(d, jax.Device) for d in devices)
     ):
+        if len(set(devices)) != len(devices):
+            raise ValueError(f"{name} lists a device more than once, got {list(devices)}")
         return list(devices)
     raise TypeError(f"{name} must be None, a count or a sequence of jax devices, got {devices!r}")
 

@@ -122,7 +122,7 @@ def setup(model, params, x, y, settings: Settings, models: Models | None = None)
     progress = s.progress and jax.process_index() == 0  # one progress bar
     tx, values = _optim.get_optimizer(s.optimizer)
     if models is not None:
-        start = _start_many(model, params, s, values, models)
+        start = _start_many(model, params, s, tx, values, models)
     else:
         start = _start_fit(model, params, s, tx, values)
     apply_fn = _precision.with_compute_dtype(start.apply_fn, s.tuning.compute_dtype)
@@ -223,7 +223,7 @@ def _start_fit(model, params, s: Settings, tx, values) -> Start:
     return Start(apply_fn, params, begin, values, path, _placement.for_fit(s.devices), nnx_module)
 
 
-def _start_many(model, params, s: Settings, values, models: Models) -> Start:
+def _start_many(model, params, s: Settings, tx, values, models: Models) -> Start:
     apply_fn = _models.apply_function(model)
     if params is None and not isinstance(model, Model):
         raise TypeError(
@@ -242,7 +242,7 @@ def _start_many(model, params, s: Settings, values, models: Models) -> Start:
     check_elements(k * per_model, f"{k} models x {per_model} parameters")
     values = {n: v.copy() for n, v in values.items()}  # numpy: never donated with the carry
     placement = _placement.for_models(s.devices, k, AXIS)
-    path = _check_resume_many(s.resume, one, k)
+    path = _check_resume_many(s.resume, one, k, tx, apply_fn)
     # the key goes through start unchanged and the carry is donated
     if isinstance(s.resume, ManyResult):
         make = lambda: s.resume.state._replace(key=_loop.copy_key(s.resume.state.key))
@@ -282,8 +282,10 @@ def _per_model(values: dict, dropout, num_models) -> tuple[dict, int]:
     }, k  # views: copied once K is checked
 
 
-def _check_resume_many(resume, one_params, k: int):
-    """A checkpoint path to restore once the carry exists, or ``None``."""
+def _check_resume_many(resume, one_params, k: int, tx, apply_fn):
+    """A checkpoint path to restore once the carry exists, or ``None``. A ``ManyResult``
+    must hold K of these models, and an optimizer state of this optimizer (fit's check,
+    on its first model)."""
     if resume is None or isinstance(resume, str | os.PathLike):
         return resume
     if not isinstance(resume, ManyResult):
@@ -295,6 +297,9 @@ def _check_resume_many(resume, one_params, k: int):
         raise ValueError(
             "resume's params do not have the shapes of these models' params (same model, same K)"
         )
+    first = lambda tree: jax.tree.map(lambda a: a[0], tree)
+    trainable, _ = _models.split_variables(apply_fn, one_params)
+    _saver.check_opt_state(tx, trainable, first(resume.state.opt_state))
     return None
 
 

@@ -112,6 +112,12 @@ def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None) -
             "metadata": metadata or {},
         }
     ).encode()
+    if len(header) > MAX_HEADER_BYTES:  # written, it could never be read back
+        raise ValueError(
+            f"{path}: the checkpoint's header (its metadata and history) would be {len(header)} "
+            f"bytes, more than the {MAX_HEADER_BYTES} a reader accepts; keep less metadata, or "
+            "split a very long run (fewer epochs per call of fit, resumed from a TrainState)"
+        )
     blob = (
         MAGIC
         + _FIXED.pack(FORMAT_VERSION, len(header), hashlib.sha256(header).digest())

@@ -185,7 +185,8 @@ class SearchResult:
     def replay(self, i: int) -> dict:
         """The keywords of ``jaxnn.fit`` that retrain trial ``i`` alone, from its own
         key: ``jaxnn.fit(**result.replay(i))`` ends with its params (bitwise on jax
-        0.10's CPU backend; to float rounding where a backend rounds a vmapped matrix
+        0.10's CPU backend with two or more slots; to float rounding with one slot, whose
+        program XLA simplifies otherwise, and where a backend rounds a vmapped matrix
         product apart from a single one, as jax 0.12's CPU does)."""
         if (
             isinstance(i, bool)
@@ -302,6 +303,9 @@ class EarlyStopping:
             object.__setattr__(self, "mode", "max" if higher_is_better(self.monitor) else "min")
 
 
+METADATA_BYTES = 1 << 20  # a checkpoint header holds it; readers take 64 MiB in all
+
+
 @dataclasses.dataclass(frozen=True)
 class Checkpoints:
     """Save the whole loop state into ``dir`` every ``every`` epochs and at the end,
@@ -363,9 +367,15 @@ class Checkpoints:
                 f"checkpoints.metadata must be a dict, got {type(self.metadata).__name__}",
             )
             try:
-                json.dumps(self.metadata, allow_nan=False)
+                size = len(json.dumps(self.metadata, allow_nan=False))
             except (TypeError, ValueError) as e:
                 raise TypeError(f"checkpoints.metadata must be JSON-serialisable: {e}") from None
+            _check(
+                size <= METADATA_BYTES,
+                ValueError,
+                f"checkpoints.metadata is {size} bytes as JSON; at most {METADATA_BYTES} "
+                "(it is stored in every checkpoint's header, which readers bound)",
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -172,6 +172,11 @@ OPTIONS = {
             "JSON-serialisable",
         ),
         (
+            lambda: jaxnn.Checkpoints(CHECKPOINTS, metadata={"notes": "x" * (1 << 20)}),
+            ValueError,
+            r"checkpoints.metadata is \d+ bytes as JSON; at most 1048576",
+        ),
+        (
             lambda: jaxnn.Checkpoints(CHECKPOINTS, overwrite="yes"),
             TypeError,
             "overwrite must be True or False",
@@ -259,6 +264,11 @@ OPTIONS = {
             lambda: True,
             TypeError,
             "devices must be None, a count or a sequence of jax devices, not a bool",
+        ),
+        (
+            lambda: [jax.devices()[0]] * 2,
+            ValueError,
+            "devices lists a device more than once",
         ),
     ],
     "key": [(lambda: 0, TypeError, "key must be a PRNG key")],

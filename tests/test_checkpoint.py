@@ -461,3 +461,12 @@ def test_load_params_passes_over_a_newest_file_deleted_by_a_running_fits_clean_u
     params, meta = checkpoint.load_params(tmp_path, PARAMS)
     assert_bitwise_equal(params, PARAMS)
     assert meta["epoch"] == 2 and not (tmp_path / "epoch-0000000003.jaxnn").exists()
+
+
+def test_a_header_no_reader_would_take_is_never_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "MAX_HEADER_BYTES", 1000)
+    with pytest.raises(ValueError, match="more than the 1000 a reader accepts"):
+        checkpoint.save(tmp_path / "a.jaxnn", {"w": np.zeros(2)}, metadata={"h": "x" * 2000})
+    assert not list(tmp_path.iterdir())
+    checkpoint.save(tmp_path / "b.jaxnn", {"w": np.zeros(2)}, metadata={"h": "x"})  # a small one is
+    assert checkpoint.read_metadata(tmp_path / "b.jaxnn") == {"h": "x"}

@@ -17,6 +17,8 @@ import pytest
 from helpers import assert_bitwise_equal, assert_close
 
 import jaxnn
+from jaxnn import checkpoint
+from jaxnn.tune import _results
 
 ROOT = Path(__file__).resolve().parents[1]
 X, Y = jaxnn.make_regression(jax.random.key(0), n=200)
@@ -27,11 +29,13 @@ SPACE = {
 
 
 def run(
-    schedule=None, *, space=SPACE, model=None, num_configs=20, slots=4, key=3, refit=False, **kw
-):
+    schedule=None, *, space=SPACE, model=None, num_configs=20, slots=4, key=3, refit=False, y=None,
+    **kw,
+):  # fmt: skip
     model = model or jaxnn.mlp([3, 8, 1])
     schedule = schedule or jaxnn.SuccessiveHalving(1, 9, 3)
-    return jaxnn.search(model, None, X, Y, loss="mse", key=jax.random.key(key), space=space, schedule=schedule,
+    y = Y if y is None else y
+    return jaxnn.search(model, None, X, y, loss="mse", key=jax.random.key(key), space=space, schedule=schedule,
                         num_configs=num_configs, slots=slots, progress=False, refit=refit, **kw)  # fmt: skip
 
 
@@ -155,6 +159,7 @@ def test_replay_retrains_a_trial_alone_bitwise_and_same_key_same_search():
     by_id = lambda r: sorted((t["id"], t["config"]) for t in r.trials)
     assert by_id(fewer_slots) == by_id(first)
     assert by_id(run(key=4)) != by_id(first)
+    assert jaxnn.SuccessiveHalving().sizes(3, 8, 1) == (3, 3, 3)  # no slot without a configuration
 
 
 @pytest.mark.slow  # end to end; CI runs it
@@ -342,6 +347,13 @@ def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
         ({"schedule": jaxnn.PBT(), "slots": 3}, ValueError, "whole population"),
         ({"refit": "no"}, TypeError, "refit must be True or False"),
         ({"cv": 3, "validation": 0.2}, ValueError, "replaces validation"),
+        ({"cv": 3, "schedule": jaxnn.PBT(), "slots": None}, ValueError, "cv=3 with PBT"),
+        ({"sample_weight": np.eye(1, len(X))[0]}, ValueError, "rows have total weight 0"),
+        (
+            {"sample_weight": np.eye(1, len(X))[0], "cv": 3},
+            ValueError,
+            "fold 0's .* total weight 0",
+        ),
     ],
 )
 def test_bad_inputs_are_refused_before_any_work(change, error, match):
@@ -616,6 +628,47 @@ def test_a_search_checkpoint_folder_is_its_own_and_a_bad_log_dir_fails_first(tmp
     with pytest.raises(NotADirectoryError, match="file/logs"):
         run(log_dir=tmp_path / "file" / "logs", **small)
     assert not calls  # refused before any training
+
+
+def test_a_resume_is_refused_for_other_data_or_settings_and_names_a_callable_loss_by_its_code(
+    tmp_path,
+):
+    small = dict(num_configs=2, schedule=jaxnn.SuccessiveHalving(1, 1, 3))
+    saved = jaxnn.Checkpoints(tmp_path / "a")
+    run(checkpoints=saved, **small)
+    for change in ({"y": Y + 1.0}, {"shuffle": False}, {"tuning": jaxnn.Tuning(epochs_per_call=1)},
+                   {"sample_weight": np.ones(len(X))}):  # fmt: skip
+        with pytest.raises(ValueError, match="holds another search"):
+            run(checkpoints=saved, resume=tmp_path / "a", **small, **change)
+    assert run(checkpoints=saved, resume=tmp_path / "a", **small).best_config is not None
+
+    def mine(p, t, w=None):
+        return jaxnn.losses.mse(p, t, w)
+
+    named = _results._name(mine)
+    assert named.startswith(f"{mine.__module__}.{mine.__qualname__}:") and " at 0x" not in named
+    assert _results._name(lambda p, t: 0) != _results._name(lambda p, t: 1)  # by their code
+
+
+@pytest.mark.parametrize(
+    "field, forged", [("trial", 99), ("status", 9), ("champion_id", -5), ("epochs", 10**6)]
+)
+def test_a_forged_search_checkpoint_is_refused_not_looped_on(tmp_path, monkeypatch, field, forged):
+    small = dict(num_configs=2, schedule=jaxnn.SuccessiveHalving(1, 1, 3))
+    saved, real_save = [], checkpoint.save
+    monkeypatch.setattr(
+        checkpoint, "save", lambda p, tree, metadata: saved.append((p, tree, metadata))
+    )
+    run(checkpoints=jaxnn.Checkpoints(tmp_path), **small)
+    path, tree, metadata = saved[-1]
+    state = tree["state"]
+    tree = {"state": state._replace(**{field: jnp.full_like(getattr(state, field), forged)})}
+    real_save(path, tree, metadata=metadata)  # a file whose checksums hold, its table forged
+    monkeypatch.undo()
+    with pytest.raises(
+        checkpoint.CheckpointError, match=f"the search's {field} holds values outside"
+    ):
+        run(checkpoints=jaxnn.Checkpoints(tmp_path), resume=tmp_path, **small)
 
 
 @pytest.mark.slow  # a subprocess killed mid-search

@@ -204,18 +204,69 @@ class Replay:
 SEARCH_FILE = "search" + checkpoint.SUFFIX
 
 
-def fingerprint(prog, key, loss) -> str:
-    """What makes two searches the same search (a resume must match it)."""
+def _name(fn) -> str:
+    """A function's name that another process gives it too (``str(fn)`` has its address)."""
+    if isinstance(fn, str):
+        return fn
+    if isinstance(fn, tuple):  # a (name, fn) pair
+        return ",".join(map(_name, fn))
+    code = getattr(fn, "__code__", None)
+    body = "" if code is None else hashlib.sha256(code.co_code + repr(code.co_consts).encode())
+    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}" + (
+        f":{body.hexdigest()[:16]}" if body else ""
+    )
+
+
+def _digest(*arrays) -> str:
+    """The values (and shapes and dtypes) of the search's data."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = None if a is None else np.ascontiguousarray(a)
+        h.update(repr(None if a is None else (a.shape, a.dtype.str)).encode())
+        if a is not None:
+            h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def fingerprint(prog, key, loss, data: tuple, same: dict) -> str:
+    """What makes two searches the same search (a resume must match it): the program,
+    the key, the loss, the data's values (``data``: x, y, sample_weight and an explicit
+    validation part) and the other keywords of the call (``same``: shuffle, tuning,
+    early stopping, metrics)."""
     settings = [
         *(
             repr(v)
             for v in (prog.space, prog.schedule, prog.mlp_spec, prog.optimizer_names, prog.fixed)
         ),
-        *(prog.trials, prog.slots, prog.buckets, prog.monitor, prog.folds, prog.chunk, str(loss)),
+        *(prog.trials, prog.slots, prog.buckets, prog.monitor, prog.folds, prog.chunk, _name(loss)),
         *(prog.plan.batch_size, prog.plan.n, prog.plan.n_val),
         np.asarray(jax.random.key_data(key)).tolist(),
+        _digest(*data),
+        sorted((k, [_name(m) for m in v] if k == "metrics" else repr(v)) for k, v in same.items()),
     ]
     return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()
+
+
+def _check_table(path, s) -> None:
+    """Raises unless every index and code of a restored search state is in range (an
+    out-of-range trial id would never let the search end)."""
+    n, epochs = s.status.shape[0], s.curve.shape[1]
+    ranges = {
+        "trial": (s.trial, -1, n - 1),
+        "next": (s.next, 0, n),
+        "taken": (s.taken, 0, n),
+        "status": (s.status, min(TrialStatus), max(TrialStatus)),
+        "epochs": (s.epochs, 0, epochs),
+        "parent": (s.parent, -1, n - 1),
+        "champion_id": (s.champion_id, -1, n - 1),
+    }
+    for name, (values, low, high) in ranges.items():
+        values = np.asarray(fetch(values))
+        if values.size and not ((values >= low) & (values <= high)).all():
+            raise checkpoint.CheckpointError(
+                f"{path}: the search's {name} holds values outside [{low}, {high}] "
+                f"({values.min()} to {values.max()}); it is not a checkpoint this search wrote"
+            )
 
 
 class Saves:
@@ -223,8 +274,11 @@ class Saves:
     ``checkpoints.dir/search.jaxnn`` (the folder locked while it runs), and the one it
     resumes from. Everything is checked when it is made, before any work."""
 
-    def __init__(self, checkpoints, resume, fingerprint_: str):
-        self.fingerprint, self.lock = fingerprint_, None
+    def __init__(self, checkpoints, resume, fingerprint_):
+        """``fingerprint_``: a function giving the search's fingerprint (hashing the data
+        costs a pass over it, so it runs only with checkpoints or a resume)."""
+        self.lock = None
+        self.fingerprint = fingerprint_() if checkpoints is not None or resume is not None else None
         self.folder = None if checkpoints is None else Path(checkpoints.dir)
         self.path = None if self.folder is None else self.folder / SEARCH_FILE
         self.resume = None
@@ -235,7 +289,7 @@ class Saves:
                 )
             self.resume = Path(resume) / SEARCH_FILE if Path(resume).is_dir() else Path(resume)
             found = checkpoint.read_metadata(self.resume).get("search")
-            if found != fingerprint_:
+            if found != self.fingerprint:
                 raise ValueError(
                     f"{self.resume} holds another search (other settings, data sizes or key): resume a search with "
                     "the same call that started it"
@@ -270,12 +324,12 @@ class Saves:
             os.close(self.lock)
 
     def start(self, state):
-        """``state``, or the resumed one (into its shapes)."""
-        return (
-            state
-            if self.resume is None
-            else checkpoint.restore(self.resume, {"state": state})[0]["state"]
-        )
+        """``state``, or the resumed one (into its shapes), its table checked."""
+        if self.resume is None:
+            return state
+        restored = checkpoint.restore(self.resume, {"state": state})[0]["state"]
+        _check_table(self.resume, restored)
+        return restored
 
     def save(self, state) -> None:
         if self.path is None:

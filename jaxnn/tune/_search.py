@@ -274,6 +274,12 @@ def search(
                 f"cv={cv}: k-fold cross-validation takes k >= 2 and replaces validation= (leave it out) and "
                 "early_stopping= (each fold would stop on its own)"
             )
+        if isinstance(schedule, PBT):
+            raise ValueError(
+                f"cv={cv} with PBT: a PBT member copies another's weights as it trains, which has no "
+                "meaning across folds; give PBT a validation= part, or use SuccessiveHalving or "
+                "Hyperband with cv"
+            )
         validation = None
     names = tuple(name for name, _ in space_ if name in _optim.HYPERPARAMS[optimizer.name])
     per_slot = {name: np.full(k, dict(space_)[name].bounds()[0], np.float32) for name in names}
@@ -322,10 +328,6 @@ def search(
         plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, chunk, cv or 0
     )
     prog = dataclasses.replace(prog, buckets=buckets)
-    saves = _results.Saves(checkpoints, resume, _results.fingerprint(prog, key, loss))
-    with saves:
-        pool, state = _program.run_begin(prog, key, np.asarray(schedule.brackets(n)), drawn_n)
-        state = _drive(prog, saves.start(state), pool, data, run.placement, progress, saves)
     same = dict(
         loss=loss,
         batch_size=run.plan.batch_size,
@@ -334,6 +336,17 @@ def search(
         early_stopping=early_stopping,
         tuning=tuning,
     )
+    held_out = validation if isinstance(validation, tuple) else ()
+    saves = _results.Saves(
+        checkpoints,
+        resume,
+        lambda: _results.fingerprint(
+            prog, key, loss, (x, y, sample_weight, *held_out), {**same, "loss": None}
+        ),
+    )
+    with saves:
+        pool, state = _program.run_begin(prog, key, np.asarray(schedule.brackets(n)), drawn_n)
+        state = _drive(prog, saves.start(state), pool, data, run.placement, progress, saves)
     first = data if cv is None else jax.tree.map(lambda a: a[0], data)  # replay: cv's fold 0
     result = _results.result(prog, state, first, model, pool.inits, pool.keys, optimizer, same)
     if refit and result.best_config is not None and schedule.refits:

@@ -70,10 +70,13 @@ class SuccessiveHalving:
 
     def sizes(self, num_configs: int, slots: int | None, devices: int) -> tuple[int, int, int]:
         """``(trials, configurations drawn, slots)``: by default ``ceil(num_configs /
-        eta**2)`` slots, rounded up to a multiple of the ``devices``."""
+        eta**2)`` slots, rounded up to a multiple of the ``devices``; never more slots
+        than configurations."""
         n = positive_int(num_configs, "num_configs", MAX_ELEMENTS)
         if slots is not None:
-            return n, n, positive_int(slots, "slots", MAX_ELEMENTS)
+            # capped at the configurations: a slot with none to train would only burn the
+            # device, and the results do not depend on the slots
+            return n, n, min(positive_int(slots, "slots", MAX_ELEMENTS), n)
         k = min(n, math.ceil(n / self.eta**2))
         return n, n, math.ceil(k / devices) * devices
 
