@@ -14,7 +14,7 @@ import numpy as np
 from jaxnn import _programs, rng
 from jaxnn._checks import float_dtype, positive_int
 from jaxnn.data import summary, validate
-from jaxnn.losses import LOSSES
+from jaxnn.losses import LOSSES, get_loss
 
 
 class Data(NamedTuple):
@@ -30,17 +30,19 @@ class Data(NamedTuple):
     w_val: Any = None
 
 
-def prepare_targets(
-    loss_name: str | None, y: np.ndarray, out_shape: tuple[int, ...], name: str
-) -> np.ndarray:
-    """Checks ``y`` against the loss and the model's output; reshapes (n,) to (n, 1)
-    for a one-output model (documented, never a broadcast)."""
-    if loss_name == "softmax_cross_entropy":
+def prepare_targets(loss, y: np.ndarray, out_shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Checks ``y`` against the model's output and the kind of targets the loss says
+    it takes (its ``targets`` attribute: ``"classes"``, ``"binary"``, or none: any
+    values); reshapes (n,) to (n, 1) for a one-output model (documented, never a
+    broadcast)."""
+    fn = get_loss(loss)
+    kind, loss_name = getattr(fn, "targets", None), getattr(fn, "__name__", "the loss")
+    if kind == "classes":
         k = out_shape[-1] if out_shape else 1
         if y.ndim == 1:
             if not np.issubdtype(y.dtype, np.integer):
                 raise ValueError(
-                    f"{name}: softmax_cross_entropy needs integer class labels, got dtype {y.dtype}"
+                    f"{name}: {loss_name} needs integer class labels, got dtype {y.dtype}"
                 )
             _, low, high = summary(y)
             if low < 0 or high >= k:
@@ -57,7 +59,7 @@ def prepare_targets(
                 np.argmax((y < 0).any(axis=1) | (y > 1).any(axis=1) | (np.abs(sums - 1) > 1e-3))
             )
             raise ValueError(
-                f"{name}: softmax_cross_entropy needs one-hot or probability targets (each row in [0, 1], "
+                f"{name}: {loss_name} needs one-hot or probability targets (each row in [0, 1], "
                 f"summing to 1), or integer labels (n,); row {row} is {y[row].tolist()}"
             )
         return y
@@ -68,7 +70,7 @@ def prepare_targets(
             f"{name} has shape {y.shape} but the model outputs (n, {', '.join(map(str, out_shape))}); "
             f"expected targets of shape (n, {', '.join(map(str, out_shape))})"
         )
-    if loss_name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+    if kind == "binary":
         _, low, high = summary(y)
         if low < 0 or high > 1:
             raise ValueError(

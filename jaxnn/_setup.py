@@ -346,14 +346,10 @@ def _plan(apply_fn, params, x, y, s: Settings, tx, placement, many: bool):
     out_shape = _models.output_shape(
         apply_fn, params, x.sample() if isinstance(x, _stream.Source) else x
     )
-    data = data._replace(
-        y=_inputs.prepare_targets(_inputs.loss_name(s.loss), data.y, out_shape, "y")
-    )
+    data = data._replace(y=_inputs.prepare_targets(s.loss, data.y, out_shape, "y"))
     if data.x_val is not None:
         data = data._replace(
-            y_val=_inputs.prepare_targets(
-                _inputs.loss_name(s.loss), data.y_val, out_shape, "validation y"
-            )
+            y_val=_inputs.prepare_targets(s.loss, data.y_val, out_shape, "validation y")
         )
     # the global rows: each process holds an equal share in memory, or reads the whole file (streamed)
     n = x.n if isinstance(x, _stream.Source) else data.x.shape[0] * (processes if shares else 1)

@@ -5,7 +5,10 @@ The first axis is the batch axis; ``weights`` (shape ``(batch,)``) weights or ma
 examples, which is how a padded last batch is kept out of the loss. The result is the
 weighted mean over examples of each example's loss (averaged over its outputs).
 Shapes must match exactly: nothing is broadcast, because ``(n,)`` against ``(n, 1)``
-would silently give an ``(n, n)`` loss. This module does not train (see ``jaxnn.train``).
+would silently give an ``(n, n)`` loss. A loss says which targets it takes in its
+``targets`` attribute (``"classes"``: integer labels or one-hot rows; ``"binary"``:
+values in [0, 1]; none: any values), and ``fit`` checks ``y`` by it before training;
+set it on a loss of your own. This module does not train (see ``jaxnn.train``).
 """
 
 from collections.abc import Callable
@@ -152,6 +155,13 @@ LOSSES: dict[str, Loss] = {
         softmax_cross_entropy,
     )
 }
+
+
+# The targets a loss takes, which fit checks before training: "classes" (integer labels
+# in [0, outputs), or one-hot or probability rows) or "binary" (values in [0, 1]); a
+# loss without the attribute takes any values. A loss of the user's may say so too.
+softmax_cross_entropy.targets = "classes"
+binary_cross_entropy.targets = binary_cross_entropy_with_logits.targets = "binary"
 
 
 def get_loss(loss: str | Loss) -> Loss:

@@ -337,9 +337,7 @@ def evaluate(
         else (np.asarray(_inputs.check_sample_weight(sample_weight, x.shape[0], "sample_weight")),)
     )
     sample = _stream.Source(x).sample() if streamed else x
-    y = _inputs.prepare_targets(
-        _inputs.loss_name(loss), y, _models.output_shape(apply_fn, params, sample), "y"
-    )
+    y = _inputs.prepare_targets(loss, y, _models.output_shape(apply_fn, params, sample), "y")
     pred = predict(apply_fn, params, x, batch_size=batch_size, compute_dtype=compute_dtype)
     named = (("loss", get_loss(loss)), *(get_metric(m) for m in metrics))
     values = _scores(tuple(fn for _, fn in named), pred, np.asarray(y), *weights)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from jax.test_util import check_grads
 
+import jaxnn
 from jaxnn import losses
 from jaxnn import losses as L
 
@@ -233,3 +234,27 @@ def _(data, tmp):
 
 
 test_bad_input_gets_a_clear_error = bad_input_test("losses")
+
+
+def test_a_loss_carries_the_targets_it_takes_and_fit_checks_y_by_it():
+    """fit reads a loss's ``targets``, not its name: a loss of the user's that says
+    "classes" gets its labels checked before anything trains, as the built-in one does."""
+    assert (
+        L.softmax_cross_entropy.targets == "classes" and L.binary_cross_entropy.targets == "binary"
+    )
+    assert not hasattr(L.mse, "targets")
+
+    def my_cross_entropy(p, t, w=None):
+        return L.softmax_cross_entropy(p, t, w)
+
+    model, key = jaxnn.mlp([4, 8, 3]), jax.random.key(0)
+    x, labels = np.ones((6, 4), np.float32), np.array([0, 1, 2, 0, 1, 3])
+    fit = lambda loss: jaxnn.fit(model, model.init(key), x, labels, loss=loss, key=key, epochs=1, batch_size=2,
+                                 progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"y has shape \(6,\) but the model outputs \(n, 3\)"):
+        fit(my_cross_entropy)  # without targets: any values, so labels (n,) do not fit (n, 3)
+    my_cross_entropy.targets = "classes"
+    with pytest.raises(ValueError, match=r"y: labels must lie in \[0, 3\)"):
+        fit(my_cross_entropy)
+    labels[-1] = 2
+    assert np.isfinite(fit(my_cross_entropy).history["loss"]).all()
