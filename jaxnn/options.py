@@ -173,6 +173,9 @@ class SearchResult:
       curves: ``(trials, max_epochs)``: the monitored value after each epoch (NaN
         where the trial did not train; a PBT copy starts with its parent's curve).
       monitor: the name of the value ranked.
+      host: what the search cost the host while it trained: ``{"chunks": compiled
+        calls, "reads": values read back}`` (three per chunk: the slots live, the
+        rung, the trials decided; nothing per step or per trial).
     """
 
     best_config: dict | None
@@ -181,6 +184,7 @@ class SearchResult:
     curves: np.ndarray
     monitor: str
     replay_keywords: Any = dataclasses.field(repr=False, default=None)
+    host: dict = dataclasses.field(repr=False, default_factory=dict)
 
     def replay(self, i: int) -> dict:
         """The keywords of ``jaxnn.fit`` that retrain trial ``i`` alone, from its own

@@ -160,6 +160,8 @@ def test_replay_retrains_a_trial_alone_bitwise_and_same_key_same_search():
     assert by_id(fewer_slots) == by_id(first)
     assert by_id(run(key=4)) != by_id(first)
     assert jaxnn.SuccessiveHalving().sizes(3, 8, 1) == (3, 3, 3)  # no slot without a configuration
+    # one read of three numbers per compiled chunk, nothing per step or per trial
+    assert first.host["reads"] == 3 * first.host["chunks"] and 1 <= first.host["chunks"] <= 9
 
 
 @pytest.mark.slow  # end to end; CI runs it

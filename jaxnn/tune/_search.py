@@ -346,9 +346,11 @@ def search(
     )
     with saves:
         pool, state = _program.run_begin(prog, key, np.asarray(schedule.brackets(n)), drawn_n)
-        state = _drive(prog, saves.start(state), pool, data, run.placement, progress, saves)
+        host = {"chunks": 0, "reads": 0}
+        state = _drive(prog, saves.start(state), pool, data, run.placement, progress, saves, host)
     first = data if cv is None else jax.tree.map(lambda a: a[0], data)  # replay: cv's fold 0
     result = _results.result(prog, state, first, model, pool.inits, pool.keys, optimizer, same)
+    result = dataclasses.replace(result, host=host)
     if refit and result.best_config is not None and schedule.refits:
         result = dataclasses.replace(
             result, best_params=_results.refit(result, x, y, sample_weight)
@@ -373,8 +375,9 @@ def _buckets(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
     return _widths.buckets(mlp_sizes, widths, k, len(_placement.resolve_devices(devices)))
 
 
-def _drive(prog, state, pool, data, place, progress: bool, saves):
-    """The host loop: a compiled chunk of epochs, three numbers read, a checkpoint."""
+def _drive(prog, state, pool, data, place, progress: bool, saves, host: dict):
+    """The host loop: a compiled chunk of epochs, three numbers read, a checkpoint;
+    ``host`` counts the chunks and the values read."""
     # the slots over the devices; the rest on each
     pool, data = (
         place.replicate(pool),
@@ -390,6 +393,7 @@ def _drive(prog, state, pool, data, place, progress: bool, saves):
     while True:
         state, status = _program.run_chunk(prog, state, data, pool)
         live, rung, done = (int(v) for v in fetch(status))  # the one sync per chunk
+        host["chunks"], host["reads"] = host["chunks"] + 1, host["reads"] + len(status)
         saves.save(state)
         if bar is not None:
             bar.update(done - bar.n)
