@@ -305,3 +305,20 @@ def _(data, tmp):
 
 
 test_bad_input_gets_a_clear_error = bad_input_test("cli")
+
+
+def test_confusion_figure_counts_true_against_predicted_and_refuses_what_is_not_a_class():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pred = np.array([[0.9, 0.1, 0.0], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1], [0.0, 0.1, 0.9]])
+    fig = experiment.confusion_figure(np.array([0, 1, 2, 2]), pred, ["a", "b", "c"])
+    counts = fig.axes[0].images[0].get_array()
+    assert np.asarray(counts).tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="one prediction per label"):
+        experiment.confusion_figure(np.array([0, 1]), pred, ["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"classes in \[0, 3\)"):
+        experiment.confusion_figure(np.array([0, 1, 2, 5]), pred, ["a", "b", "c"])

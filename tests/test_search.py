@@ -350,6 +350,14 @@ def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
         ({"refit": "no"}, TypeError, "refit must be True or False"),
         ({"cv": 3, "validation": 0.2}, ValueError, "replaces validation"),
         ({"cv": 3, "schedule": jaxnn.PBT(), "slots": None}, ValueError, "cv=3 with PBT"),
+        (
+            {
+                "space": {"learnig_rate": jaxnn.space.loguniform(1e-3, 1.0)},
+                "model": jaxnn.mlp([3, 8, 1], dropout=0.1, norm="batch"),
+            },
+            ValueError,
+            r"space names \['learnig_rate'\] are not",
+        ),
         ({"sample_weight": np.eye(1, len(X))[0]}, ValueError, "rows have total weight 0"),
         (
             {"sample_weight": np.eye(1, len(X))[0], "cv": 3},

@@ -20,4 +20,5 @@ from jaxnn.experiment._config import Split as Split
 from jaxnn.experiment._config import load_split as load_split
 from jaxnn.experiment._run import RunFolderError as RunFolderError
 from jaxnn.experiment._run import RunResult as RunResult
+from jaxnn.experiment._run import confusion_figure as confusion_figure
 from jaxnn.experiment._run import run as run

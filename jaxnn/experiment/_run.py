@@ -349,9 +349,28 @@ def confusion_matrix(y_true, pred, n_classes: int) -> np.ndarray:
 
 
 def confusion_figure(y_true, pred, classes: list[str]):
+    """A matplotlib figure of the confusion matrix: rows the true class, columns the
+    predicted one. ``y_true``: integer labels (or one-hot rows) of ``n`` examples;
+    ``pred``: the model's ``(n, classes)`` outputs (or ``(n, 1)`` for two classes);
+    ``classes``: their names.
+
+    Raises:
+      ValueError: the sizes disagree, or a label or prediction is not a class.
+    """
     import matplotlib.pyplot as plt
 
-    cm = confusion_matrix(y_true, pred, len(classes))
+    n, k = len(y_true), len(classes)
+    if k < 2 or n < 1 or len(pred) != n:
+        raise ValueError(
+            f"confusion_figure needs at least 2 class names and one prediction per label, got "
+            f"{k} names, {n} labels and {len(pred)} predictions"
+        )
+    labels = np.asarray(y_true).reshape(n, -1)
+    labels = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0]
+    predicted = np.asarray(metrics.predicted_classes(pred))
+    if not (0 <= labels.min() and labels.max() < k and predicted.max() < k):
+        raise ValueError(f"labels and predictions must be classes in [0, {k}), one per name")
+    cm = confusion_matrix(labels, pred, k)
     fig, ax = plt.subplots(figsize=(1 + 0.6 * len(classes), 1 + 0.6 * len(classes)))
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):

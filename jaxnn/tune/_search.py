@@ -31,7 +31,7 @@ from jaxnn._checks import MAX_ELEMENTS, positive_int
 from jaxnn.distributed import fetch
 from jaxnn.initializers import FAN_MODE, INITIALIZERS, get_initializer
 from jaxnn.metrics import higher_is_better
-from jaxnn.mlp import MLPTrainApply, Model
+from jaxnn.mlp import MLPApply, MLPTrainApply, Model
 from jaxnn.options import Checkpoints, EarlyStopping, SearchResult, Tuning
 from jaxnn.settings import Settings
 from jaxnn.tune import _program, _results, _widths
@@ -62,13 +62,15 @@ def _check_space(space_: dict, model, optimizer: str) -> tuple:
             _check_width(dist, model)
         elif name == "dropout" and not 0 <= low <= high < 1:
             raise ValueError(f"space['dropout'] must stay in [0, 1), got {dist!r}")
-        elif name != "dropout" and not hasattr(apply, "train_apply"):
+        elif name != "dropout" and (
+            isinstance(apply, MLPApply) or not hasattr(apply, "train_apply")
+        ):  # a jaxnn.mlp reads only width and dropout from its variables
             unknown.append(name)
     if unknown:
         raise ValueError(
             f"space names {unknown} are not hyperparameters this search can vary: the optimizer "
             f"{optimizer} takes {list(_optim.HYPERPARAMS[optimizer])}; a jaxnn.mlp also takes 'width' "
-            "and 'dropout'; a model with a training mode (a Flax module or jaxnn.mlp) also takes "
+            "and 'dropout'; a model of your own with a training mode (a Flax module) also takes "
             "the names of the values its training mode reads from its variables"
         )
     return tuple(sorted(space_.items()))
