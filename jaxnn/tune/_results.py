@@ -210,11 +210,11 @@ def _name(fn) -> str:
         return fn
     if isinstance(fn, tuple):  # a (name, fn) pair
         return ",".join(map(_name, fn))
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
     code = getattr(fn, "__code__", None)
-    body = "" if code is None else hashlib.sha256(code.co_code + repr(code.co_consts).encode())
-    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}" + (
-        f":{body.hexdigest()[:16]}" if body else ""
-    )
+    if code is not None:  # two lambdas of one module differ by their code
+        name += ":" + hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:16]
+    return name
 
 
 def _digest(*arrays) -> str:
