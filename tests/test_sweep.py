@@ -296,7 +296,15 @@ def test_checkpoints_and_resume_continue_a_sweep_exactly(data, tmp_path):
     from_folder = fit_many(model(), None, x, y, epochs=5, resume=tmp_path, **kw)
     from_result = fit_many(model(), None, x, y, epochs=5, resume=first, **kw)
     with pytest.raises(ValueError, match="opt_state does not match this optimizer"):
-        fit_many(model(), None, x, y, epochs=5, resume=first, **{**kw, "optimizer": "sgd"})
+        fit_many(
+            model(),
+            None,
+            x,
+            y,
+            epochs=5,
+            resume=first,
+            **{**kw, "optimizer": jaxnn.optim.sgd([0.1] * 3)},
+        )
     for resumed in (from_folder, from_result):
         assert_bitwise_equal(resumed.params, straight.params)
         assert resumed.epochs_run.tolist() == [5, 5, 5]
