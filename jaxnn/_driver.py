@@ -1,15 +1,18 @@
 """The host side of training, shared by ``fit``, ``fit_many`` and ``search`` (private).
 
-:func:`train` runs a checked run (``jaxnn._setup.Run``) through its runner (the
-``jaxnn._loop.Runner`` protocol: one small record per compiled chunk, nothing per
-step). :func:`drive` is the plain Python around the chunks: the history, the progress bar and the
-checkpoints. :func:`finish` turns the final carry into params (the best epoch's where
-early stopping kept them), for one model or a stacked axis of models alike, and
+:func:`drive` is the one host loop: the plain Python around the compiled chunks,
+showing each chunk to what a run wants observed (its history, log and checkpoints)
+and to the progress bar. :func:`train` drives a checked run (``jaxnn._setup.Run``)
+through its runner (the ``jaxnn._loop.Runner`` protocol: one small record per
+compiled chunk, nothing per step); ``jaxnn.tune`` drives the search's chunks.
+:func:`finish` turns the final carry into params (the best epoch's where early
+stopping kept them), for one model or a stacked axis of models alike, and
 :func:`stop_message` says why a model stopped. This module compiles nothing.
 """
 
 import warnings
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +39,7 @@ class History:
         keep = chunk.ran if chunk.ran.ndim == 1 else chunk.ran.any(axis=0)  # epochs some model ran
         for k, v in chunk.records.items():
             self.parts.setdefault(k, []).append(v[..., keep])
+        self.first = self.epochs + 1
         self.epochs += int(keep.sum())
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -43,60 +47,78 @@ class History:
         out["epoch"] = np.arange(self.offset + 1, self.epochs + 1)
         return out
 
+    def added(self) -> tuple[dict, int]:
+        """The last chunk's records and the epoch they start at."""
+        return {k: v[-1] for k, v in self.parts.items()}, self.first
+
     def latest(self, name: str) -> float:
         return float(np.nanmin(self.parts[name][-1][..., -1]))
 
 
+class Bar(NamedTuple):
+    """What a run shows in its progress bar: ``total`` units of ``unit`` from
+    ``initial``; after each chunk ``at(chunk)`` (where the run stands) and
+    ``text(chunk)`` (the figures beside the bar)."""
+
+    total: int
+    initial: int
+    unit: str
+    at: Callable[[Any], int]
+    text: Callable[[Any], dict]
+
+
+def drive(chunks: Iterable, observers: Sequence[Callable] = (), bar: Bar | None = None):
+    """The one host loop of ``fit``, ``fit_many``, the streamed fit and ``search``:
+    goes through ``chunks`` (one per compiled call), shows each to the ``observers``
+    in order (a history, a TensorBoard log, a saver: callables of the chunk), then
+    to the progress bar (in process 0). Returns the last chunk (``None`` if none)."""
+    shown = None
+    if bar is not None and jax.process_index() == 0:
+        from tqdm.auto import tqdm
+
+        shown = tqdm(total=bar.total, initial=min(bar.initial, bar.total), unit=bar.unit)
+    last = None
+    try:
+        for last in chunks:
+            for observe in observers:
+                observe(last)
+            if shown is not None:
+                shown.update(bar.at(last) - shown.n)
+                shown.set_postfix(bar.text(last))
+    finally:
+        if shown is not None:
+            shown.close()
+    return last
+
+
 def train(run) -> tuple:
-    """Trains a ``jaxnn._setup.Run`` (entered) to its end: ``(carry, stop codes on
-    the host, history)``."""
+    """Trains a ``jaxnn._setup.Run`` (entered) to its end through its runner (the
+    ``jaxnn._loop.Runner`` protocol): ``(carry, stop codes on the host, history)``.
+    Observed after each chunk: the history, the TensorBoard log (``jaxnn._logs.EpochLog``)
+    and the checkpoints (``jaxnn._saver.Saver``)."""
     carry, data, history, progress = run.begin()
-    runner = run.runner(history, progress)
-    carry, stop = drive(
-        runner,
-        carry,
-        data,
-        epochs=run.epochs,
-        history=history,
-        progress=run.progress,
-        saver=run.saver,
-        log=run.log,
-    )
-    return carry, stop, history
+    observers = [history.add]
+    if run.log is not None:
+        observers.append(lambda chunk: run.log.add(*history.added()))
+    if run.saver is not None:
 
+        def save(chunk):
+            if not (chunk.stop == Stop.NON_FINITE_PARAMS).any():  # nothing worth resuming
+                stopped = bool((chunk.stop != Stop.COMPLETED).all())
+                run.saver.after_chunk(chunk.carry, history.epochs, history.arrays(), stopped)
 
-def drive(run, carry, data, *, epochs: int, history: History, progress: bool, saver=None, log=None):
-    """Trains through the runner ``run`` (the ``jaxnn._loop.Runner`` protocol), chunk
-    by chunk, with a progress bar, checkpoints and TensorBoard logs
-    (``jaxnn._logs.EpochLog``). Returns the final carry and its ``stop`` codes on the
-    host (read with the last chunk: no extra sync)."""
-    bar = progress_bar(epochs, history.epochs) if progress else None
-    stop = None
-    for chunk in run.chunks(carry, data, epochs, history.epochs):
-        carry, stop = chunk.carry, chunk.stop
-        before = history.epochs
-        history.add(chunk)
-        if log is not None:
-            log.add({k: v[-1] for k, v in history.parts.items()}, before + 1)
-        if bar is not None:
-            bar.update(history.epochs - before)
-            bar.set_postfix(
-                {k: f"{history.latest(k):.4g}" for k in ("loss", "val_loss") if k in history.parts}
-            )
-        # nothing worth resuming
-        if saver is not None and not (chunk.stop == Stop.NON_FINITE_PARAMS).any():
-            saver.after_chunk(
-                carry, history.epochs, history.arrays(), bool((chunk.stop != Stop.COMPLETED).all())
-            )
-    if bar is not None:
-        bar.close()
-    return carry, np.asarray(fetch(carry.stop) if stop is None else stop)
-
-
-def progress_bar(total: int, initial: int, unit: str = "epoch"):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=min(initial, total), unit=unit)
+        observers.append(save)
+    bar = None
+    if run.progress:
+        text = lambda chunk: {
+            k: f"{history.latest(k):.4g}" for k in ("loss", "val_loss") if k in history.parts
+        }
+        bar = Bar(run.epochs, history.epochs, "epoch", lambda chunk: history.epochs, text)
+    chunks = run.runner(history, progress).chunks(carry, data, run.epochs, history.epochs)
+    last = drive(chunks, observers, bar)
+    if last is None:  # nothing left to train
+        return carry, np.asarray(fetch(carry.stop)), history
+    return last.carry, np.asarray(last.stop), history
 
 
 def finish(early, carry, stops: np.ndarray) -> Any:

@@ -148,5 +148,6 @@ def read_text(path: Path, error: type[Exception], what: str, max_bytes: int = 1 
 
 
 def position(meta: dict) -> tuple[int, int]:
-    """``(epochs completed, updates into the next epoch)``: how far a checkpoint is."""
+    """``(epochs completed, updates into the next epoch)``: how far a checkpoint is (a
+    search's: ``(chunks run, 0)``)."""
     return meta.get("epoch", -1), meta.get("step", 0)

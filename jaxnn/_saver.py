@@ -19,9 +19,11 @@ from jaxnn.options import FitResult, TrainState
 
 
 class Saver:
-    """The writer of a run's checkpoint folder, used by ``fit`` and ``fit_many``: saves
-    the loop state every ``every`` epochs (and at the end) into ``epoch-NNNNNNNNNN.jaxnn``
-    and keeps the newest ``keep`` of this run.
+    """The writer of a run's checkpoint folder, for ``fit``, ``fit_many`` and
+    ``search``: ``fit`` saves its loop state every ``every`` epochs (and at the end)
+    into ``epoch-NNNNNNNNNN.jaxnn``, a search its whole state after every chunk into
+    ``search-NNNNNNNNNN.jaxnn`` (``unit="chunk"``: the position counts chunks); each
+    keeps the newest ``keep`` of this run.
 
     Entering it (before anything compiles) creates the folder, takes its lock (a second
     writer gets ``FolderInUseError``) and claims it: files of another run, files of
@@ -32,8 +34,10 @@ class Saver:
     process 0 writes.
     """
 
-    def __init__(self, checkpoints, epochs: int, metadata: dict, run_id: str, resumed=(0, 0)):
-        self.folder, self.epochs = Path(checkpoints.dir), epochs
+    def __init__(
+        self, checkpoints, epochs: int, metadata: dict, run_id: str, resumed=(0, 0), unit="epoch"
+    ):
+        self.folder, self.epochs, self.unit = Path(checkpoints.dir), epochs, unit
         self.every, self.keep, self.overwrite = (
             checkpoints.every or epochs,
             checkpoints.keep,
@@ -77,16 +81,12 @@ class Saver:
             elif meta is None:
                 theirs[path] = f"{path.name} (not a readable checkpoint: {why})"
             elif meta.get("run_id") == self.run_id:
-                at = f"epoch {self.resumed[0]}" + (
+                at = f"{self.unit} {self.resumed[0]}" + (
                     f" step {self.resumed[1]}" if self.resumed[1] else ""
                 )
-                theirs[path] = (
-                    f"{path.name} (this run's epoch {_files.position(meta)[0]}, past {at})"
-                )
+                theirs[path] = f"{path.name} (this run's {_where(meta)}, past {at})"
             else:
-                theirs[path] = (
-                    f"{path.name} (run {meta.get('run_id')}, epoch {_files.position(meta)[0]})"
-                )
+                theirs[path] = f"{path.name} (run {meta.get('run_id')}, {_where(meta)})"
         if theirs and not self.overwrite:
             names = list(theirs.values())
             raise checkpoint.CheckpointError(
@@ -102,7 +102,7 @@ class Saver:
     def after_chunk(self, carry, epoch: int, history: dict, stopped: bool) -> None:
         if epoch % self.every and epoch < self.epochs and not stopped:
             return
-        self._save(f"epoch-{epoch:010d}", carry, (epoch, 0), history)
+        self.save(carry, (epoch, 0), history)
 
     def within_epoch(
         self, progress, epoch: int, step: int, steps_before: int, history: dict
@@ -111,23 +111,40 @@ class Saver:
         (``steps_before`` at the chunk before): when it passed a multiple of
         ``every_steps``. ``progress``: ``{"carry", "start", "losses"}``."""
         if self.every_steps and step // self.every_steps > steps_before // self.every_steps:
-            self._save(f"epoch-{epoch:010d}-step-{step:010d}", progress, (epoch, step), history)
+            self.save(progress, (epoch, step), history)
 
-    def _save(self, name: str, tree, position: tuple[int, int], history: dict) -> None:
-        if jax.process_count() > 1:  # on every process: what the processes split is gathered
+    def save(self, tree, position: tuple[int, int], history: dict) -> None:
+        """Saves ``tree`` at ``position`` (``(epochs, steps)``, or ``(chunks, 0)``),
+        then deletes this run's files past the newest ``keep``. Called on every process
+        (what the processes split is gathered); process 0 writes, and the others wait
+        until it has."""
+        if jax.process_count() > 1:
             tree = fetch(tree)
-        if not self.writer:
-            return
+        if self.writer:
+            self._write(tree, position, history)
+        if jax.process_count() > 1:  # every process sees the file when it goes on
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("jaxnn checkpoint")
+
+    def _write(self, tree, position: tuple[int, int], history: dict) -> None:
         records = {k: np.asarray(v).tolist() for k, v in history.items() if k != "epoch"}
-        path = self.folder / f"{name}{checkpoint.SUFFIX}"
-        epoch, step = position
+        at, step = position
+        name = ("search" if self.unit == "chunk" else "epoch") + f"-{at:010d}"
+        path = self.folder / f"{name}{f'-step-{step:010d}' if step else ''}{checkpoint.SUFFIX}"
         checkpoint.save(
-            path, tree, metadata={**self.metadata, "epoch": epoch, "step": step, "history": records}
+            path, tree, metadata={**self.metadata, "epoch": at, "step": step, "history": records}
         )
         self.files = sorted({*self.files, (position, path)})
         for _, old in self.files[: -self.keep]:
             old.unlink(missing_ok=True)
         self.files = self.files[-self.keep :]
+
+
+def _where(meta: dict) -> str:
+    """How far a checkpoint is, in its own unit (a search's counts chunks)."""
+    epoch, step = _files.position(meta)
+    return f"{'chunk' if 'search' in meta else 'epoch'} {epoch}" + (f" step {step}" if step else "")
 
 
 def restore_carry(path, template):

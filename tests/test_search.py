@@ -630,7 +630,9 @@ def test_a_search_checkpoint_folder_is_its_own_and_a_bad_log_dir_fails_first(tmp
     model = jaxnn.mlp([3, 8, 1])
     jaxnn.fit(model, model.init(jax.random.key(0)), X, Y, loss="mse", key=jax.random.key(0), epochs=1,
               progress=False, checkpoints=jaxnn.Checkpoints(fitted))  # fmt: skip
-    with pytest.raises(ValueError, match="holds a fit's checkpoints .*a folder of its own"):
+    with pytest.raises(
+        checkpoint.CheckpointError, match=r"must not mix with: epoch-0+1\.jaxnn \(run"
+    ):
         run(checkpoints=jaxnn.Checkpoints(fitted), **small)
     (tmp_path / "file").write_text("")
     calls = []
@@ -638,6 +640,30 @@ def test_a_search_checkpoint_folder_is_its_own_and_a_bad_log_dir_fails_first(tmp
     with pytest.raises(NotADirectoryError, match="file/logs"):
         run(log_dir=tmp_path / "file" / "logs", **small)
     assert not calls  # refused before any training
+
+
+def test_a_search_honours_every_checkpoints_field_or_refuses_it(tmp_path):
+    small = dict(num_configs=4, slots=2, schedule=jaxnn.SuccessiveHalving(1, 3, 3))
+    saved = jaxnn.Checkpoints(tmp_path / "a", every=1, keep=2, metadata={"who": "me"}, run_id="r7")
+    first = run(checkpoints=saved, **small)
+    files = sorted((tmp_path / "a").glob("*.jaxnn"))
+    assert [f.name[:7] for f in files] == ["search-"] * 2  # the newest two of more chunks
+    assert first.host["chunks"] > 2
+    meta = checkpoint.read_metadata(files[-1])
+    assert (meta["run_id"], meta["config"], meta["epoch"]) == (
+        "r7",
+        {"who": "me"},
+        first.host["chunks"],
+    )
+    assert checkpoint.latest(tmp_path / "a") == files[-1]
+    with pytest.raises(ValueError, match="belongs to run r7, not checkpoints.run_id"):
+        run(checkpoints=dataclasses.replace(saved, run_id="r8"), resume=tmp_path / "a", **small)
+    with pytest.raises(ValueError, match="every_steps .*set checkpoints.every instead"):
+        run(checkpoints=jaxnn.Checkpoints(tmp_path / "b", every_steps=5), **small)
+    assert not (tmp_path / "b").exists()
+    again = run(checkpoints=dataclasses.replace(saved, overwrite=True), **small)  # a new start
+    assert repr(again.trials) == repr(first.trials)
+    assert len(list((tmp_path / "a").glob("*.jaxnn"))) == 2
 
 
 def test_a_resume_is_refused_for_other_data_or_settings_and_names_a_callable_loss_by_its_code(
@@ -686,9 +712,12 @@ def test_a_search_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     folder = tmp_path / "killed"
     with open(tmp_path / "stderr", "wb") as err:
         child = subprocess.Popen([sys.executable, "-c", KILLED, str(folder)], cwd=ROOT, stderr=err)
-        saved = folder / "search.jaxnn"
         deadline = time.monotonic() + 240
-        while not saved.exists() and child.poll() is None and time.monotonic() < deadline:
+        while (
+            not any(folder.glob("search-*.jaxnn"))
+            and child.poll() is None
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.01)
         time.sleep(0.1)
         assert child.poll() is None, (
@@ -701,7 +730,7 @@ def test_a_search_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert repr(resumed.trials) == repr(straight.trials)
     assert_bitwise_equal(resumed.best_params, straight.best_params)
     np.testing.assert_array_equal(resumed.curves, straight.curves)
-    with pytest.raises(ValueError, match="holds another search"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"this run's chunk \d+, past chunk 0"):
         killable_search(tmp_path / "straight")  # a finished search's folder is not overwritten
     with pytest.raises(ValueError, match="holds another search"):
         run(checkpoints=None, resume=folder)  # other settings

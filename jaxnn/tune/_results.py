@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _files, _logs, _models, _optim, _programs, checkpoint, optim
+from jaxnn import _logs, _models, _optim, _programs, _saver, checkpoint, optim
 from jaxnn.distributed import fetch
 from jaxnn.mlp import Model, from_spec
 from jaxnn.options import SearchResult, TrialStatus
@@ -201,9 +201,6 @@ class Replay:
         return model, params
 
 
-SEARCH_FILE = "search" + checkpoint.SUFFIX
-
-
 def _name(fn) -> str:
     """A function's name that another process gives it too (``str(fn)`` has its address)."""
     if isinstance(fn, str):
@@ -269,80 +266,56 @@ def _check_table(path, s) -> None:
             )
 
 
-class Saves:
-    """A search's checkpoint: its whole state after every chunk, in
-    ``checkpoints.dir/search.jaxnn`` (the folder locked while it runs), and the one it
-    resumes from. Everything is checked when it is made, before any work."""
-
-    def __init__(self, checkpoints, resume, fingerprint_):
-        """``fingerprint_``: a function giving the search's fingerprint (hashing the data
-        costs a pass over it, so it runs only with checkpoints or a resume)."""
-        self.lock = None
-        self.fingerprint = fingerprint_() if checkpoints is not None or resume is not None else None
-        self.folder = None if checkpoints is None else Path(checkpoints.dir)
-        self.path = None if self.folder is None else self.folder / SEARCH_FILE
-        self.resume = None
-        if resume is not None:
-            if not isinstance(resume, str | os.PathLike):
-                raise TypeError(
-                    f"search's resume must be a folder or file path of a search checkpoint, got {resume!r}"
-                )
-            self.resume = Path(resume) / SEARCH_FILE if Path(resume).is_dir() else Path(resume)
-            found = checkpoint.read_metadata(self.resume).get("search")
-            if found != self.fingerprint:
-                raise ValueError(
-                    f"{self.resume} holds another search (other settings, data sizes or key): resume a search with "
-                    "the same call that started it"
-                )
-        if self.folder is not None:
-            fits = sorted(
-                p.name for p in self.folder.glob(f"*{checkpoint.SUFFIX}") if p.name != SEARCH_FILE
-            )
-            if fits:
-                raise ValueError(
-                    f"{self.folder} holds a fit's checkpoints ({', '.join(fits[:3])}): "
-                    "give the search a folder of its own"
-                )
-        same = (
-            self.resume is not None
-            and self.path is not None
-            and self.path.resolve() == self.resume.resolve()
+def checkpointing(checkpoints, resume, fingerprint_) -> tuple:
+    """``(file, saver, chunks)``: the search checkpoint a search resumes from (or
+    ``None``), the ``jaxnn._saver.Saver`` of its checkpoints (or ``None``) and the
+    chunks run before, all checked before any work. The saver is fit's: one lock,
+    claim, ``keep``, ``metadata``, ``run_id`` and ``overwrite``; ``every`` sets the
+    chunk; ``every_steps`` (within an epoch of a streamed fit) is refused.
+    ``fingerprint_``: a function giving the search's fingerprint (hashing the data
+    costs a pass over it, so it runs only with checkpoints or a resume)."""
+    if checkpoints is None and resume is None:
+        return None, None, 0
+    if checkpoints is not None and checkpoints.every_steps is not None:
+        raise ValueError(
+            "checkpoints.every_steps saves within an epoch of a streamed fit; a search saves after "
+            "each chunk of epochs: set checkpoints.every instead"
         )
-        if self.path is not None and self.path.exists() and not same and not checkpoints.overwrite:
-            raise ValueError(
-                f"{self.path} holds another search: resume=it, or Checkpoints(..., overwrite=True)"
+    fingerprint = fingerprint_()
+    file, meta = None, {}
+    if resume is not None:
+        if not isinstance(resume, str | os.PathLike):
+            raise TypeError(
+                f"search's resume must be a folder or file path of a search checkpoint, got {resume!r}"
             )
+        file = checkpoint.latest(resume)
+        meta = checkpoint.read_metadata(file)
+        if meta.get("search") != fingerprint:
+            raise ValueError(
+                f"{file} holds another search (other settings, data or key), or a fit's checkpoint: "
+                "resume a search with the same call that started it"
+            )
+        if checkpoints is not None and checkpoints.run_id not in (None, meta.get("run_id")):
+            raise ValueError(
+                f"resume: {file} belongs to run {meta.get('run_id')}, not checkpoints.run_id"
+            )
+    done = meta.get("epoch", 0)
+    if checkpoints is None:
+        return file, None, done
+    # the same search started again into its folder is this run, past where it starts
+    run_id = meta.get("run_id") or checkpoints.run_id or fingerprint[:24]
+    saver = _saver.Saver(checkpoints, 0, {"search": fingerprint}, run_id, (done, 0), unit="chunk")
+    return file, saver, done
 
-    def __enter__(self) -> "Saves":
-        if self.folder is not None and jax.process_index() == 0:  # the one writer
-            _files.make_folder(self.folder, "the checkpoint folder")
-            self.lock = _files.lock_folder(self.folder)
-        return self
 
-    def __exit__(self, *exc) -> None:
-        if self.lock is not None:
-            os.close(self.lock)
-
-    def start(self, state):
-        """``state``, or the resumed one (into its shapes), its table checked."""
-        if self.resume is None:
-            return state
-        restored = checkpoint.restore(self.resume, {"state": state})[0]["state"]
-        _check_table(self.resume, restored)
-        return restored
-
-    def save(self, state) -> None:
-        if self.path is None:
-            return
-        # on every process: the slots split over the processes are gathered
-        if jax.process_count() > 1:
-            state = fetch(state)
-        if jax.process_index() == 0:
-            checkpoint.save(self.path, {"state": state}, metadata={"search": self.fingerprint})
-        if jax.process_count() > 1:  # every process sees the file when it goes on
-            from jax.experimental import multihost_utils
-
-            multihost_utils.sync_global_devices("jaxnn.search checkpoint")
+def restore(file, state):
+    """The search state in ``file`` (restored into ``state``'s shapes), its table
+    checked, or ``state`` when ``file`` is ``None``."""
+    if file is None:
+        return state
+    restored = checkpoint.restore(file, {"state": state})[0]["state"]
+    _check_table(file, restored)
+    return restored
 
 
 def write_logs(folder, result: SearchResult) -> None:

@@ -7,9 +7,12 @@ and perturb) are made inside the compiled chunk of epochs, so a search costs wha
 epochs cost, with one host round trip per chunk. See ``docs/guides/search.md``.
 """
 
+import contextlib
 import dataclasses
+import itertools
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -216,11 +219,14 @@ def search(
       progress: a progress bar (in process 0), updated after each chunk of epochs:
         the trials decided (PBT: the epochs), the slots training and the highest
         rung reached.
-      checkpoints: ``jaxnn.Checkpoints(dir, every)``: the search's whole state is
-        saved to ``dir/search.jaxnn`` after every chunk of ``every`` epochs (the
-        folder locked while it runs); its other fields are not used.
+      checkpoints: ``jaxnn.Checkpoints``: the search's whole state is saved after
+        every chunk of ``every`` epochs to ``dir/search-NNNNNNNNNN.jaxnn`` (N counts the
+        chunks), keeping the newest ``keep``, with ``metadata``; the folder is the
+        search's own, as a fit's (locked while it runs; another run's files are
+        refused unless ``overwrite``). ``run_id`` defaults to the search's
+        fingerprint; ``every_steps`` is refused.
       resume: a folder (or file) a search with the same call checkpointed into: it
-        goes on from there and ends as the uninterrupted search would, bit for bit.
+        goes on from its newest checkpoint and ends as the uninterrupted search would, bit for bit.
       log_dir: TensorBoard logs, written when the search ends: one run per trial
         (``trial-000``, ...) with its monitored value per epoch and its values,
         status, rung and parent in the HParams view.
@@ -339,17 +345,18 @@ def search(
         tuning=tuning,
     )
     held_out = validation if isinstance(validation, tuple) else ()
-    saves = _results.Saves(
+    file, saver, done = _results.checkpointing(
         checkpoints,
         resume,
         lambda: _results.fingerprint(
             prog, key, loss, (x, y, sample_weight, *held_out), {**same, "loss": None}
         ),
     )
-    with saves:
+    host = {"chunks": 0, "reads": 0}
+    with saver or contextlib.nullcontext():
         pool, state = _program.run_begin(prog, key, np.asarray(schedule.brackets(n)), drawn_n)
-        host = {"chunks": 0, "reads": 0}
-        state = _drive(prog, saves.start(state), pool, data, run.placement, progress, saves, host)
+        state = _results.restore(file, state)
+        state = _train(prog, state, pool, data, run.placement, (progress, saver, done), host)
     first = data if cv is None else jax.tree.map(lambda a: a[0], data)  # replay: cv's fold 0
     result = _results.result(prog, state, first, model, pool.inits, pool.keys, optimizer, same)
     result = dataclasses.replace(result, host=host)
@@ -377,35 +384,50 @@ def _buckets(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
     return _widths.buckets(mlp_sizes, widths, k, len(_placement.resolve_devices(devices)))
 
 
-def _drive(prog, state, pool, data, place, progress: bool, saves, host: dict):
-    """The host loop: a compiled chunk of epochs, three numbers read, a checkpoint;
-    ``host`` counts the chunks and the values read."""
+class _Chunk(NamedTuple):
+    """What one compiled call of the search gives back, on the host."""
+
+    state: _program.State
+    live: int  # slots still training
+    rung: int  # the highest rung reached
+    done: int  # the bar's position: trials decided (PBT: epochs)
+    count: int  # chunks run, the resumed ones too
+
+
+def _train(prog, state, pool, data, place, observed: tuple, host: dict):
+    """Drives the search's chunks (``jaxnn._driver.drive``) until no slot trains:
+    each is one compiled call and one read of three numbers; ``observed``:
+    ``(progress, saver, chunks run before)``; ``host`` counts the chunks and the
+    values read. Returns the final state."""
+    progress, saver, done = observed
     # the slots over the devices; the rest on each
-    pool, data = (
-        place.replicate(pool),
-        place.replicate(data),
-    )
+    pool, data = place.replicate(pool), place.replicate(data)
     state = place.replicate(state)._replace(
         carry=place.split(state.carry), trial=place.split(state.trial)
     )
+
+    def chunks(state):
+        for count in itertools.count(done + 1):
+            state, status = _program.run_chunk(prog, state, data, pool)
+            live, rung, decided = (int(v) for v in fetch(status))  # the one sync per chunk
+            host["chunks"], host["reads"] = host["chunks"] + 1, host["reads"] + len(status)
+            yield _Chunk(state, live, rung, decided, count)
+            if live == 0:
+                return
+
+    observers = []
+    if saver is not None:
+        observers.append(lambda c: saver.save({"state": c.state}, (c.count, 0), {}))
     bar = None
-    if progress and jax.process_index() == 0:  # one bar
+    if progress:
         total, unit = prog.schedule.progress(prog)
-        bar = _driver.progress_bar(total, 0, unit=unit)
-    while True:
-        state, status = _program.run_chunk(prog, state, data, pool)
-        live, rung, done = (int(v) for v in fetch(status))  # the one sync per chunk
-        host["chunks"], host["reads"] = host["chunks"] + 1, host["reads"] + len(status)
-        saves.save(state)
-        if bar is not None:
-            bar.update(done - bar.n)
-            # numbered as trials' rows number it: 0 is the first rung
-            rungs = {"rung": f"{rung} of 0-{len(prog.rungs) - 1}"} if len(prog.rungs) > 1 else {}
-            bar.set_postfix({"slots": live, **rungs})
-        if live == 0:
-            if bar is not None:
-                bar.close()
-            return state
+        # rungs numbered as trials' rows number them: 0 is the first
+        text = lambda c: {
+            "slots": c.live,
+            **({"rung": f"{c.rung} of 0-{len(prog.rungs) - 1}"} if len(prog.rungs) > 1 else {}),
+        }
+        bar = _driver.Bar(total, 0, unit, lambda c: c.done, text)
+    return _driver.drive(chunks(state), observers, bar).state
 
 
 def _make_program(
