@@ -65,14 +65,18 @@ class MLPApply:
     activations: tuple[Activation, ...]  # one per layer, the last is the output's
     norm: str | None = None  # "batch", "layer" or None, in every hidden layer
     dropout: tuple[float, ...] = ()  # a rate per hidden layer (training only)
+    # jaxnn.search's activation choices: the hidden layers' activation is the one
+    # variables["activation"] indexes
+    hidden_options: tuple[Activation, ...] = ()
 
     def __call__(self, variables, x: jax.Array) -> jax.Array:
         return self.layers(variables, x)[-1][1]
 
     def split(self, variables) -> tuple[Params, Any]:
         """``(params, batch_stats)``; ``batch_stats`` is ``None`` without batch norm.
-        Variables may also hold ``dropout_rate`` (``fit_many``'s dropout sweep) and
-        ``width`` (``jaxnn.search``: the hidden units past it output 0)."""
+        Variables may also hold ``dropout_rate`` (``fit_many``'s dropout sweep),
+        ``width`` (``jaxnn.search``: the hidden units past it output 0) and
+        ``activation`` (``jaxnn.search``: an index into ``hidden_options``)."""
         if isinstance(variables, dict) and "params" in variables:
             params, stats = variables["params"], variables.get("batch_stats")
         else:
@@ -91,6 +95,7 @@ class MLPApply:
         params, stats = self.split(variables)
         swept = variables.get("dropout_rate") if isinstance(variables, dict) else None
         width = variables.get("width") if isinstance(variables, dict) else None
+        chosen = variables.get("activation") if isinstance(variables, dict) else None
         check_mlp_input(params, x, len(self.activations))
         out, a = [], x
         for i, (layer, act) in enumerate(zip(params, self.activations, strict=True)):
@@ -109,7 +114,10 @@ class MLPApply:
                 z = (z - mean) * jax.lax.rsqrt(var + NORM_EPSILON) * _row(layer["scale"], z) + _row(
                     layer["offset"], z
                 )
-            a = act(z)
+            if hidden and chosen is not None and self.hidden_options:
+                a = jax.lax.switch(chosen, self.hidden_options, z)
+            else:
+                a = act(z)
             if hidden and key is not None and self.dropout and self.dropout[i] > 0:
                 keep = 1.0 - (self.dropout[i] if swept is None else swept)
                 a = jnp.where(

@@ -204,8 +204,9 @@ class SearchResult:
         """``(model, params)``: the winner as its own network. A width search trains the
         model given (the widest) with the units past each trial's width masked; this
         is the winner's narrower ``jaxnn.mlp`` (with its dropout rate) and
-        ``best_params`` cut to it, which predicts the same. Otherwise the model given
-        and ``best_params``."""
+        ``best_params`` cut to it, which predicts the same; an activation search's
+        winner is the ``jaxnn.mlp`` of its activation. Otherwise the model given and
+        ``best_params``."""
         if self.best_config is None:
             raise ValueError("no trial finished (every one diverged or stopped): no best model")
         return self.replay_keywords.own(self.best_config, self.best_params)

@@ -192,6 +192,34 @@ def test_a_masked_width_trains_as_the_narrow_network_alone():
     )
 
 
+def test_an_activation_search_trains_each_trial_as_the_network_of_its_activation():
+    space = {
+        "learning_rate": jaxnn.space.loguniform(0.01, 0.3),
+        "activation": jaxnn.space.choice(["relu", "tanh", "gelu"]),
+    }
+    result = run(space=space, num_configs=6, schedule=jaxnn.SuccessiveHalving(1, 3, 3), refit=True)
+    chosen = {row["config"]["activation"]: row["id"] for row in result.trials}
+    assert len(chosen) >= 2 and set(chosen) <= {"relu", "tanh", "gelu"}
+    for name, i in chosen.items():  # the program picks each slot's own activation
+        kw = result.replay(i)
+        assert kw["model"].spec["activation"] == name
+        # it starts from the network's own initial weights (He for relu, Glorot for tanh)
+        own = kw["model"].init(jaxnn.rng.stream(kw["key"], "init"))
+        assert_close(kw["params"], own, rtol=1e-6, atol=1e-7)
+        curve = jaxnn.fit(**kw).history["val_loss"]
+        np.testing.assert_allclose(curve, result.curves[i][: len(curve)], rtol=1e-5)
+    model, params = result.best_model()
+    assert model.spec["activation"] == result.best_config["activation"]
+    winner = jaxnn.fit(
+        **{**result.replay(result.trials[0]["id"]), "x": X, "y": Y, "validation": None}
+    )
+    assert_close(params, winner.params, rtol=1e-5, atol=1e-7)  # the refit, as its own network
+    with pytest.raises(ValueError, match="only 'activation' takes names"):
+        run(space={"learning_rate": jaxnn.space.choice(["a", "b"])})
+    with pytest.raises(ValueError, match="unknown activation 'swish2'"):
+        run(space={"activation": jaxnn.space.choice(["relu", "swish2"])})
+
+
 def test_results_read_like_the_space_and_best_model_is_the_winner_alone():
     space = {"learning_rate": jaxnn.space.choice([0.1, 0.03]), "width": jaxnn.space.choice([2, 4])}
     result = run(space=space, num_configs=4, schedule=jaxnn.SuccessiveHalving(1, 3, 3))
@@ -800,7 +828,10 @@ def test_a_trials_own_early_stopping_is_its_own_status_and_frees_its_slot():
     stops = jaxnn.EarlyStopping(
         monitor="val_loss", patience=1, min_delta=10.0
     )  # no epoch after the first improves
-    result = run(early_stopping=stops)
+    with pytest.warns(
+        RuntimeWarning, match=r"stopped by its early stopping, .*better than any finished"
+    ):
+        result = run(early_stopping=stops)  # the exclusion said out loud
     statuses = {row["status"] for row in result.trials}
     assert statuses <= {"pruned", "stopped", "nan"} and "stopped" in statuses
     stopped = [row["epochs"] for row in result.trials if row["status"] == "stopped"]
@@ -814,6 +845,17 @@ def test_a_trials_own_early_stopping_is_its_own_status_and_frees_its_slot():
         result.best_config is None
         and result.best_params is None
         and "none finished" in repr(result)
+    )
+
+
+def test_a_stopped_trial_that_beat_the_winner_is_named():
+    row = lambda i, status, score: {"id": i, "status": status, "score": score}
+    trials = [row(0, "finished", 0.2), row(1, "stopped", 0.05), row(2, "pruned", 0.01)]
+    assert _results.stopped_better(trials, 1.0)["id"] == 1  # lower is better
+    assert _results.stopped_better(trials, -1.0) is None  # higher is better: 0.2 won
+    assert (
+        _results.stopped_better([row(0, "finished", 0.2), row(1, "stopped", float("nan"))], 1.0)
+        is None
     )
 
 

@@ -98,10 +98,12 @@ def value(prog: Program, drawn: dict, name: str, t):
     return dict(prog.space)[name].on_device(drawn[name][t])
 
 
-def _spec_model(prog: Program, width: int | None = None):
+def _spec_model(prog: Program, width: int | None = None, activation: str | None = None):
     spec = dict(prog.mlp_spec)
     if width is not None:
         spec["sizes"] = list(_widths.hidden(spec["sizes"], width))
+    if activation is not None:
+        spec["activation"] = activation
     return from_spec(spec)
 
 
@@ -113,17 +115,28 @@ def bucket_slots(prog: Program) -> tuple:
     return tuple((first, k, w) for first, (w, k) in zip(firsts, prog.buckets, strict=False))
 
 
-def _initial_variables(prog: Program, key: jax.Array, width):
-    """The trial's initial variables: the model's, or (a width search) those of its
-    first ``width`` hidden units, scaled to be distributed as a ``width``-wide
-    network's own initial weights (its fans are smaller), the other units zero."""
-    full = (prog.init or _spec_model(prog).init)(key)
+def _initial_variables(prog: Program, key: jax.Array, width, activation):
+    """The trial's initial variables: the model's, or (an ``activation`` search) the
+    model's with the chosen activation (its default initializer may differ), of
+    which (a ``width`` search) its first ``width`` hidden units, scaled to be
+    distributed as a ``width``-wide network's own initial weights (its fans are
+    smaller), the other units zero."""
+    if activation is None:
+        return _initial_as(prog, key, width, None)
+    names = dict(prog.space)["activation"].options
+    each = [_initial_as(prog, key, width, name) for name in names]
+    index = activation.astype(jnp.int32)
+    return jax.tree.map(lambda *options: jnp.stack(options)[index], *each)
+
+
+def _initial_as(prog: Program, key: jax.Array, width, activation_: str | None):
+    full = (prog.init or _spec_model(prog, activation=activation_).init)(key)
     if width is None:
         return full
     spec = dict(prog.mlp_spec)
     sizes, activation, output_activation = (
         spec["sizes"],
-        spec["activation"],
+        activation_ or spec["activation"],
         spec["output_activation"],
     )
     init_name = spec.get("init")
@@ -153,13 +166,11 @@ def _initial_variables(prog: Program, key: jax.Array, width):
 def initial_variables(prog: Program, keys: jax.Array, drawn: dict):
     """Every configuration's initial variables, stacked (one program for the pool:
     a slot's refill then only gathers its row)."""
-    widths = drawn.get("width")
-    one = lambda k, w: _initial_variables(prog, rng.stream(k, "init"), w)
-    return (
-        jax.vmap(one)(keys, widths)
-        if widths is not None
-        else jax.vmap(lambda k: one(k, None))(keys)
+    chosen = {n: drawn[n] for n in ("width", "activation") if n in drawn}
+    one = lambda k, c: _initial_variables(
+        prog, rng.stream(k, "init"), c.get("width"), c.get("activation")
     )
+    return jax.vmap(one)(keys, chosen)
 
 
 def model_state(prog: Program, state, drawn: dict, t):

@@ -20,6 +20,9 @@ from jaxnn.mlp import Model, from_spec
 from jaxnn.options import SearchResult, TrialStatus
 from jaxnn.train import fit
 
+# the names a jaxnn.mlp's own settings take in a space (not the optimizer's)
+MODEL_NAMES = ("width", "activation", "dropout")
+
 
 def mlp_spec(model) -> dict | None:
     spec = getattr(model, "spec", None)
@@ -100,6 +103,16 @@ def result(prog, state, data, model, inits, keys, optimizer, fixed: dict) -> Sea
     )
 
 
+def stopped_better(trials: list, sign: float) -> dict | None:
+    """The best trial its early stopping stopped, when it scored better than every
+    finished trial (``sign``: -1 where higher is better), else ``None``."""
+    value = lambda row: row["score"] * sign
+    stopped = [r for r in trials if r["status"] == "stopped" and math.isfinite(r["score"])]
+    finished = [value(r) for r in trials if r["status"] == "finished" and math.isfinite(r["score"])]
+    best = min(stopped, key=value, default=None)
+    return best if best is not None and value(best) < min(finished, default=math.inf) else None
+
+
 def trained_params(prog, variables):
     """The champion's variables as the model given takes them (no search values)."""
     params, state = _models.split_variables(prog.plan.apply_fn, variables)
@@ -149,7 +162,7 @@ class Replay:
         own = {
             n: jnp.float32(v)
             for n, v in config.items()
-            if n not in ("width", "dropout", *_optim.HYPERPARAMS[self.optimizer.name])
+            if n not in (*MODEL_NAMES, *_optim.HYPERPARAMS[self.optimizer.name])
         }
         if own:  # the model reads them from its variables
             start = {**start, **own}
@@ -178,14 +191,15 @@ class Replay:
         """The network a configuration trained as (a width search's narrower mlp, with its
         dropout rate), and its variables' shapes where it is narrower (else ``None``)."""
         model, spec = self.model, mlp_spec(self.model)
-        if spec is None or not ("width" in config or "dropout" in config):
+        if spec is None or not any(n in config for n in MODEL_NAMES):
             return model, None
         hidden = spec["sizes"][1:-1]
         if "width" in config:
             hidden = [int(config["width"])] * len(hidden)
         sizes = [spec["sizes"][0], *(int(h) for h in hidden), spec["sizes"][-1]]
         dropout = config.get("dropout", spec.get("dropout") or 0.0)
-        model = from_spec({**spec, "sizes": sizes, "dropout": dropout})
+        activation = config.get("activation", spec["activation"])
+        model = from_spec({**spec, "sizes": sizes, "dropout": dropout, "activation": activation})
         if "width" not in config:
             return model, None
         # the narrow network's part of the masked one

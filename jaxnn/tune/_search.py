@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -31,6 +32,7 @@ from jaxnn import (
     optim,
 )
 from jaxnn._checks import MAX_ELEMENTS, positive_int
+from jaxnn.activations import get_activation
 from jaxnn.distributed import fetch
 from jaxnn.initializers import FAN_MODE, INITIALIZERS, get_initializer
 from jaxnn.metrics import higher_is_better
@@ -57,6 +59,13 @@ def _check_space(space_: dict, model, optimizer: str) -> tuple:
             raise TypeError(
                 f"space[{name!r}] must be jaxnn.space.loguniform/uniform/choice(...), got {dist!r}"
             )
+        if name == "activation":
+            _check_activation(dist, model)
+            continue
+        if isinstance(dist, Choice) and dist.named:
+            raise ValueError(
+                f"space[{name!r}] is a choice of names; only 'activation' takes names, {name!r} numbers"
+            )
         low, high = dist.bounds()
         if name in _optim.HYPERPARAMS[optimizer]:
             _optim.check_hyperparam(optimizer, name, low)
@@ -72,11 +81,26 @@ def _check_space(space_: dict, model, optimizer: str) -> tuple:
     if unknown:
         raise ValueError(
             f"space names {unknown} are not hyperparameters this search can vary: the optimizer "
-            f"{optimizer} takes {list(_optim.HYPERPARAMS[optimizer])}; a jaxnn.mlp also takes 'width' "
-            "and 'dropout'; a model of your own with a training mode (a Flax module) also takes "
+            f"{optimizer} takes {list(_optim.HYPERPARAMS[optimizer])}; a jaxnn.mlp also takes 'width', "
+            "'activation' and 'dropout'; a model of your own with a training mode (a Flax module) also takes "
             "the names of the values its training mode reads from its variables"
         )
     return tuple(sorted(space_.items()))
+
+
+def _check_activation(dist, model) -> None:
+    spec = _results.mlp_spec(model)
+    if spec is None or len(spec["sizes"]) < 3:
+        raise ValueError(
+            "space['activation'] sets the hidden layers' activation of a jaxnn.mlp with hidden layers; got "
+            "another model"
+        )
+    if not isinstance(dist, Choice) or not dist.named:
+        raise ValueError(
+            f"space['activation'] must be jaxnn.space.choice of activation names, got {dist!r}"
+        )
+    for name in dist.options:
+        get_activation(name)  # an unknown name is refused, with the known ones
 
 
 def _check_width(dist, model) -> None:
@@ -131,12 +155,15 @@ def _optimizer(optimizer, names) -> optim.Optimizer:
 
 
 def _model_for_search(model, space_: dict):
-    """The model the slots train: an mlp whose variables may carry its ``width``."""
-    if "width" not in space_:
+    """The model the slots train: an mlp whose variables may carry its ``width`` and
+    the index of its hidden ``activation`` among the space's options."""
+    if "width" not in space_ and "activation" not in space_:
         return model
     apply = model.apply
+    options = space_["activation"].options if "activation" in space_ else ()
+    hidden = tuple(get_activation(name) for name in options)
     return Model(
-        model.init, MLPTrainApply(apply.activations, apply.norm, apply.dropout), model.spec
+        model.init, MLPTrainApply(apply.activations, apply.norm, apply.dropout, hidden), model.spec
     )
 
 
@@ -192,7 +219,8 @@ def search(
       space: ``{name: distribution}`` from :mod:`jaxnn.tune.space`. Names: the optimizer's
         hyperparameters (``learning_rate``, ``momentum``, ``l2``, ``b1``, ...),
         ``dropout`` (a ``jaxnn.mlp`` built with dropout), ``width`` (the hidden units
-        of a ``jaxnn.mlp``; the model given holds the largest width), or any name a
+        of a ``jaxnn.mlp``; the model given holds the largest width), ``activation``
+        (a choice of names: a ``jaxnn.mlp``'s hidden activation), or any name a
         model with a training mode reads from its variables (``variables[name]``).
       schedule: :class:`SuccessiveHalving` (default), :class:`Hyperband` or :class:`PBT`.
       num_configs: configurations drawn (PBT: the population).
@@ -215,7 +243,9 @@ def search(
         validation); accuracy and r2 rank higher as better.
       optimizer: a name or a ``jaxnn.optim`` value (its fixed hyperparameters);
         default ``"momentum"`` when ``momentum`` is searched, else ``"sgd"``.
-      early_stopping: each trial's own early stopping (status ``stopped``; not PBT).
+      early_stopping: each trial's own early stopping (status ``stopped``; not PBT). A
+        stopped trial leaves the race: it is never promoted and cannot win. A
+        ``RuntimeWarning`` names one that scored better than the winner.
       progress: a progress bar (in process 0), updated after each chunk of epochs:
         the trials decided (PBT: the epochs), the slots training and the highest
         rung reached.
@@ -366,6 +396,20 @@ def search(
         )
     if log_dir is not None:
         _results.write_logs(log_dir, result)
+    if (better := _results.stopped_better(result.trials, prog.sign)) is not None:
+        warnings.warn(
+            f"trial {better['id']}, stopped by its early stopping, scored {monitor}="
+            f"{better['score']:.4g}, better than "
+            + (
+                f"the winner's {result.trials[0]['score']:.4g}"
+                if result.best_config
+                else "any finished trial"
+            )
+            + ": a stopped trial does not compete. To let it, raise early_stopping.patience or "
+            "leave early_stopping out (the schedule prunes the weak trials already)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return result
 
 

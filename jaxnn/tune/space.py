@@ -80,18 +80,20 @@ class LogUniform(Uniform):
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-    """One of ``options`` (numbers), each equally likely. The value carried on the
-    device is the option's index; perturbing moves it to the next option up or down.
-    A result gives the option itself, of its own type (``choice([4, 8])`` gives ints)."""
+    """One of ``options`` (numbers, or names: an ``activation``), each equally
+    likely. The value carried on the device is the option's index; perturbing moves
+    it to the next option up or down. A result gives the option itself, of its own
+    type (``choice([4, 8])`` gives ints, ``choice(["relu", "tanh"])`` names)."""
 
     options: tuple
 
     def __post_init__(self):
         options = self.options
         if isinstance(options, str | bytes) or not hasattr(options, "__len__") or not len(options):
-            raise ValueError(f"choice needs a non-empty list of numbers, got {options!r}")
-        for v in options:
-            _number(v, "each option")
+            raise ValueError(f"choice needs a non-empty list of numbers or names, got {options!r}")
+        if not all(isinstance(v, str) and v for v in options):
+            for v in options:
+                _number(v, "each option (numbers, or names all)")
         # NumPy numbers as Python's, each of its own kind
         options = tuple(v.item() if isinstance(v, np.number) else v for v in options)
         if len(set(options)) != len(options):
@@ -109,12 +111,21 @@ class Choice:
         return [self.options[int(i)] for i in drawn]
 
     def bounds(self) -> tuple[float, float]:
-        """The smallest and largest option."""
+        """The smallest and largest option (of numbers)."""
+        if self.named:
+            raise TypeError(f"a choice of names has no bounds: {list(self.options)}")
         return min(self.options), max(self.options)
 
+    @property
+    def named(self) -> bool:
+        """Whether the options are names (an activation's), not numbers."""
+        return isinstance(self.options[0], str)
+
     def on_device(self, index: jax.Array) -> jax.Array:
-        """The option from what a trial carries (its index), as float32."""
-        return jnp.asarray(self.options, jnp.float32)[index.astype(jnp.int32)]
+        """The option from what a trial carries (its index), as float32; for names,
+        the index itself (int32)."""
+        index = index.astype(jnp.int32)
+        return index if self.named else jnp.asarray(self.options, jnp.float32)[index]
 
 
 def uniform(low: float, high: float) -> Uniform:
@@ -128,7 +139,7 @@ def loguniform(low: float, high: float) -> LogUniform:
 
 
 def choice(options) -> Choice:
-    """One of ``options``, each equally likely (a width, a dropout rate)."""
+    """One of ``options``, each equally likely (a width, a dropout rate, activation names)."""
     return Choice(
         tuple(options)
         if not isinstance(options, str | bytes) and hasattr(options, "__iter__")
