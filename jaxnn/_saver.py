@@ -208,16 +208,26 @@ def checkpointing(checkpoints, resume_path, settings: dict, *, epochs: int, spec
                 f"resume: {file} is at epoch {meta['epoch']}, past epochs={epochs}; epochs is the epoch to train "
                 f"up to, counting the resumed ones: pass epochs >= {meta['epoch']}"
             )
-        if checkpoints is not None and checkpoints.run_id not in (None, meta.get("run_id")):
+    metadata = {"spec": spec, "settings": settings}
+    return saver_from(checkpoints, file, meta, metadata, epochs, checkpoint.new_run_id)
+
+
+def saver_from(checkpoints, file, meta: dict, metadata: dict, epochs: int, new_id, unit="epoch"):
+    """``(file, saver, done)`` for a run resuming from ``file`` (metadata ``meta``;
+    ``None`` and ``{}`` for a new run): it keeps the file's run id (a differing
+    ``checkpoints.run_id`` is refused), else takes ``checkpoints.run_id`` or
+    ``new_id()``."""
+    if file is not None and checkpoints is not None:
+        if checkpoints.run_id not in (None, meta.get("run_id")):
             raise ValueError(
                 f"resume: {file} belongs to run {meta.get('run_id')}, not checkpoints.run_id"
             )
     done = meta.get("epoch", 0)
     if checkpoints is None:
         return file, None, done
-    run_id = meta.get("run_id") or checkpoints.run_id or checkpoint.new_run_id()
-    metadata = {"spec": spec, "settings": settings}
-    return file, Saver(checkpoints, epochs, metadata, run_id, (done, meta.get("step", 0))), done
+    run_id = meta.get("run_id") or checkpoints.run_id or new_id()
+    resumed = (done, meta.get("step", 0))
+    return file, Saver(checkpoints, epochs, metadata, run_id, resumed, unit), done
 
 
 def check_resume(resume, tx, fresh: TrainState) -> tuple[TrainState, Any]:

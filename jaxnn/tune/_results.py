@@ -309,17 +309,9 @@ def checkpointing(checkpoints, resume, fingerprint_) -> tuple:
                 f"{file} holds another search (other settings, data or key), or a fit's checkpoint: "
                 "resume a search with the same call that started it"
             )
-        if checkpoints is not None and checkpoints.run_id not in (None, meta.get("run_id")):
-            raise ValueError(
-                f"resume: {file} belongs to run {meta.get('run_id')}, not checkpoints.run_id"
-            )
-    done = meta.get("epoch", 0)
-    if checkpoints is None:
-        return file, None, done
     # the same search started again into its folder is this run, past where it starts
-    run_id = meta.get("run_id") or checkpoints.run_id or fingerprint[:24]
-    saver = _saver.Saver(checkpoints, 0, {"search": fingerprint}, run_id, (done, 0), unit="chunk")
-    return file, saver, done
+    same = lambda: fingerprint[:24]
+    return _saver.saver_from(checkpoints, file, meta, {"search": fingerprint}, 0, same, "chunk")
 
 
 def restore(file, state):
