@@ -121,7 +121,7 @@ def _initial_variables(prog: Program, key: jax.Array, width, activation):
     which (a ``width`` search) its first ``width`` hidden units, scaled to be
     distributed as a ``width``-wide network's own initial weights (its fans are
     smaller), the other units zero."""
-    if activation is None:
+    if activation is None or prog.init is not None:  # the model's own init serves every option
         return _initial_as(prog, key, width, None)
     names = dict(prog.space)["activation"].options
     each = [_initial_as(prog, key, width, name) for name in names]
