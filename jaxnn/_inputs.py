@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import _programs, rng
-from jaxnn._checks import float_dtype, positive_int
+from jaxnn._checks import MAX_ELEMENTS, float_dtype, positive_int
 from jaxnn.data import summary, validate
 from jaxnn.losses import LOSSES, get_loss
 
@@ -144,21 +144,75 @@ _validation_order = _programs.jit(
 )
 
 
-def fold_data(plan, data: Data, cv: int, key, drop_remainder: bool):
+def check_folds(cv, n: int | None) -> int | list:
+    """``cv`` checked: a number of folds (an int), or folds given as two or more
+    ``(train, held_out)`` pairs of row indices in ``[0, n)``, each part non-empty,
+    without repeats, the two apart."""
+    if isinstance(cv, int | np.integer) and not isinstance(cv, bool):
+        return positive_int(cv, "cv", MAX_ELEMENTS)
+    if isinstance(cv, str | bytes) or not hasattr(cv, "__iter__"):
+        raise TypeError(
+            f"cv must be a number of folds or a list of (train, held_out) row-index pairs, got {cv!r}"
+        )
+    folds = []
+    for f, fold in enumerate(cv):
+        if not isinstance(fold, tuple | list) or len(fold) != 2:
+            raise ValueError(
+                f"cv's fold {f} must be a (train, held_out) pair of row indices, got {fold!r}"
+            )
+        parts = []
+        for part, rows in zip(("training", "held-out"), fold, strict=True):
+            rows = np.asarray(rows)
+            if rows.ndim != 1 or not len(rows) or not np.issubdtype(rows.dtype, np.integer):
+                raise ValueError(
+                    f"cv's fold {f}: its {part} rows must be a non-empty 1-D array of row indices, "
+                    f"got {rows.dtype} of shape {rows.shape}"
+                )
+            if (n is not None and (rows.min() < 0 or rows.max() >= n)) or len(
+                np.unique(rows)
+            ) != len(rows):
+                raise ValueError(
+                    f"cv's fold {f}: its {part} rows must be distinct indices in [0, {n}), got "
+                    f"{rows.min()}..{rows.max()} ({len(rows) - len(np.unique(rows))} repeated)"
+                )
+            parts.append(rows.astype(np.int64))
+        if np.intersect1d(*parts).size:
+            raise ValueError(
+                f"cv's fold {f} holds out rows it trains on; its two parts must be apart"
+            )
+        folds.append(tuple(parts))
+    return folds
+
+
+def fold_count(cv) -> int:
+    """The folds of a checked ``cv`` (0: none)."""
+    return len(cv) if isinstance(cv, list) else cv or 0
+
+
+def folds_text(cv) -> str:
+    return f"[{len(cv)} given folds]" if isinstance(cv, list) else str(cv)
+
+
+def fold_data(plan, data: Data, cv, key, drop_remainder: bool):
     """The plan of one fold and the folds' data, stacked on a leading axis: fold ``f``
     holds out the ``f``-th of ``cv`` parts of a permutation of the rows (stream
-    ``validation``); parts of unequal size are padded with rows of weight 0."""
+    ``validation``), or ``cv``'s ``f``-th ``(train, held_out)`` pair of row indices;
+    parts of unequal size are padded with rows of weight 0."""
     x, y, w = data.x, data.y, data.w
     n = x.shape[0]
-    if cv > n:
+    if isinstance(cv, list):
+        folds = cv
+    elif cv > n:
         raise ValueError(f"cv={cv} folds of {n} rows: expected at most {n}")
-    parts = np.array_split(np.asarray(_validation_order(key, n)), cv)
-    folds = [(np.concatenate(parts[:f] + parts[f + 1 :]), parts[f]) for f in range(cv)]
-    m, v = n - len(parts[-1]), len(parts[0])  # the largest training and validation parts
+    else:
+        parts = np.array_split(np.asarray(_validation_order(key, n)), cv)
+        folds = [(np.concatenate(parts[:f] + parts[f + 1 :]), parts[f]) for f in range(cv)]
+    # the largest training and validation parts
+    m, v = (max(len(f[i]) for f in folds) for i in (0, 1))
     batch_size = positive_int(plan.batch_size, "batch_size", m)
     pad = lambda idx, size: np.concatenate([idx, np.repeat(idx[:1], size - len(idx))])
     mask = lambda idx, size: (np.arange(size) < len(idx)).astype(np.float32)
-    padded = n % cv != 0
+    padded = any(len(f[0]) != m or len(f[1]) != v for f in folds)
     if w is not None:
         for f, (train, val) in enumerate(folds):
             _check_weighed(w, ((train, f"fold {f}'s training"), (val, f"fold {f}'s held-out")))

@@ -625,6 +625,41 @@ def test_cv_scores_a_trial_by_the_mean_over_its_folds():
     np.testing.assert_allclose(np.mean(curves, axis=0), result.curves[winner["id"]], rtol=1e-5)
     with pytest.raises(ValueError, match="replaces validation"):
         run(cv=3, validation=(X, Y))
+    # the same folds given, as scikit-learn's cv= gives them: the same search
+    folds = [(np.concatenate(parts[:f] + parts[f + 1 :]), parts[f]) for f in range(3)]
+    given = run(jaxnn.SuccessiveHalving(1, 3, 3), num_configs=6, slots=3, cv=folds)
+    np.testing.assert_array_equal(given.curves, result.curves)
+    assert given.trials == result.trials
+
+
+@pytest.mark.parametrize(
+    "cv, match",
+    [
+        ([(np.arange(100), np.arange(100, 200))], "k >= 2"),
+        ([(np.arange(150), np.arange(100, 200))] * 2, "holds out rows it trains on"),
+        ([(np.arange(100), np.arange(100, 201))] * 2, r"distinct indices in \[0, 200\)"),
+        ([(np.arange(100), np.zeros(0, int))] * 2, "non-empty 1-D array of row indices"),
+        ([(np.arange(100),)] * 2, r"a \(train, held_out\) pair"),
+        ("5", "a number of folds or a list"),
+    ],
+)
+def test_given_folds_are_checked(cv, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        run(cv=cv, num_configs=3)
+
+
+def test_a_listed_space_gives_configuration_i_its_ith_values():
+    rates, widths = [0.1, 0.02, 0.1, 0.3], [8, 2, 4, 8]
+    space = {"learning_rate": jaxnn.space.listed(rates), "width": jaxnn.space.listed(widths)}
+    result = run(space=space, num_configs=4, slots=2)
+    got = {t["id"]: t["config"] for t in result.trials}
+    assert got == {
+        i: {"learning_rate": r, "width": w}
+        for i, (r, w) in enumerate(zip(rates, widths, strict=True))
+    }
+    assert jaxnn.space.listed(widths).options == (2, 4, 8)
+    with pytest.raises(ValueError, match="expected num_configs=5 values each"):
+        run(space=space, num_configs=5)
 
 
 KILLED = textwrap.dedent("""

@@ -33,6 +33,37 @@ Differences from scikit-learn, all deliberate:
   ``compute_dtype`` and ``devices`` are passed to ``jaxnn.fit``; ``"lbfgs"`` computes
   in ``compute_dtype`` too, on one device (more devices are refused).
 
+``HalvingRandomSearchCV`` and ``HalvingGridSearchCV`` are scikit-learn's, with its
+parameters and fitted attributes (``best_estimator_``, ``best_params_`` in the
+user's spelling, ``best_score_``, ``cv_results_``, ``n_resources_``,
+``n_candidates_``, ...), over one of these estimators or a ``Pipeline`` ending in one.
+The candidates are scikit-learn's own draws (``ParameterSampler``/``ParameterGrid``
+with ``random_state``) and its iterations (``factor``, ``min_resources``,
+``max_resources``, ``n_candidates``); the resource is ``max_iter`` (epochs). Instead
+of a host fit per candidate, fold and iteration, the whole search is one
+:func:`jaxnn.search` (successive halving decided inside the compiled program);
+``search_result_`` is its :class:`jaxnn.SearchResult`. Deliberately unlike
+scikit-learn's:
+
+- A promoted candidate trains on from its params, not again from scratch (the
+  resource is epochs in all), and promotion is asynchronous (ASHA: the top
+  ``1/factor`` of those that reached the rung so far), so ``n_candidates_`` after
+  the first iteration may differ from ``ceil(n / factor)``.
+- ``mean_test_score`` is the candidate's best held-out score by that iteration (what
+  the search ranks on); ``std_test_score``, ``splitK_test_score`` and the timings
+  are not kept. The estimator's own stopping rule (``tol``, ``n_iter_no_change``)
+  applies to the refit only.
+- What cannot compile is refused, never run another way: a searched parameter
+  other than ``hidden_layer_sizes`` (equal-width layers, one depth), ``activation``,
+  ``alpha``, ``learning_rate_init``, ``momentum``, ``beta_1``, ``beta_2``,
+  ``epsilon``; ``solver="lbfgs"``; a learning-rate schedule; a ``scoring`` other
+  than ``"accuracy"``/``"neg_log_loss"`` (classifier) or ``"r2"``,
+  ``"neg_root_mean_squared_error"``, ``"neg_mean_absolute_error"`` (regressor);
+  fit parameters; ``return_train_score=True`` and ``aggressive_elimination=True``;
+  a ``Pipeline`` with steps before the estimator and more than one split.
+- ``resource`` defaults to ``"max_iter"`` and ``return_train_score`` to ``False``.
+  Initial weights are Glorot-uniform draws from each candidate's own jaxnn key.
+
 Example:
   >>> import numpy as np
   >>> from jaxnn.sklearn import MLPClassifier
@@ -50,8 +81,11 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 from jaxnn.sklearn._estimators import MLPClassifier as MLPClassifier
 from jaxnn.sklearn._estimators import MLPRegressor as MLPRegressor
+from jaxnn.sklearn._search import HalvingGridSearchCV as HalvingGridSearchCV
+from jaxnn.sklearn._search import HalvingRandomSearchCV as HalvingRandomSearchCV
 
 # their public home (and pickles')
-MLPClassifier.__module__ = MLPRegressor.__module__ = "jaxnn.sklearn"
+for _cls in (MLPClassifier, MLPRegressor, HalvingRandomSearchCV, HalvingGridSearchCV):
+    _cls.__module__ = "jaxnn.sklearn"
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = ["HalvingGridSearchCV", "HalvingRandomSearchCV", "MLPClassifier", "MLPRegressor"]

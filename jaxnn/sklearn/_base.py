@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from jaxnn import _optim, _placement, _precision, losses, optim
+from jaxnn import _optim, _placement, _precision, losses, metrics, optim
 from jaxnn._checks import MAX_EPOCHS, positive_int
 from jaxnn.distributed import fetch
 from jaxnn.mlp import mlp
@@ -28,6 +28,7 @@ from jaxnn.sklearn._solvers import (
     SCHEDULES,
     glorot,
     lbfgs,
+    logit_accuracy,
     number,
     sgd_transform,
     stopping_count,
@@ -288,7 +289,7 @@ class BaseMLP(BaseEstimator):
         kw, w_train = {}, sample_weight
         if early:
             X, y, w_train, kw["validation"] = self._validation_split(X, y, sample_weight, rng)
-            metric = "accuracy" if self._output_kind == "classification" else "r2"
+            metric = logit_accuracy if self._output_kind == "classification" else "r2"
             kw["metrics"] = (metric,)
         n, batch_size = X.shape[0], self._batch_size(X.shape[0])
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
@@ -296,7 +297,9 @@ class BaseMLP(BaseEstimator):
             self.max_iter + 1 if self.n_iter_no_change == np.inf else self.n_iter_no_change + 1
         )
         if not incremental:
-            monitor, mode = (f"val_{kw['metrics'][0]}", "max") if early else ("loss", "min")
+            monitor, mode = (
+                (f"val_{metrics.get_metric(metric)[0]}", "max") if early else ("loss", "min")
+            )
             kw["early_stopping"] = EarlyStopping(
                 monitor,
                 min(patience, self.max_iter + 1),

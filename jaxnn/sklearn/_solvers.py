@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxnn import _programs, losses
+from jaxnn import _programs, losses, metrics
 
 ACTIVATIONS = {"logistic": "sigmoid"}  # scikit-learn's name -> jaxnn's
 
@@ -36,6 +36,14 @@ def poisson(predictions, targets, weights=None):
         - targets
     )
     return losses.weighted_mean(per.reshape(per.shape[0], -1).sum(axis=1), weights)
+
+
+def logit_accuracy(predictions, targets, weights=None):
+    """Accuracy of logits: one logistic output is class 1 above logit 0 (probability 0.5)."""
+    return metrics.accuracy(predictions, targets, weights, threshold=0.0)
+
+
+logit_accuracy.higher_is_better = True
 
 
 def log_loss(predictions, targets, weights=None):

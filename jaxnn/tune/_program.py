@@ -31,6 +31,7 @@ from jaxnn.initializers import FAN_MODE, default_initializer, get_initializer
 from jaxnn.mlp import from_spec
 from jaxnn.options import Stop, TrainState, TrialStatus
 from jaxnn.tune import _widths
+from jaxnn.tune.space import Listed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,15 +359,19 @@ def chunk(prog: Program, s: State, data, pool: Pool):
 
 def draw(space_: tuple, keys: jax.Array) -> dict:
     """Each configuration's values (a choice's index) from its key's ``config``
-    stream: the ``j``-th name (sorted) from ``fold_in(stream(key, "config"), j)``."""
+    stream: the ``j``-th name (sorted) from ``fold_in(stream(key, "config"), j)``;
+    a listed name's from the configuration's place in the list."""
 
-    def one(k):
+    def one(k, i):
         base = rng.stream(k, "config")
         return {
-            name: dist.draw(jax.random.fold_in(base, j)) for j, (name, dist) in enumerate(space_)
+            name: dist.take(i)
+            if isinstance(dist, Listed)
+            else dist.draw(jax.random.fold_in(base, j))
+            for j, (name, dist) in enumerate(space_)
         }
 
-    return jax.vmap(one)(keys)
+    return jax.vmap(one)(keys, jnp.arange(keys.shape[0]))
 
 
 def _keys(key: jax.Array, n: int) -> jax.Array:

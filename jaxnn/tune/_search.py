@@ -41,7 +41,7 @@ from jaxnn.options import Checkpoints, EarlyStopping, SearchResult, Tuning
 from jaxnn.settings import Settings
 from jaxnn.tune import _program, _results, _widths
 from jaxnn.tune.schedulers import PBT, SuccessiveHalving
-from jaxnn.tune.space import Choice, Uniform
+from jaxnn.tune.space import Choice, Listed, Uniform
 
 
 def _check_space(space_: dict, model, optimizer: str) -> tuple:
@@ -237,7 +237,9 @@ def search(
       cv: k-fold cross-validation instead: every trial trains k copies side by side
         (the folds are a second vmapped axis), each holding out one fold of ``x``
         (``jaxnn.rng``'s ``validation`` stream orders the rows), and is scored by the
-        mean of their monitored values. Folds of unequal size are padded with rows of
+        mean of their monitored values. Or the folds themselves, as scikit-learn's
+        ``cv`` takes them: two or more ``(train, held_out)`` pairs of row indices
+        (``list(KFold(5).split(x))``). Folds of unequal size are padded with rows of
         weight 0.
       monitor: the recorded value ranked (default ``val_loss``, or ``loss`` without
         validation); accuracy and r2 rank higher as better.
@@ -290,6 +292,12 @@ def search(
     key = _models.check_key(key)
     devices_n = len(_placement.resolve_devices(devices)) if slots is None else 1
     n, drawn_n, k = schedule.sizes(num_configs, slots, devices_n)
+    listed = {name: len(d.picks) for name, d in space_ if isinstance(d, Listed)}
+    if any(count != drawn_n for count in listed.values()):
+        raise ValueError(
+            f"space lists {listed} values; a listed name gives one value per configuration: "
+            f"expected num_configs={drawn_n} values each"
+        )
     buckets = (
         _buckets(model, space_, key, (n, k, batch_size), devices, width_buckets)
         if "width" in space
@@ -302,20 +310,21 @@ def search(
     if cv is None and isinstance(validation, str) and validation == "auto":
         validation = 0.2
     elif cv is not None:
-        cv = positive_int(cv, "cv", MAX_ELEMENTS)
+        cv = _inputs.check_folds(cv, len(x) if hasattr(x, "__len__") else None)
         if (
-            cv < 2
+            _inputs.fold_count(cv) < 2
             or not (isinstance(validation, str) and validation == "auto")
             or early_stopping is not None
         ):
             raise ValueError(
-                f"cv={cv}: k-fold cross-validation takes k >= 2 and replaces validation= (leave it out) and "
+                f"cv={_inputs.folds_text(cv)}: k-fold cross-validation takes k >= 2 and replaces validation= "
+                "(leave it out) and "
                 "early_stopping= (each fold would stop on its own)"
             )
         if isinstance(schedule, PBT):
             raise ValueError(
-                f"cv={cv} with PBT: a PBT member copies another's weights as it trains, which has no "
-                "meaning across folds; give PBT a validation= part, or use SuccessiveHalving or "
+                f"cv={_inputs.folds_text(cv)} with PBT: a PBT member copies another's weights as it trains, "
+                "which has no meaning across folds; give PBT a validation= part, or use SuccessiveHalving or "
                 "Hyperband with cv"
             )
         validation = None
@@ -363,7 +372,16 @@ def search(
             raise PermissionError(f"log_dir {log_dir} cannot be written")
     chunk = _setup.epochs_per_call(run.settings.tuning, schedule.max_epochs, progress, checkpoints)
     prog = _make_program(
-        plan, model, params, space_, (names, fixed), schedule, (n, k), monitor, chunk, cv or 0
+        plan,
+        model,
+        params,
+        space_,
+        (names, fixed),
+        schedule,
+        (n, k),
+        monitor,
+        chunk,
+        _inputs.fold_count(cv),
     )
     prog = dataclasses.replace(prog, buckets=buckets)
     same = dict(
@@ -375,6 +393,8 @@ def search(
         tuning=tuning,
     )
     held_out = validation if isinstance(validation, tuple) else ()
+    if isinstance(cv, list):  # given folds: the rows each holds out make the search
+        held_out = tuple(rows for fold in cv for rows in fold)
     file, saver, done = _results.checkpointing(
         checkpoints,
         resume,

@@ -128,6 +128,32 @@ class Choice:
         return index if self.named else jnp.asarray(self.options, jnp.float32)[index]
 
 
+@dataclasses.dataclass(frozen=True, init=False)
+class Listed(Choice):
+    """Given values: configuration ``i`` takes ``values[i]`` (a grid, or values drawn
+    on the host). It is a :class:`Choice` of the distinct values (sorted), so it goes
+    wherever a choice goes (``width``, ``activation``); drawing it again (PBT's
+    resample) picks one of the values listed."""
+
+    picks: tuple  # each configuration's index into ``options``
+
+    def __init__(self, values):
+        if isinstance(values, str | bytes) or not hasattr(values, "__len__") or not len(values):
+            raise ValueError(f"listed needs a non-empty list of numbers or names, got {values!r}")
+        values = [v.item() if isinstance(v, np.number) else v for v in values]
+        options = tuple(sorted(Choice(tuple(dict.fromkeys(values))).options))  # checked
+        where = {v: i for i, v in enumerate(options)}
+        object.__setattr__(self, "options", options)
+        object.__setattr__(self, "picks", tuple(where[v] for v in values))
+
+    def draw(self, key: jax.Array) -> jax.Array:
+        return jnp.asarray(self.picks, jnp.float32)[jax.random.randint(key, (), 0, len(self.picks))]
+
+    def take(self, i: jax.Array) -> jax.Array:
+        """Configuration ``i``'s value (its option's index)."""
+        return jnp.asarray(self.picks, jnp.float32)[i]
+
+
 def uniform(low: float, high: float) -> Uniform:
     """Values uniform in ``[low, high]`` (momentum, a dropout rate)."""
     return Uniform(low, high)
@@ -136,6 +162,13 @@ def uniform(low: float, high: float) -> Uniform:
 def loguniform(low: float, high: float) -> LogUniform:
     """Values log-uniform in ``[low, high]``, ``0 < low < high`` (a learning rate)."""
     return LogUniform(low, high)
+
+
+def listed(values) -> Listed:
+    """Given values, one per configuration: configuration ``i`` takes ``values[i]``
+    (``num_configs`` must be ``len(values)``). Several names listed together make a
+    list of whole configurations: a grid, or candidates drawn by another library."""
+    return Listed(values)
 
 
 def choice(options) -> Choice:
