@@ -29,7 +29,7 @@ from jaxnn.tune import space
 from jaxnn.tune._search import search
 from jaxnn.tune.schedulers import SuccessiveHalving
 
-# the estimator's parameters the compiled search can vary, and jaxnn's names for them
+# the estimator's parameters the compiled search can vary (the rest stay fixed)
 SEARCHABLE = (
     "hidden_layer_sizes",
     "activation",
