@@ -13,6 +13,7 @@
 #   benchmark  benchmarks/benchmark.py --repeats 5: works A, B, C, fit_many, against the peers
 #   stream     benchmarks/stream_memmap.py --gb 2 --compare: from disk against from memory
 #   search     benchmarks/search_gpu.py: jaxnn.search's GPU targets (4,096 configurations, Optuna)
+#   space      benchmarks/search_space.py: a depth + width + activation search, the scikit-learn front door
 # The 2 GB dataset is written under /tmp, not OUT_FOLDER (files there come back).
 set -uo pipefail
 out=${1:?usage: bash benchmarks/device_run.sh OUT_FOLDER}
@@ -28,7 +29,7 @@ failed=0
 step() {  # $1: time limit in seconds, $2: name, $3...: the command
     local limit=$1 name=$2 start=$SECONDS
     shift 2
-    [[ " ${STEPS:-precision benchmark stream search} " == *" $name "* ]] || return 0
+    [[ " ${STEPS:-precision benchmark stream search space} " == *" $name "* ]] || return 0
     echo "== $name: $*"
     timeout "$limit" "$@" >"$out/$name.log" 2>&1
     local code=$?
@@ -43,11 +44,13 @@ if [ "$quick" = 1 ]; then
     step 300 stream python3 benchmarks/stream_memmap.py --gb 0.02 --compare --no-progress \
         --file /tmp/jaxnn_device_run/x.npy --out "$out/stream.json"
     step 600 search python3 benchmarks/search_gpu.py --quick --out "$out/search.json"
+    step 300 space python3 benchmarks/search_space.py --seeds 1 --out "$out/search_space.json"
 else
     step 90 precision python3 benchmarks/precision_check.py --out "$out/precision.json"
-    step 360 benchmark python3 benchmarks/benchmark.py --repeats 5 --out "$out/results.json"
+    step 330 benchmark python3 benchmarks/benchmark.py --repeats 5 --out "$out/results.json"
     step 120 stream python3 benchmarks/stream_memmap.py --gb 2 --compare --no-progress \
         --file /tmp/jaxnn_device_run/x.npy --out "$out/stream.json"
-    step 240 search python3 benchmarks/search_gpu.py --out "$out/search.json"
+    step 210 search python3 benchmarks/search_gpu.py --out "$out/search.json"
+    step 60 space python3 benchmarks/search_space.py --seeds 1 --out "$out/search_space.json"
 fi
 exit $failed

@@ -75,8 +75,9 @@ class MLPApply:
     def split(self, variables) -> tuple[Params, Any]:
         """``(params, batch_stats)``; ``batch_stats`` is ``None`` without batch norm.
         Variables may also hold ``dropout_rate`` (``fit_many``'s dropout sweep),
-        ``width`` (``jaxnn.search``: the hidden units past it output 0) and
-        ``activation`` (``jaxnn.search``: an index into ``hidden_options``)."""
+        ``width`` (``jaxnn.search``: the hidden units past it output 0), ``depth``
+        (``jaxnn.search``: the hidden layers past it pass their input on unchanged)
+        and ``activation`` (``jaxnn.search``: an index into ``hidden_options``)."""
         if isinstance(variables, dict) and "params" in variables:
             params, stats = variables["params"], variables.get("batch_stats")
         else:
@@ -96,9 +97,11 @@ class MLPApply:
         swept = variables.get("dropout_rate") if isinstance(variables, dict) else None
         width = variables.get("width") if isinstance(variables, dict) else None
         chosen = variables.get("activation") if isinstance(variables, dict) else None
+        depth = variables.get("depth") if isinstance(variables, dict) else None
         check_mlp_input(params, x, len(self.activations))
         out, a = [], x
         for i, (layer, act) in enumerate(zip(params, self.activations, strict=True)):
+            before = a
             # Z = A_prev . W + b, then A = act(Z): the seed's forward propagation
             # (b added to every row by an explicit reshape, never a silent broadcast).
             z = a @ layer["w"]
@@ -127,6 +130,9 @@ class MLPApply:
             if hidden and width is not None:
                 keep = (jnp.arange(a.shape[-1]) < width).astype(a.dtype)
                 a = a * keep.reshape((1,) * (a.ndim - 1) + keep.shape)
+            # a shallower network inside this one: the layers past it pass its output on
+            if hidden and i > 0 and depth is not None:
+                a = jnp.where(i < depth, a, before)
             out.append((linear, a))
         return out
 

@@ -164,7 +164,8 @@ class SearchResult:
         finished: every one diverged or stopped).
       best_params: the winner's trained params (refit on every row of ``x`` unless
         ``refit=False``), for the model given: a narrower winner of a width search
-        is zero-padded to it, and predicts the same.
+        is zero-padded to it, and predicts the same; a depth search's keeps the
+        layers past the winner's depth as drawn (``best_model()`` is the winner).
       trials: one dict per trial, finished ones first, best first: ``id``, ``config``,
         ``rung`` (the last rung it was ranked at, -1: none), ``epochs`` trained,
         ``score`` (its best monitored value; PBT: its last), ``status`` (``finished``,
@@ -204,8 +205,9 @@ class SearchResult:
         """``(model, params)``: the winner as its own network. A width search trains the
         model given (the widest) with the units past each trial's width masked; this
         is the winner's narrower ``jaxnn.mlp`` (with its dropout rate) and
-        ``best_params`` cut to it, which predicts the same; an activation search's
-        winner is the ``jaxnn.mlp`` of its activation. Otherwise the model given and
+        ``best_params`` cut to it, which predicts the same; a depth search's winner
+        is the ``jaxnn.mlp`` of its first hidden layers and the output layer; an
+        activation search's winner is the ``jaxnn.mlp`` of its activation. Otherwise the model given and
         ``best_params``."""
         if self.best_config is None:
             raise ValueError("no trial finished (every one diverged or stopped): no best model")

@@ -18,7 +18,7 @@ from helpers import assert_bitwise_equal, assert_close
 
 import jaxnn
 from jaxnn import checkpoint
-from jaxnn.tune import _results
+from jaxnn.tune import _results, _search
 
 ROOT = Path(__file__).resolve().parents[1]
 X, Y = jaxnn.make_regression(jax.random.key(0), n=200)
@@ -220,6 +220,53 @@ def test_an_activation_search_trains_each_trial_as_the_network_of_its_activation
         run(space={"activation": jaxnn.space.choice(["relu", "swish2"])})
 
 
+def test_a_depth_width_activation_search_trains_each_trial_as_its_own_network_alone():
+    space = {
+        "learning_rate": jaxnn.space.loguniform(0.01, 0.3),
+        "depth": jaxnn.space.choice([1, 2, 3]),
+        "width": jaxnn.space.choice([4, 8]),
+        "activation": jaxnn.space.choice(["relu", "tanh"]),
+    }
+    deep = jaxnn.mlp([3, 8, 8, 8, 1])
+    result = run(
+        space=space,
+        model=deep,
+        num_configs=8,
+        schedule=jaxnn.SuccessiveHalving(1, 3, 3),
+        refit=True,
+    )
+    depths = set()
+    for row in result.trials:  # every trial, whatever its depth, width and activation
+        depth, width = row["config"]["depth"], row["config"]["width"]
+        depths.add(depth)
+        kw = result.replay(row["id"])
+        assert kw["model"].spec["sizes"] == [3, *[width] * depth, 1]
+        assert kw["model"].spec["activation"] == row["config"]["activation"]
+        assert len(kw["params"]) == depth + 1  # its first hidden layers and the output layer
+        curve = jaxnn.fit(**kw).history["val_loss"]
+        np.testing.assert_allclose(curve, result.curves[row["id"]][: len(curve)], rtol=1e-5)
+    assert len(depths) >= 2
+    model, params = result.best_model()  # the winner as its own network, refit on every row
+    winner = jaxnn.fit(
+        **{**result.replay(result.trials[0]["id"]), "x": X, "y": Y, "validation": None}
+    )
+    assert_close(params, winner.params, rtol=1e-5, atol=1e-7)
+    assert len(model.spec["sizes"]) == result.best_config["depth"] + 2
+    # the model given, with the winner's values in its variables, predicts the same
+    config = result.best_config
+    searched = _search._model_for_search(deep, space)
+    index = space["activation"].options.index(config["activation"])
+    variables = {
+        "params": result.best_params,
+        "width": config["width"],
+        "depth": config["depth"],
+        "activation": index,
+    }
+    np.testing.assert_allclose(
+        jaxnn.predict(searched, variables, X), jaxnn.predict(model, params, X), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_results_read_like_the_space_and_best_model_is_the_winner_alone():
     space = {"learning_rate": jaxnn.space.choice([0.1, 0.03]), "width": jaxnn.space.choice([2, 4])}
     result = run(space=space, num_configs=4, schedule=jaxnn.SuccessiveHalving(1, 3, 3))
@@ -373,6 +420,33 @@ def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
             {"schedule": jaxnn.PBT(), "space": {"width": jaxnn.space.choice([2, 4])}},
             ValueError,
             "cannot change a width",
+        ),
+        (
+            {
+                "schedule": jaxnn.PBT(),
+                "space": {"depth": jaxnn.space.choice([1, 2])},
+                "model": jaxnn.mlp([3, 8, 8, 1]),
+            },
+            ValueError,
+            "cannot change a depth",
+        ),
+        (
+            {"space": {"depth": jaxnn.space.choice([1, 2])}},
+            ValueError,
+            r"choice of ints from 1 to the model's 1",
+        ),
+        (
+            {"space": {"depth": jaxnn.space.choice([1, 2])}, "model": jaxnn.mlp([3, 8, 4, 1])},
+            ValueError,
+            r"equal in width.*\[3, 8, 4, 1\]",
+        ),
+        (
+            {
+                "space": {"depth": jaxnn.space.choice([1, 2])},
+                "model": jaxnn.mlp([3, 8, 8, 1], norm="batch"),
+            },
+            ValueError,
+            "batch-norm",
         ),
         ({"schedule": jaxnn.PBT(), "slots": 3}, ValueError, "whole population"),
         ({"refit": "no"}, TypeError, "refit must be True or False"),

@@ -39,7 +39,7 @@ def test_a_random_search_is_the_compiled_search_with_scikit_learns_attributes(bi
     x, y = binary
     dists = {
         "learning_rate_init": loguniform(1e-3, 1.0),
-        "hidden_layer_sizes": [(4,), (8,)],
+        "hidden_layer_sizes": [(4,), (8,), (4, 4)],  # width and depth
         "activation": ["relu", "tanh"],
     }
     search = HalvingRandomSearchCV(
@@ -66,6 +66,7 @@ def test_a_random_search_is_the_compiled_search_with_scikit_learns_attributes(bi
     champion = search.search_result_.trials[0]
     assert search.best_params_ == dict(drawn[champion["id"]], max_iter=9)
     assert isinstance(search.best_params_["hidden_layer_sizes"], tuple)
+    assert {len(s["hidden_layer_sizes"]) for s in drawn} == {1, 2}  # both depths drawn
     assert search.best_score_ == pytest.approx(champion["score"])
     # the score is the held-out accuracy (one logistic output: class 1 above logit 0)
     _, held_out = next(ONE_SPLIT.split(x))
@@ -167,7 +168,8 @@ def test_a_k_fold_regression_search_ranks_on_scikit_learns_folds():
             dict(param_distributions={"tol": [1e-3, 1e-4], "batch_size": [8, 16]}),
             r"cannot search \['batch_size', 'tol'\]",
         ),
-        (dict(param_distributions={"hidden_layer_sizes": [(4,), (4, 4)]}), "different depths"),
+        (dict(param_distributions={"hidden_layer_sizes": [(4,), (4, 8)]}), "equal width"),
+        (dict(param_distributions={"hidden_layer_sizes": [(), (4,)]}), "at least one"),
         (dict(param_distributions={"beta_1": [0.8, 0.9]}), "beta_1 is adam's"),
         (dict(param_distributions={"max_iter": [3, 9]}), "as the resource"),
         (dict(estimator=_clf(learning_rate="adaptive")), "constant learning rate"),

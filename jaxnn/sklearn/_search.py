@@ -399,15 +399,10 @@ def _program(estimators: list, last, shape, n_outputs: int) -> tuple:
     """``(model, space, optimizer, batch_size)`` of the compiled search: every value
     that differs among the candidates is listed, one per candidate."""
     sizes = [e._hidden_sizes() for e in estimators]
-    if len({len(s) for s in sizes}) > 1:
+    if len({tuple(s) for s in sizes}) > 1 and any(len(set(s)) > 1 or not s for s in sizes):
         raise ValueError(
-            f"hidden_layer_sizes of different depths {sorted({tuple(s) for s in sizes})}: the compiled "
-            "search varies the width of equal-width layers, not the depth yet; search each depth apart"
-        )
-    if len({tuple(s) for s in sizes}) > 1 and any(len(set(s)) > 1 for s in sizes):
-        raise ValueError(
-            f"hidden_layer_sizes {sorted({tuple(s) for s in sizes})}: a searched width is every hidden "
-            "layer's; give layers of equal width, e.g. [(32, 32), (64, 64)]"
+            f"hidden_layer_sizes {sorted({tuple(s) for s in sizes})}: a searched width and depth are of "
+            "hidden layers of equal width, at least one; give e.g. [(32,), (32, 32), (64, 64)]"
         )
     batch = {e._batch_size(shape[0]) for e in estimators}.pop()
     adam = last.solver == "adam"
@@ -415,6 +410,7 @@ def _program(estimators: list, last, shape, n_outputs: int) -> tuple:
         "learning_rate": [float(e.learning_rate_init) for e in estimators],
         "l2": [float(e.alpha) / batch for e in estimators],
         "width": [s[0] if s else 0 for s in sizes],
+        "depth": [len(s) for s in sizes],
         "activation": [e._activation() for e in estimators],
         **(
             {
@@ -428,12 +424,15 @@ def _program(estimators: list, last, shape, n_outputs: int) -> tuple:
     }
     varies = {n: v for n, v in values.items() if n == "learning_rate" or len(set(v)) > 1}
     fixed = {
-        n: v[0] for n, v in values.items() if n not in varies and n not in ("width", "activation")
+        n: v[0]
+        for n, v in values.items()
+        if n not in varies and n not in ("width", "depth", "activation")
     }
     if fixed.get("l2") == 0.0:
         del fixed["l2"]
     name = "adam" if adam else "nesterov" if last.nesterovs_momentum else "momentum"
-    widest = [max(s[i] for s in sizes) for i in range(len(sizes[0]))]
+    same = len({tuple(s) for s in sizes}) == 1
+    widest = sizes[0] if same else [max(map(max, sizes))] * max(map(len, sizes))
     sizes_ = [shape[1], *widest, n_outputs]
     model = mlp(sizes_, activation=values["activation"][0], init="glorot_uniform")
     return (

@@ -21,7 +21,7 @@ from jaxnn.options import SearchResult, TrialStatus
 from jaxnn.train import fit
 
 # the names a jaxnn.mlp's own settings take in a space (not the optimizer's)
-MODEL_NAMES = ("width", "activation", "dropout")
+MODEL_NAMES = ("width", "depth", "activation", "dropout")
 
 
 def mlp_spec(model) -> dict | None:
@@ -41,15 +41,39 @@ def refit(result: SearchResult, x, y, sample_weight):
     keywords.update(
         x=x, y=y, sample_weight=sample_weight, validation=None, metrics=(), early_stopping=None
     )
-    return _padded(fit(**keywords).params, result.best_params)
+    own = fit(**keywords).params
+    kept = result.replay_keywords.kept(result.best_config)
+    return _padded(kept, own, result.best_params)
 
 
-def _pad(params, like):
+def _pad(kept, params, like):
+    if kept is not None:  # a shallower winner: its layers into theirs, the others as given
+        layers = list(_layers(like))
+        for i, layer in zip(kept, _layers(params), strict=True):
+            layers[i] = layer
+        params = _with_layers(like, layers)
     pad = lambda a, b: jnp.zeros_like(b).at[tuple(slice(0, s) for s in jnp.shape(a))].set(a)
     return jax.tree.map(pad, params, like)
 
 
-_padded = _programs.jit("search.pad", _pad, ())  # one program, not one per leaf
+def _layers(variables) -> list:
+    return variables["params"] if isinstance(variables, dict) else variables
+
+
+def _with_layers(variables, layers: list):
+    return {**variables, "params": layers} if isinstance(variables, dict) else layers
+
+
+def kept_layers(variables, kept: tuple | None):
+    """The layers ``kept`` (indices) of an mlp's variables (all of them: ``None``)."""
+    return (
+        variables
+        if kept is None
+        else _with_layers(variables, [_layers(variables)[i] for i in kept])
+    )
+
+
+_padded = _programs.jit("search.pad", _pad)  # one program, not one per leaf
 
 
 def result(prog, state, data, model, inits, keys, optimizer, fixed: dict) -> SearchResult:
@@ -121,10 +145,11 @@ def trained_params(prog, variables):
     return params if not state else {"params": params, **state}
 
 
-def _trial(shapes: tuple | None, inits, keys, i):
-    """Trial ``i``'s initial params, cut to ``shapes`` (a narrower network's) if given,
-    and its key."""
-    start = jax.tree.map(lambda a: a[i], inits)
+def _trial(cut: tuple, inits, keys, i):
+    """Trial ``i``'s initial params, and its key; ``cut``: ``(layers kept, shapes)``
+    of a shallower or narrower network's (``None``: all)."""
+    kept, shapes = cut
+    start = kept_layers(jax.tree.map(lambda a: a[i], inits), kept)
     if shapes is not None:
         leaves, tree = jax.tree.flatten(start)
         cut = [a[tuple(slice(0, n) for n in s)] for a, s in zip(leaves, shapes, strict=True)]
@@ -158,7 +183,8 @@ class Replay:
         model, narrow = self._own_model(config)
         data = self.data
         shapes = None if narrow is None else tuple(a.shape for a in jax.tree.leaves(narrow))
-        start, key = _trial_start(shapes, self.inits, self.keys, np.int32(i))
+        cut = (self.kept(config), shapes)
+        start, key = _trial_start(cut, self.inits, self.keys, np.int32(i))
         own = {
             n: jnp.float32(v)
             for n, v in config.items()
@@ -187,17 +213,29 @@ class Replay:
             **self.fixed,
         )
 
+    def kept(self, config: dict) -> tuple | None:
+        """The layers of the model given that a ``depth`` trial uses (its first
+        ``depth`` hidden ones and the output layer), or ``None``: all."""
+        if "depth" not in config:
+            return None
+        return (*range(int(config["depth"])), len(mlp_spec(self.model)["sizes"]) - 2)
+
     def _own_model(self, config: dict):
-        """The network a configuration trained as (a width search's narrower mlp, with its
-        dropout rate), and its variables' shapes where it is narrower (else ``None``)."""
+        """The network a configuration trained as (a width or depth search's smaller
+        mlp, with its dropout rate), and its variables' shapes where it is narrower
+        (else ``None``)."""
         model, spec = self.model, mlp_spec(self.model)
         if spec is None or not any(n in config for n in MODEL_NAMES):
             return model, None
         hidden = spec["sizes"][1:-1]
+        if "depth" in config:
+            hidden = hidden[: int(config["depth"])]
         if "width" in config:
             hidden = [int(config["width"])] * len(hidden)
         sizes = [spec["sizes"][0], *(int(h) for h in hidden), spec["sizes"][-1]]
         dropout = config.get("dropout", spec.get("dropout") or 0.0)
+        if isinstance(dropout, list | tuple):  # a rate per layer: the kept ones'
+            dropout = list(dropout)[: len(hidden)]
         activation = config.get("activation", spec["activation"])
         model = from_spec({**spec, "sizes": sizes, "dropout": dropout, "activation": activation})
         if "width" not in config:
@@ -207,8 +245,10 @@ class Replay:
 
     def own(self, config: dict, params):
         """``(model, params)``: the network ``config`` trained as, and ``params`` (the
-        search model's) cut to it; the units cut are the masked ones, so it predicts the same."""
+        search model's) cut to it; the units and layers cut are the masked and unused
+        ones, so it predicts the same."""
         model, narrow = self._own_model(config)
+        params = kept_layers(params, self.kept(config))
         if narrow is not None:
             cut = lambda s, a: a[tuple(slice(0, n) for n in s.shape)]
             params = jax.tree.map(cut, narrow, params)

@@ -72,17 +72,19 @@ def _check_space(space_: dict, model, optimizer: str) -> tuple:
             _optim.check_hyperparam(optimizer, name, high)
         elif name == "width":
             _check_width(dist, model)
+        elif name == "depth":
+            _check_depth(dist, model)
         elif name == "dropout" and not 0 <= low <= high < 1:
             raise ValueError(f"space['dropout'] must stay in [0, 1), got {dist!r}")
         elif name != "dropout" and (
             isinstance(apply, MLPApply) or not hasattr(apply, "train_apply")
-        ):  # a jaxnn.mlp reads only width and dropout from its variables
+        ):  # a jaxnn.mlp reads only its own names from its variables
             unknown.append(name)
     if unknown:
         raise ValueError(
             f"space names {unknown} are not hyperparameters this search can vary: the optimizer "
             f"{optimizer} takes {list(_optim.HYPERPARAMS[optimizer])}; a jaxnn.mlp also takes 'width', "
-            "'activation' and 'dropout'; a model of your own with a training mode (a Flax module) also takes "
+            "'depth', 'activation' and 'dropout'; a model of your own with a training mode (a Flax module) also takes "
             "the names of the values its training mode reads from its variables"
         )
     return tuple(sorted(space_.items()))
@@ -101,6 +103,28 @@ def _check_activation(dist, model) -> None:
         )
     for name in dist.options:
         get_activation(name)  # an unknown name is refused, with the known ones
+
+
+def _check_depth(dist, model) -> None:
+    spec = _results.mlp_spec(model)
+    hidden = [] if spec is None else spec["sizes"][1:-1]
+    if not hidden or len(set(hidden)) > 1:
+        raise ValueError(
+            "space['depth'] uses the first hidden layers of a jaxnn.mlp whose hidden layers are equal in "
+            f"width (the others pass their input on); got {'another model' if spec is None else spec['sizes']}"
+        )
+    if not isinstance(dist, Choice) or not all(
+        float(d).is_integer() and 1 <= d <= len(hidden) for d in dist.options
+    ):
+        raise ValueError(
+            f"space['depth'] must be jaxnn.space.choice of ints from 1 to the model's {len(hidden)} hidden "
+            f"layers, got {dist!r}"
+        )
+    if spec.get("norm") == "batch":
+        raise ValueError(
+            "space['depth'] cannot pass through a batch-norm MLP's layers (their running statistics); "
+            "use norm=None or 'layer'"
+        )
 
 
 def _check_width(dist, model) -> None:
@@ -155,9 +179,9 @@ def _optimizer(optimizer, names) -> optim.Optimizer:
 
 
 def _model_for_search(model, space_: dict):
-    """The model the slots train: an mlp whose variables may carry its ``width`` and
-    the index of its hidden ``activation`` among the space's options."""
-    if "width" not in space_ and "activation" not in space_:
+    """The model the slots train: an mlp whose variables may carry its ``width``,
+    ``depth`` and the index of its hidden ``activation`` among the space's options."""
+    if not {"width", "depth", "activation"} & set(space_):
         return model
     apply = model.apply
     options = space_["activation"].options if "activation" in space_ else ()
@@ -209,7 +233,8 @@ def search(
     """Searches hyperparameters inside one compiled program.
 
     Args:
-      model: a :class:`jaxnn.Model` (``jaxnn.mlp`` for a ``width`` search).
+      model: a :class:`jaxnn.Model` (``jaxnn.mlp`` for a ``width`` or ``depth`` search:
+        the widest and deepest network a trial may use).
       params: ``None`` (each configuration starts from its own ``model.init``, from
         its own key), or params every configuration starts from (not with ``width``).
       x, y, loss, batch_size, shuffle, metrics, sample_weight, tuning: as in ``fit``.
@@ -219,7 +244,8 @@ def search(
       space: ``{name: distribution}`` from :mod:`jaxnn.tune.space`. Names: the optimizer's
         hyperparameters (``learning_rate``, ``momentum``, ``l2``, ``b1``, ...),
         ``dropout`` (a ``jaxnn.mlp`` built with dropout), ``width`` (the hidden units
-        of a ``jaxnn.mlp``; the model given holds the largest width), ``activation``
+        of a ``jaxnn.mlp``; the model given holds the largest width), ``depth`` (its
+        first hidden layers, of equal width; the others pass their input on), ``activation``
         (a choice of names: a ``jaxnn.mlp``'s hidden activation), or any name a
         model with a training mode reads from its variables (``variables[name]``).
       schedule: :class:`SuccessiveHalving` (default), :class:`Hyperband` or :class:`PBT`.

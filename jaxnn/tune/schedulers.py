@@ -205,10 +205,11 @@ class PBT:
             raise ValueError(
                 "PBT replaces its worst members itself: early_stopping goes with the halving schedules"
             )
-        if "width" in space:
-            raise ValueError(
-                "PBT cannot change a width: a copied network's masked units have no weights to grow into"
-            )
+        for name, what in (("width", "masked units"), ("depth", "unused layers")):
+            if name in space:
+                raise ValueError(
+                    f"PBT cannot change a {name}: a copied network's {what} have no trained weights to grow into"
+                )
 
     def sizes(self, num_configs: int, slots: int | None, devices: int) -> tuple[int, int, int]:
         """``(trials, configurations drawn, slots)``: the whole population trains at once."""
