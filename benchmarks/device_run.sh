@@ -13,7 +13,7 @@
 #   benchmark  benchmarks/benchmark.py --repeats 5: works A, B, C, fit_many, against the peers
 #   stream     benchmarks/stream_memmap.py --gb 2 --compare: from disk against from memory
 #   search     benchmarks/search_gpu.py: jaxnn.search's GPU targets (4,096 configurations, Optuna)
-#   space      benchmarks/search_space.py: a depth + width + activation search, the scikit-learn front door
+#   space      benchmarks/search_space.py: a depth + width + activation + batch size search, the scikit-learn front door
 # The 2 GB dataset is written under /tmp, not OUT_FOLDER (files there come back).
 set -uo pipefail
 out=${1:?usage: bash benchmarks/device_run.sh OUT_FOLDER}

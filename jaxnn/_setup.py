@@ -354,6 +354,7 @@ def _plan(apply_fn, params, x, y, s: Settings, tx, placement, many: bool):
     # the global rows: each process holds an equal share in memory, or reads the whole file (streamed)
     n = x.n if isinstance(x, _stream.Source) else data.x.shape[0] * (processes if shares else 1)
     batch_size = positive_int(s.batch_size, "batch_size", n)
+    n_batches, unroll = epoch_shape(n, batch_size, s.tuning, params)
     metric_fns = tuple(get_metric(m) for m in s.metrics)
     if s.early_stopping is not None:
         _check_early_stopping(s.early_stopping, data.x_val is not None, metric_fns, tx, params)
@@ -364,13 +365,13 @@ def _plan(apply_fn, params, x, y, s: Settings, tx, placement, many: bool):
         metrics=metric_fns,
         n=n,
         batch_size=batch_size,
-        n_batches=n // batch_size if s.tuning.drop_remainder else math.ceil(n / batch_size),
+        n_batches=n_batches,
         shuffle=s.shuffle,
         n_val=0 if data.x_val is None else data.x_val.shape[0],
         eval_batch=s.tuning.eval_batch_size,
         chunk=1,
         early=s.early_stopping,
-        unroll=s.tuning.unroll or _default_unroll(params, batch_size),
+        unroll=unroll,
         step_rows=placement.step_rows(batch_size),
         batch_sharding=placement.batch,
         axis_name=AXIS if many else None,
@@ -424,6 +425,13 @@ def epochs_per_call(
     if checkpoints is not None and checkpoints.every is not None:
         value = math.gcd(value, checkpoints.every)
     return value
+
+
+def epoch_shape(n: int, batch_size: int, tuning: Tuning, params) -> tuple[int, int]:
+    """``(n_batches, unroll)`` of an epoch of ``n`` rows in batches of ``batch_size``
+    (``params``: the models' stacked, or their shapes)."""
+    n_batches = n // batch_size if tuning.drop_remainder else math.ceil(n / batch_size)
+    return n_batches, tuning.unroll or _default_unroll(params, batch_size)
 
 
 def _default_unroll(params, batch_size: int) -> int:

@@ -40,19 +40,24 @@ def run(
 
 
 def reference(
-    curves: np.ndarray, rungs, eta: int, slots: int, brackets, diverged
+    curves: np.ndarray, rungs, eta: int, slots: int, brackets, diverged, buckets=None
 ) -> tuple[list, list]:
     """NumPy successive halving with slot refill, every slot advancing together: the
     rule jaxnn.search compiles, replayed from the monitored values it recorded (and
-    the trials whose training loss went non-finite, which free their slot)."""
+    the trials whose training loss went non-finite, which free their slot).
+    ``buckets``: ``[(slots, trial ids), ...]``: each bucket's slots take its trials."""
     n = len(curves)
     status, epochs, best = ["pending"] * n, [0] * n, [np.inf] * n
     reached = {
         r: {} for r in range(len(rungs))
     }  # trial -> its best so far when it reached the rung
-    trial, nxt = list(range(min(slots, n))), min(slots, n)
+    # each slot's bucket, and each bucket's queue: its trials in id order
+    queues = [list(q) for _, q in buckets or [(slots, range(n))]]
+    owner = [b for b, (k, _) in enumerate(buckets or [(slots, ())]) for _ in range(k)]
+    trial = [queues[b].pop(0) if queues[b] else -1 for b in owner]
     for t in trial:
-        status[t] = "running"
+        if t >= 0:
+            status[t] = "running"
     while any(t >= 0 for t in trial):
         arrived = []
         for i, t in enumerate(trial):
@@ -86,10 +91,10 @@ def reference(
                 status[t] = "pruned"
                 free.append(i)
         for i in sorted(free):
-            trial[i] = nxt if nxt < n else -1
-            if nxt < n:
-                status[nxt] = "running"
-                nxt += 1
+            queue = queues[owner[i]]
+            trial[i] = queue.pop(0) if queue else -1
+            if trial[i] >= 0:
+                status[trial[i]] = "running"
     return status, epochs
 
 
@@ -291,43 +296,55 @@ def test_results_read_like_the_space_and_best_model_is_the_winner_alone():
 
 
 def test_width_buckets_pad_at_most_twice_the_flops_and_share_the_slots():
-    from jaxnn.tune import _widths
+    from jaxnn.tune import _buckets
 
     widths = np.array([16] * 20 + [32] * 20 + [64] * 20 + [128] * 21)
-    assert _widths.buckets([64, 128, 10], widths, 9, 1) == (
-        (32, 4),
-        (128, 5),
-    )  # one hidden layer: FLOPs ~ width
-    assert _widths.buckets([64, 128, 128, 10], widths, 9, 1) == (
-        (16, 2),
-        (32, 2),
-        (64, 2),
-        (128, 3),
-    )  # ~ width^2
-    assert _widths.buckets([64, 128, 10], widths, 9, 4) == (
-        (32, 4),
-        (128, 8),
-    )  # a multiple of the devices each
-    assert _widths.buckets([64, 128, 10], np.array([16] + [128] * 80), 9, 1) == ((16, 1), (128, 9))
-    from jaxnn.tune._search import _buckets
+    made = lambda sizes, widths, slots, devices, batches=None: [
+        (b.width, b.batch, b.slots)
+        for b in _buckets.buckets(sizes, widths, batches, slots, devices)
+    ]
+    # one hidden layer: FLOPs ~ width
+    assert made([64, 128, 10], widths, 9, 1) == [(32, None, 4), (128, None, 5)]
+    assert made([64, 128, 128, 10], widths, 9, 1) == [
+        (16, None, 2),
+        (32, None, 2),
+        (64, None, 2),
+        (128, None, 3),
+    ]  # ~ width^2
+    assert made([64, 128, 10], widths, 9, 4) == [
+        (32, None, 4),
+        (128, None, 8),
+    ]  # a multiple of the devices each
+    assert made([64, 128, 10], np.array([16] + [128] * 80), 9, 1) == [(16, None, 1), (128, None, 9)]
+    # a bucket per batch size, then per group of widths within it
+    batches = np.array([32] * 40 + [128] * 41)
+    assert made(None, None, 9, 1, batches) == [(None, 32, 4), (None, 128, 5)]
+    assert made([64, 128, 10], widths, 9, 1, batches) == [(32, 32, 4), (128, 128, 5)]
+    # batch 32 draws widths 64 and 128 (one group); 128 draws 16, 32 (a group) and one 64
+    assert made([64, 128, 10], widths, 8, 1, batches[::-1]) == [
+        (128, 32, 4),
+        (32, 128, 4),
+        (64, 128, 1),
+    ]
+    from jaxnn.tune._search import _bucket
 
     space = tuple({"width": jaxnn.space.choice([16, 32, 64, 128])}.items())
     small, large = jaxnn.mlp([64, 128, 10]), jaxnn.mlp([784, 1024, 1024, 10])
     assert (
-        _buckets(small, space, jax.random.key(0), (81, 9, 32), None, None) == ()
+        _bucket(small, space, jax.random.key(0), (81, 9, 32), None, None) == ()
     )  # 2.7M multiply-adds a step
-    assert len(_buckets(small, space, jax.random.key(0), (81, 9, 32), None, True)) == 2
-    assert len(_buckets(large, space, jax.random.key(0), (81, 9, 32), None, None)) == 4  # 545M
-    assert _buckets(large, space, jax.random.key(0), (81, 9, 32), None, False) == ()
+    assert len(_bucket(small, space, jax.random.key(0), (81, 9, 32), None, True)) == 2
+    assert len(_bucket(large, space, jax.random.key(0), (81, 9, 32), None, None)) == 4  # 545M
+    assert _bucket(large, space, jax.random.key(0), (81, 9, 32), None, False) == ()
     with pytest.raises(TypeError, match="width_buckets must be None, True or False"):
-        _buckets(small, space, jax.random.key(0), (81, 9, 32), None, "yes")
+        _bucket(small, space, jax.random.key(0), (81, 9, 32), None, "yes")
     for sizes in ([64, 128, 10], [3, 128, 128, 1]):
-        bounds = [0, *(width for width, _ in _widths.buckets(sizes, widths, 9, 1))]
+        bounds = [0, *(b.width for b in _buckets.buckets(sizes, widths, None, 9, 1))]
         for below, width in zip(
             bounds[:-1], bounds[1:], strict=True
         ):  # the options a bucket computes at width
             narrowest = min(w for w in (16, 32, 64, 128) if below < w <= width)
-            assert _widths.flops(sizes, width) <= 2 * _widths.flops(sizes, narrowest)
+            assert _buckets.flops(sizes, width) <= 2 * _buckets.flops(sizes, narrowest)
 
 
 @pytest.mark.slow  # end to end; CI runs it
@@ -351,6 +368,40 @@ def test_each_width_bucket_trains_its_trials_as_the_narrow_networks_alone():
             alone.history["val_loss"], result.curves[row["id"]][: row["epochs"]], rtol=1e-5
         )
     assert {r["status"] for r in result.trials} <= {"finished", "pruned"}  # every queue was taken
+
+
+@pytest.mark.slow  # end to end; CI runs it
+def test_a_batch_size_search_ranks_its_buckets_together_and_trains_each_at_its_own_size():
+    from jaxnn.tune import _buckets
+
+    space = {
+        "learning_rate": jaxnn.space.loguniform(0.01, 0.3),
+        "batch_size": jaxnn.space.choice([8, 16, 50]),
+    }
+    schedule = jaxnn.SuccessiveHalving(1, 4, 2)
+    result = run(schedule, space=space, num_configs=12)
+    rows = sorted(result.trials, key=lambda r: r["id"])
+    sizes = np.array([r["config"]["batch_size"] for r in rows])
+    buckets = [
+        (b.slots, np.flatnonzero(sizes == b.batch).tolist())
+        for b in _buckets.buckets(None, None, sizes, 4, 1)
+    ]
+    assert [len(q) for _, q in buckets] == [7, 2, 3] and [k for k, _ in buckets] == [2, 1, 1]
+    diverged = {r["id"]: r["epochs"] for r in rows if r["status"] == "nan"}
+    status, epochs = reference(
+        result.curves, [1, 2, 4], 2, 4, schedule.brackets(12), diverged, buckets
+    )
+    assert [r["status"] for r in rows] == status and [r["epochs"] for r in rows] == epochs
+    assert {"finished", "pruned"} <= set(status)
+    for size in (8, 16, 50):  # each trial trains as fit at its batch size
+        row = max((r for r in rows if r["config"]["batch_size"] == size), key=lambda r: r["epochs"])
+        keywords = result.replay(row["id"])
+        assert keywords["batch_size"] == size and type(row["config"]["batch_size"]) is int
+        np.testing.assert_allclose(
+            jaxnn.fit(**keywords).history["val_loss"],
+            result.curves[row["id"]][: row["epochs"]],
+            rtol=1e-6,
+        )
 
 
 @pytest.mark.slow  # end to end; CI runs it
@@ -447,6 +498,26 @@ def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
             },
             ValueError,
             "batch-norm",
+        ),
+        (
+            {"schedule": jaxnn.PBT(), "space": {"batch_size": jaxnn.space.choice([8, 16])}},
+            ValueError,
+            "PBT cannot search batch_size",
+        ),
+        (
+            {"space": {"batch_size": jaxnn.space.choice([8, 16])}, "batch_size": 8},
+            ValueError,
+            r"batch_size=8 and space\['batch_size'\]",
+        ),
+        (
+            {"space": {"batch_size": jaxnn.space.uniform(8, 16)}},
+            ValueError,
+            "choice of positive ints",
+        ),
+        (
+            {"space": {"batch_size": jaxnn.space.choice([8, 161])}},
+            ValueError,
+            r"each space\['batch_size'\] option must be in \[1, 160\], got 161",
         ),
         ({"schedule": jaxnn.PBT(), "slots": 3}, ValueError, "whole population"),
         ({"refit": "no"}, TypeError, "refit must be True or False"),
@@ -565,7 +636,11 @@ def test_a_script_searches_then_trains_the_winner_into_its_run_folder(tmp_path, 
     from test_experiments import run_script
 
     config = {
-        "search_space": {"learning_rate": ["loguniform", 0.01, 1.0], "width": ["choice", [8, 16]]}
+        "search_space": {
+            "learning_rate": ["loguniform", 0.01, 1.0],
+            "width": ["choice", [8, 16]],
+            "batch_size": ["choice", [8, 16]],
+        }
     }
     (tmp_path / "cfg").mkdir()
     base = run_script(
@@ -586,12 +661,13 @@ def test_a_script_searches_then_trains_the_winner_into_its_run_folder(tmp_path, 
     } <= files
     rows = (tmp_path / "run" / "trials.csv").read_text().splitlines()
     assert (
-        rows[0] == "id,status,rung,epochs,val_accuracy,parent,learning_rate,width"
+        rows[0] == "id,status,rung,epochs,val_accuracy,parent,batch_size,learning_rate,width"
         and len(rows) == 10
     )
     found = json.loads((tmp_path / "run" / "search.json").read_text())
     assert result.config.learning_rate == pytest.approx(found["best_config"]["learning_rate"])
     assert result.config.hidden == (int(found["best_config"]["width"]),) and base.hidden == (32,)
+    assert result.config.batch_size == found["best_config"]["batch_size"]
     assert found["schedule"] == {"kind": "halving", "min_epochs": 1, "eta": 3, "max_epochs": 3}
     assert "search: SearchResult(9 trials" in capsys.readouterr().out
 
@@ -631,7 +707,8 @@ def test_the_search_figure_tells_the_trials_apart_and_shows_the_finishers():
             {"search_space": {"width": ["uniform", 2, 8]}},
             r"width'\] must be \['choice', \[sizes\]\]",
         ),
-        ({"search_space": {"width": ["choice", [4, 2.5]]}}, "of whole units >= 1"),
+        ({"search_space": {"width": ["choice", [4, 2.5]]}}, "of whole numbers >= 1"),
+        ({"search_space": {"batch_size": ["uniform", 1, 8]}}, r"\['choice', \[sizes\]\]"),
         ({"search_schedule": {"kind": "grid"}}, "kind must be one of"),
         ({"search_schedule": {"kind": "halving", "eta": 1}}, "eta must be"),
         ({"search_schedule": {"kind": "pbt", "speed": 2}}, "search_schedule: .*speed"),

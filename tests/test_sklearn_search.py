@@ -41,6 +41,7 @@ def test_a_random_search_is_the_compiled_search_with_scikit_learns_attributes(bi
         "learning_rate_init": loguniform(1e-3, 1.0),
         "hidden_layer_sizes": [(4,), (8,), (4, 4)],  # width and depth
         "activation": ["relu", "tanh"],
+        "batch_size": [8, 16],  # a bucket of slots each
     }
     search = HalvingRandomSearchCV(
         _clf(), dists, n_candidates=9, min_resources=1, cv=ONE_SPLIT, random_state=0
@@ -67,6 +68,7 @@ def test_a_random_search_is_the_compiled_search_with_scikit_learns_attributes(bi
     assert search.best_params_ == dict(drawn[champion["id"]], max_iter=9)
     assert isinstance(search.best_params_["hidden_layer_sizes"], tuple)
     assert {len(s["hidden_layer_sizes"]) for s in drawn} == {1, 2}  # both depths drawn
+    assert {s["batch_size"] for s in drawn} == {8, 16}
     assert search.best_score_ == pytest.approx(champion["score"])
     # the score is the held-out accuracy (one logistic output: class 1 above logit 0)
     _, held_out = next(ONE_SPLIT.split(x))
@@ -165,8 +167,8 @@ def test_a_k_fold_regression_search_ranks_on_scikit_learns_folds():
         (dict(aggressive_elimination=True), "aggressive_elimination must be False"),
         (dict(return_train_score=True), "return_train_score must be False"),
         (
-            dict(param_distributions={"tol": [1e-3, 1e-4], "batch_size": [8, 16]}),
-            r"cannot search \['batch_size', 'tol'\]",
+            dict(param_distributions={"tol": [1e-3, 1e-4], "shuffle": [True, False]}),
+            r"cannot search \['shuffle', 'tol'\]",
         ),
         (dict(param_distributions={"hidden_layer_sizes": [(4,), (4, 8)]}), "equal width"),
         (dict(param_distributions={"hidden_layer_sizes": [(), (4,)]}), "at least one"),

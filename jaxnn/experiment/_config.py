@@ -135,7 +135,12 @@ class ExperimentConfig:
 
 DEFAULT_SPACE = {"learning_rate": ["loguniform", 0.001, 1.0]}
 DEFAULT_SCHEDULE = {"kind": "halving", "min_epochs": 1, "eta": 3}
-SEARCHED = ("learning_rate", "width", "dropout")  # the config fields a script's search may vary
+SEARCHED = (
+    "learning_rate",
+    "width",
+    "dropout",
+    "batch_size",
+)  # the config fields a script's search may vary
 _SPACES = {
     "loguniform": (spaces.loguniform, 2),
     "uniform": (spaces.uniform, 2),
@@ -162,14 +167,14 @@ def search_settings(config: "ExperimentConfig") -> tuple[dict, object]:
             raise ValueError(
                 f"search_space[{name!r}] must be [kind, ...] with kind one of {kinds}, got {entry!r:.80}"
             )
-        if name == "width" and (
+        if name in ("width", "batch_size") and (
             entry[0] != "choice"
             or len(entry) != 2
             or not isinstance(entry[1], list | tuple)
             or not all(type(w) is int and w >= 1 for w in entry[1])
         ):
             raise ValueError(
-                f"search_space['width'] must be ['choice', [sizes]] of whole units >= 1, got {entry!r:.80}"
+                f"search_space[{name!r}] must be ['choice', [sizes]] of whole numbers >= 1, got {entry!r:.80}"
             )
         make, n_args = _SPACES[entry[0]]
         if len(entry) != 1 + n_args:

@@ -3,7 +3,7 @@
 
 The search ranks on the config's validation rows (never the test split); the winner's
 values replace the config's (``learning_rate``, every hidden layer's width,
-``dropout``) and that config trains as any run, into the same folder, which also gets
+``dropout``, ``batch_size``) and that config trains as any run, into the same folder, which also gets
 ``trials.csv`` (one row per trial), ``search.png`` (each trial's monitored value
 against epochs, pruned ones faded) and ``search.json`` (the winner and the settings).
 """
@@ -67,7 +67,7 @@ def search_run(
         monitor=monitor,
         metrics=config.metrics,
         optimizer=optim.Optimizer(config.optimizer, {"learning_rate": config.learning_rate}),
-        batch_size=min(config.batch_size, len(split.x_train)),
+        batch_size=None if "batch_size" in space else min(config.batch_size, len(split.x_train)),
         progress=progress,
         refit=False,
     )
@@ -98,6 +98,8 @@ def _config_values(best: dict, config: ExperimentConfig) -> dict:
         values["hidden"] = (int(best["width"]),) * len(config.hidden)
     if "dropout" in best:
         values["dropout"] = float(best["dropout"])
+    if "batch_size" in best:
+        values["batch_size"] = int(best["batch_size"])
     return values
 
 

@@ -33,6 +33,7 @@ from jaxnn.tune.schedulers import SuccessiveHalving
 SEARCHABLE = (
     "hidden_layer_sizes",
     "activation",
+    "batch_size",
     "alpha",
     "learning_rate_init",
     "momentum",
@@ -101,8 +102,10 @@ class _Compiled:
         for e in estimators:
             e._check_params()
         data = _data(pre, last, X, y, splits)
+        # the rows a candidate trains on: its split's training part (the largest fold's)
+        rows = data[0].shape[0] if len(splits) == 1 else max(len(train) for train, _ in splits)
         model, searched, optimizer, batch_size = _program(
-            estimators, last, data[0].shape, data[3].n_outputs_
+            estimators, last, (rows, data[0].shape[1]), data[3].n_outputs_
         )
         rungs = SuccessiveHalving(
             self.min_resources_,
@@ -397,18 +400,20 @@ def _data(pre, last, X, y, splits) -> tuple:
 
 def _program(estimators: list, last, shape, n_outputs: int) -> tuple:
     """``(model, space, optimizer, batch_size)`` of the compiled search: every value
-    that differs among the candidates is listed, one per candidate."""
+    that differs among the candidates is listed, one per candidate (``batch_size``:
+    ``None`` where it differs)."""
     sizes = [e._hidden_sizes() for e in estimators]
     if len({tuple(s) for s in sizes}) > 1 and any(len(set(s)) > 1 or not s for s in sizes):
         raise ValueError(
             f"hidden_layer_sizes {sorted({tuple(s) for s in sizes})}: a searched width and depth are of "
             "hidden layers of equal width, at least one; give e.g. [(32,), (32, 32), (64, 64)]"
         )
-    batch = {e._batch_size(shape[0]) for e in estimators}.pop()
+    batches = [e._batch_size(shape[0]) for e in estimators]
     adam = last.solver == "adam"
     values = {
         "learning_rate": [float(e.learning_rate_init) for e in estimators],
-        "l2": [float(e.alpha) / batch for e in estimators],
+        "l2": [float(e.alpha) / b for e, b in zip(estimators, batches, strict=True)],
+        "batch_size": batches,
         "width": [s[0] if s else 0 for s in sizes],
         "depth": [len(s) for s in sizes],
         "activation": [e._activation() for e in estimators],
@@ -426,7 +431,7 @@ def _program(estimators: list, last, shape, n_outputs: int) -> tuple:
     fixed = {
         n: v[0]
         for n, v in values.items()
-        if n not in varies and n not in ("width", "depth", "activation")
+        if n not in varies and n not in ("width", "depth", "activation", "batch_size")
     }
     if fixed.get("l2") == 0.0:
         del fixed["l2"]
@@ -439,5 +444,5 @@ def _program(estimators: list, last, shape, n_outputs: int) -> tuple:
         model,
         {n: space.listed(v) for n, v in varies.items()},
         optim.Optimizer(name, fixed),
-        batch,
+        None if "batch_size" in varies else batches[0],
     )

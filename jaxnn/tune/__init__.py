@@ -5,7 +5,7 @@ side in ``fit_many``'s vmapped slots, and its scheduler (:mod:`~jaxnn.tune.sched
 ranks, prunes, refills or copies them inside the same compiled chunk of epochs. The
 rooms, in Ray Tune's words: ``space`` (where values come from), ``schedulers`` (how the
 epochs are spent), and private modules for the compiled program (``_program``), the
-width buckets (``_widths``), the call and its checks (``_search``) and what a search
+width buckets (``_buckets``), the call and its checks (``_search``) and what a search
 leaves (``_results``). ``jaxnn.search``, ``jaxnn.space`` and the scheduler names are
 re-exported at the top level.
 """

@@ -30,7 +30,7 @@ from jaxnn import _loop, _models, _programs, rng
 from jaxnn.initializers import FAN_MODE, default_initializer, get_initializer
 from jaxnn.mlp import from_spec
 from jaxnn.options import Stop, TrainState, TrialStatus
-from jaxnn.tune import _widths
+from jaxnn.tune import _buckets
 from jaxnn.tune.space import Listed
 
 
@@ -53,7 +53,8 @@ class Program:
     chunk: int
     # cv: every slot trains this many copies, one per fold (0: one, on the validation split)
     folds: int = 0
-    buckets: tuple = ()  # a width search's ((width, slots), ...) (jaxnn.tune._widths); (): every slot at full width
+    # jaxnn.tune._buckets.Bucket s (width or batch-size buckets); (): every slot at full width, batch_size
+    buckets: tuple = ()
 
     @property
     def rungs(self) -> tuple:
@@ -64,7 +65,7 @@ class Program:
 class Pool(NamedTuple):
     """The configurations: every one's initial variables (stacked), key, drawn values
     (a choice's index; name -> (N,)) and bracket, the key PBT explores with, and each
-    width bucket's queue (``(B, N)``: its trials in id order, then ``N``)."""
+    bucket's queue (``(B, N)``: its trials in id order, then ``N``)."""
 
     inits: Any
     keys: jax.Array
@@ -102,18 +103,26 @@ def value(prog: Program, drawn: dict, name: str, t):
 def _spec_model(prog: Program, width: int | None = None, activation: str | None = None):
     spec = dict(prog.mlp_spec)
     if width is not None:
-        spec["sizes"] = list(_widths.hidden(spec["sizes"], width))
+        spec["sizes"] = list(_buckets.hidden(spec["sizes"], width))
     if activation is not None:
         spec["activation"] = activation
     return from_spec(spec)
 
 
 def bucket_slots(prog: Program) -> tuple:
-    """``((first slot, slots, width or None), ...)``: each bucket's part of the slots."""
+    """``((first slot, slots, width or None, plan), ...)``: each bucket's part of the
+    slots, and the plan of its epoch (its batch size's)."""
     if not prog.buckets:
-        return ((0, prog.slots, None),)
-    firsts = itertools.accumulate((k for _, k in prog.buckets), initial=0)
-    return tuple((first, k, w) for first, (w, k) in zip(firsts, prog.buckets, strict=False))
+        return ((0, prog.slots, None, prog.plan),)
+    firsts = itertools.accumulate((b.slots for b in prog.buckets), initial=0)
+    plan = lambda b: (
+        prog.plan
+        if b.batch is None
+        else prog.plan._replace(batch_size=b.batch, n_batches=b.n_batches, unroll=b.unroll)
+    )
+    return tuple(
+        (first, b.slots, b.width, plan(b)) for first, b in zip(firsts, prog.buckets, strict=False)
+    )
 
 
 def _initial_variables(prog: Program, key: jax.Array, width, activation):
@@ -179,7 +188,7 @@ def model_state(prog: Program, state, drawn: dict, t):
     extra = {
         ("dropout_rate" if n == "dropout" else n): value(prog, drawn, n, t) for n, _ in prog.space
     }
-    extra = {n: v for n, v in extra.items() if n not in prog.optimizer_names}
+    extra = {n: v for n, v in extra.items() if n not in (*prog.optimizer_names, "batch_size")}
     return {**(state or {}), **extra} or None
 
 
@@ -188,7 +197,7 @@ def fresh_carry(prog: Program, pool: Pool, t, width: int | None = None) -> _loop
     ``width`` units of its hidden layers), its hyperparameters in a fresh optimizer state."""
     variables = jax.tree.map(lambda a: a[t], pool.inits)
     if width is not None:
-        variables = _widths.narrow(
+        variables = _buckets.narrow(
             variables, jax.eval_shape(_spec_model(prog, width).init, pool.keys[0])
         )
     params, own_state = _models.split_variables(prog.plan.apply_fn, variables)
@@ -221,7 +230,7 @@ def start(prog: Program, pool: Pool) -> State:
     """The search's first state: each bucket's slots train the first trials of its queue."""
     n, r, e = prog.trials, len(prog.rungs), prog.rungs[-1]
     carry, trial = [], []
-    for b, (_, k, width) in enumerate(bucket_slots(prog)):
+    for b, (_, k, width, _) in enumerate(bucket_slots(prog)):
         t = pool.queue[b].at[jnp.arange(k)].get(mode="fill", fill_value=n)
         trial.append(jnp.where(t < n, t, -1).astype(jnp.int32))  # more slots than trials: idle
         carry.append(fresh_slots(prog, pool, trial[-1], width))
@@ -251,7 +260,7 @@ def start(prog: Program, pool: Pool) -> State:
 
 def _firsts(prog: Program) -> list:
     """Where each bucket's slots start, after the first (``jnp.split``'s indices)."""
-    return [first for first, _, _ in bucket_slots(prog)[1:]]
+    return [first for first, *_ in bucket_slots(prog)[1:]]
 
 
 class Epoch(NamedTuple):
@@ -271,11 +280,13 @@ def train_epoch(prog: Program, data, s: State, latest: bool) -> tuple[State, Epo
     """One epoch in every live slot, recorded in the trials' table (``best``: the best
     so far, or with ``latest`` the last value)."""
     live = s.trial >= 0
-    epoch_of = lambda c, d: _loop.one_epoch(prog.plan, d, c)
-    one = jax.vmap(epoch_of) if prog.folds else epoch_of  # cv: each fold its own data
     carry, parts = [], []
-    for c, alive in zip(s.carry, jnp.split(live, _firsts(prog)), strict=True):  # each width bucket
-        new, records, _ = jax.vmap(lambda c: one(c, data), axis_name=prog.plan.axis_name)(c)
+    for c, alive, (*_, plan) in zip(
+        s.carry, jnp.split(live, _firsts(prog)), bucket_slots(prog), strict=True
+    ):  # each bucket
+        epoch_of = lambda c, d, plan=plan: _loop.one_epoch(plan, d, c)
+        one = jax.vmap(epoch_of) if prog.folds else epoch_of  # cv: each fold its own data
+        new, records, _ = jax.vmap(lambda c, one=one: one(c, data), axis_name=plan.axis_name)(c)
         carry.append(_loop.select(alive, new, c))
         parts.append((records[prog.monitor], carry[-1].state.epoch, carry[-1].stop))
     v, epoch, stop = (jnp.concatenate(a) for a in zip(*parts, strict=True))
@@ -304,14 +315,14 @@ def crown(prog: Program, s: State, finished, lower, t) -> State:
     """Keeps the variables of the best trial that finished so far (zero-padded to the
     model's width; a tie goes to the lower slot)."""
     champion, champion_id = s.champion, s.champion_id
-    for c, (first, k, width) in zip(s.carry, bucket_slots(prog), strict=True):
+    for c, (first, k, width, _) in zip(s.carry, bucket_slots(prog), strict=True):
         candidate = jnp.where(finished[first : first + k], lower[first : first + k], jnp.inf)
         i = jnp.argmin(candidate)
         current = s.best[jnp.maximum(champion_id, 0)]
         wins = jnp.isfinite(candidate[i]) & ((champion_id < 0) | (candidate[i] < current))
         # cv: fold 0
         variables = jax.tree.map(lambda a, i=i: a[i, 0] if prog.folds else a[i], c.state.variables)
-        variables = variables if width is None else _widths.widen(variables, champion)
+        variables = variables if width is None else _buckets.widen(variables, champion)
         champion = jax.tree.map(lambda a, b, wins=wins: jnp.where(wins, a, b), variables, champion)
         champion_id = jnp.where(wins, t[first + i], champion_id)
     return s._replace(champion=champion, champion_id=champion_id)
@@ -320,7 +331,7 @@ def crown(prog: Program, s: State, finished, lower, t) -> State:
 def refill(prog: Program, pool: Pool, s: State, free) -> State:
     """Free slots take the next configurations of their bucket's queue, in slot order."""
     carry, trial, taken, status = [], [], [], s.status
-    for b, (c, (first, k, width)) in enumerate(zip(s.carry, bucket_slots(prog), strict=True)):
+    for b, (c, (first, k, width, _)) in enumerate(zip(s.carry, bucket_slots(prog), strict=True)):
         f = free[first : first + k]
         at = s.taken[b] + jnp.cumsum(f) - 1
         new_t = pool.queue[b].at[at].get(mode="fill", fill_value=prog.trials)
@@ -380,9 +391,13 @@ def _keys(key: jax.Array, n: int) -> jax.Array:
     )
 
 
-def widths(space_: tuple, key: jax.Array, n: int) -> jax.Array:
-    """The ``n`` configurations' widths (their values, not indices): the buckets are made from them."""
-    return dict(space_)["width"].on_device(draw(space_, _keys(key, n))["width"])
+SHAPES = ("width", "batch_size")  # the names that set a shape: buckets are made from them
+
+
+def shapes(space_: tuple, key: jax.Array, n: int) -> dict:
+    """The ``n`` configurations' values (not indices) of the names of ``SHAPES`` searched."""
+    drawn, dists = draw(space_, _keys(key, n)), dict(space_)
+    return {name: dists[name].on_device(drawn[name]) for name in SHAPES if name in dists}
 
 
 def begin(prog: Program, key: jax.Array, bracket: jax.Array, drawn_n: int) -> tuple[Pool, State]:
@@ -398,13 +413,16 @@ def begin(prog: Program, key: jax.Array, bracket: jax.Array, drawn_n: int) -> tu
         }
     queue = jnp.arange(prog.trials, dtype=jnp.int32)[None]
     if prog.buckets:
-        queue = _widths.queues(prog.buckets, dict(prog.space)["width"].on_device(drawn["width"]))
+        value = lambda name: (
+            dict(prog.space)[name].on_device(drawn[name]) if name in drawn else None
+        )
+        queue = _buckets.queues(prog.buckets, value("width"), value("batch_size"), prog.trials)
     pool = Pool(inits, keys, drawn, bracket, rng.stream(key, "explore"), queue)
     return pool, start(prog, pool)
 
 
 # Run once per search: compiled without LLVM's optimisation, in half the time (0.7 s, not 1.6, on a 2-core CPU).
 _ONCE = {"xla_backend_optimization_level": 0}
-run_widths = _programs.jit("search.widths", widths, (0, 2), compiler_options=_ONCE)
+run_shapes = _programs.jit("search.shapes", shapes, (0, 2), compiler_options=_ONCE)
 run_begin = _programs.jit("search.begin", begin, (0, 3), compiler_options=_ONCE)
 run_chunk = _programs.jit("search.chunk", chunk, donate_argnums=1)

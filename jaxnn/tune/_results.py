@@ -188,7 +188,7 @@ class Replay:
         own = {
             n: jnp.float32(v)
             for n, v in config.items()
-            if n not in (*MODEL_NAMES, *_optim.HYPERPARAMS[self.optimizer.name])
+            if n not in (*MODEL_NAMES, "batch_size", *_optim.HYPERPARAMS[self.optimizer.name])
         }
         if own:  # the model reads them from its variables
             start = {**start, **own}
@@ -210,7 +210,10 @@ class Replay:
             sample_weight=data.w,
             progress=False,
             devices=1,  # as the search trained it (in a multi-process run: this process's own fit)
-            **self.fixed,
+            **{
+                **self.fixed,
+                **({"batch_size": config["batch_size"]} if "batch_size" in config else {}),
+            },
         )
 
     def kept(self, config: dict) -> tuple | None:

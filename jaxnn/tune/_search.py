@@ -39,7 +39,7 @@ from jaxnn.metrics import higher_is_better
 from jaxnn.mlp import MLPApply, MLPTrainApply, Model
 from jaxnn.options import Checkpoints, EarlyStopping, SearchResult, Tuning
 from jaxnn.settings import Settings
-from jaxnn.tune import _program, _results, _widths
+from jaxnn.tune import _buckets, _program, _results
 from jaxnn.tune.schedulers import PBT, SuccessiveHalving
 from jaxnn.tune.space import Choice, Listed, Uniform
 
@@ -74,18 +74,24 @@ def _check_space(space_: dict, model, optimizer: str) -> tuple:
             _check_width(dist, model)
         elif name == "depth":
             _check_depth(dist, model)
+        elif name == "batch_size" and not (
+            isinstance(dist, Choice) and all(float(b).is_integer() and b >= 1 for b in dist.options)
+        ):
+            raise ValueError(
+                f"space['batch_size'] must be jaxnn.space.choice of positive ints, got {dist!r}"
+            )
         elif name == "dropout" and not 0 <= low <= high < 1:
             raise ValueError(f"space['dropout'] must stay in [0, 1), got {dist!r}")
-        elif name != "dropout" and (
+        elif name not in ("dropout", "batch_size") and (
             isinstance(apply, MLPApply) or not hasattr(apply, "train_apply")
         ):  # a jaxnn.mlp reads only its own names from its variables
             unknown.append(name)
     if unknown:
         raise ValueError(
             f"space names {unknown} are not hyperparameters this search can vary: the optimizer "
-            f"{optimizer} takes {list(_optim.HYPERPARAMS[optimizer])}; a jaxnn.mlp also takes 'width', "
-            "'depth', 'activation' and 'dropout'; a model of your own with a training mode (a Flax module) also takes "
-            "the names of the values its training mode reads from its variables"
+            f"{optimizer} takes {list(_optim.HYPERPARAMS[optimizer])}; any model takes 'batch_size'; a jaxnn.mlp "
+            "also takes 'width', 'depth', 'activation' and 'dropout'; a model of your own with a training mode "
+            "(a Flax module) also takes the names of the values its training mode reads from its variables"
         )
     return tuple(sorted(space_.items()))
 
@@ -215,7 +221,7 @@ def search(
     validation="auto",
     monitor: str | None = None,
     optimizer=None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     shuffle: bool = True,
     metrics: Sequence = (),
     early_stopping: EarlyStopping | None = None,
@@ -237,7 +243,8 @@ def search(
         the widest and deepest network a trial may use).
       params: ``None`` (each configuration starts from its own ``model.init``, from
         its own key), or params every configuration starts from (not with ``width``).
-      x, y, loss, batch_size, shuffle, metrics, sample_weight, tuning: as in ``fit``.
+      x, y, loss, shuffle, metrics, sample_weight, tuning: as in ``fit``.
+      batch_size: as in ``fit`` (default 32), unless the space searches it.
       key: the run's key. Configuration ``i``'s key is
         ``fold_in(jaxnn.rng.stream(key, "search"), i)``: its values, initial params and
         data order come from it, whatever the slots.
@@ -246,15 +253,17 @@ def search(
         ``dropout`` (a ``jaxnn.mlp`` built with dropout), ``width`` (the hidden units
         of a ``jaxnn.mlp``; the model given holds the largest width), ``depth`` (its
         first hidden layers, of equal width; the others pass their input on), ``activation``
-        (a choice of names: a ``jaxnn.mlp``'s hidden activation), or any name a
-        model with a training mode reads from its variables (``variables[name]``).
+        (a choice of names: a ``jaxnn.mlp``'s hidden activation), ``batch_size`` (a
+        choice of ints: each one drawn trains in its own bucket of slots, with its
+        own compiled epoch; trials are ranked across them at the same epochs), or any
+        name a model with a training mode reads from its variables (``variables[name]``).
       schedule: :class:`SuccessiveHalving` (default), :class:`Hyperband` or :class:`PBT`.
       num_configs: configurations drawn (PBT: the population).
       slots: configurations trained at once (default ``ceil(num_configs / eta**2)``,
         rounded up to a multiple of the devices; PBT trains its whole population).
-        A ``width`` search with buckets (``width_buckets``) shares them among the
-        buckets in proportion to the configurations drawn into each: at least one
-        each, a multiple of the devices.
+        A ``batch_size`` search, or a ``width`` search with buckets
+        (``width_buckets``), shares them among the buckets in proportion to the
+        configurations drawn into each: at least one each, a multiple of the devices.
       devices: the devices the slots are split over (``None``: every device; a
         count; a list), as ``fit_many`` splits its models; the slots must divide
         evenly. The results do not depend on the split.
@@ -315,6 +324,10 @@ def search(
         raise ValueError(
             "a width search starts each configuration from its own init: pass params=None"
         )
+    if "batch_size" in space and batch_size is not None:
+        raise ValueError(
+            f"batch_size={batch_size!r} and space['batch_size']: the batch size is searched; leave batch_size= out"
+        )
     key = _models.check_key(key)
     devices_n = len(_placement.resolve_devices(devices)) if slots is None else 1
     n, drawn_n, k = schedule.sizes(num_configs, slots, devices_n)
@@ -325,11 +338,11 @@ def search(
             f"expected num_configs={drawn_n} values each"
         )
     buckets = (
-        _buckets(model, space_, key, (n, k, batch_size), devices, width_buckets)
-        if "width" in space
+        _bucket(model, space_, key, (n, k, batch_size or 32), devices, width_buckets)
+        if {"width", "batch_size"} & set(space)
         else ()
     )
-    k = sum(slots_ for _, slots_ in buckets) or k
+    k = sum(b.slots for b in buckets) or k
     for name, flag in (("progress", progress), ("refit", refit)):
         if not isinstance(flag, bool | np.bool_):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
@@ -361,7 +374,7 @@ def search(
         loss=loss,
         key=key,
         optimizer=optimizer_values,
-        batch_size=batch_size,
+        batch_size=1 if "batch_size" in space else batch_size or 32,  # searched: each bucket's own
         epochs=schedule.max_epochs,
         shuffle=shuffle,
         validation=validation,
@@ -409,7 +422,9 @@ def search(
         chunk,
         _inputs.fold_count(cv),
     )
-    prog = dataclasses.replace(prog, buckets=buckets)
+    prog = dataclasses.replace(
+        prog, buckets=_batch_plans(buckets, plan, run.settings.tuning, model, params, k)
+    )
     same = dict(
         loss=loss,
         batch_size=run.plan.batch_size,
@@ -459,19 +474,46 @@ def search(
     return result
 
 
-def _buckets(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
-    """A width search's buckets (``jaxnn.tune._widths``), from the widths drawn, or ``()``."""
+def _bucket(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
+    """The search's buckets (``jaxnn.tune._buckets``): one per batch size searched
+    and, with width buckets, per group of widths; or ``()``."""
     if choice not in (None, True, False):
         raise TypeError(f"width_buckets must be None, True or False, got {choice!r}")
     n, k, batch_size = sizes
-    mlp_sizes = _results.mlp_spec(model)["sizes"]
-    work = k * positive_int(batch_size, "batch_size", MAX_ELEMENTS) * _widths.flops(mlp_sizes)
-    if choice is False or (
-        choice is None and work < _widths.BUCKET_WORK[jax.default_backend() == "cpu"]
-    ):
+    dists = dict(space_)
+    by_width = "width" in dists and choice is not False
+    if by_width:
+        mlp_sizes = _results.mlp_spec(model)["sizes"]
+        batch_size = max(dists["batch_size"].options) if "batch_size" in dists else batch_size
+        work = k * positive_int(batch_size, "batch_size", MAX_ELEMENTS) * _buckets.flops(mlp_sizes)
+        by_width = choice or work >= _buckets.BUCKET_WORK[jax.default_backend() == "cpu"]
+    if not by_width and "batch_size" not in dists:
         return ()
-    widths = np.asarray(fetch(_program.run_widths(space_, key, n)))
-    return _widths.buckets(mlp_sizes, widths, k, len(_placement.resolve_devices(devices)))
+    drawn = {name: np.asarray(v) for name, v in fetch(_program.run_shapes(space_, key, n)).items()}
+    return _buckets.buckets(
+        mlp_sizes if by_width else None,
+        drawn["width"] if by_width else None,
+        drawn.get("batch_size"),
+        k,
+        len(_placement.resolve_devices(devices)),
+    )
+
+
+def _batch_plans(buckets: tuple, plan, tuning, model, params, k: int) -> tuple:
+    """``buckets`` with each batch size's epoch: its batches and loop unroll, as ``fit``
+    with that batch size builds them (each size at most the rows a trial trains on)."""
+    if params is None:
+        params = jax.eval_shape(model.init, jax.random.key(0))
+    stacked = [
+        jax.ShapeDtypeStruct((k, *jnp.shape(a)), jnp.float32) for a in jax.tree.leaves(params)
+    ]
+
+    def epoch(b):
+        size = positive_int(b.batch, "each space['batch_size'] option", plan.n)
+        n_batches, unroll = _setup.epoch_shape(plan.n, size, tuning, stacked)
+        return b._replace(n_batches=n_batches, unroll=unroll)
+
+    return tuple(b if b.batch is None else epoch(b) for b in buckets)
 
 
 class _Chunk(NamedTuple):

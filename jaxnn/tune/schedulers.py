@@ -210,6 +210,11 @@ class PBT:
                 raise ValueError(
                     f"PBT cannot change a {name}: a copied network's {what} have no trained weights to grow into"
                 )
+        if "batch_size" in space:
+            raise ValueError(
+                "PBT cannot search batch_size: its population trains in one bucket of slots, one batch size; "
+                "use SuccessiveHalving or Hyperband"
+            )
 
     def sizes(self, num_configs: int, slots: int | None, devices: int) -> tuple[int, int, int]:
         """``(trials, configurations drawn, slots)``: the whole population trains at once."""
