@@ -54,8 +54,9 @@ scikit-learn's:
   are not kept. The estimator's own stopping rule (``tol``, ``n_iter_no_change``)
   applies to the refit only.
 - What cannot compile is refused, never run another way: a searched parameter
-  other than ``hidden_layer_sizes`` (layers of equal width; widths and depths may differ), ``activation``,
-  ``batch_size`` (each size trains in its own bucket of slots), ``alpha``, ``learning_rate_init``, ``momentum``, ``beta_1``, ``beta_2``,
+  other than ``hidden_layer_sizes`` (layers of equal width; widths and depths may
+  differ), ``activation``, ``batch_size`` (each size trains in its own bucket of
+  slots), ``alpha``, ``learning_rate_init``, ``momentum``, ``beta_1``, ``beta_2``,
   ``epsilon``; ``solver="lbfgs"``; a learning-rate schedule; a ``scoring`` other
   than ``"accuracy"``/``"neg_log_loss"`` (classifier) or ``"r2"``,
   ``"neg_root_mean_squared_error"``, ``"neg_mean_absolute_error"`` (regressor);

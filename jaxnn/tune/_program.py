@@ -286,9 +286,18 @@ def train_epoch(prog: Program, data, s: State, latest: bool) -> tuple[State, Epo
     ):  # each bucket
         epoch_of = lambda c, d, plan=plan: _loop.one_epoch(plan, d, c)
         one = jax.vmap(epoch_of) if prog.folds else epoch_of  # cv: each fold its own data
-        new, records, _ = jax.vmap(lambda c, one=one: one(c, data), axis_name=plan.axis_name)(c)
-        carry.append(_loop.select(alive, new, c))
-        parts.append((records[prog.monitor], carry[-1].state.epoch, carry[-1].stop))
+
+        def run(c, alive=alive, one=one, plan=plan):
+            new, records, _ = jax.vmap(lambda c: one(c, data), axis_name=plan.axis_name)(c)
+            return _loop.select(alive, new, c), records[prog.monitor]
+
+        if len(s.carry) > 1:  # a bucket whose slots are all idle skips its epoch
+            idle = lambda c: (c, jnp.full(jax.eval_shape(run, c)[1].shape, jnp.nan, jnp.float32))
+            new, v = jax.lax.cond(alive.any(), run, idle, c)
+        else:
+            new, v = run(c)
+        carry.append(new)
+        parts.append((v, new.state.epoch, new.stop))
     v, epoch, stop = (jnp.concatenate(a) for a in zip(*parts, strict=True))
     if prog.folds:  # scored by the mean over the folds
         v, epoch = v.mean(axis=1), epoch[:, 0]
