@@ -174,6 +174,8 @@ class SearchResult:
       curves: ``(trials, max_epochs)``: the monitored value after each epoch (NaN
         where the trial did not train; a PBT copy starts with its parent's curve).
       monitor: the name of the value ranked.
+      fold_curves: with ``cv``, ``(trials, max_epochs, folds)``: each fold's
+        monitored value after each epoch (``curves`` is their mean); else ``None``.
       host: what the search cost the host while it trained: ``{"chunks": compiled
         calls, "reads": values read back}`` (three per chunk: the slots live, the
         rung, the trials decided; nothing per step or per trial).
@@ -186,6 +188,7 @@ class SearchResult:
     monitor: str
     replay_keywords: Any = dataclasses.field(repr=False, default=None)
     host: dict = dataclasses.field(repr=False, default_factory=dict)
+    fold_curves: np.ndarray | None = dataclasses.field(repr=False, default=None)
 
     def replay(self, i: int) -> dict:
         """The keywords of ``jaxnn.fit`` that retrain trial ``i`` alone, from its own

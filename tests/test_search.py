@@ -774,6 +774,8 @@ def test_cv_scores_a_trial_by_the_mean_over_its_folds():
               "validation": (X[val], Y[val], vw)}  # fmt: skip
         curves.append(jaxnn.fit(**kw).history["val_loss"])
     np.testing.assert_allclose(np.mean(curves, axis=0), result.curves[winner["id"]], rtol=1e-5)
+    # each fold's curve, as that fold's fit alone gives it
+    np.testing.assert_allclose(result.fold_curves[winner["id"]].T, curves, rtol=1e-5)
     with pytest.raises(ValueError, match="replaces validation"):
         run(cv=3, validation=(X, Y))
     # the same folds given, as scikit-learn's cv= gives them: the same search

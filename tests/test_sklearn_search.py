@@ -60,6 +60,8 @@ def test_a_random_search_is_the_compiled_search_with_scikit_learns_attributes(bi
     assert search.n_iterations_ == 3 and search.n_candidates_ == sorted(search.n_candidates_)[::-1]
     rows = len(search.cv_results_["iter"])
     assert sum(search.n_candidates_) == rows
+    assert (search.cv_results_["split0_test_score"] == search.cv_results_["mean_test_score"]).all()
+    assert (search.cv_results_["std_test_score"] == 0).all()  # one split
     for name in ("n_resources", "mean_test_score", "rank_test_score", "param_activation"):
         assert len(search.cv_results_[name]) == rows
     assert search.cv_results_["rank_test_score"][search.best_index_] >= 1
@@ -153,6 +155,15 @@ def test_a_k_fold_regression_search_ranks_on_scikit_learns_folds():
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(x, y)
     assert search.n_splits_ == 3 and search.search_result_.monitor == "val_r2"
+    # each split's score at the candidate's best epoch by then: their mean is the mean score
+    splits = np.stack([search.cv_results_[f"split{k}_test_score"] for k in range(3)], axis=1)
+    np.testing.assert_allclose(
+        splits.mean(axis=1), search.cv_results_["mean_test_score"], rtol=1e-5
+    )
+    np.testing.assert_allclose(search.cv_results_["std_test_score"], splits.std(axis=1))
+    assert (
+        search.cv_results_["std_test_score"] > 0
+    ).all() and "split3_test_score" not in search.cv_results_
     assert 0.5 < search.best_score_ <= 1.0  # the mean held-out r2 of the 3 folds
     assert search.best_estimator_.score(x, y) > 0.5
 

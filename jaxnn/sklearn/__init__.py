@@ -50,9 +50,9 @@ scikit-learn's:
   ``1/factor`` of those that reached the rung so far), so ``n_candidates_`` after
   the first iteration may differ from ``ceil(n / factor)``.
 - ``mean_test_score`` is the candidate's best held-out score by that iteration (what
-  the search ranks on); ``std_test_score``, ``splitK_test_score`` and the timings
-  are not kept. The estimator's own stopping rule (``tol``, ``n_iter_no_change``)
-  applies to the refit only.
+  the search ranks on); ``splitK_test_score`` and ``std_test_score`` are each
+  split's score at that best epoch. The timings are not kept. The estimator's own
+  stopping rule (``tol``, ``n_iter_no_change``) applies to the refit only.
 - What cannot compile is refused, never run another way: a searched parameter
   other than ``hidden_layer_sizes`` (layers of equal width; widths and depths may
   differ), ``activation``, ``batch_size`` (each size trains in its own bucket of

@@ -223,11 +223,10 @@ class _Compiled:
     def _results(self, result, candidates: list, sign: int, rungs: tuple) -> None:
         """``cv_results_`` with scikit-learn's keys, one row per candidate and iteration
         it was scored at: its best held-out score by then (what the search ranks)."""
-        best = np.fmax.accumulate if sign > 0 else np.fmin.accumulate
+        folds = result.fold_curves  # (trials, epochs, splits) with several splits
         rows = []
         for trial in result.trials:
-            i, curve = trial["id"], best(result.curves[trial["id"]])
-            last = trial["rung"]
+            i, curve, last = trial["id"], sign * result.curves[trial["id"]], trial["rung"]
             for it in range(self.n_iterations_):
                 diverged = trial["status"] == "nan" and it == last + 1
                 if it > last and not diverged:
@@ -236,16 +235,24 @@ class _Compiled:
                     raise ValueError(
                         f"candidate {candidates[i]} diverged (its loss went non-finite) and error_score='raise'"
                     )
-                score = self.error_score if diverged else sign * float(curve[rungs[it] - 1])
-                rows.append((it, i, score))
-        rows.sort()
+                seen = curve[: rungs[it]]
+                if diverged or np.isnan(seen).all():
+                    score = self.error_score if diverged else np.nan
+                    splits = [score] * self.n_splits_
+                else:  # its best epoch by then: the mean's, and each split's value there
+                    e = int(np.nanargmax(seen))
+                    score = float(seen[e])
+                    splits = [score] if folds is None else (sign * folds[i, e]).tolist()
+                rows.append((it, i, score, splits))
+        rows.sort(key=lambda r: r[:2])
         n = len(rows)
-        scores = np.array([s for *_, s in rows], np.float64)
+        scores = np.array([r[2] for r in rows], np.float64)
+        splits = np.array([r[3] for r in rows], np.float64).reshape(n, self.n_splits_)
         params = [
-            dict(candidates[i], **{self.resource: self.n_resources_[it]}) for it, i, _ in rows
+            dict(candidates[i], **{self.resource: self.n_resources_[it]}) for it, i, *_ in rows
         ]
         results = {
-            "iter": np.array([it for it, *_ in rows]),
+            "iter": np.array([r[0] for r in rows]),
             "n_resources": np.array([p[self.resource] for p in params]),
         }
         for name in sorted({k for c in candidates for k in c}):
@@ -255,7 +262,10 @@ class _Compiled:
                     column[r] = p[name]
             results[f"param_{name}"] = column
         results["params"] = params
+        for k in range(self.n_splits_):
+            results[f"split{k}_test_score"] = splits[:, k]
         results["mean_test_score"] = scores
+        results["std_test_score"] = splits.std(axis=1)
         floor = np.nanmin(scores) - 1 if not np.isnan(scores).all() else 0.0
         ranked = np.nan_to_num(scores, nan=floor)
         results["rank_test_score"] = (1 + (ranked[None, :] > ranked[:, None]).sum(axis=1)).astype(

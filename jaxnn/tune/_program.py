@@ -87,6 +87,7 @@ class State(NamedTuple):
     scores: jax.Array
     reached: jax.Array  # (N, R) bool
     curve: jax.Array  # (N, E) float32: the monitored value after each epoch (NaN: not trained)
+    fold_curve: jax.Array  # (N, E, F) float32: with cv, each fold's (F = 0 without)
     status: jax.Array  # (N,) int32
     epochs: jax.Array  # (N,) int32
     best: jax.Array  # (N,) float32, lower is better: best so far (PBT: the last value)
@@ -247,6 +248,7 @@ def start(prog: Program, pool: Pool) -> State:
         scores=jnp.full((n, r), jnp.inf, jnp.float32),
         reached=jnp.zeros((n, r), bool),
         curve=jnp.full((n, e), jnp.nan, jnp.float32),
+        fold_curve=jnp.full((n, e, prog.folds), jnp.nan, jnp.float32),
         status=jnp.full((n,), TrialStatus.PENDING, jnp.int32)
         .at[jnp.where(trial >= 0, trial, n)]
         .set(TrialStatus.RUNNING, mode="drop"),
@@ -299,13 +301,14 @@ def train_epoch(prog: Program, data, s: State, latest: bool) -> tuple[State, Epo
         carry.append(new)
         parts.append((v, new.state.epoch, new.stop))
     v, epoch, stop = (jnp.concatenate(a) for a in zip(*parts, strict=True))
+    t = jnp.where(live, s.trial, prog.trials)  # index n: dropped by the scatters
     if prog.folds:  # scored by the mean over the folds
+        s = s._replace(fold_curve=s.fold_curve.at[t, epoch[:, 0] - 1].set(v, mode="drop"))
         v, epoch = v.mean(axis=1), epoch[:, 0]
         stop = jnp.where(
             (stop == Stop.NON_FINITE_LOSS).any(axis=1), Stop.NON_FINITE_LOSS, stop.max(axis=1)
         )
     lower = jnp.where(jnp.isfinite(v), prog.sign * v, jnp.inf)
-    t = jnp.where(live, s.trial, prog.trials)  # index n: dropped by the scatters
     best = (
         lower if latest else jnp.minimum(s.best.at[t].get(mode="fill", fill_value=jnp.inf), lower)
     )

@@ -83,6 +83,7 @@ def result(prog, state, data, model, inits, keys, optimizer, fixed: dict) -> Sea
             "drawn": state.drawn,
             "reached": state.reached,
             "curve": state.curve,
+            "fold_curve": state.fold_curve,
             "status": state.status,
             "epochs": state.epochs,
             "best": state.best,
@@ -123,7 +124,13 @@ def result(prog, state, data, model, inits, keys, optimizer, fixed: dict) -> Sea
     replay = Replay(rows, data, model, inits, keys, optimizer, fixed)
     best_config = rows[champion]["config"] if champion >= 0 else None
     return SearchResult(
-        best_config, best_params, [rows[i] for i in order], table["curve"], prog.monitor, replay
+        best_config,
+        best_params,
+        [rows[i] for i in order],
+        table["curve"],
+        prog.monitor,
+        replay,
+        fold_curves=table["fold_curve"] if prog.folds else None,
     )
 
 
