@@ -36,7 +36,9 @@ Differences from scikit-learn, all deliberate:
 ``HalvingRandomSearchCV`` and ``HalvingGridSearchCV`` are scikit-learn's, with its
 parameters and fitted attributes (``best_estimator_``, ``best_params_`` in the
 user's spelling, ``best_score_``, ``cv_results_``, ``n_resources_``,
-``n_candidates_``, ...), over one of these estimators or a ``Pipeline`` ending in one.
+``n_candidates_``, ...), over one of these estimators or a ``Pipeline`` ending in one
+(its steps before the estimator are fitted on each split's training part, on the host,
+and the search trains on the transformed splits).
 The candidates are scikit-learn's own draws (``ParameterSampler``/``ParameterGrid``
 with ``random_state``) and its iterations (``factor``, ``min_resources``,
 ``max_resources``, ``n_candidates``); the resource is ``max_iter`` (epochs). Instead
@@ -60,8 +62,7 @@ scikit-learn's:
   ``epsilon``; ``solver="lbfgs"``; a learning-rate schedule; a ``scoring`` other
   than ``"accuracy"``/``"neg_log_loss"`` (classifier) or ``"r2"``,
   ``"neg_root_mean_squared_error"``, ``"neg_mean_absolute_error"`` (regressor);
-  fit parameters; ``return_train_score=True`` and ``aggressive_elimination=True``;
-  a ``Pipeline`` with steps before the estimator and more than one split.
+  fit parameters; ``return_train_score=True`` and ``aggressive_elimination=True``.
 - ``resource`` defaults to ``"max_iter"`` and ``return_train_score`` to ``False``.
   Initial weights are Glorot-uniform draws from each candidate's own jaxnn key.
 

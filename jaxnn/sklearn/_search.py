@@ -68,11 +68,6 @@ class _Compiled:
         scoring, sign = self._check_options(last, prefix)
         X, y, groups = indexable(X, y, groups)
         splits = list(check_cv(self.cv, y, classifier=is_classifier(last)).split(X, y, groups))
-        if pre is not None and len(splits) > 1:
-            raise ValueError(
-                f"a Pipeline estimator is searched with one split (cv=ShuffleSplit(1, ...)), got {len(splits)} "
-                "splits: each fold would need its own fitted preprocessing; scale X first, or use one split"
-            )
         self.n_splits_ = len(splits)
         candidates = self._schedule()
         names = {k for c in candidates for k in c}
@@ -101,11 +96,11 @@ class _Compiled:
         ]
         for e in estimators:
             e._check_params()
-        data = _data(pre, last, X, y, splits)
+        x, targets, validation, folds, labels = _data(pre, last, X, y, splits)
         # the rows a candidate trains on: its split's training part (the largest fold's)
-        rows = data[0].shape[0] if len(splits) == 1 else max(len(train) for train, _ in splits)
+        rows = len(x) if folds is None else max(len(train) for train, _ in folds)
         model, searched, optimizer, batch_size = _program(
-            estimators, last, (rows, data[0].shape[1]), data[3].n_outputs_
+            estimators, last, (rows, x.shape[1]), labels.n_outputs_
         )
         rungs = SuccessiveHalving(
             self.min_resources_,
@@ -118,15 +113,15 @@ class _Compiled:
         result = search(
             model,
             None,
-            data[0],
-            data[1],
-            loss=data[3]._loss(),
+            x,
+            targets,
+            loss=labels._loss(),
             key=key,
             space=searched,
             schedule=rungs,
             num_configs=len(candidates),
-            validation=data[2] if len(splits) == 1 else "auto",
-            cv=None if len(splits) == 1 else splits,
+            validation=validation if folds is None else "auto",
+            cv=folds,
             monitor="val_" + (scoring if isinstance(scoring, str) else scoring.__name__),
             optimizer=optimizer,
             batch_size=batch_size,
@@ -384,28 +379,50 @@ def _parts(estimator) -> tuple:
 
 
 def _data(pre, last, X, y, splits) -> tuple:
-    """``(x, targets, validation or None, an estimator that knows the targets: its
-    loss and outputs)``: with one split, its training part and its held-out part
-    (through the steps before, fitted on the training part); with several, every row
-    (the folds index them)."""
+    """``(x, targets, validation or None, folds or None, an estimator that knows the
+    targets: its loss and outputs)``: with one split, its training part and its
+    held-out part; with several, the rows and the folds (``(train, held_out)`` row
+    indices). The steps before the estimator are fitted on each split's training part
+    on the host: then each split's two parts, transformed by its own steps, are rows of
+    ``x`` of their own, and the folds index them."""
     if is_classifier(last) and type_of_target(y) == "multilabel-indicator":
         raise ValueError("multilabel targets are not searched (their score is the subset accuracy)")
     labels = clone(last)
     # the targets of every row, the classes from all of y
     targets = labels._prepare(np.zeros((len(y), 1), np.float32), y, reset=True)[1]
     rows = lambda a, idx: a.iloc[idx] if hasattr(a, "iloc") else np.asarray(a)[idx]
-    if pre is not None:
-        train, held_out = splits[0]
-        pre = clone(pre).fit(rows(X, train), rows(y, train))
-        x_train, x_held = pre.transform(rows(X, train)), pre.transform(rows(X, held_out))
-        x_train = clone(last)._check_x(x_train, reset=True)[0]
-        x_held = clone(last)._check_x(x_held, reset=True)[0]
-        return x_train, targets[train], (x_held, targets[held_out]), labels
-    x = clone(last)._check_x(X, reset=True)[0]
+    check = lambda a: clone(last)._check_x(a, reset=True)[0]
+    if pre is None:
+        x = check(X)
+        if len(splits) > 1:
+            return x, targets, None, splits, labels
+        parts = [(x[train], x[held_out]) for train, held_out in splits]
+    else:
+        fitted = [clone(pre).fit(rows(X, train), rows(y, train)) for train, _ in splits]
+        parts = [
+            tuple(check(f.transform(rows(X, idx))) for idx in split)
+            for f, split in zip(fitted, splits, strict=True)
+        ]
     if len(splits) == 1:
-        train, held_out = splits[0]
-        return x[train], targets[train], (x[held_out], targets[held_out]), labels
-    return x, targets, None, labels
+        (x_train, x_held), (train, held_out) = parts[0], splits[0]
+        return x_train, targets[train], (x_held, targets[held_out]), None, labels
+    sizes = [len(idx) for split in splits for idx in split]
+    starts = np.cumsum([0, *sizes])
+    folds = [
+        (
+            np.arange(starts[2 * f], starts[2 * f + 1]),
+            np.arange(starts[2 * f + 1], starts[2 * f + 2]),
+        )
+        for f in range(len(splits))
+    ]
+    x = np.concatenate([part for pair in parts for part in pair])
+    return (
+        x,
+        targets[np.concatenate([idx for split in splits for idx in split])],
+        None,
+        folds,
+        labels,
+    )
 
 
 def _program(estimators: list, last, shape, n_outputs: int) -> tuple:
