@@ -1,5 +1,7 @@
 """Small argument checks shared by the public entry points (private)."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -107,4 +109,35 @@ def check_mlp_input(params, x: jax.Array, depth: int) -> None:
         raise ValueError(
             f"x has {jnp.shape(x)[-1]} features but the first layer expects {n_in}: "
             f"expected shape (batch, {n_in}) or ({n_in},), got {jnp.shape(x)}"
+        )
+
+
+def device_memory() -> int | None:
+    """Bytes the default device can hold: its allocator's limit, or (a CPU) the host's
+    memory; ``None`` where neither is known."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # a backend without memory statistics
+        stats = {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def check_memory(parts: dict, what: str) -> None:
+    """Raises before any work when the estimated ``parts`` (``{what it is: bytes}``)
+    of ``what`` hold more than the device's memory, naming each part."""
+    total, limit = sum(parts.values()), device_memory()
+    if limit is not None and total > limit:
+        named = "; ".join(f"{name}: {_gib(size)}" for name, size in parts.items())
+        raise ValueError(
+            f"{what} would hold about {_gib(total)} ({named}), more than the device's {_gib(limit)}: "
+            "use fewer configurations, slots or epochs, or a smaller model"
         )

@@ -35,7 +35,7 @@ from jaxnn import (
     _stream,
     rng,
 )
-from jaxnn._checks import MAX_ELEMENTS, check_elements, positive_int
+from jaxnn._checks import MAX_ELEMENTS, check_elements, check_memory, positive_int
 from jaxnn.data import validate, validate_targets
 from jaxnn.losses import get_loss
 from jaxnn.metrics import get_metric
@@ -240,6 +240,13 @@ def _start_many(model, params, s: Settings, tx, values, models: Models) -> Start
     one = jax.eval_shape(model.init, s.key) if params is None else params
     per_model = sum(math.prod(jnp.shape(p)) for p in jax.tree.leaves(one))
     check_elements(k * per_model, f"{k} models x {per_model} parameters")
+    check_memory(
+        {
+            f"{k} models' params ({per_model} each)": 4 * k * per_model,
+            "their optimizer state and best params (at most 3x)": 12 * k * per_model,
+        },
+        f"fit_many of {k} models",
+    )
     values = {n: v.copy() for n, v in values.items()}  # numpy: never donated with the carry
     placement = _placement.for_models(s.devices, k, AXIS)
     path = _check_resume_many(s.resume, one, k, tx, apply_fn)

@@ -441,12 +441,15 @@ def load_params(path: str | os.PathLike, params: Any) -> tuple[Any, dict]:
     """
     folder, attempts = Path(path).is_dir(), 0
     while True:
-        file = latest(path)
+        file = None
         try:
+            file = latest(
+                path
+            )  # in the retry: every file it listed may be deleted before it reads them
             return _load_params(file, params)
         except CheckpointError:
             attempts += 1
-            if not folder or file.exists() or attempts >= _RETRIES:
+            if not folder or (file is not None and file.exists()) or attempts >= _RETRIES:
                 raise
 
 

@@ -463,6 +463,28 @@ def test_load_params_passes_over_a_newest_file_deleted_by_a_running_fits_clean_u
     assert meta["epoch"] == 2 and not (tmp_path / "epoch-0000000003.jaxnn").exists()
 
 
+def test_load_params_lists_a_folder_again_when_a_writer_replaced_every_file_it_listed(
+    tmp_path, monkeypatch
+):
+    first = tmp_path / "epoch-0000000001.jaxnn"
+    checkpoint.save(first, _FitState(_Params(PARAMS)), metadata={"epoch": 1})
+    read = checkpoint.read_metadata
+
+    def racing(
+        path,
+    ):  # keep=1: while the folder is listed, the writer saves epoch 2 and deletes epoch 1
+        if Path(path) == first and first.exists():
+            later = tmp_path / "epoch-0000000002.jaxnn"
+            checkpoint.save(later, _FitState(_Params(PARAMS)), metadata={"epoch": 2})
+            first.unlink()
+        return read(path)
+
+    monkeypatch.setattr(checkpoint, "read_metadata", racing)
+    params, meta = checkpoint.load_params(tmp_path, PARAMS)
+    assert_bitwise_equal(params, PARAMS)
+    assert meta["epoch"] == 2
+
+
 def test_a_header_no_reader_would_take_is_never_written(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "MAX_HEADER_BYTES", 1000)
     with pytest.raises(ValueError, match="more than the 1000 a reader accepts"):

@@ -519,6 +519,11 @@ def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
             ValueError,
             r"each space\['batch_size'\] option must be in \[1, 160\], got 161",
         ),
+        (
+            {"num_configs": 2**26, "schedule": jaxnn.SuccessiveHalving(1, 2**20, 3)},
+            ValueError,
+            r"search of 67108864 configurations would hold about .* trials' table \(67108864 x 1048576 epochs\)",
+        ),
         ({"schedule": jaxnn.PBT(), "slots": 3}, ValueError, "whole population"),
         ({"refit": "no"}, TypeError, "refit must be True or False"),
         ({"cv": 3, "validation": 0.2}, ValueError, "replaces validation"),
@@ -542,6 +547,21 @@ def test_accuracy_is_ranked_higher_as_better_and_dropout_is_searched():
 def test_bad_inputs_are_refused_before_any_work(change, error, match):
     with pytest.raises(error, match=match):
         run(**change)
+
+
+def test_a_search_or_fit_many_larger_than_the_device_is_refused_naming_its_parts(monkeypatch):
+    from jaxnn import _checks
+
+    monkeypatch.setattr(_checks, "device_memory", lambda: 10_000)  # bytes
+    with pytest.raises(
+        ValueError, match=r"200 configurations' initial params \(41 each\): .* GiB; 4 slots'"
+    ):
+        run(num_configs=200)
+    with pytest.raises(
+        ValueError, match=r"fit_many of 100 models would hold about .* device's 9.31e-06 GiB"
+    ):
+        jaxnn.fit_many(jaxnn.mlp([3, 8, 1]), None, X, Y, loss="mse", key=jax.random.key(0),
+                       optimizer=jaxnn.optim.sgd([0.1] * 100), progress=False)  # fmt: skip
 
 
 def test_space_and_schedule_values_check_themselves():

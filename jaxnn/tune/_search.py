@@ -10,6 +10,7 @@ epochs cost, with one host round trip per chunk. See ``docs/guides/search.md``.
 import contextlib
 import dataclasses
 import itertools
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from jaxnn import (
     _setup,
     optim,
 )
-from jaxnn._checks import MAX_ELEMENTS, positive_int
+from jaxnn._checks import MAX_ELEMENTS, check_memory, positive_int
 from jaxnn.activations import get_activation
 from jaxnn.distributed import fetch
 from jaxnn.initializers import FAN_MODE, INITIALIZERS, get_initializer
@@ -337,12 +338,6 @@ def search(
             f"space lists {listed} values; a listed name gives one value per configuration: "
             f"expected num_configs={drawn_n} values each"
         )
-    buckets = (
-        _bucket(model, space_, key, (n, k, batch_size or 32), devices, width_buckets)
-        if {"width", "batch_size"} & set(space)
-        else ()
-    )
-    k = sum(b.slots for b in buckets) or k
     for name, flag in (("progress", progress), ("refit", refit)):
         if not isinstance(flag, bool | np.bool_):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
@@ -367,6 +362,13 @@ def search(
                 "Hyperband with cv"
             )
         validation = None
+    _check_size(model, params, key, (n, k, _inputs.fold_count(cv)), schedule)
+    buckets = (
+        _bucket(model, space_, key, (n, k, batch_size or 32), devices, width_buckets)
+        if {"width", "batch_size"} & set(space)
+        else ()
+    )
+    k = sum(b.slots for b in buckets) or k
     names = tuple(name for name, _ in space_ if name in _optim.HYPERPARAMS[optimizer.name])
     per_slot = {name: np.full(k, dict(space_)[name].bounds()[0], np.float32) for name in names}
     optimizer_values = optim.Optimizer(optimizer.name, {**optimizer.hyperparams, **per_slot})
@@ -472,6 +474,26 @@ def search(
             stacklevel=2,
         )
     return result
+
+
+def _check_size(model, params, key, sizes: tuple, schedule) -> None:
+    """Refuses a search whose state would not fit the device, before any work: the
+    configurations' initial params, the slots' training state (params, an optimizer's
+    two moments at most, early stopping's best params) and the trials' table."""
+    n, k, folds = sizes
+    one = jax.eval_shape(model.init, key) if params is None else params
+    p = sum(math.prod(jnp.shape(a)) for a in jax.tree.leaves(one))
+    epochs, rungs = schedule.max_epochs, len(schedule.rungs())
+    check_memory(
+        {
+            f"{n} configurations' initial params ({p} each)": 4 * n * p,
+            f"{k} slots' training state": 4 * 4 * k * max(folds, 1) * p,
+            f"the trials' table ({n} x {epochs} epochs{f' x {folds} folds' if folds else ''})": 4
+            * n
+            * (epochs * (1 + folds) + 2 * rungs + 8),
+        },
+        f"a search of {n} configurations",
+    )
 
 
 def _bucket(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
