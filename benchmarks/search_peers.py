@@ -302,6 +302,8 @@ def summarise(name: str, rows: dict) -> dict:
     cold, cached = TARGETS[name]
     targets = []
     for run, limit in (("jaxnn cold", cold), (SECOND, cached), *FRONT_DOOR.items()):
+        if run not in mean:
+            continue
         ratio = mean[run][0] / sk_time
         met = ratio <= limit and mean[run][1] >= sk_acc - 0.005
         targets.append({"run": run, "peer": "scikit-learn", "time ratio": round(ratio, 3), "at most": round(limit, 3),

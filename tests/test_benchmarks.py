@@ -82,6 +82,18 @@ def test_search_peers_marks_each_target_met_or_missed_and_says_why():
         (1.1, 0.89, 0.2),
     ]  # 2 points below: fast enough, not accurate enough
     assert "0.5 points below" in module.summarise("classification_20k", rows)["targets"][1]["why"]
+    rows["front door cold"] = [(3.0, 0.91, 2.5), (3.4, 0.91, 2.5)]  # 0.32x: within a third
+    rows["front door second process"] = [(2.5, 0.91, 0.1), (2.5, 0.91, 0.1)]  # 0.25x: over a fifth
+    door = {
+        t["run"]: t
+        for t in module.summarise("classification_20k", rows)["targets"]
+        if "door" in t["run"]
+    }
+    assert door["front door cold"]["met"] and door["front door cold"]["time ratio"] == 0.32
+    assert (
+        not door["front door second process"]["met"]
+        and "0.10 of its 2.50 s" in door["front door second process"]["why"]
+    )
 
 
 def test_search_gpu_turns_each_measure_into_a_target_met_or_missed():
