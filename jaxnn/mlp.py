@@ -123,9 +123,11 @@ class MLPApply:
                 a = act(z)
             if hidden and key is not None and self.dropout and self.dropout[i] > 0:
                 keep = 1.0 - (self.dropout[i] if swept is None else swept)
-                a = jnp.where(
-                    jax.random.bernoulli(jax.random.fold_in(key, i), keep, a.shape), a / keep, 0.0
-                )
+                # drawn unit-major: a unit's mask does not depend on the units after it, so
+                # a width search's trial masks its first units as the narrow network does
+                units_first = (a.shape[-1], *a.shape[:-1])
+                mask = jax.random.bernoulli(jax.random.fold_in(key, i), keep, units_first)
+                a = jnp.where(jnp.moveaxis(mask, 0, -1), a / keep, 0.0)
             # a narrower network inside this one: its gradients stay 0 too
             if hidden and width is not None:
                 keep = (jnp.arange(a.shape[-1]) < width).astype(a.dtype)

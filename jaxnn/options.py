@@ -195,10 +195,7 @@ class SearchResult:
         key: ``jaxnn.fit(**result.replay(i))`` ends with its params (bitwise on jax
         0.10's CPU backend with two or more slots; to float rounding with one slot, whose
         program XLA simplifies otherwise, and where a backend rounds a vmapped matrix
-        product apart from a single one, as jax 0.12's CPU does). A ``width`` trial
-        of a model with dropout is the exception: its dropout masks are drawn over
-        the model's full width, so its replay trains the same network with the same
-        values and start but other masks, and follows its curve only in distribution."""
+        product apart from a single one, as jax 0.12's CPU does)."""
         if (
             isinstance(i, bool)
             or not isinstance(i, int | np.integer)

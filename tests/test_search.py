@@ -348,6 +348,23 @@ def test_width_buckets_pad_at_most_twice_the_flops_and_share_the_slots():
 
 
 @pytest.mark.slow  # end to end; CI runs it
+def test_a_width_trial_with_dropout_draws_the_narrow_networks_masks():
+    space = {
+        "learning_rate": jaxnn.space.loguniform(0.01, 0.3),
+        "width": jaxnn.space.choice([2, 4, 8]),
+    }
+    result = run(space=space, model=jaxnn.mlp([3, 8, 8, 1], dropout=0.3), num_configs=9)
+    for width in (2, 4):  # the first units' masks are the narrow network's own
+        row = max(
+            (r for r in result.trials if r["config"]["width"] == width), key=lambda r: r["epochs"]
+        )
+        alone = jaxnn.fit(**result.replay(row["id"]))
+        np.testing.assert_allclose(
+            alone.history["val_loss"], result.curves[row["id"]][: row["epochs"]], rtol=1e-5
+        )
+
+
+@pytest.mark.slow  # end to end; CI runs it
 def test_each_width_bucket_trains_its_trials_as_the_narrow_networks_alone():
     space = {
         "learning_rate": jaxnn.space.loguniform(0.01, 0.3),
