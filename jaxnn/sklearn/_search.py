@@ -3,6 +3,7 @@ scikit-learn's successive-halving searches over a jaxnn estimator, run as one
 compiled :func:`jaxnn.search` instead of one host fit per candidate, fold and
 iteration."""
 
+import itertools
 import math
 import numbers
 import time
@@ -406,23 +407,11 @@ def _data(pre, last, X, y, splits) -> tuple:
     if len(splits) == 1:
         (x_train, x_held), (train, held_out) = parts[0], splits[0]
         return x_train, targets[train], (x_held, targets[held_out]), None, labels
-    sizes = [len(idx) for split in splits for idx in split]
-    starts = np.cumsum([0, *sizes])
-    folds = [
-        (
-            np.arange(starts[2 * f], starts[2 * f + 1]),
-            np.arange(starts[2 * f + 1], starts[2 * f + 2]),
-        )
-        for f in range(len(splits))
-    ]
+    starts = np.cumsum([0, *(len(idx) for split in splits for idx in split)])
+    ranges = [np.arange(lo, hi) for lo, hi in itertools.pairwise(starts)]  # each part's new rows
     x = np.concatenate([part for pair in parts for part in pair])
-    return (
-        x,
-        targets[np.concatenate([idx for split in splits for idx in split])],
-        None,
-        folds,
-        labels,
-    )
+    rows_of = np.concatenate([idx for split in splits for idx in split])
+    return x, targets[rows_of], None, list(zip(ranges[::2], ranges[1::2], strict=True)), labels
 
 
 def _program(estimators: list, last, shape, n_outputs: int) -> tuple:

@@ -362,7 +362,13 @@ def search(
                 "Hyperband with cv"
             )
         validation = None
-    _check_size(model, params, key, (n, k, _inputs.fold_count(cv)), schedule)
+    # one configuration's params (their shapes): None for a plain apply_fn without params (refused later)
+    one = (
+        params
+        if params is not None or not hasattr(model, "init")
+        else jax.eval_shape(model.init, key)
+    )
+    _check_size(one, (n, k, _inputs.fold_count(cv)), schedule)
     buckets = (
         _bucket(model, space_, key, (n, k, batch_size or 32), devices, width_buckets)
         if {"width", "batch_size"} & set(space)
@@ -425,7 +431,7 @@ def search(
         _inputs.fold_count(cv),
     )
     prog = dataclasses.replace(
-        prog, buckets=_batch_plans(buckets, plan, run.settings.tuning, model, params, k)
+        prog, buckets=_batch_plans(buckets, plan, run.settings.tuning, one, k)
     )
     same = dict(
         loss=loss,
@@ -476,12 +482,14 @@ def search(
     return result
 
 
-def _check_size(model, params, key, sizes: tuple, schedule) -> None:
+def _check_size(one, sizes: tuple, schedule) -> None:
     """Refuses a search whose state would not fit the device, before any work: the
-    configurations' initial params, the slots' training state (params, an optimizer's
-    two moments at most, early stopping's best params) and the trials' table."""
+    configurations' initial params (``one``: one configuration's), the slots' training
+    state (params, an optimizer's two moments at most, early stopping's best params)
+    and the trials' table."""
+    if one is None:
+        return
     n, k, folds = sizes
-    one = jax.eval_shape(model.init, key) if params is None else params
     p = sum(math.prod(jnp.shape(a)) for a in jax.tree.leaves(one))
     epochs, rungs = schedule.max_epochs, len(schedule.rungs())
     check_memory(
@@ -521,14 +529,11 @@ def _bucket(model, space_: tuple, key, sizes: tuple, devices, choice) -> tuple:
     )
 
 
-def _batch_plans(buckets: tuple, plan, tuning, model, params, k: int) -> tuple:
+def _batch_plans(buckets: tuple, plan, tuning, one, k: int) -> tuple:
     """``buckets`` with each batch size's epoch: its batches and loop unroll, as ``fit``
-    with that batch size builds them (each size at most the rows a trial trains on)."""
-    if params is None:
-        params = jax.eval_shape(model.init, jax.random.key(0))
-    stacked = [
-        jax.ShapeDtypeStruct((k, *jnp.shape(a)), jnp.float32) for a in jax.tree.leaves(params)
-    ]
+    with that batch size builds them for the ``k`` slots' params (``one``: one
+    configuration's), each size at most the rows a trial trains on."""
+    stacked = [jax.ShapeDtypeStruct((k, *jnp.shape(a)), jnp.float32) for a in jax.tree.leaves(one)]
 
     def epoch(b):
         size = positive_int(b.batch, "each space['batch_size'] option", plan.n)
