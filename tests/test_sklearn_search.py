@@ -115,6 +115,57 @@ def test_the_halving_schedule_and_candidates_are_scikit_learns(
     assert sorted(map(repr, first(ours))) == sorted(map(repr, first(theirs)))
 
 
+# scikit-learn's own checks (sklearn/model_selection/tests/test_successive_halving.py:
+# test_n_iterations and test_random_search), with max_iter as the resource
+@pytest.mark.slow  # 8 compiled searches; CI runs it
+@pytest.mark.parametrize(
+    "max_resources, n_iterations, n_possible_iterations",
+    [
+        (1024, 5, 9),
+        (700, 5, 8),
+        (512, 5, 8),
+        (511, 5, 7),
+        (32, 4, 4),
+        (31, 3, 3),
+        (16, 3, 3),
+        (4, 1, 1),
+    ],
+)
+def test_scikit_learns_own_iteration_counts_hold(
+    binary, max_resources, n_iterations, n_possible_iterations
+):
+    x, y = binary
+    grid = {
+        "learning_rate_init": [0.01, 0.1],
+        "alpha": [10.0**-k for k in range(1, 11)],
+    }  # 20 candidates
+    search = HalvingGridSearchCV(
+        _clf(), grid, cv=2, factor=2, max_resources=max_resources, min_resources=4
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(x[:64], y[:64])
+    assert search.n_required_iterations_ == 5
+    assert (search.n_iterations_, search.n_possible_iterations_) == (
+        n_iterations,
+        n_possible_iterations,
+    )
+    assert search.n_resources_ == [4 * 2**i for i in range(n_iterations)]
+
+
+@pytest.mark.parametrize(
+    "n_candidates, expected", [("exhaust", 8), (8, 8), (7, 7), (9, 9)]
+)  # ask for what 'exhaust' gives, less, and more than 'reasonable'
+def test_scikit_learns_own_candidate_counts_hold(binary, n_candidates, expected):
+    x, y = binary
+    search = HalvingRandomSearchCV(_clf(), {"learning_rate_init": loguniform(1e-3, 1.0)}, n_candidates=n_candidates,
+                                   cv=ONE_SPLIT, max_resources=32, factor=2, min_resources=4, refit=False)  # fmt: skip
+    search.fit(x, y)
+    assert search.n_candidates_[0] == expected
+    if n_candidates == "exhaust":  # the last iteration uses as much as it can
+        assert search.n_resources_[-1] == 32
+
+
 def test_a_grid_search_over_a_pipeline_keeps_the_pipelines_spelling(binary):
     x, y = binary
     grid = {
