@@ -135,12 +135,8 @@ class ExperimentConfig:
 
 DEFAULT_SPACE = {"learning_rate": ["loguniform", 0.001, 1.0]}
 DEFAULT_SCHEDULE = {"kind": "halving", "min_epochs": 1, "eta": 3}
-SEARCHED = (
-    "learning_rate",
-    "width",
-    "dropout",
-    "batch_size",
-)  # the config fields a script's search may vary
+# the config fields a script's search may vary
+SEARCHED = ("learning_rate", "width", "dropout", "batch_size")
 _SPACES = {
     "loguniform": (spaces.loguniform, 2),
     "uniform": (spaces.uniform, 2),

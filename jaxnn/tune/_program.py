@@ -294,7 +294,9 @@ def train_epoch(prog: Program, data, s: State, latest: bool) -> tuple[State, Epo
             return _loop.select(alive, new, c), records[prog.monitor]
 
         if len(s.carry) > 1:  # a bucket whose slots are all idle skips its epoch
-            idle = lambda c: (c, jnp.full(jax.eval_shape(run, c)[1].shape, jnp.nan, jnp.float32))
+            # the monitored values' shape: one per slot (and fold), as run's
+            shape = (alive.shape[0], prog.folds) if prog.folds else alive.shape
+            idle = lambda c, shape=shape: (c, jnp.full(shape, jnp.nan, jnp.float32))
             new, v = jax.lax.cond(alive.any(), run, idle, c)
         else:
             new, v = run(c)
@@ -406,10 +408,15 @@ def _keys(key: jax.Array, n: int) -> jax.Array:
 SHAPES = ("width", "batch_size")  # the names that set a shape: buckets are made from them
 
 
-def shapes(space_: tuple, key: jax.Array, n: int) -> dict:
-    """The ``n`` configurations' values (not indices) of the names of ``SHAPES`` searched."""
-    drawn, dists = draw(space_, _keys(key, n)), dict(space_)
+def _shape_values(space_: tuple, drawn: dict) -> dict:
+    """The drawn values (not indices) of the names of ``SHAPES`` searched."""
+    dists = dict(space_)
     return {name: dists[name].on_device(drawn[name]) for name in SHAPES if name in dists}
+
+
+def shapes(space_: tuple, key: jax.Array, n: int) -> dict:
+    """The ``n`` configurations' values of the names of ``SHAPES`` searched."""
+    return _shape_values(space_, draw(space_, _keys(key, n)))
 
 
 def begin(prog: Program, key: jax.Array, bracket: jax.Array, drawn_n: int) -> tuple[Pool, State]:
@@ -425,10 +432,10 @@ def begin(prog: Program, key: jax.Array, bracket: jax.Array, drawn_n: int) -> tu
         }
     queue = jnp.arange(prog.trials, dtype=jnp.int32)[None]
     if prog.buckets:
-        value = lambda name: (
-            dict(prog.space)[name].on_device(drawn[name]) if name in drawn else None
+        values = _shape_values(prog.space, drawn)
+        queue = _buckets.queues(
+            prog.buckets, values.get("width"), values.get("batch_size"), prog.trials
         )
-        queue = _buckets.queues(prog.buckets, value("width"), value("batch_size"), prog.trials)
     pool = Pool(inits, keys, drawn, bracket, rng.stream(key, "explore"), queue)
     return pool, start(prog, pool)
 
